@@ -1,0 +1,1 @@
+"""gRPC servicers only: proto in, domain call, proto out."""

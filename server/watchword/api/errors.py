@@ -1,0 +1,80 @@
+"""RPC errors with a machine-readable reason: a google.rpc.Status carrying an ErrorInfo.
+
+Clients read `ErrorInfo.reason` (stable codes listed in `ERROR_REASONS`) from the
+`grpc-status-details-bin` trailer; the plain status message is for humans and never holds internals.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "watchword"
+
+REQUEST_UNDECODABLE = "request_undecodable"
+FIELD_INVALID = "field_invalid"
+NOT_FOUND = "not_found"
+ADMIN_TOKEN_MISSING = "admin_token_missing"
+ADMIN_TOKEN_INVALID = "admin_token_invalid"
+STORE_UNAVAILABLE = "store_unavailable"
+INTERNAL = "internal"
+NOT_IMPLEMENTED = "not_implemented"
+SHUTTING_DOWN = "shutting_down"
+
+ERROR_REASONS: dict[str, str] = {
+    REQUEST_UNDECODABLE: "INVALID_ARGUMENT: the request bytes are not a valid message (e.g. a string "
+    "field that is not UTF-8).",
+    FIELD_INVALID: "INVALID_ARGUMENT: a field is missing, too long or out of range; metadata `field` "
+    "names it.",
+    NOT_FOUND: "NOT_FOUND: the named organization, application, membership or credential does not exist.",
+    ADMIN_TOKEN_MISSING: "UNAUTHENTICATED: an admin call without `authorization: Bearer <admin token>`.",
+    ADMIN_TOKEN_INVALID: "UNAUTHENTICATED: the admin token is malformed, unknown, deactivated or expired.",
+    STORE_UNAVAILABLE: "UNAVAILABLE: the store cannot be reached; retry with backoff. Never an allow.",
+    INTERNAL: "INTERNAL: a fault in Watchword; the server log has the details under the request id.",
+    NOT_IMPLEMENTED: "UNIMPLEMENTED: the RPC is part of the contract but not served by this version.",
+    SHUTTING_DOWN: "UNAVAILABLE: the server is draining after SIGTERM; retry on another replica.",
+}
+
+
+def status_for(
+    code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str] | None = None
+) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {})
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    metadata: dict[str, str] | None = None,
+) -> NoReturn:
+    await context.abort_with_status(status_for(code, reason, message, metadata))
+    raise AssertionError("unreachable: abort_with_status raises")
+
+
+async def invalid_field(context: grpc.aio.ServicerContext, field: str, problem: str) -> NoReturn:
+    await abort(
+        context, grpc.StatusCode.INVALID_ARGUMENT, FIELD_INVALID, f"{field}: {problem}", {"field": field}
+    )
+
+
+async def not_found(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
+    await abort(context, grpc.StatusCode.NOT_FOUND, NOT_FOUND, message)
+
+
+class FieldError(ValueError):
+    """A request field is invalid; raised by converters, answered as INVALID_ARGUMENT by the guard."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

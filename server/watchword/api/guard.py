@@ -1,0 +1,143 @@
+"""Server interceptors that keep every unary RPC answer clean.
+
+- Requests that do not decode (bad wire bytes, strings that are not UTF-8) get INVALID_ARGUMENT instead
+  of gRPC's default INTERNAL, by decoding leniently and checking in the handler.
+- FieldError -> INVALID_ARGUMENT naming the field; store connection faults -> UNAVAILABLE; anything
+  else -> INTERNAL with a request id, the traceback going to the server log only.
+- Admin calls need a valid admin token (checked before the servicer runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from watchword.api import errors
+
+log = logging.getLogger("watchword.rpc")
+
+ADMIN_PREFIX = "/watchword.v1.AdminService/"
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands in for a request whose bytes did not decode."""
+
+    problem: str
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data) if deserializer else data
+        except (DecodeError, UnicodeDecodeError, ValueError) as exc:
+            return Undecodable(type(exc).__name__)
+
+    return deserialize
+
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _guarded(behavior: Behavior, method: str) -> Behavior:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, Undecodable):
+            await errors.abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                errors.REQUEST_UNDECODABLE,
+                "the request is not a valid message (check field types and that strings are UTF-8)",
+            )
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except errors.FieldError as exc:
+            await errors.invalid_field(context, exc.field, exc.problem)
+        except (OperationalError, PoolTimeoutError, DBAPIError, ConnectionError, OSError):
+            log.warning("store unavailable during %s", method, exc_info=True)
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                errors.STORE_UNAVAILABLE,
+                "the store is unavailable; retry",
+            )
+        except Exception:
+            incident = uuid.uuid4().hex[:16]
+            log.exception("internal error in %s (incident %s)", method, incident)
+            await errors.abort(
+                context, grpc.StatusCode.INTERNAL, errors.INTERNAL, f"internal error (incident {incident})"
+            )
+
+    return guarded
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _guarded(handler.unary_unary, handler_call_details.method),
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+AdminCheck = Callable[[str], Awaitable[str | None]]
+
+
+def _rejecting(
+    reason: str, message: str, code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED
+) -> grpc.RpcMethodHandler:
+    async def reject(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await errors.abort(context, code, reason, message)
+
+    # No deserializer: the request is not even decoded for an unauthenticated caller.
+    return grpc.unary_unary_rpc_method_handler(reject)
+
+
+class AdminAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Admin calls must carry `authorization: Bearer <admin token>`; `check` says whether it is valid."""
+
+    def __init__(self, check: AdminCheck) -> None:
+        self._check = check
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if not handler_call_details.method.startswith(ADMIN_PREFIX):
+            return await continuation(handler_call_details)
+        values = [
+            value
+            for key, value in (handler_call_details.invocation_metadata or ())
+            if key == "authorization" and isinstance(value, str)
+        ]
+        if len(values) != 1 or not values[0].lower().startswith("bearer "):
+            return _rejecting(
+                errors.ADMIN_TOKEN_MISSING, "admin calls need `authorization: Bearer <admin token>`"
+            )
+        try:
+            admin_id = await self._check(values[0][7:].strip())
+        except (OperationalError, DBAPIError, OSError):
+            log.warning("store unavailable while checking an admin token", exc_info=True)
+            return _rejecting(
+                errors.STORE_UNAVAILABLE, "the store is unavailable; retry", grpc.StatusCode.UNAVAILABLE
+            )
+        if admin_id is None:
+            return _rejecting(errors.ADMIN_TOKEN_INVALID, "the admin token is not valid")
+        return await continuation(handler_call_details)

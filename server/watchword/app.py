@@ -1,0 +1,212 @@
+"""Assembling and running the server: store, keys, bootstrap, gRPC services, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from watchword import secret_format
+from watchword.api.admin import AdminServicer
+from watchword.api.auth import AuthServicer
+from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
+from watchword.config import Settings
+from watchword.crypto.master_key import MasterKey
+from watchword.decide.catalogue import Catalogue
+from watchword.domain import CredentialKind
+from watchword.issue import signing_keys
+from watchword.pipeline import Pipeline
+from watchword.store import database, models
+from watchword.store.repository import Store
+from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
+
+log = logging.getLogger("watchword")
+
+SERVICE_NAMES = (
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class StartupError(Exception):
+    """Watchword cannot start; the message says what to fix."""
+
+
+def load_master_key(settings: Settings) -> MasterKey:
+    if settings.master_key:
+        return MasterKey.from_text(settings.master_key, "WATCHWORD_MASTER_KEY")
+    if settings.master_key_file is not None:
+        return MasterKey.from_file(settings.master_key_file)
+    # Development mode only (production without a key is refused by the settings' validation).
+    path = settings.data_dir / "master.key"
+    if path.exists():
+        return MasterKey.from_file(path)
+    log.warning("development mode: created a master key at %s; production needs its own", path)
+    return MasterKey.create_file(path)
+
+
+async def prepare_store(settings: Settings) -> Store:
+    """Connect, and bring the schema up to date (embedded SQLite) or check that it is (PostgreSQL,
+    where `watchword migrate` runs once per release, not once per replica)."""
+    url = settings.effective_database_url
+    if settings.uses_embedded_store:
+        # The data directory holds the master key and credential hashes: owner only.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await database.migrate_async(url)
+    else:
+        current = await asyncio.to_thread(database.current_revision, url)
+        if current != database.head_revision():
+            raise StartupError(
+                f"the database schema is at revision {current or 'none'}, this release needs "
+                f"{database.head_revision()}: run `watchword migrate` with the same configuration first"
+            )
+    return Store.connect(url)
+
+
+async def ensure_signing_key(store: Store, master_key: MasterKey) -> models.SigningKey:
+    existing = await store.active_signing_key()
+    if existing is not None:
+        return existing
+    new = signing_keys.generate(signing_keys.DEFAULT_ALGORITHM, master_key)
+    return await store.ensure_active_signing_key(
+        models.SigningKey(
+            kid=new.kid,
+            algorithm=new.algorithm,
+            public_jwk=new.public_jwk,
+            encrypted_private_key=new.sealed_private_key,
+        )
+    )
+
+
+async def bootstrap_admin_token(store: Store) -> str | None:
+    """The first start mints an admin token and returns it (to be shown once); later starts return None."""
+    if await store.count_credentials(int(CredentialKind.ADMIN_TOKEN)) > 0:
+        return None
+    credential_id = secret_format.new_credential_id()
+    secret = secret_format.mint(CredentialKind.ADMIN_TOKEN, credential_id)
+    await store.add_credential(
+        models.Credential(
+            id=credential_id,
+            kind=int(CredentialKind.ADMIN_TOKEN),
+            name="bootstrap admin token",
+            secret_hash=secret_format.hash_secret(secret),
+            secret_hint=secret_format.hint(secret),
+        )
+    )
+    return secret
+
+
+def admin_token_checker(store: Store) -> AdminAuthInterceptor:
+    async def check(token: str) -> str | None:
+        parsed = secret_format.parse(token)
+        if parsed is None or parsed.kind is not CredentialKind.ADMIN_TOKEN:
+            return None
+        record = await store.get_credential(parsed.credential_id)
+        now = datetime.now(UTC)
+        if (
+            record is None
+            or record.kind != int(CredentialKind.ADMIN_TOKEN)
+            or not secret_format.secret_matches(token, record.secret_hash)
+            or record.deactivated_at is not None
+            or (record.expires_at is not None and record.expires_at <= now)
+        ):
+            return None
+        return record.id
+
+    return AdminAuthInterceptor(check)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    store: Store
+    health: health.aio.HealthServicer
+    port: int
+    settings: Settings
+
+    async def stop(self) -> None:
+        """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_seconds)
+        await self.store.close()
+
+
+async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
+    catalogue = Catalogue.load(settings.catalogue_file)
+    master_key = load_master_key(settings)
+    store = await prepare_store(settings)
+    try:
+        await ensure_signing_key(store, master_key)
+        admin_token = await bootstrap_admin_token(store)
+        server = grpc.aio.server(
+            interceptors=[admin_token_checker(store), GuardInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ],
+        )
+        pipeline = Pipeline(store, catalogue, settings.max_token_bytes)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(
+                pipeline, settings.max_token_bytes, settings.max_request_headers, settings.max_batch_entries
+            ),
+            server,
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, catalogue), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        address = f"{settings.host}:{settings.port}"
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+        await server.start()
+    except BaseException:
+        await store.close()
+        raise
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if admin_token is not None:
+        # Shown once, on stdout (never in the logs): the only way to reach the admin service at first.
+        print(
+            "Watchword created its first admin token. It is shown once; store it now:\n"
+            f"  WATCHWORD_ADMIN_TOKEN={admin_token}",
+            file=out,
+            flush=True,
+        )
+    scheme = "tls" if settings.tls_cert_file else "plaintext"
+    print(f"watchword listening on {settings.host}:{port} ({scheme})", file=out, flush=True)
+    return RunningServer(server=server, store=store, health=health_servicer, port=port, settings=settings)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain gracefully."""
+    running = await start(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopping.wait()
+    log.info("shutting down: draining in-flight calls for up to %ss", settings.shutdown_grace_seconds)
+    await running.stop()

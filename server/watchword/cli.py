@@ -1,0 +1,299 @@
+"""The `watchword` command: serve, migrate, check the configuration, and call the admin service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from watchword import config
+from watchword.app import StartupError, serve
+from watchword.crypto import master_key
+from watchword.decide.catalogue import CatalogueError
+from watchword.store import database
+from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+
+KIND_NAMES = {
+    "application-secret": common_pb2.CREDENTIAL_KIND_APPLICATION_SECRET,
+    "static-token": common_pb2.CREDENTIAL_KIND_STATIC_TOKEN,
+    "api-key": common_pb2.CREDENTIAL_KIND_API_KEY,
+    "admin-token": common_pb2.CREDENTIAL_KIND_ADMIN_TOKEN,
+}
+
+
+def _fail(message: str) -> int:
+    print(f"watchword: {message}", file=sys.stderr)
+    return 2
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    return config.load(args.config)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.uses_embedded_store:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database.migrate(settings.effective_database_url)
+    print(f"database schema at revision {database.current_revision(settings.effective_database_url)}")
+    return 0
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from watchword.decide.catalogue import Catalogue
+
+    Catalogue.load(settings.catalogue_file)
+    print("configuration is valid")
+    return 0
+
+
+def _cmd_generate_master_key(_args: argparse.Namespace) -> int:
+    print(master_key.generate())
+    return 0
+
+
+# ---- admin commands: thin calls to the admin service ----
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    if args.ca_file:
+        credentials = grpc.ssl_channel_credentials(Path(args.ca_file).read_bytes())
+        return grpc.secure_channel(args.address, credentials)
+    return grpc.insecure_channel(args.address)
+
+
+def _print(message: Message) -> None:
+    print(json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2))
+
+
+def _timestamp(value: str | None) -> Any:
+    if not value:
+        return None
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.fromisoformat(value))
+    return stamp
+
+
+# Each admin command: the AdminService method to call and how to build its request from the arguments.
+AdminCall = tuple[str, Callable[[argparse.Namespace], Message]]
+
+ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
+    ("org", "create"): ("CreateOrganization", lambda a: admin_pb2.CreateOrganizationRequest(name=a.name)),
+    ("org", "get"): ("GetOrganization", lambda a: admin_pb2.GetOrganizationRequest(id=a.id)),
+    ("org", "list"): (
+        "ListOrganizations",
+        lambda a: admin_pb2.ListOrganizationsRequest(page_size=a.page_size, page_token=a.page_token),
+    ),
+    ("org", "delete"): ("DeleteOrganization", lambda a: admin_pb2.DeleteOrganizationRequest(id=a.id)),
+    ("app", "create"): (
+        "CreateApplication",
+        lambda a: admin_pb2.CreateApplicationRequest(organization_id=a.org, name=a.name),
+    ),
+    ("app", "get"): ("GetApplication", lambda a: admin_pb2.GetApplicationRequest(id=a.id)),
+    ("app", "list"): (
+        "ListApplications",
+        lambda a: admin_pb2.ListApplicationsRequest(
+            organization_id=a.org, page_size=a.page_size, page_token=a.page_token
+        ),
+    ),
+    ("app", "delete"): ("DeleteApplication", lambda a: admin_pb2.DeleteApplicationRequest(id=a.id)),
+    ("member", "set"): (
+        "SetMembership",
+        lambda a: admin_pb2.SetMembershipRequest(
+            membership=admin_pb2.Membership(organization_id=a.org, user_id=a.user, roles=a.role)
+        ),
+    ),
+    ("member", "list"): (
+        "ListMemberships",
+        lambda a: admin_pb2.ListMembershipsRequest(
+            organization_id=a.org, page_size=a.page_size, page_token=a.page_token
+        ),
+    ),
+    ("member", "delete"): (
+        "DeleteMembership",
+        lambda a: admin_pb2.DeleteMembershipRequest(organization_id=a.org, user_id=a.user),
+    ),
+    ("credential", "create"): (
+        "CreateCredential",
+        lambda a: admin_pb2.CreateCredentialRequest(
+            kind=KIND_NAMES[a.kind],
+            organization_id=a.org or "",
+            application_id=a.app or "",
+            name=a.name,
+            permissions=a.permission,
+            event_types_allowed=a.allow_event,
+            event_types_denied=a.deny_event,
+            basic_auth_enabled=a.basic,
+            expires_at=_timestamp(a.expires_at),
+        ),
+    ),
+    ("credential", "get"): ("GetCredential", lambda a: admin_pb2.GetCredentialRequest(id=a.id)),
+    ("credential", "list"): (
+        "ListCredentials",
+        lambda a: admin_pb2.ListCredentialsRequest(
+            organization_id=a.org or "",
+            kind=KIND_NAMES[a.kind] if a.kind else 0,
+            application_id=a.app or "",
+            page_size=a.page_size,
+            page_token=a.page_token,
+        ),
+    ),
+    ("credential", "deactivate"): (
+        "DeactivateCredential",
+        lambda a: admin_pb2.DeactivateCredentialRequest(id=a.id),
+    ),
+    ("credential", "delete"): ("DeleteCredential", lambda a: admin_pb2.DeleteCredentialRequest(id=a.id)),
+    ("credential", "rotate"): (
+        "RotateCredential",
+        lambda a: admin_pb2.RotateCredentialRequest(id=a.id, overlap_seconds=a.overlap_seconds),
+    ),
+    ("signing-key", "list"): ("ListSigningKeys", lambda a: admin_pb2.ListSigningKeysRequest()),
+}
+
+
+def _cmd_admin(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("WATCHWORD_ADMIN_TOKEN", "")
+    if not token:
+        return _fail("admin commands need an admin token: set WATCHWORD_ADMIN_TOKEN or pass --token")
+    method, build_request = ADMIN_CALLS[(args.resource, args.verb)]
+    with _channel(args) as channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        try:
+            response = getattr(stub, method)(
+                build_request(args), metadata=(("authorization", f"Bearer {token}"),), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            return _fail(f"{exc.code().name}: {exc.details()}")
+    _print(response)
+    return 0
+
+
+def _add_paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--page-size", type=int, default=0)
+    parser.add_argument("--page-token", default="")
+
+
+def _admin_parsers(subparsers: Any) -> None:
+    admin = subparsers.add_parser("admin", help="call the admin service of a running Watchword")
+    admin.add_argument("--address", default=os.environ.get("WATCHWORD_ADDRESS", "127.0.0.1:50051"))
+    admin.add_argument("--token", default="", help="admin token (default: $WATCHWORD_ADMIN_TOKEN)")
+    admin.add_argument("--ca-file", default=os.environ.get("WATCHWORD_CA_FILE", ""), help="CA bundle for TLS")
+    admin.add_argument("--timeout", type=float, default=10.0, help="deadline per call, in seconds")
+    resources = admin.add_subparsers(dest="resource", required=True)
+
+    org = resources.add_parser("org", help="organizations").add_subparsers(dest="verb", required=True)
+    org.add_parser("create").add_argument("name")
+    org.add_parser("get").add_argument("id")
+    _add_paging(org.add_parser("list"))
+    org.add_parser("delete").add_argument("id")
+
+    app = resources.add_parser("app", help="applications").add_subparsers(dest="verb", required=True)
+    create = app.add_parser("create")
+    create.add_argument("--org", required=True)
+    create.add_argument("name")
+    app.add_parser("get").add_argument("id")
+    listing = app.add_parser("list")
+    listing.add_argument("--org", required=True)
+    _add_paging(listing)
+    app.add_parser("delete").add_argument("id")
+
+    member = resources.add_parser("member", help="memberships (S1)").add_subparsers(
+        dest="verb", required=True
+    )
+    setting = member.add_parser("set")
+    setting.add_argument("--org", required=True)
+    setting.add_argument("--user", required=True)
+    setting.add_argument("--role", action="append", default=[])
+    listing = member.add_parser("list")
+    listing.add_argument("--org", required=True)
+    _add_paging(listing)
+    deleting = member.add_parser("delete")
+    deleting.add_argument("--org", required=True)
+    deleting.add_argument("--user", required=True)
+
+    credential = resources.add_parser("credential", help="inbound credentials").add_subparsers(
+        dest="verb", required=True
+    )
+    create = credential.add_parser("create", help="create a credential; its secret is printed once")
+    create.add_argument("--kind", choices=sorted(KIND_NAMES), required=True)
+    create.add_argument("--org")
+    create.add_argument("--app")
+    create.add_argument("--name", required=True)
+    create.add_argument("--permission", action="append", default=[], help="an action name; repeat")
+    create.add_argument("--allow-event", action="append", default=[], help="event type glob; repeat")
+    create.add_argument("--deny-event", action="append", default=[], help="event type glob; repeat")
+    create.add_argument("--basic", action="store_true", help="API keys: accept over HTTP Basic")
+    create.add_argument("--expires-at", help="ISO 8601 with a time zone, e.g. 2027-01-01T00:00:00+00:00")
+    credential.add_parser("get").add_argument("id")
+    listing = credential.add_parser("list")
+    listing.add_argument("--org")
+    listing.add_argument("--kind", choices=sorted(KIND_NAMES))
+    listing.add_argument("--app")
+    _add_paging(listing)
+    credential.add_parser("deactivate").add_argument("id")
+    credential.add_parser("delete").add_argument("id")
+    rotate = credential.add_parser("rotate", help="new secret, printed once")
+    rotate.add_argument("id")
+    rotate.add_argument("--overlap-seconds", type=int, default=0)
+
+    signing = resources.add_parser("signing-key", help="Watchword's signing keys").add_subparsers(
+        dest="verb", required=True
+    )
+    signing.add_parser("list")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="watchword", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML configuration file (default: $WATCHWORD_CONFIG)")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers.add_parser("serve", help="run the gRPC server (embedded defaults with no configuration)")
+    subparsers.add_parser("migrate", help="bring the database schema up to date")
+    subparsers.add_parser("check-config", help="validate the configuration and catalogue, then exit")
+    subparsers.add_parser("generate-master-key", help="print a new master key")
+    _admin_parsers(subparsers)
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _cmd_serve,
+    "migrate": _cmd_migrate,
+    "check-config": _cmd_check_config,
+    "generate-master-key": _cmd_generate_master_key,
+    "admin": _cmd_admin,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (config.ConfigError, CatalogueError, StartupError, master_key.MasterKeyError) as exc:
+        return _fail(str(exc))
+    except database.DatabaseUrlError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Configuration: one TOML file plus `WATCHWORD_*` environment variables, validated at start.
+
+Precedence: defaults < file < environment. Every setting is documented in the README; an unknown key,
+a wrong type or a dangerous combination stops the service with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from watchword.store.database import DatabaseUrlError, normalise_url
+
+ENV_PREFIX = "WATCHWORD_"
+CONFIG_FILE_ENV = "WATCHWORD_CONFIG"
+# Read by the CLI's admin commands, not by the server; allowed beside the server's own variables.
+CLIENT_ENV = frozenset({"WATCHWORD_ADMIN_TOKEN", "WATCHWORD_ADDRESS", "WATCHWORD_CA_FILE"})
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message lists every problem and how to fix it."""
+
+
+class Settings(BaseModel):
+    """Every setting, with its default. Field docs are the README's reference."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Address the gRPC server listens on.")
+    port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: pick a free one).")
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain; enables TLS.")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key for `tls_cert_file`.")
+    data_dir: Path = Field(default=Path("watchword-data"), description="Where the embedded store lives.")
+    database_url: str = Field(
+        default="", description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: SQLite in data_dir."
+    )
+    mode: Literal["development", "production"] = Field(
+        default="development",
+        description="development creates a master key in data_dir when none is given; production "
+        "refuses to start without one.",
+    )
+    master_key_file: Path | None = Field(default=None, description="File holding the 32-byte master key.")
+    master_key: str = Field(
+        default="", repr=False, description="The master key itself (base64url), e.g. from a secret store."
+    )
+    catalogue_file: Path | None = Field(
+        default=None, description="Action catalogue TOML; empty: the shipped one."
+    )
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=300, description="SIGTERM drain time.")
+    max_batch_entries: int = Field(default=1000, ge=1, le=10000, description="AuthorizeBatch bound (T7).")
+    max_token_bytes: int = Field(default=8192, ge=256, le=65536, description="Longest credential read.")
+    max_request_headers: int = Field(
+        default=256, ge=8, le=4096, description="Most headers in one HttpRequest."
+    )
+    max_message_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024, description="Largest gRPC message."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_usable(cls, value: str) -> str:
+        if value:
+            try:
+                normalise_url(value)
+            except DatabaseUrlError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_come_in_pairs(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "tls_cert_file and tls_key_file must be set together (or neither, for plaintext)"
+            )
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {str(path)!r} does not exist or is not a file")
+        if self.master_key_file is not None and self.master_key:
+            raise ValueError("set master_key_file or master_key, not both")
+        if self.mode == "production" and self.master_key_file is None and not self.master_key:
+            raise ValueError(
+                "production mode needs a master key: set master_key_file (or WATCHWORD_MASTER_KEY_FILE) "
+                "to a file holding one; `watchword generate-master-key` makes one"
+            )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'watchword.db').absolute()}"
+
+    @property
+    def uses_embedded_store(self) -> bool:
+        return not self.database_url
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, str]:
+    known = {name.upper(): name for name in Settings.model_fields}
+    overrides: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV or key in CLIENT_ENV:
+            continue
+        name = known.get(key[len(ENV_PREFIX) :])
+        if name is None:
+            raise ConfigError(
+                f"unknown environment variable {key}: known ones are "
+                + ", ".join(sorted(ENV_PREFIX + n for n in known))
+            )
+        overrides[name] = value
+    return overrides
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(settings)"
+        where = sources.get(field, "")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting; known settings are " + ", ".join(Settings.model_fields)
+        lines.append(f"  - {field}{f' ({where})' if where else ''}: {message}")
+    return "\n".join(lines)
+
+
+def load(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings from the file (argument, else $WATCHWORD_CONFIG) and the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = config_file or (Path(environ[CONFIG_FILE_ENV]) if environ.get(CONFIG_FILE_ENV) else None)
+    if path is not None:
+        from_file = _read_file(path)
+        values.update(from_file)
+        sources.update({key: f"from {path}" for key in from_file})
+    from_env = _env_overrides(environ)
+    values.update(from_env)
+    sources.update({key: f"from {ENV_PREFIX}{key.upper()}" for key in from_env})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, sources)) from None

@@ -1,0 +1,1 @@
+"""Encryption at rest under the operator's master key."""

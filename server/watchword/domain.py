@@ -1,0 +1,115 @@
+"""Plain domain types shared by the extract, identify and decide steps. No gRPC, no storage."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class CredentialKind(enum.IntEnum):
+    """Catalogue C1-C9 plus the stored-only kinds; values match the proto enum."""
+
+    EXTERNAL_JWT = 1
+    APPLICATION_SECRET = 2
+    STATIC_TOKEN = 3
+    TENANT_JWT = 4
+    API_KEY = 5
+    CONNECTOR = 6
+    SUBJECT_JWT = 7
+    WATCHWORD_TOKEN = 8
+    OAUTH_CLIENT = 9
+    TENANT_SIGNING_SECRET = 10
+    ADMIN_TOKEN = 11
+
+
+class Transport(enum.IntEnum):
+    """Catalogue T1-T7; values match the proto enum."""
+
+    BEARER = 1
+    BASIC = 2
+    COOKIE = 3
+    HEADER_PAIR = 4
+    QUERY = 5
+    BARE = 6
+    BATCH_ENTRY = 7
+    FORM = 8
+
+
+@dataclass(frozen=True, slots=True)
+class HttpParts:
+    """The parts of an HTTP request that may carry a credential."""
+
+    method: str = ""
+    path: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    query: str = ""
+    cookies: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedCredential:
+    """Exactly one credential, as extracted from what arrived (not yet verified)."""
+
+    token: str
+    transport: Transport
+    client_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    type: str  # "user" or "account"
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, once verified: what it is and the most it may do."""
+
+    id: str
+    kind: CredentialKind
+    transport: Transport
+    credential_id: str = ""
+    organization_id: str = ""
+    application_id: str = ""
+    subject: Subject | None = None
+    permissions: frozenset[str] = frozenset()
+    memberships: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    expires_at: datetime | None = None
+    discouraged_transport: bool = False
+    issuer: str = ""
+    data_provider_patterns: tuple[str, ...] = ()
+    event_types_allowed: tuple[str, ...] = ()
+    event_types_denied: tuple[str, ...] = ()
+    token_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a credential was refused: a stable reason code and a message safe to show."""
+
+    reason: str
+    message: str
+    www_authenticate: str = 'Bearer realm="watchword"'
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """What an action is done on; `organization_id` is filled in from the store when only the
+    application is given."""
+
+    organization_id: str = ""
+    application_id: str = ""
+    event_type: str = ""
+    object_id: str = ""
+    subject: Subject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Allow or deny, with the reason code and the catalogue rule that decided."""
+
+    allowed: bool
+    reason: str
+    rule: str
+    message: str = field(default="")

@@ -1,0 +1,57 @@
+"""Every machine-readable reason code Watchword answers with, listed once.
+
+The README's reason-code table is generated from `REASONS` (a test checks that the two agree), so a
+code added here without documentation fails the suite.
+"""
+
+from __future__ import annotations
+
+# Authentication refusals.
+CREDENTIAL_MISSING = "credential_missing"
+CREDENTIAL_MALFORMED = "credential_malformed"
+CREDENTIAL_AMBIGUOUS = "credential_ambiguous"
+CREDENTIAL_UNKNOWN = "credential_unknown"
+CREDENTIAL_DEACTIVATED = "credential_deactivated"
+CREDENTIAL_EXPIRED = "credential_expired"
+CREDENTIAL_KIND_UNSUPPORTED = "credential_kind_unsupported"
+TRANSPORT_NOT_ALLOWED = "transport_not_allowed"
+
+# Authorization decisions.
+ALLOWED = "allowed"
+NOT_AUTHENTICATED = "not_authenticated"
+ACTION_UNKNOWN = "action_unknown"
+ACTION_NOT_GRANTED = "action_not_granted"
+ACTION_LEVEL_NOT_ALLOWED = "action_level_not_allowed"
+RESOURCE_INCOMPLETE = "resource_incomplete"
+RESOURCE_NOT_IN_SCOPE = "resource_not_in_scope"
+EVENT_TYPE_DENIED = "event_type_denied"
+EVENT_TYPE_NOT_ALLOWED = "event_type_not_allowed"
+NO_RULE_ALLOWS = "no_rule_allows"
+ENTRY_INVALID = "entry_invalid"
+
+REASONS: dict[str, str] = {
+    CREDENTIAL_MISSING: "No credential was found where credentials are read.",
+    CREDENTIAL_MALFORMED: "The credential is not in any accepted format (bad prefix, length or checksum); "
+    "refused without touching the store.",
+    CREDENTIAL_AMBIGUOUS: "Two different credentials arrived in one request; Watchword never picks one.",
+    CREDENTIAL_UNKNOWN: "Well-formed, but no such credential exists or the secret does not match "
+    "(the two are deliberately indistinguishable).",
+    CREDENTIAL_DEACTIVATED: "The credential was deactivated (S6).",
+    CREDENTIAL_EXPIRED: "The credential is past its expiry time (S6).",
+    CREDENTIAL_KIND_UNSUPPORTED: "The credential is of a kind this deployment does not accept yet.",
+    TRANSPORT_NOT_ALLOWED: "The credential arrived over a transport not allowed for its kind.",
+    ALLOWED: "A rule explicitly allowed the action.",
+    NOT_AUTHENTICATED: "The credential was refused; the refusal says why.",
+    ACTION_UNKNOWN: "The action is not in the action catalogue.",
+    ACTION_NOT_GRANTED: "The principal holds no grant for this action (S3).",
+    ACTION_LEVEL_NOT_ALLOWED: "The action's level is out of reach for this kind of credential, e.g. an "
+    "application secret creating applications (S2).",
+    RESOURCE_INCOMPLETE: "The resource lacks a field the action's level needs (e.g. the application id).",
+    RESOURCE_NOT_IN_SCOPE: "The resource is outside the principal's organization or application, or "
+    "does not exist (the two are deliberately indistinguishable) (S2, S7).",
+    EVENT_TYPE_DENIED: "The event type matches one of the credential's deny patterns (S3).",
+    EVENT_TYPE_NOT_ALLOWED: "The event type matches none of the credential's allow patterns (S3).",
+    NO_RULE_ALLOWS: "No rule allowed the action: deny by default (S8).",
+    ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "
+    "decided as usual (T7).",
+}

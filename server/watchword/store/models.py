@@ -1,0 +1,122 @@
+"""SQLModel tables. Inbound secrets are stored only as SHA-256 hashes (see `secret_format`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite has no time zones of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
+class Application(SQLModel, table=True):
+    __tablename__ = "applications"
+
+    id: str = Field(primary_key=True, max_length=36)
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "memberships"
+
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    user_id: str = Field(primary_key=True, max_length=255)
+    roles: list[str] = _json_list()
+
+
+class Credential(SQLModel, table=True):
+    """Every inbound credential kind in one table: they share the secret, state and grant columns,
+    and one table makes deactivation, rotation and listing one code path."""
+
+    __tablename__ = "credentials"
+
+    id: str = Field(primary_key=True, max_length=16)
+    kind: int = Field(nullable=False, index=True)
+    organization_id: str | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True, index=True
+        ),
+    )
+    application_id: str | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("applications.id", ondelete="CASCADE"), nullable=True, index=True
+        ),
+    )
+    name: str = Field(max_length=200)
+    secret_hash: str = Field(max_length=64)
+    secret_hint: str = Field(max_length=32)
+    previous_secret_hash: str | None = Field(default=None, max_length=64)
+    previous_secret_valid_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    permissions: list[str] = _json_list()
+    event_types_allowed: list[str] = _json_list()
+    event_types_denied: list[str] = _json_list()
+    basic_auth_enabled: bool = Field(default=False, nullable=False)
+    algorithms: list[str] = _json_list()
+    client_auth_method: int = Field(default=0, nullable=False)
+    public_jwk: str = Field(default="", sa_type=sa.Text, nullable=False)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    deactivated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    rotated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class SigningKey(SQLModel, table=True):
+    """Watchword's own asymmetric signing keys (I5); private halves encrypted under the master key."""
+
+    __tablename__ = "signing_keys"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    algorithm: str = Field(max_length=16)
+    public_jwk: str = Field(sa_type=sa.Text)
+    encrypted_private_key: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    active: bool = Field(default=False, nullable=False)
+    retires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -1,0 +1,269 @@
+"""Queries over the store. Each public method is one transaction: it commits whole or not at all."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from watchword.store.database import create_engine, session_factory
+from watchword.store.models import Application, Credential, Membership, Organization, SigningKey, utcnow
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+RowT = TypeVar("RowT", bound=SQLModel)
+
+
+class NotFoundError(Exception):
+    """The named record does not exist."""
+
+    def __init__(self, what: str, identifier: str) -> None:
+        super().__init__(f"{what} {identifier!r} not found")
+        self.what = what
+
+
+class InvalidPageTokenError(ValueError):
+    """A page token that this store did not hand out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[RowT]):
+    items: list[RowT]
+    next_page_token: str
+
+
+def _decode_page_token(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidPageTokenError("page_token is not one this server handed out") from None
+
+
+def _encode_page_token(last_key: str) -> str:
+    return base64.urlsafe_b64encode(last_key.encode("utf-8")).decode("ascii")
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be between 0 and {MAX_PAGE_SIZE}")
+    return requested or DEFAULT_PAGE_SIZE
+
+
+class Store:
+    """The credential store: organizations, applications, memberships, credentials, signing keys."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+
+    @classmethod
+    def connect(cls, url: str) -> Store:
+        return cls(create_engine(url))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def _paginate(
+        self, session: AsyncSession, query: Any, key: Any, page_size: int, page_token: str
+    ) -> Page[Any]:
+        size = _page_size(page_size)
+        after = _decode_page_token(page_token)
+        if after is not None:
+            query = query.where(key > after)
+        rows = list((await session.exec(query.order_by(key).limit(size + 1))).all())
+        if len(rows) > size:
+            rows = rows[:size]
+            return Page(rows, _encode_page_token(str(getattr(rows[-1], key.key))))
+        return Page(rows, "")
+
+    # ---- organizations ----
+
+    async def create_organization(self, name: str) -> Organization:
+        async with self._sessions.begin() as session:
+            organization = Organization(id=str(uuid.uuid4()), name=name)
+            session.add(organization)
+        return organization
+
+    async def get_organization(self, organization_id: str) -> Organization | None:
+        async with self._sessions() as session:
+            return await session.get(Organization, organization_id)
+
+    async def list_organizations(self, page_size: int = 0, page_token: str = "") -> Page[Organization]:
+        async with self._sessions() as session:
+            return await self._paginate(
+                session, select(Organization), col(Organization.id), page_size, page_token
+            )
+
+    async def delete_organization(self, organization_id: str) -> None:
+        async with self._sessions.begin() as session:
+            organization = await session.get(Organization, organization_id)
+            if organization is None:
+                raise NotFoundError("organization", organization_id)
+            await session.delete(organization)
+
+    # ---- applications ----
+
+    async def create_application(self, organization_id: str, name: str) -> Application:
+        async with self._sessions.begin() as session:
+            if await session.get(Organization, organization_id) is None:
+                raise NotFoundError("organization", organization_id)
+            application = Application(id=str(uuid.uuid4()), organization_id=organization_id, name=name)
+            session.add(application)
+        return application
+
+    async def get_application(self, application_id: str) -> Application | None:
+        async with self._sessions() as session:
+            return await session.get(Application, application_id)
+
+    async def list_applications(
+        self, organization_id: str, page_size: int = 0, page_token: str = ""
+    ) -> Page[Application]:
+        query = select(Application).where(Application.organization_id == organization_id)
+        async with self._sessions() as session:
+            return await self._paginate(session, query, col(Application.id), page_size, page_token)
+
+    async def delete_application(self, application_id: str) -> None:
+        async with self._sessions.begin() as session:
+            application = await session.get(Application, application_id)
+            if application is None:
+                raise NotFoundError("application", application_id)
+            await session.delete(application)
+
+    # ---- memberships ----
+
+    async def set_membership(self, organization_id: str, user_id: str, roles: Sequence[str]) -> Membership:
+        async with self._sessions.begin() as session:
+            if await session.get(Organization, organization_id) is None:
+                raise NotFoundError("organization", organization_id)
+            membership = await session.get(Membership, (organization_id, user_id))
+            if membership is None:
+                membership = Membership(organization_id=organization_id, user_id=user_id, roles=list(roles))
+                session.add(membership)
+            else:
+                membership.roles = list(roles)
+        return membership
+
+    async def list_memberships(
+        self, organization_id: str, page_size: int = 0, page_token: str = ""
+    ) -> Page[Membership]:
+        query = select(Membership).where(Membership.organization_id == organization_id)
+        async with self._sessions() as session:
+            return await self._paginate(session, query, col(Membership.user_id), page_size, page_token)
+
+    async def delete_membership(self, organization_id: str, user_id: str) -> None:
+        async with self._sessions.begin() as session:
+            membership = await session.get(Membership, (organization_id, user_id))
+            if membership is None:
+                raise NotFoundError("membership", f"{organization_id}/{user_id}")
+            await session.delete(membership)
+
+    # ---- credentials ----
+
+    async def add_credential(self, credential: Credential) -> Credential:
+        async with self._sessions.begin() as session:
+            organization_id = credential.organization_id
+            if organization_id is not None and await session.get(Organization, organization_id) is None:
+                raise NotFoundError("organization", credential.organization_id)
+            if credential.application_id is not None:
+                application = await session.get(Application, credential.application_id)
+                if application is None or application.organization_id != credential.organization_id:
+                    raise NotFoundError("application", credential.application_id)
+            session.add(credential)
+        return credential
+
+    async def get_credential(self, credential_id: str) -> Credential | None:
+        async with self._sessions() as session:
+            return await session.get(Credential, credential_id)
+
+    async def list_credentials(
+        self,
+        organization_id: str | None,
+        kind: int = 0,
+        application_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[Credential]:
+        query = select(Credential).where(Credential.organization_id == organization_id)
+        if kind:
+            query = query.where(Credential.kind == kind)
+        if application_id:
+            query = query.where(Credential.application_id == application_id)
+        async with self._sessions() as session:
+            return await self._paginate(session, query, col(Credential.id), page_size, page_token)
+
+    async def count_credentials(self, kind: int) -> int:
+        async with self._sessions() as session:
+            query = select(sa.func.count()).select_from(Credential).where(Credential.kind == kind)
+            return int((await session.exec(query)).one())
+
+    async def deactivate_credential(self, credential_id: str, now: datetime | None = None) -> Credential:
+        async with self._sessions.begin() as session:
+            credential = await session.get(Credential, credential_id)
+            if credential is None:
+                raise NotFoundError("credential", credential_id)
+            if credential.deactivated_at is None:
+                credential.deactivated_at = now or utcnow()
+        return credential
+
+    async def delete_credential(self, credential_id: str) -> None:
+        async with self._sessions.begin() as session:
+            credential = await session.get(Credential, credential_id)
+            if credential is None:
+                raise NotFoundError("credential", credential_id)
+            await session.delete(credential)
+
+    async def rotate_credential(
+        self,
+        credential_id: str,
+        new_secret_hash: str,
+        previous_valid_until: datetime | None,
+        now: datetime | None = None,
+    ) -> Credential:
+        """Replace the secret; the old one stays valid until `previous_valid_until` (None: not at all)."""
+        async with self._sessions.begin() as session:
+            credential = await session.get(Credential, credential_id, with_for_update=True)
+            if credential is None:
+                raise NotFoundError("credential", credential_id)
+            credential.previous_secret_hash = credential.secret_hash if previous_valid_until else None
+            credential.previous_secret_valid_until = previous_valid_until
+            credential.secret_hash = new_secret_hash
+            credential.rotated_at = now or utcnow()
+        return credential
+
+    # ---- signing keys ----
+
+    async def active_signing_key(self) -> SigningKey | None:
+        async with self._sessions() as session:
+            query = select(SigningKey).where(col(SigningKey.active).is_(True))
+            return (await session.exec(query)).first()
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        async with self._sessions() as session:
+            return list((await session.exec(select(SigningKey).order_by(col(SigningKey.created_at)))).all())
+
+    async def ensure_active_signing_key(self, candidate: SigningKey) -> SigningKey:
+        """The active signing key: the existing one, or `candidate` stored as active when none is."""
+        async with self._sessions.begin() as session:
+            query = select(SigningKey).where(col(SigningKey.active).is_(True)).with_for_update()
+            existing = (await session.exec(query)).first()
+            if existing is not None:
+                return existing
+            candidate.active = True
+            session.add(candidate)
+        return candidate
