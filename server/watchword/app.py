@@ -59,8 +59,6 @@ async def prepare_store(settings: Settings) -> Store:
     where `watchword migrate` runs once per release, not once per replica)."""
     url = settings.effective_database_url
     if settings.uses_embedded_store:
-        # The data directory holds the master key and credential hashes: owner only.
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await database.migrate_async(url)
     else:
         current = await asyncio.to_thread(database.current_revision, url)
@@ -140,8 +138,16 @@ class RunningServer:
         await self.store.close()
 
 
+def ensure_data_dir(settings: Settings) -> None:
+    """The data directory holds the embedded store and the development master key: owner only."""
+    needed = settings.uses_embedded_store or (not settings.master_key and settings.master_key_file is None)
+    if needed and not settings.data_dir.exists():
+        settings.data_dir.mkdir(mode=0o700, parents=True)
+
+
 async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     catalogue = Catalogue.load(settings.catalogue_file)
+    ensure_data_dir(settings)
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
     try:

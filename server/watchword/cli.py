@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from watchword import config
-from watchword.app import StartupError, serve
+from watchword.app import StartupError, ensure_data_dir, serve
 from watchword.crypto import master_key
 from watchword.decide.catalogue import CatalogueError
 from watchword.store import database
@@ -49,8 +49,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if settings.uses_embedded_store:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     database.migrate(settings.effective_database_url)
     print(f"database schema at revision {database.current_revision(settings.effective_database_url)}")
     return 0

@@ -46,9 +46,12 @@ def _decode_page_token(token: str) -> str | None:
     if not token:
         return None
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        key = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidPageTokenError("page_token is not one this server handed out") from None
+        key = ""
+    if not key:
+        raise InvalidPageTokenError("page_token is not one this server handed out")
+    return key
 
 
 def _encode_page_token(last_key: str) -> str:

@@ -1,0 +1,202 @@
+"""Scope rules as pure functions: S2 (application secrets), S3 (grants and event globs), S7, S8."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from watchword import reasons
+from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue, Level
+from watchword.decide.rules import decide
+from watchword.domain import CredentialKind, Principal, Resource, Subject, Transport
+
+CATALOGUE = Catalogue.load()
+ORG_A, ORG_B = "org-a", "org-b"
+APP_A1, APP_A2, APP_B1 = "app-a1", "app-a2", "app-b1"
+
+
+def app_secret(org: str = ORG_A, app: str = APP_A1) -> Principal:
+    return Principal(
+        id="cred1",
+        kind=CredentialKind.APPLICATION_SECRET,
+        transport=Transport.BEARER,
+        credential_id="cred1",
+        organization_id=org,
+        application_id=app,
+        permissions=CATALOGUE.actions_at(APPLICATION_LEVELS),
+    )
+
+
+def api_key(
+    permissions: set[str],
+    allowed: tuple[str, ...] = (),
+    denied: tuple[str, ...] = (),
+    kind: CredentialKind = CredentialKind.API_KEY,
+) -> Principal:
+    return Principal(
+        id="key1",
+        kind=kind,
+        transport=Transport.BEARER,
+        credential_id="key1",
+        organization_id=ORG_A,
+        permissions=frozenset(permissions),
+        event_types_allowed=allowed,
+        event_types_denied=denied,
+    )
+
+
+def on_app(app: str = APP_A1, org: str = ORG_A, event_type: str = "") -> Resource:
+    return Resource(organization_id=org, application_id=app, event_type=event_type)
+
+
+# ---- S2 ----
+
+
+@pytest.mark.parametrize("action", sorted(CATALOGUE.actions_at(APPLICATION_LEVELS)))
+def test_s2_application_secret_reaches_every_application_action_on_its_own_application(action: str) -> None:
+    decision = decide(CATALOGUE, app_secret(), action, on_app(event_type="order.created"))
+    assert decision.allowed, decision
+    assert (decision.reason, decision.rule) == (reasons.ALLOWED, "S2")
+
+
+@pytest.mark.parametrize("action", ["application.create", "application.list", "organization.get"])
+def test_s2_application_secret_never_reaches_organization_actions(action: str) -> None:
+    decision = decide(CATALOGUE, app_secret(), action, Resource(organization_id=ORG_A, application_id=APP_A1))
+    assert not decision.allowed
+    assert (decision.reason, decision.rule) == (reasons.ACTION_LEVEL_NOT_ALLOWED, "S2")
+
+
+def test_s2_application_secret_cannot_touch_another_application_of_its_organization() -> None:
+    decision = decide(CATALOGUE, app_secret(), "event_type.create", on_app(APP_A2))
+    assert not decision.allowed
+    assert (decision.reason, decision.rule) == (reasons.RESOURCE_NOT_IN_SCOPE, "S2")
+
+
+@pytest.mark.parametrize("action", ["object.publish", "track"])
+def test_s2_application_secret_cannot_reach_object_or_subject_levels(action: str) -> None:
+    resource = Resource(
+        organization_id=ORG_A, object_id="o1", subject=Subject("user", "u1"), application_id=APP_A1
+    )
+    decision = decide(CATALOGUE, app_secret(), action, resource)
+    assert (decision.allowed, decision.reason) == (False, reasons.ACTION_LEVEL_NOT_ALLOWED)
+
+
+# ---- S3 ----
+
+
+@pytest.mark.parametrize("kind", [CredentialKind.API_KEY, CredentialKind.STATIC_TOKEN])
+def test_s3_key_reaches_only_its_granted_actions(kind: CredentialKind) -> None:
+    key = api_key({"event_type.list", "application.list"}, kind=kind)
+    assert decide(CATALOGUE, key, "event_type.list", on_app()).allowed
+    assert decide(CATALOGUE, key, "application.list", Resource(organization_id=ORG_A)).allowed
+    denied = decide(CATALOGUE, key, "event_type.create", on_app())
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.ACTION_NOT_GRANTED, "S3")
+
+
+def test_s3_event_deny_glob_wins_over_allow_glob() -> None:
+    key = api_key({"event.send"}, allowed=("order.*",), denied=("order.refund*",))
+    assert decide(CATALOGUE, key, "event.send", on_app(event_type="order.created")).allowed
+    denied = decide(CATALOGUE, key, "event.send", on_app(event_type="order.refunded"))
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.EVENT_TYPE_DENIED, "S3")
+
+
+def test_s3_event_not_matching_the_allow_list_is_refused() -> None:
+    key = api_key({"event.send"}, allowed=("order.*",))
+    denied = decide(CATALOGUE, key, "event.send", on_app(event_type="user.created"))
+    assert (denied.allowed, denied.reason) == (False, reasons.EVENT_TYPE_NOT_ALLOWED)
+
+
+def test_s3_empty_allow_list_allows_every_event_type_not_denied() -> None:
+    key = api_key({"event.send"}, denied=("secret.*",))
+    assert decide(CATALOGUE, key, "event.send", on_app(event_type="anything.at_all")).allowed
+    assert not decide(CATALOGUE, key, "event.send", on_app(event_type="secret.rotated")).allowed
+
+
+def test_s3_globs_are_case_sensitive_and_do_not_escape() -> None:
+    key = api_key({"event.send"}, allowed=("order.*",))
+    assert not decide(CATALOGUE, key, "event.send", on_app(event_type="Order.created")).allowed
+
+
+# ---- S7 / S8 ----
+
+
+def test_s7_key_of_organization_a_never_acts_in_organization_b() -> None:
+    key = api_key(set(CATALOGUE.actions))
+    decision = decide(CATALOGUE, key, "application.list", Resource(organization_id=ORG_B))
+    assert (decision.allowed, decision.reason, decision.rule) == (False, reasons.RESOURCE_NOT_IN_SCOPE, "S7")
+    assert not decide(CATALOGUE, app_secret(), "event_type.list", on_app(APP_B1, ORG_B)).allowed
+
+
+def test_s8_unknown_action_is_denied() -> None:
+    decision = decide(CATALOGUE, api_key(set(CATALOGUE.actions)), "application.destroy_everything", on_app())
+    assert (decision.allowed, decision.reason, decision.rule) == (False, reasons.ACTION_UNKNOWN, "S8")
+
+
+def test_s8_incomplete_resource_is_denied_with_the_missing_field() -> None:
+    decision = decide(CATALOGUE, api_key({"event.send"}), "event.send", on_app(event_type=""))
+    assert (decision.allowed, decision.reason) == (False, reasons.RESOURCE_INCOMPLETE)
+    assert "event_type" in decision.message
+
+
+def test_s8_kinds_without_a_rule_yet_are_denied() -> None:
+    principal = Principal(
+        id="u", kind=CredentialKind.EXTERNAL_JWT, transport=Transport.BEARER, organization_id=ORG_A
+    )
+    decision = decide(CATALOGUE, principal, "organization.get", Resource(organization_id=ORG_A))
+    assert (decision.allowed, decision.reason, decision.rule) == (False, reasons.NO_RULE_ALLOWS, "S8")
+
+
+def test_s8_every_decision_carries_a_documented_reason_and_a_rule() -> None:
+    for action in CATALOGUE.actions:
+        for principal in (app_secret(), api_key({"event.send"})):
+            decision = decide(CATALOGUE, principal, action, on_app(event_type="x"))
+            assert decision.reason in reasons.REASONS
+            assert decision.rule in {"S2", "S3", "S7", "S8"}
+
+
+_ids = st.sampled_from([ORG_A, ORG_B, "org-c"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    principal_org=_ids,
+    resource_org=_ids,
+    action=st.sampled_from(sorted(CATALOGUE.actions)),
+    kind=st.sampled_from(
+        [CredentialKind.APPLICATION_SECRET, CredentialKind.API_KEY, CredentialKind.STATIC_TOKEN]
+    ),
+    permissions=st.sets(st.sampled_from(sorted(CATALOGUE.actions))),
+    event_type=st.sampled_from(["", "order.created", "x"]),
+)
+def test_s7_no_decision_ever_allows_across_organizations(
+    principal_org: str,
+    resource_org: str,
+    action: str,
+    kind: CredentialKind,
+    permissions: set[str],
+    event_type: str,
+) -> None:
+    principal = Principal(
+        id="p",
+        kind=kind,
+        transport=Transport.BEARER,
+        organization_id=principal_org,
+        application_id="app" if kind is CredentialKind.APPLICATION_SECRET else "",
+        permissions=frozenset(permissions),
+    )
+    resource = Resource(
+        organization_id=resource_org,
+        application_id="app",
+        event_type=event_type,
+        object_id="o",
+        subject=Subject("user", "u"),
+    )
+    decision = decide(CATALOGUE, principal, action, resource)
+    if decision.allowed:
+        assert principal_org == resource_org
+        level = CATALOGUE.actions[action].level
+        if kind is CredentialKind.APPLICATION_SECRET:
+            assert level in APPLICATION_LEVELS
+        else:
+            assert action in permissions
+        assert level is not Level.EVENT_TYPE or event_type
