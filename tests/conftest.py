@@ -11,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.server import WatchwordProcess
 from watchword.v1 import admin_pb2, common_pb2
+
+from support.server import WatchwordProcess
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from watchword import config
 from watchword.cli import main
 from watchword.decide.catalogue import Catalogue, CatalogueError, Level

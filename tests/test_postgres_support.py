@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from support.postgres import PostgresServer, find_binaries
 
 

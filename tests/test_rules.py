@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from watchword import reasons
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue, Level
 from watchword.decide.rules import decide

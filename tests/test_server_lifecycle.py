@@ -22,11 +22,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support.server import WatchwordProcess
+
 from watchword.crypto import master_key
 from watchword.crypto.master_key import MasterKey, MasterKeyError
 from watchword.issue import signing_keys
 from watchword.v1 import admin_pb2
+
+from support.server import WatchwordProcess
 
 CLI = [sys.executable, "-m", "watchword.cli"]
 

@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
+
 from watchword import secret_format
 from watchword.domain import CredentialKind
 from watchword.store import database, models

@@ -205,6 +205,7 @@ class PostgresServer:
 
     def _init_cluster(self) -> None:
         prefix = "watchword-pg-"
+        self.base_dir.mkdir(parents=True, exist_ok=True)
         candidate = Path(tempfile.mkdtemp(prefix=prefix, dir=self.base_dir))
         if self._run_as is not None or len(str(candidate)) > _MAX_SOCKET_DIR_LEN:
             # pytest's root tmp dirs are mode 700 (the postgres user can't traverse them) and

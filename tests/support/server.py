@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Self
 
 import grpc
+
 from watchword.v1 import admin_pb2_grpc, auth_pb2_grpc
 
 _LISTENING = re.compile(r"watchword listening on ([\d.]+):(\d+)")

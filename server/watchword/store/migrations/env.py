@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
+
 from watchword.store import models  # noqa: F401  (registers the tables on the metadata)
 from watchword.store.database import _enable_sqlite_pragmas
 

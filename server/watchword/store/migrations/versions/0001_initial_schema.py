@@ -7,8 +7,9 @@ Create Date: 2026-11-22 05:02:03.085341
 
 import sqlalchemy as sa
 import sqlmodel
-import watchword.store.models
 from alembic import op
+
+import watchword.store.models
 
 revision = "0001"
 down_revision = None

@@ -1,0 +1,122 @@
+"""The `watchword admin` commands against a real server: a created secret is printed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from watchword import reasons
+from watchword.v1 import auth_pb2, common_pb2
+
+
+def admin_cli(server, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    env["WATCHWORD_ADDRESS"] = server.address
+    if token is not None:
+        env["WATCHWORD_ADMIN_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "watchword.cli", "admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_json(server, *args: str) -> dict:
+    result = admin_cli(server, *args, token=server.admin_token)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_quick_start_path_through_the_cli(server) -> None:
+    organization = run_json(server, "org", "create", "cli-corp")
+    application = run_json(server, "app", "create", "--org", organization["id"], "webhooks")
+    created = run_json(
+        server,
+        "credential",
+        "create",
+        "--kind",
+        "application-secret",
+        "--org",
+        organization["id"],
+        "--app",
+        application["id"],
+        "--name",
+        "ci",
+    )
+    secret = created["secret"]
+    assert secret.startswith("wwas_")
+    fetched = run_json(server, "credential", "get", created["credential"]["id"])
+    listed = run_json(server, "credential", "list", "--org", organization["id"])
+    assert secret not in json.dumps(fetched)
+    assert secret not in json.dumps(listed)
+    assert [c["id"] for c in listed["credentials"]] == [created["credential"]["id"]]
+
+    request = auth_pb2.AuthorizeRequest(
+        credential=common_pb2.CredentialSource(bare=common_pb2.BareCredential(token=secret)),
+        action="event_type.create",
+        resource=auth_pb2.Resource(application_id=application["id"]),
+    )
+    assert server.auth().Authorize(request, timeout=10).decision.allowed
+
+    run_json(server, "credential", "deactivate", created["credential"]["id"])
+    assert server.auth().Authorize(request, timeout=10).refusal.reason == reasons.CREDENTIAL_DEACTIVATED
+
+
+def test_api_key_with_grants_and_event_filters_through_the_cli(server) -> None:
+    organization = run_json(server, "org", "create", "cli-keys")
+    created = run_json(
+        server,
+        "credential",
+        "create",
+        "--kind",
+        "api-key",
+        "--org",
+        organization["id"],
+        "--name",
+        "events",
+        "--permission",
+        "event.send",
+        "--allow-event",
+        "order.*",
+        "--deny-event",
+        "order.secret",
+        "--basic",
+    )
+    credential = created["credential"]
+    assert credential["permissions"] == ["event.send"]
+    assert credential["event_types_allowed"] == ["order.*"]
+    assert credential["basic_auth_enabled"] is True
+
+
+def test_admin_cli_errors_are_short_and_clear(server) -> None:
+    no_token = admin_cli(server, "org", "list")
+    assert no_token.returncode == 2
+    assert "WATCHWORD_ADMIN_TOKEN" in no_token.stderr
+    bad_token = admin_cli(server, "org", "list", token="wwad_x")
+    assert bad_token.returncode == 2
+    assert "UNAUTHENTICATED" in bad_token.stderr
+    unknown = admin_cli(server, "org", "get", "no-such-org", token=server.admin_token)
+    assert unknown.returncode == 2
+    assert "NOT_FOUND" in unknown.stderr
+    invalid = admin_cli(
+        server,
+        "credential",
+        "create",
+        "--kind",
+        "api-key",
+        "--name",
+        "x",
+        "--org",
+        "o",
+        "--permission",
+        "fly",
+        token=server.admin_token,
+    )
+    assert "INVALID_ARGUMENT: permissions: unknown action(s) ['fly']" in invalid.stderr
+    for result in (no_token, bad_token, unknown, invalid):
+        assert "Traceback" not in result.stderr

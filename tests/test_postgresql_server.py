@@ -1,0 +1,101 @@
+"""Watchword on PostgreSQL: migrate first, then serve; a database outage fails closed (UNAVAILABLE)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from watchword import reasons
+from watchword.crypto import master_key
+from watchword.v1 import auth_pb2, common_pb2
+
+from conftest import API_KEY, create_credential, make_tenant
+from support.postgres import PostgresServer
+from support.server import WatchwordProcess
+
+
+def _bearer(token: str) -> auth_pb2.AuthorizeRequest:
+    return auth_pb2.AuthorizeRequest(
+        credential=common_pb2.CredentialSource(
+            http=common_pb2.HttpRequest(
+                headers=[common_pb2.KeyValue(name="authorization", value=f"Bearer {token}")]
+            )
+        ),
+        action="application.list",
+    )
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "watchword.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path):
+    with PostgresServer(tmp_path / "pg") as server:
+        yield server
+
+
+def test_serving_on_postgresql_needs_migrate_and_fails_closed_when_the_database_is_down(
+    own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = own_postgres.create_database("watchword")
+    key_file = tmp_path / "master.key"
+    key_file.write_text(master_key.generate())
+    env = {
+        "WATCHWORD_DATABASE_URL": url,
+        "WATCHWORD_MODE": "production",
+        "WATCHWORD_MASTER_KEY_FILE": str(key_file),
+        "WATCHWORD_PORT": "0",
+    }
+    refused = _cli("serve", env=env)
+    assert refused.returncode == 2
+    assert "run `watchword migrate`" in refused.stderr
+    migrated = _cli("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "revision 0001" in migrated.stdout
+
+    with WatchwordProcess(tmp_path / "unused", env=env) as server:
+        assert not (tmp_path / "unused").exists(), (
+            "no data directory is needed on PostgreSQL with a master key"
+        )
+        tenant = make_tenant(server)
+        key = create_credential(
+            server,
+            kind=API_KEY,
+            organization_id=tenant.organization_id,
+            name="pg",
+            permissions=["application.list"],
+        )
+        request = _bearer(key.secret)
+        request.resource.organization_id = tenant.organization_id
+        assert server.auth().Authorize(request, timeout=10).decision.allowed
+
+        own_postgres.stop()
+        with pytest.raises(grpc.RpcError) as caught:
+            server.auth().Authorize(request, timeout=15)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        status = rpc_status.from_call(caught.value)
+        assert status is not None
+        assert "store_unavailable" in str(status.details[0].value)
+        assert "Traceback" not in (caught.value.details() or "")
+
+        own_postgres.start()
+        response = server.auth().Authorize(request, timeout=15)
+        assert response.decision.allowed, "the service recovers by itself when the database returns"
+        garbage = _bearer("wwak_0000000000000000_" + "0" * 38)
+        garbage.resource.organization_id = tenant.organization_id
+        assert server.auth().Authorize(garbage, timeout=10).refusal.reason == reasons.CREDENTIAL_MALFORMED
