@@ -131,3 +131,22 @@ def test_bad_catalogues_are_refused_with_a_clear_message(tmp_path: Path, text: s
     with pytest.raises(CatalogueError) as caught:
         Catalogue.load(path)
     assert expected in str(caught.value)
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_settings() -> None:
+    environ = {
+        "WATCHWORD_SERVICE_HOST": "10.0.0.7",
+        "WATCHWORD_SERVICE_PORT": "50051",
+        "WATCHWORD_PORT_50051_TCP_ADDR": "10.0.0.7",
+    }
+    assert config.load(environ=environ).port == 50051
+    with pytest.raises(config.ConfigError, match="enableServiceLinks: false"):
+        config.load(environ={"WATCHWORD_PORT": "tcp://10.0.0.7:50051"})
+
+
+def test_check_config_opens_the_master_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHWORD_MASTER_KEY_FILE", str(tmp_path / "missing.key"))
+    assert main(["check-config"]) == 2
+    assert "cannot read the master key file" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from watchword import config
 from watchword.app import StartupError, ensure_data_dir, serve
 from watchword.crypto import master_key
-from watchword.decide.catalogue import CatalogueError
+from watchword.decide.catalogue import Catalogue, CatalogueError
 from watchword.store import database
 from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
@@ -57,9 +57,11 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from watchword.decide.catalogue import Catalogue
-
     Catalogue.load(settings.catalogue_file)
+    if settings.master_key:
+        master_key.MasterKey.from_text(settings.master_key, "WATCHWORD_MASTER_KEY")
+    elif settings.master_key_file is not None:
+        master_key.MasterKey.from_file(settings.master_key_file)
     print("configuration is valid")
     return 0
 

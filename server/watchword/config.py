@@ -7,6 +7,7 @@ a wrong type or a dangerous combination stops the service with a message that sa
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -98,12 +99,24 @@ class Settings(BaseModel):
         return not self.database_url
 
 
+# Kubernetes injects service links for a Service named "watchword" (WATCHWORD_SERVICE_HOST,
+# WATCHWORD_PORT_50051_TCP_ADDR, ...): not ours, so not typos either.
+_SERVICE_LINK = re.compile(r"WATCHWORD_(SERVICE_(HOST|PORT)\w*|PORT_\d+_(TCP|UDP|SCTP)\w*)")
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, str]:
     known = {name.upper(): name for name in Settings.model_fields}
     overrides: dict[str, str] = {}
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV or key in CLIENT_ENV:
             continue
+        if _SERVICE_LINK.fullmatch(key):
+            continue
+        if key == "WATCHWORD_PORT" and "://" in value:
+            raise ConfigError(
+                f"WATCHWORD_PORT={value!r} looks like a Kubernetes service link, not a port: set "
+                "`enableServiceLinks: false` on the pod, or give the Service another name"
+            )
         name = known.get(key[len(ENV_PREFIX) :])
         if name is None:
             raise ConfigError(

@@ -54,17 +54,9 @@ def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential
 
 def from_http(request: HttpParts, max_bytes: int) -> PresentedCredential | Refusal:
     """Every place a credential may be in an HTTP request; exactly one distinct credential is accepted."""
-    found: list[PresentedCredential] = []
-    for name, value in request.headers:
-        if name.lower() != "authorization":
-            continue
-        candidate = _from_authorization(value, max_bytes)
-        if isinstance(candidate, Refusal):
-            return candidate
-        found.append(candidate)
-    distinct = set(found)
-    if len(distinct) > 1:
+    values = {value.strip() for name, value in request.headers if name.lower() == "authorization"}
+    if len(values) > 1:
         return _refuse(reasons.CREDENTIAL_AMBIGUOUS, "the request carries more than one credential")
-    if not distinct:
+    if not values:
         return _refuse(reasons.CREDENTIAL_MISSING, "the request carries no credential")
-    return found[0]
+    return _from_authorization(values.pop(), max_bytes)

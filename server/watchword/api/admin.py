@@ -164,9 +164,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListApplicationsRequest, context: Context
     ) -> admin_pb2.ListApplicationsResponse:
         organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
-        page = await _listing(
-            self._store.list_applications(organization_id, request.page_size, request.page_token)
-        )
+        listing = self._store.list_applications(organization_id, request.page_size, request.page_token)
+        page = await _listing(_found(context, listing))
         return admin_pb2.ListApplicationsResponse(
             applications=[application_to_proto(row) for row in page.items],
             next_page_token=page.next_page_token,
@@ -204,9 +203,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListMembershipsRequest, context: Context
     ) -> admin_pb2.ListMembershipsResponse:
         organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
-        page = await _listing(
-            self._store.list_memberships(organization_id, request.page_size, request.page_token)
-        )
+        listing = self._store.list_memberships(organization_id, request.page_size, request.page_token)
+        page = await _listing(_found(context, listing))
         return admin_pb2.ListMembershipsResponse(
             memberships=[membership_to_proto(row) for row in page.items], next_page_token=page.next_page_token
         )
@@ -303,9 +301,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         else:
             organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
         listing = self._store.list_credentials(
-            organization_id, request.kind, request.application_id, request.page_size, request.page_token
+            organization_id,
+            request.kind,
+            convert.identifier(request.application_id, "application_id"),
+            request.page_size,
+            request.page_token,
         )
-        page = await _listing(listing)
+        page = await _listing(_found(context, listing))
         return admin_pb2.ListCredentialsResponse(
             credentials=[credential_to_proto(row) for row in page.items], next_page_token=page.next_page_token
         )

@@ -28,10 +28,17 @@ def bounded(value: str, field: str, limit: int) -> str:
     return value
 
 
+def identifier(value: str, field: str, limit: int = MAX_ID) -> str:
+    """A name or id bound for the store: bounded, and free of NUL (which PostgreSQL cannot hold)."""
+    if "\x00" in value:
+        raise FieldError(field, "must not contain NUL characters")
+    return bounded(value, field, limit)
+
+
 def required(value: str, field: str, limit: int) -> str:
     if not value.strip():
         raise FieldError(field, "is required")
-    return bounded(value, field, limit)
+    return identifier(value, field, limit)
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -91,10 +98,10 @@ def subject_from_proto(subject: common_pb2.Subject, field: str) -> Subject | Non
 
 def resource_from_proto(resource: auth_pb2.Resource, field: str) -> Resource:
     return Resource(
-        organization_id=bounded(resource.organization_id, f"{field}.organization_id", MAX_ID),
-        application_id=bounded(resource.application_id, f"{field}.application_id", MAX_ID),
-        event_type=bounded(resource.event_type, f"{field}.event_type", MAX_ID),
-        object_id=bounded(resource.object_id, f"{field}.object_id", MAX_ID),
+        organization_id=identifier(resource.organization_id, f"{field}.organization_id"),
+        application_id=identifier(resource.application_id, f"{field}.application_id"),
+        event_type=identifier(resource.event_type, f"{field}.event_type"),
+        object_id=identifier(resource.object_id, f"{field}.object_id"),
         subject=subject_from_proto(resource.subject, f"{field}.subject")
         if resource.HasField("subject")
         else None,

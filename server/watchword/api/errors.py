@@ -23,7 +23,6 @@ ADMIN_TOKEN_INVALID = "admin_token_invalid"
 STORE_UNAVAILABLE = "store_unavailable"
 INTERNAL = "internal"
 NOT_IMPLEMENTED = "not_implemented"
-SHUTTING_DOWN = "shutting_down"
 
 ERROR_REASONS: dict[str, str] = {
     REQUEST_UNDECODABLE: "INVALID_ARGUMENT: the request bytes are not a valid message (e.g. a string "
@@ -34,9 +33,9 @@ ERROR_REASONS: dict[str, str] = {
     ADMIN_TOKEN_MISSING: "UNAUTHENTICATED: an admin call without `authorization: Bearer <admin token>`.",
     ADMIN_TOKEN_INVALID: "UNAUTHENTICATED: the admin token is malformed, unknown, deactivated or expired.",
     STORE_UNAVAILABLE: "UNAVAILABLE: the store cannot be reached; retry with backoff. Never an allow.",
-    INTERNAL: "INTERNAL: a fault in Watchword; the server log has the details under the request id.",
+    INTERNAL: "INTERNAL: a fault in Watchword; the message carries an incident id under which the server "
+    "log has the details.",
     NOT_IMPLEMENTED: "UNIMPLEMENTED: the RPC is part of the contract but not served by this version.",
-    SHUTTING_DOWN: "UNAVAILABLE: the server is draining after SIGTERM; retry on another replica.",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from watchword.api import errors
@@ -62,6 +62,15 @@ def _guarded(behavior: Behavior, method: str) -> Behavior:
             raise
         except errors.FieldError as exc:
             await errors.invalid_field(context, exc.field, exc.problem)
+        except DataError:
+            # A value the database refuses (e.g. one it cannot hold): the request's fault, not an outage.
+            log.info("store refused a value during %s", method)
+            await errors.abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                errors.FIELD_INVALID,
+                "a value in the request cannot be stored",
+            )
         except (OperationalError, PoolTimeoutError, DBAPIError, ConnectionError, OSError):
             log.warning("store unavailable during %s", method, exc_info=True)
             await errors.abort(

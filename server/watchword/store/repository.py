@@ -49,7 +49,7 @@ def _decode_page_token(token: str) -> str | None:
         key = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
         key = ""
-    if not key:
+    if not key or "\x00" in key:
         raise InvalidPageTokenError("page_token is not one this server handed out")
     return key
 
@@ -95,6 +95,11 @@ class Store:
             return Page(rows, _encode_page_token(str(getattr(rows[-1], key.key))))
         return Page(rows, "")
 
+    @staticmethod
+    async def _require_organization(session: AsyncSession, organization_id: str) -> None:
+        if await session.get(Organization, organization_id) is None:
+            raise NotFoundError("organization", organization_id)
+
     # ---- organizations ----
 
     async def create_organization(self, name: str) -> Organization:
@@ -139,6 +144,7 @@ class Store:
     ) -> Page[Application]:
         query = select(Application).where(Application.organization_id == organization_id)
         async with self._sessions() as session:
+            await self._require_organization(session, organization_id)
             return await self._paginate(session, query, col(Application.id), page_size, page_token)
 
     async def delete_application(self, application_id: str) -> None:
@@ -167,6 +173,7 @@ class Store:
     ) -> Page[Membership]:
         query = select(Membership).where(Membership.organization_id == organization_id)
         async with self._sessions() as session:
+            await self._require_organization(session, organization_id)
             return await self._paginate(session, query, col(Membership.user_id), page_size, page_token)
 
     async def delete_membership(self, organization_id: str, user_id: str) -> None:
@@ -208,6 +215,8 @@ class Store:
         if application_id:
             query = query.where(Credential.application_id == application_id)
         async with self._sessions() as session:
+            if organization_id is not None:
+                await self._require_organization(session, organization_id)
             return await self._paginate(session, query, col(Credential.id), page_size, page_token)
 
     async def count_credentials(self, kind: int) -> int:
