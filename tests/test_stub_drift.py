@@ -88,3 +88,31 @@ def test_e2_generated_files_are_byte_identical_when_the_same_generator_is_instal
         assert path.read_text() == (GENERATED_DIR / path.name).read_text(), (
             f"{path.name} is stale: regenerate with `{REGENERATE}`"
         )
+
+
+def _undocumented_fields(file: descriptor_pb2.FileDescriptorProto) -> list[str]:
+    documented = {
+        tuple(location.path)
+        for location in file.source_code_info.location
+        if location.leading_comments.strip() or location.trailing_comments.strip()
+    }
+    missing: list[str] = []
+
+    def visit(message: descriptor_pb2.DescriptorProto, path: tuple[int, ...], name: str) -> None:
+        for index, field in enumerate(message.field):
+            if (*path, 2, index) not in documented:
+                missing.append(f"{name}.{field.name}")
+        for index, nested in enumerate(message.nested_type):
+            visit(nested, (*path, 3, index), f"{name}.{nested.name}")
+
+    for index, message in enumerate(file.message_type):
+        visit(message, (4, index), message.name)
+    return missing
+
+
+def test_e2_every_field_of_the_contract_is_documented(tmp_path: Path) -> None:
+    descriptor_set = tmp_path / "set.pb"
+    _protoc(f"--descriptor_set_out={descriptor_set}", "--include_source_info")
+    compiled = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    missing = [f"{file.name}: {field}" for file in compiled.file for field in _undocumented_fields(file)]
+    assert not missing, "fields without a comment:\n" + "\n".join(missing)
