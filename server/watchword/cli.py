@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from watchword import config
 from watchword.app import StartupError, ensure_data_dir, serve
@@ -85,11 +86,9 @@ def _print(message: Message) -> None:
     print(json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2))
 
 
-def _timestamp(value: str | None) -> Any:
+def _timestamp(value: str | None) -> Timestamp | None:
     if not value:
         return None
-    from google.protobuf.timestamp_pb2 import Timestamp
-
     stamp = Timestamp()
     stamp.FromDatetime(datetime.fromisoformat(value))
     return stamp

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -42,15 +42,6 @@ MINTABLE_KINDS = frozenset(
     }
 )
 GRANT_KINDS = frozenset({CredentialKind.STATIC_TOKEN, CredentialKind.API_KEY})
-
-
-async def _unimplemented(context: grpc.aio.ServicerContext, what: str) -> NoReturn:
-    await errors.abort(
-        context,
-        grpc.StatusCode.UNIMPLEMENTED,
-        errors.NOT_IMPLEMENTED,
-        f"{what} is not served by this version",
-    )
 
 
 def organization_to_proto(row: models.Organization) -> admin_pb2.Organization:
@@ -349,35 +340,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     # ---- outbound credentials, signing keys, revocation: later issues ----
 
-    async def CreateOutboundCredential(
-        self, request: admin_pb2.CreateOutboundCredentialRequest, context: Context
-    ) -> admin_pb2.CreateOutboundCredentialResponse:
-        await _unimplemented(context, "CreateOutboundCredential")
-
-    async def GetOutboundCredential(
-        self, request: admin_pb2.GetOutboundCredentialRequest, context: Context
-    ) -> admin_pb2.OutboundCredential:
-        await _unimplemented(context, "GetOutboundCredential")
-
-    async def ListOutboundCredentials(
-        self, request: admin_pb2.ListOutboundCredentialsRequest, context: Context
-    ) -> admin_pb2.ListOutboundCredentialsResponse:
-        await _unimplemented(context, "ListOutboundCredentials")
-
-    async def DeactivateOutboundCredential(
-        self, request: admin_pb2.DeactivateOutboundCredentialRequest, context: Context
-    ) -> admin_pb2.OutboundCredential:
-        await _unimplemented(context, "DeactivateOutboundCredential")
-
-    async def DeleteOutboundCredential(
-        self, request: admin_pb2.DeleteOutboundCredentialRequest, context: Context
-    ) -> admin_pb2.DeleteOutboundCredentialResponse:
-        await _unimplemented(context, "DeleteOutboundCredential")
-
-    async def RotateOutboundCredential(
-        self, request: admin_pb2.RotateOutboundCredentialRequest, context: Context
-    ) -> admin_pb2.CreateOutboundCredentialResponse:
-        await _unimplemented(context, "RotateOutboundCredential")
+    CreateOutboundCredential = errors.unimplemented("CreateOutboundCredential")
+    GetOutboundCredential = errors.unimplemented("GetOutboundCredential")
+    ListOutboundCredentials = errors.unimplemented("ListOutboundCredentials")
+    DeactivateOutboundCredential = errors.unimplemented("DeactivateOutboundCredential")
+    DeleteOutboundCredential = errors.unimplemented("DeleteOutboundCredential")
+    RotateOutboundCredential = errors.unimplemented("RotateOutboundCredential")
+    RotateSigningKey = errors.unimplemented("RotateSigningKey")
+    RevokeToken = errors.unimplemented("RevokeToken")
 
     async def ListSigningKeys(
         self, request: admin_pb2.ListSigningKeysRequest, context: Context
@@ -396,16 +366,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 for key in keys
             ]
         )
-
-    async def RotateSigningKey(
-        self, request: admin_pb2.RotateSigningKeyRequest, context: Context
-    ) -> admin_pb2.SigningKey:
-        await _unimplemented(context, "RotateSigningKey")
-
-    async def RevokeToken(
-        self, request: admin_pb2.RevokeTokenRequest, context: Context
-    ) -> admin_pb2.RevokeTokenResponse:
-        await _unimplemented(context, "RevokeToken")
 
 
 async def _found(context: grpc.aio.ServicerContext, call: Awaitable[T]) -> T:

@@ -74,22 +74,6 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 results.append(_outcome_to_proto(AuthorizeOutcome(decision=denial, refusal=refusal)))
         return auth_pb2.AuthorizeBatchResponse(results=results)
 
-    async def IssueToken(
-        self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
-    ) -> auth_pb2.IssueTokenResponse:
-        await errors.abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            errors.NOT_IMPLEMENTED,
-            "IssueToken is not served by this version",
-        )
-
-    async def SignOutbound(
-        self, request: auth_pb2.SignOutboundRequest, context: grpc.aio.ServicerContext
-    ) -> auth_pb2.SignOutboundResponse:
-        await errors.abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            errors.NOT_IMPLEMENTED,
-            "SignOutbound is not served by this version",
-        )
+    # Part of the contract, served by later releases (IssueToken: #5, SignOutbound: #6).
+    IssueToken = errors.unimplemented("IssueToken")
+    SignOutbound = errors.unimplemented("SignOutbound")
