@@ -15,6 +15,17 @@ CREDENTIAL_DEACTIVATED = "credential_deactivated"
 CREDENTIAL_EXPIRED = "credential_expired"
 CREDENTIAL_KIND_UNSUPPORTED = "credential_kind_unsupported"
 TRANSPORT_NOT_ALLOWED = "transport_not_allowed"
+BASIC_NOT_ENABLED = "basic_not_enabled"
+TOKEN_MALFORMED = "token_malformed"
+TOKEN_ALGORITHM_NOT_ALLOWED = "token_algorithm_not_allowed"
+TOKEN_HEADER_UNSUPPORTED = "token_header_unsupported"
+TOKEN_KEY_UNKNOWN = "token_key_unknown"
+TOKEN_SIGNATURE_INVALID = "token_signature_invalid"
+TOKEN_EXPIRED = "token_expired"
+TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+TOKEN_ISSUER_UNKNOWN = "token_issuer_unknown"
+TOKEN_AUDIENCE_MISMATCH = "token_audience_mismatch"
+TOKEN_CLAIMS_INVALID = "token_claims_invalid"
 
 # Authorization decisions.
 ALLOWED = "allowed"
@@ -40,6 +51,19 @@ REASONS: dict[str, str] = {
     CREDENTIAL_EXPIRED: "The credential is past its expiry time (S6).",
     CREDENTIAL_KIND_UNSUPPORTED: "The credential is of a kind this deployment does not accept yet.",
     TRANSPORT_NOT_ALLOWED: "The credential arrived over a transport not allowed for its kind.",
+    BASIC_NOT_ENABLED: "An API key sent over HTTP Basic, but Basic was not enabled on that key (C5).",
+    TOKEN_MALFORMED: "Not a compact JWS: wrong number of parts, bad base64url, a header or payload that is "
+    "not a JSON object, or over the size bounds.",
+    TOKEN_ALGORITHM_NOT_ALLOWED: "The JWS `alg` is not allowed for this issuer or key (never `none`; no "
+    "HMAC with a public key).",
+    TOKEN_HEADER_UNSUPPORTED: "The JWS header carries a `crit` extension Watchword does not understand.",
+    TOKEN_KEY_UNKNOWN: "No key with the token's `kid` is known for its issuer, even after a refresh.",
+    TOKEN_SIGNATURE_INVALID: "The signature does not verify with the issuer's key.",
+    TOKEN_EXPIRED: "The token's `exp` has passed (beyond the allowed leeway) (S6).",
+    TOKEN_NOT_YET_VALID: "The token's `nbf` (or `iat`) is in the future (beyond the allowed leeway) (S6).",
+    TOKEN_ISSUER_UNKNOWN: "The token's `iss` is not a configured issuer.",
+    TOKEN_AUDIENCE_MISMATCH: "The token's `aud` does not name this service.",
+    TOKEN_CLAIMS_INVALID: "A required claim is missing or has the wrong type.",
     ALLOWED: "A rule explicitly allowed the action.",
     NOT_AUTHENTICATED: "The credential was refused; the refusal says why.",
     ACTION_UNKNOWN: "The action is not in the action catalogue.",
