@@ -467,8 +467,13 @@ def test_t1_unsupported_or_broken_authorization_scheme_is_malformed(
     assert refusal_of(server, source).reason == "credential_malformed"
 
 
-def test_t2_basic_is_refused_as_a_transport_not_allowed_yet(server: WatchwordProcess) -> None:
-    assert refusal_of(server, http(("Authorization", "Basic Zm9vOmJhcg=="))).reason == "transport_not_allowed"
+@pytest.mark.parametrize(
+    "encoded",
+    ["Zm9vOmJhcg==", "not base64!", "Zm9v", "OmJhcg==", "Zm9vOg==", "/w==", ""],
+    ids=["foo:bar", "not-base64", "no-colon", "empty-id", "empty-secret", "not-utf8", "empty"],
+)
+def test_t2_garbage_basic_credentials_are_malformed(server: WatchwordProcess, encoded: str) -> None:
+    assert refusal_of(server, http(("Authorization", f"Basic {encoded}"))).reason == "credential_malformed"
 
 
 # ---- raw bytes that no stub would send ---------------------------------------------------------------

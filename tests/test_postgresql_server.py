@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from watchword import reasons
 from watchword.crypto import master_key
+from watchword.store import database
 from watchword.v1 import auth_pb2, common_pb2
 
 from conftest import API_KEY, create_credential, make_tenant
@@ -66,7 +67,7 @@ def test_serving_on_postgresql_needs_migrate_and_fails_closed_when_the_database_
     assert "run `watchword migrate`" in refused.stderr
     migrated = _cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "revision 0001" in migrated.stdout
+    assert f"revision {database.head_revision()}" in migrated.stdout
 
     with WatchwordProcess(tmp_path / "unused", env=env) as server:
         assert not (tmp_path / "unused").exists(), (

@@ -121,7 +121,7 @@ async def test_deactivation_and_rotation_keep_an_overlap(store: Store) -> None:
     await store.add_credential(row)
     until = datetime.now(UTC) + timedelta(minutes=5)
     new_secret = secret_format.mint(CredentialKind.API_KEY, row.id)
-    rotated = await store.rotate_credential(row.id, secret_format.hash_secret(new_secret), until)
+    rotated = await store.rotate_credential(row.id, secret_format.hash_secret(new_secret), None, until)
     assert rotated.previous_secret_hash == secret_format.hash_secret(secret)
     assert rotated.previous_secret_valid_until == until
     assert secret_format.secret_matches(new_secret, rotated.secret_hash)

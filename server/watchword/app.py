@@ -23,6 +23,7 @@ from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.extract import TransportSettings
 from watchword.issue import signing_keys
 from watchword.pipeline import Pipeline
 from watchword.store import database, models
@@ -123,6 +124,15 @@ def admin_token_checker(store: Store) -> AdminAuthInterceptor:
     return AdminAuthInterceptor(check)
 
 
+def transport_settings(settings: Settings) -> TransportSettings:
+    return TransportSettings(
+        max_token_bytes=settings.max_token_bytes,
+        cookie_name=settings.auth_cookie_name,
+        header_pair=(settings.connector_id_header, settings.connector_token_header),
+        query_enabled=settings.query_credentials_enabled,
+    )
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -160,14 +170,14 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        pipeline = Pipeline(store, catalogue, settings.max_token_bytes)
+        pipeline = Pipeline(store, catalogue, transport_settings(settings))
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline, settings.max_token_bytes, settings.max_request_headers, settings.max_batch_entries
             ),
             server,
         )
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, catalogue), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, catalogue, master_key), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -60,6 +60,24 @@ class Settings(BaseModel):
     max_message_bytes: int = Field(
         default=4 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024, description="Largest gRPC message."
     )
+    auth_cookie_name: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{0,128}$",
+        description="T3: cookie read for tokens; empty: off.",
+    )
+    connector_id_header: str = Field(
+        default="Hull-App-Id",
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$",
+        description="T4: header with the connector id.",
+    )
+    connector_token_header: str = Field(
+        default="Hull-Access-Token",
+        pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$",
+        description="T4: header with the connector secret or a subject JWT.",
+    )
+    query_credentials_enabled: bool = Field(
+        default=False, description="T5: read `id` and `secret` query parameters (flagged as discouraged)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("database_url")

@@ -1,34 +1,88 @@
 """Extract: turn what arrived (an HTTP request's parts or a bare token) into exactly one credential.
 
-Transports handled today: T1 (`Authorization: Bearer`) and T6 (a bare token). Others are recognised
-and refused with `transport_not_allowed` until their verifiers land, so nothing is silently ignored.
-Nothing here touches storage or keys.
+Transports (catalogue T1-T7): `Authorization: Bearer` (T1), `Authorization: Basic` (T2), a cookie whose
+name is configured (T3), a pair of custom headers such as `Hull-App-Id` + `Hull-Access-Token` (T4),
+query parameters `id` + `secret` when enabled (T5, always flagged as discouraged), a bare token (T6);
+batch entries (T7) are HTTP parts or bare tokens of their own. Two different credentials in one request
+are refused as ambiguous; the same credential sent twice is not an error. Nothing here touches storage
+or keys: which kind of credential it is gets decided by `identify`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from watchword import reasons
 from watchword.domain import HttpParts, PresentedCredential, Refusal, Transport
 
 # RFC 6750 §2.1 b64token.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# A Basic password (RFC 7617) may hold any text but control characters (OAuth clients form-encode theirs).
+_BASIC_PASSWORD = re.compile(r"[^\x00-\x1f\x7f]+")
+# Printable ASCII without separators: what an id in a header, cookie or query may hold.
+_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _BEARER_CHALLENGE = 'Bearer realm="watchword"'
+MAX_COOKIE_HEADER = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSettings:
+    """Where credentials may be read from, as configured."""
+
+    max_token_bytes: int = 8192
+    cookie_name: str = ""  # T3 off when empty
+    header_pair: tuple[str, str] = ("Hull-App-Id", "Hull-Access-Token")  # T4: (id header, token header)
+    query_enabled: bool = False  # T5
+    query_parameters: tuple[str, str] = ("id", "secret")
 
 
 def _refuse(reason: str, message: str) -> Refusal:
     return Refusal(reason=reason, message=message, www_authenticate=_BEARER_CHALLENGE)
 
 
-def _check_token(token: str, max_bytes: int) -> Refusal | None:
+def _check_token(token: str, max_bytes: int, pattern: re.Pattern[str] = _B64TOKEN) -> Refusal | None:
     if not token:
         return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential is empty")
     if len(token) > max_bytes:
         return _refuse(reasons.CREDENTIAL_MALFORMED, f"the credential is longer than {max_bytes} bytes")
-    if _B64TOKEN.fullmatch(token) is None:
+    if pattern.fullmatch(token) is None:
         return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential contains characters no token has")
     return None
+
+
+def _check_client_id(client_id: str) -> Refusal | None:
+    if _CLIENT_ID.fullmatch(client_id) is None:
+        return _refuse(
+            reasons.CREDENTIAL_MALFORMED, "the client id is empty, too long or not printable ASCII"
+        )
+    return None
+
+
+def _presented(
+    token: str, transport: Transport, client_id: str, max_bytes: int
+) -> PresentedCredential | Refusal:
+    pattern = _BASIC_PASSWORD if transport is Transport.BASIC else _B64TOKEN
+    refusal = _check_token(token, max_bytes, pattern) or (_check_client_id(client_id) if client_id else None)
+    return refusal or PresentedCredential(token=token, transport=transport, client_id=client_id)
+
+
+def _from_basic(encoded: str, max_bytes: int) -> PresentedCredential | Refusal:
+    """T2, RFC 7617: base64(user-id ":" password). The id and password are kept exactly as sent; the
+    RFC 6749 §2.3.1 form-decoding applies to OAuth clients only and is done by their verifier."""
+    if len(encoded) > 2 * max_bytes:
+        return _refuse(reasons.CREDENTIAL_MALFORMED, "the Basic credentials are too long")
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return _refuse(reasons.CREDENTIAL_MALFORMED, "the Basic credentials are not base64 of UTF-8 text")
+    user, separator, password = decoded.partition(":")
+    if not separator or not user or not password:
+        return _refuse(reasons.CREDENTIAL_MALFORMED, "Basic credentials must be `id:secret`")
+    return _presented(password, Transport.BASIC, user, max_bytes)
 
 
 def _from_authorization(value: str, max_bytes: int) -> PresentedCredential | Refusal:
@@ -36,10 +90,60 @@ def _from_authorization(value: str, max_bytes: int) -> PresentedCredential | Ref
     scheme = scheme.lower()
     token = rest.strip()
     if scheme == "bearer":
-        return _check_token(token, max_bytes) or PresentedCredential(token=token, transport=Transport.BEARER)
+        return _presented(token, Transport.BEARER, "", max_bytes)
     if scheme == "basic":
-        return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "HTTP Basic is not accepted by this deployment yet")
+        return _from_basic(token, max_bytes)
     return _refuse(reasons.CREDENTIAL_MALFORMED, "the Authorization header uses an unsupported scheme")
+
+
+def parse_cookie_header(value: str) -> list[tuple[str, str]]:
+    """`name=value; name2=value2` (RFC 6265 §4.2.1), leniently: pairs without '=' are skipped."""
+    pairs = []
+    for part in value[:MAX_COOKIE_HEADER].split(";"):
+        name, separator, cookie_value = part.strip().partition("=")
+        if separator and name:
+            cookie_value = cookie_value.strip()
+            if len(cookie_value) >= 2 and cookie_value[0] == cookie_value[-1] == '"':
+                cookie_value = cookie_value[1:-1]
+            pairs.append((name.strip(), cookie_value))
+    return pairs
+
+
+def _header_values(request: HttpParts, name: str) -> set[str]:
+    wanted = name.lower()
+    return {value.strip() for header, value in request.headers if header.lower() == wanted}
+
+
+def _candidates(request: HttpParts, settings: TransportSettings) -> list[PresentedCredential | Refusal]:
+    found: list[PresentedCredential | Refusal] = []
+    max_bytes = settings.max_token_bytes
+    found.extend(_from_authorization(value, max_bytes) for value in _header_values(request, "authorization"))
+    if settings.cookie_name:
+        cookies = list(request.cookies)
+        for value in _header_values(request, "cookie"):
+            cookies.extend(parse_cookie_header(value))
+        found.extend(
+            _presented(value, Transport.COOKIE, "", max_bytes)
+            for name, value in cookies
+            if name == settings.cookie_name
+        )
+    id_header, token_header = settings.header_pair
+    ids = _header_values(request, id_header)
+    tokens = _header_values(request, token_header)
+    if len(ids) > 1:
+        found.append(_refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one {id_header} header"))
+    client_id = next(iter(ids), "")
+    found.extend(_presented(token, Transport.HEADER_PAIR, client_id, max_bytes) for token in tokens)
+    if settings.query_enabled and request.query:
+        id_name, secret_name = settings.query_parameters
+        params = parse_qsl(request.query[: 4 * max_bytes], keep_blank_values=True)
+        query_ids = {value for name, value in params if name == id_name}
+        secrets = {value for name, value in params if name == secret_name}
+        if len(query_ids) > 1:
+            found.append(_refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one `{id_name}` parameter"))
+        query_id = next(iter(query_ids), "")
+        found.extend(_presented(secret, Transport.QUERY, query_id, max_bytes) for secret in secrets)
+    return found
 
 
 def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential | Refusal:
@@ -47,16 +151,20 @@ def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential
     token = token.strip()
     if not token:
         return _refuse(reasons.CREDENTIAL_MISSING, "no credential was given")
-    return _check_token(token, max_bytes) or PresentedCredential(
-        token=token, transport=Transport.BARE, client_id=client_id
-    )
+    return _presented(token, Transport.BARE, client_id, max_bytes)
 
 
-def from_http(request: HttpParts, max_bytes: int) -> PresentedCredential | Refusal:
+def from_http(request: HttpParts, settings: TransportSettings) -> PresentedCredential | Refusal:
     """Every place a credential may be in an HTTP request; exactly one distinct credential is accepted."""
-    values = {value.strip() for name, value in request.headers if name.lower() == "authorization"}
-    if len(values) > 1:
+    found = _candidates(request, settings)
+    presented = [c for c in found if isinstance(c, PresentedCredential)]
+    refusals = [c for c in found if isinstance(c, Refusal)]
+    distinct = {(c.token, c.client_id) for c in presented}
+    if len(distinct) + len(refusals) > 1:
         return _refuse(reasons.CREDENTIAL_AMBIGUOUS, "the request carries more than one credential")
-    if not values:
+    if refusals:
+        return refusals[0]
+    if not presented:
         return _refuse(reasons.CREDENTIAL_MISSING, "the request carries no credential")
-    return _from_authorization(values.pop(), max_bytes)
+    # The same credential over several transports: keep the most explicit one (the lowest T number).
+    return min(presented, key=lambda c: c.transport.value)

@@ -33,18 +33,18 @@ class AuthorizeOutcome:
 
 
 class Pipeline:
-    def __init__(self, store: Store, catalogue: Catalogue, max_token_bytes: int) -> None:
+    def __init__(self, store: Store, catalogue: Catalogue, transports: extract.TransportSettings) -> None:
         self.store = store
         self.catalogue = catalogue
-        self.max_token_bytes = max_token_bytes
+        self.transports = transports
         self._application_actions = catalogue.actions_at(APPLICATION_LEVELS)
 
     async def authenticate(self, source: CredentialInput, now: datetime | None = None) -> Principal | Refusal:
         now = now or datetime.now(UTC)
         if isinstance(source, BareInput):
-            presented = extract.from_bare(source.token, source.client_id, self.max_token_bytes)
+            presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
         else:
-            presented = extract.from_http(source, self.max_token_bytes)
+            presented = extract.from_http(source, self.transports)
         if isinstance(presented, Refusal):
             return presented
         return await opaque_secret.verify(

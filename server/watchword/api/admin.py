@@ -7,15 +7,16 @@ becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import grpc
 
 from watchword import secret_format
-from watchword.api import convert, errors
+from watchword.api import convert, errors, new_credential
 from watchword.api.errors import FieldError
+from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.store import models
@@ -26,22 +27,8 @@ Context = grpc.aio.ServicerContext
 
 T = TypeVar("T")
 
-MAX_NAME = 200
-MAX_PATTERNS = 100
+MAX_NAME = new_credential.MAX_NAME
 MAX_OVERLAP = timedelta(days=30)
-
-# Kinds whose secret is only ever compared with a stored hash, so they can be minted today. Tenant
-# signing secrets, connectors and OAuth clients need their secret recoverable (to check HMACs), which
-# arrives with their verifiers.
-MINTABLE_KINDS = frozenset(
-    {
-        CredentialKind.APPLICATION_SECRET,
-        CredentialKind.STATIC_TOKEN,
-        CredentialKind.API_KEY,
-        CredentialKind.ADMIN_TOKEN,
-    }
-)
-GRANT_KINDS = frozenset({CredentialKind.STATIC_TOKEN, CredentialKind.API_KEY})
 
 
 def organization_to_proto(row: models.Organization) -> admin_pb2.Organization:
@@ -86,18 +73,11 @@ def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
     )
 
 
-def _patterns(values: Sequence[str], field: str) -> list[str]:
-    if len(values) > MAX_PATTERNS:
-        raise FieldError(field, f"at most {MAX_PATTERNS} patterns")
-    return [
-        convert.required(value, f"{field}[{index}]", convert.MAX_ID) for index, value in enumerate(values)
-    ]
-
-
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, store: Store, catalogue: Catalogue) -> None:
+    def __init__(self, store: Store, catalogue: Catalogue, master_key: MasterKey) -> None:
         self._store = store
         self._catalogue = catalogue
+        self._master_key = master_key
 
     # ---- organizations ----
 
@@ -210,66 +190,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     # ---- credentials ----
 
-    def _new_credential(self, request: admin_pb2.CreateCredentialRequest) -> tuple[models.Credential, str]:
-        try:
-            kind = CredentialKind(request.kind)
-        except ValueError:
-            raise FieldError("kind", "must name a credential kind") from None
-        if kind not in MINTABLE_KINDS:
-            raise FieldError(
-                "kind", f"{common_pb2.CredentialKind.Name(kind)} cannot be created by this version"
-            )
-        name = convert.required(request.name, "name", MAX_NAME)
-        organization_id: str | None = None
-        if kind is CredentialKind.ADMIN_TOKEN:
-            if request.organization_id:
-                raise FieldError("organization_id", "admin tokens belong to no organization")
-        else:
-            organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
-        application_id: str | None = None
-        if kind is CredentialKind.APPLICATION_SECRET:
-            application_id = convert.required(request.application_id, "application_id", convert.MAX_ID)
-        elif request.application_id:
-            raise FieldError("application_id", "only application secrets are bound to an application")
-        if kind in GRANT_KINDS:
-            unknown = sorted(set(request.permissions) - set(self._catalogue.actions))
-            if unknown:
-                raise FieldError("permissions", f"unknown action(s) {unknown}")
-        elif request.permissions or request.event_types_allowed or request.event_types_denied:
-            raise FieldError(
-                "permissions", "only API keys and static tokens carry permissions and event patterns"
-            )
-        if request.basic_auth_enabled and kind is not CredentialKind.API_KEY:
-            raise FieldError("basic_auth_enabled", "only API keys may be used over HTTP Basic")
-        if request.algorithms or request.client_auth_method or request.public_jwk:
-            raise FieldError("algorithms", "not used by this kind of credential")
-        expires_at = None
-        if request.HasField("expires_at"):
-            expires_at = convert.from_timestamp(request.expires_at, "expires_at")
-            if expires_at <= datetime.now(UTC):
-                raise FieldError("expires_at", "must be in the future")
-        credential_id = secret_format.new_credential_id()
-        secret = secret_format.mint(kind, credential_id)
-        row = models.Credential(
-            id=credential_id,
-            kind=int(kind),
-            organization_id=organization_id,
-            application_id=application_id,
-            name=name,
-            secret_hash=secret_format.hash_secret(secret),
-            secret_hint=secret_format.hint(secret),
-            permissions=sorted(set(request.permissions)),
-            event_types_allowed=_patterns(request.event_types_allowed, "event_types_allowed"),
-            event_types_denied=_patterns(request.event_types_denied, "event_types_denied"),
-            basic_auth_enabled=request.basic_auth_enabled,
-            expires_at=expires_at,
-        )
-        return row, secret
-
     async def CreateCredential(
         self, request: admin_pb2.CreateCredentialRequest, context: Context
     ) -> admin_pb2.CreateCredentialResponse:
-        row, secret = self._new_credential(request)
+        row, secret = new_credential.build(request, self._catalogue, self._master_key)
         stored = await _found(context, self._store.add_credential(row))
         return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(stored), secret=secret)
 
@@ -329,13 +253,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         previous_valid_until = (
             now + timedelta(seconds=request.overlap_seconds) if request.overlap_seconds else None
         )
-        secret = secret_format.mint(CredentialKind(row.kind), row.id)
-        rotated = await _found(
-            context,
-            self._store.rotate_credential(
-                row.id, secret_format.hash_secret(secret), previous_valid_until, now
-            ),
+        kind = CredentialKind(row.kind)
+        secret = secret_format.mint(kind, row.id)
+        sealed = (
+            new_credential.seal(self._master_key, row.id, secret)
+            if kind in new_credential.SEALED_KINDS
+            else None
         )
+        rotation = self._store.rotate_credential(
+            row.id, secret_format.hash_secret(secret), sealed, previous_valid_until, now
+        )
+        rotated = await _found(context, rotation)
         return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(rotated), secret=secret)
 
     # ---- outbound credentials, signing keys, revocation: later issues ----

@@ -1,26 +1,33 @@
-"""C2 application secrets, C3 static tokens and C5 API keys: opaque secrets verified against a hash.
+"""Opaque Watchword secrets: C2 application secrets, C3 static tokens, C5 API keys (also over Basic),
+C6 connector secrets (header pair or query), and the OAuth client secrets of C9 over Basic.
 
 The secret names its credential (see `secret_format`), so verification is one lookup by primary key and
 a constant-time hash comparison. A malformed secret costs no store query. The refusal for a wrong
-secret is the same as for an unknown id, so nobody learns which credential ids exist.
+secret is the same as for an unknown id, so nobody learns which credential ids exist; state (deactivated,
+expired, Basic not enabled) is only revealed to a caller who holds the secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from urllib.parse import unquote_plus
 
 from watchword import reasons, secret_format
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
 from watchword.store.models import Credential
 
-_BEARER_LIKE = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
-# Kinds verified here, and the transports each may arrive over (the others land with issue #3).
-ACCEPTED_TRANSPORTS = {
-    CredentialKind.APPLICATION_SECRET: _BEARER_LIKE,
-    CredentialKind.STATIC_TOKEN: _BEARER_LIKE,
-    CredentialKind.API_KEY: _BEARER_LIKE,
+_DIRECT = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
+# Which transports each kind may arrive over. Anything else is `transport_not_allowed`.
+ACCEPTED_TRANSPORTS: dict[CredentialKind, frozenset[Transport]] = {
+    CredentialKind.APPLICATION_SECRET: _DIRECT,
+    CredentialKind.STATIC_TOKEN: _DIRECT | {Transport.COOKIE},
+    CredentialKind.API_KEY: _DIRECT | {Transport.BASIC},
+    CredentialKind.CONNECTOR: frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.BARE}),
+    CredentialKind.OAUTH_CLIENT: frozenset({Transport.BASIC, Transport.FORM}),
 }
+# Transports that carry the credential's own id beside the secret: it must name the same credential.
+_PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 
@@ -39,6 +46,26 @@ def _secret_matches(token: str, record: Credential, now: datetime) -> bool:
     return current or previous
 
 
+def _secret_and_id(presented: PresentedCredential) -> tuple[str, str]:
+    """OAuth clients over Basic form-encode id and secret before base64 (RFC 6749 §2.3.1)."""
+    token, client_id = presented.token, presented.client_id
+    if presented.transport is Transport.BASIC and secret_format.parse(token) is None:
+        token, client_id = unquote_plus(token), unquote_plus(client_id)
+    return token, client_id
+
+
+def _id_matches(
+    kind: CredentialKind, record: Credential, presented: PresentedCredential, client_id: str
+) -> bool:
+    """Where the transport carries an id beside the secret, it must be the right one."""
+    if presented.transport is Transport.BASIC:
+        expected = record.organization_id if kind is CredentialKind.API_KEY else record.id
+        return client_id == expected
+    if presented.transport in _PAIRED or (presented.transport is Transport.BARE and client_id):
+        return client_id == record.id
+    return True
+
+
 def principal_for(
     record: Credential, presented: PresentedCredential, application_actions: frozenset[str]
 ) -> Principal:
@@ -55,6 +82,7 @@ def principal_for(
         application_id=record.application_id or "",
         permissions=permissions,
         expires_at=record.expires_at,
+        discouraged_transport=presented.transport is Transport.QUERY,
         event_types_allowed=tuple(record.event_types_allowed),
         event_types_denied=tuple(record.event_types_denied),
     )
@@ -66,7 +94,8 @@ async def verify(
     now: datetime,
     application_actions: frozenset[str],
 ) -> Principal | Refusal:
-    parsed = secret_format.parse(presented.token)
+    token, client_id = _secret_and_id(presented)
+    parsed = secret_format.parse(token)
     if parsed is None:
         return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential is not in any accepted format")
     allowed_transports = ACCEPTED_TRANSPORTS.get(parsed.kind)
@@ -77,10 +106,18 @@ async def verify(
     if presented.transport not in allowed_transports:
         return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "this credential is not accepted over this transport")
     record = await lookup(parsed.credential_id)
-    if record is None or record.kind != parsed.kind or not _secret_matches(presented.token, record, now):
+    if (
+        record is None
+        or record.kind != parsed.kind
+        or not _secret_matches(token, record, now)
+        or not _id_matches(parsed.kind, record, presented, client_id)
+    ):
         return _refuse(reasons.CREDENTIAL_UNKNOWN, "the credential is not recognised")
     if record.deactivated_at is not None:
         return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the credential has been deactivated")
     if record.expires_at is not None and record.expires_at <= now:
         return _refuse(reasons.CREDENTIAL_EXPIRED, "the credential has expired")
+    basic_api_key = presented.transport is Transport.BASIC and parsed.kind is CredentialKind.API_KEY
+    if basic_api_key and not record.basic_auth_enabled:
+        return _refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")
     return principal_for(record, presented, application_actions)

@@ -93,6 +93,10 @@ class Credential(SQLModel, table=True):
     name: str = Field(max_length=200)
     secret_hash: str = Field(max_length=64)
     secret_hint: str = Field(max_length=32)
+    # Kinds whose secret is also a signing key (C4 tenant signing secrets, C6/C7 connector secrets, C9
+    # client_secret_jwt) keep it sealed under the master key as well; all others keep only the hash.
+    sealed_secret: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    previous_sealed_secret: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     previous_secret_hash: str | None = Field(default=None, max_length=64)
     previous_secret_valid_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
     permissions: list[str] = _json_list()

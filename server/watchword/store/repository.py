@@ -244,6 +244,7 @@ class Store:
         self,
         credential_id: str,
         new_secret_hash: str,
+        new_sealed_secret: bytes | None,
         previous_valid_until: datetime | None,
         now: datetime | None = None,
     ) -> Credential:
@@ -252,9 +253,12 @@ class Store:
             credential = await session.get(Credential, credential_id, with_for_update=True)
             if credential is None:
                 raise NotFoundError("credential", credential_id)
-            credential.previous_secret_hash = credential.secret_hash if previous_valid_until else None
+            keep_previous = previous_valid_until is not None
+            credential.previous_secret_hash = credential.secret_hash if keep_previous else None
+            credential.previous_sealed_secret = credential.sealed_secret if keep_previous else None
             credential.previous_secret_valid_until = previous_valid_until
             credential.secret_hash = new_secret_hash
+            credential.sealed_secret = new_sealed_secret
             credential.rotated_at = now or utcnow()
         return credential
 
