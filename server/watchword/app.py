@@ -177,7 +177,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             ),
             server,
         )
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(store, catalogue, master_key), server)
+        admin = AdminServicer(
+            store, catalogue, master_key, caches=(pipeline.credentials, pipeline.applications)
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -12,7 +12,8 @@ from watchword import extract, reasons
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
 from watchword.domain import Decision, HttpParts, Principal, Refusal, Resource
-from watchword.identify import opaque_secret
+from watchword.identify import cache, opaque_secret
+from watchword.store.models import Application, Credential
 from watchword.store.repository import Store
 
 
@@ -33,10 +34,18 @@ class AuthorizeOutcome:
 
 
 class Pipeline:
-    def __init__(self, store: Store, catalogue: Catalogue, transports: extract.TransportSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalogue: Catalogue,
+        transports: extract.TransportSettings,
+        cache_ttl: float = cache.DEFAULT_TTL_SECONDS,
+    ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.transports = transports
+        self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
+        self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
         self._application_actions = catalogue.actions_at(APPLICATION_LEVELS)
 
     async def authenticate(self, source: CredentialInput, now: datetime | None = None) -> Principal | Refusal:
@@ -47,16 +56,14 @@ class Pipeline:
             presented = extract.from_http(source, self.transports)
         if isinstance(presented, Refusal):
             return presented
-        return await opaque_secret.verify(
-            presented, self.store.get_credential, now, self._application_actions
-        )
+        return await opaque_secret.verify(presented, self.credentials.get, now, self._application_actions)
 
     async def resolve(self, resource: Resource) -> Resource | None:
         """Fill in the organization of the resource's application; None when the application does not
         exist or belongs to another organization than the one named."""
         if not resource.application_id:
             return resource
-        application = await self.store.get_application(resource.application_id)
+        application = await self.applications.get(resource.application_id)
         if application is None:
             return None
         if resource.organization_id and resource.organization_id != application.organization_id:

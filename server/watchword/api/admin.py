@@ -7,9 +7,9 @@ becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -19,6 +19,7 @@ from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.identify.cache import TtlCache
 from watchword.store import models
 from watchword.store.repository import InvalidPageTokenError, NotFoundError, Page, Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -74,10 +75,25 @@ def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, store: Store, catalogue: Catalogue, master_key: MasterKey) -> None:
+    def __init__(
+        self,
+        store: Store,
+        catalogue: Catalogue,
+        master_key: MasterKey,
+        caches: Sequence[TtlCache[Any]] = (),
+    ) -> None:
         self._store = store
         self._catalogue = catalogue
         self._master_key = master_key
+        # Verification caches of this replica: dropped on every change so it is refused on the next call.
+        self._caches = tuple(caches)
+
+    def _changed(self, key: str | None = None) -> None:
+        for cache in self._caches:
+            if key is None:
+                cache.clear()
+            else:
+                cache.invalidate(key)
 
     # ---- organizations ----
 
@@ -110,6 +126,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await _found(
             context, self._store.delete_organization(convert.required(request.id, "id", convert.MAX_ID))
         )
+        self._changed()
         return admin_pb2.DeleteOrganizationResponse()
 
     # ---- applications ----
@@ -148,6 +165,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await _found(
             context, self._store.delete_application(convert.required(request.id, "id", convert.MAX_ID))
         )
+        self._changed()
         return admin_pb2.DeleteApplicationResponse()
 
     # ---- memberships ----
@@ -195,6 +213,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.CreateCredentialResponse:
         row, secret = new_credential.build(request, self._catalogue, self._master_key)
         stored = await _found(context, self._store.add_credential(row))
+        self._changed(stored.id)
         return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(stored), secret=secret)
 
     async def _credential(self, context: grpc.aio.ServicerContext, credential_id: str) -> models.Credential:
@@ -231,7 +250,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DeactivateCredentialRequest, context: Context
     ) -> admin_pb2.Credential:
         credential_id = convert.required(request.id, "id", convert.MAX_ID)
-        return credential_to_proto(await _found(context, self._store.deactivate_credential(credential_id)))
+        deactivated = await _found(context, self._store.deactivate_credential(credential_id))
+        self._changed(credential_id)
+        return credential_to_proto(deactivated)
 
     async def DeleteCredential(
         self, request: admin_pb2.DeleteCredentialRequest, context: Context
@@ -239,6 +260,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await _found(
             context, self._store.delete_credential(convert.required(request.id, "id", convert.MAX_ID))
         )
+        self._changed(request.id)
         return admin_pb2.DeleteCredentialResponse()
 
     async def RotateCredential(
@@ -264,6 +286,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             row.id, secret_format.hash_secret(secret), sealed, previous_valid_until, now
         )
         rotated = await _found(context, rotation)
+        self._changed(rotated.id)
         return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(rotated), secret=secret)
 
     # ---- outbound credentials, signing keys, revocation: later issues ----

@@ -1,0 +1,83 @@
+"""A small time-bounded cache in front of the store, so verifying a known credential costs no query.
+
+Freshness: this replica drops an entry the moment its own admin service changes the credential
+(deactivation is refused on the very next call); changes made through another replica are seen within
+`ttl` seconds at most. Misses are cached too (bounded), so floods of unknown ids cost one query per id
+per `ttl`; concurrent misses for one key share a single query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+ValueT = TypeVar("ValueT")
+
+DEFAULT_TTL_SECONDS = 1.0
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+class TtlCache(Generic[ValueT]):
+    def __init__(
+        self,
+        load: Callable[[str], Awaitable[ValueT | None]],
+        ttl: float = DEFAULT_TTL_SECONDS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, ValueT | None]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[ValueT | None]] = {}
+        self._generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, key: str) -> ValueT | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return entry[1]
+        self.misses += 1
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ValueT | None] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        generation = self._generation
+        try:
+            value = await self._load(key)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._loading.pop(key, None)
+        # A change made while the query ran must not be overwritten by what the query saw before it.
+        if generation == self._generation:
+            self._remember(key, value)
+        future.set_result(value)
+        return value
+
+    def _remember(self, key: str, value: ValueT | None) -> None:
+        self._entries[key] = (self._clock() + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def invalidate(self, key: str) -> None:
+        self._generation += 1
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
