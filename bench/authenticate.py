@@ -1,0 +1,127 @@
+"""Authenticate calls per second for each credential kind, next to a no-op RPC on the same server.
+
+    .venv/bin/python bench/authenticate.py [--calls 5000] [--concurrency 32]
+
+Starts a real `watchword serve` on a free loopback port, creates one credential of each kind, warms
+the cache, then drives each case with the same number of concurrent asyncio gRPC calls from one client
+process. The baseline is the gRPC health check (`grpc.health.v1.Health/Check`), which does no work;
+the ratio is kind calls/s over baseline calls/s, so both sides share the same machine and the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
+
+from support.server import WatchwordProcess
+
+Call = Callable[[], Awaitable[object]]
+
+
+def _http(*headers: tuple[str, str]) -> auth_pb2.AuthenticateRequest:
+    http = common_pb2.HttpRequest(
+        method="POST", path="/v1/events", headers=[common_pb2.KeyValue(name=n, value=v) for n, v in headers]
+    )
+    return auth_pb2.AuthenticateRequest(credential=common_pb2.CredentialSource(http=http))
+
+
+def _credentials(server: WatchwordProcess) -> dict[str, auth_pb2.AuthenticateRequest]:
+    admin, md = server.admin(), server.admin_metadata
+    org = admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name="bench"), metadata=md)
+    app = admin.CreateApplication(
+        admin_pb2.CreateApplicationRequest(organization_id=org.id, name="a"), metadata=md
+    )
+
+    def create(kind: int, **fields: object) -> admin_pb2.CreateCredentialResponse:
+        request = admin_pb2.CreateCredentialRequest(kind=kind, organization_id=org.id, name="bench", **fields)
+        return admin.CreateCredential(request, metadata=md)
+
+    app_secret = create(common_pb2.CREDENTIAL_KIND_APPLICATION_SECRET, application_id=app.id)
+    api_key = create(common_pb2.CREDENTIAL_KIND_API_KEY, permissions=["event.send"], basic_auth_enabled=True)
+    static = create(common_pb2.CREDENTIAL_KIND_STATIC_TOKEN, permissions=["object.publish"])
+    connector = create(common_pb2.CREDENTIAL_KIND_CONNECTOR, permissions=["track"])
+    basic = base64.b64encode(f"{org.id}:{api_key.secret}".encode()).decode()
+    return {
+        "C2 application secret (Bearer)": _http(("authorization", f"Bearer {app_secret.secret}")),
+        "C3 static token (Bearer)": _http(("authorization", f"Bearer {static.secret}")),
+        "C5 API key (Bearer)": _http(("authorization", f"Bearer {api_key.secret}")),
+        "C5 API key (Basic)": _http(("authorization", f"Basic {basic}")),
+        "C6 connector (header pair)": _http(
+            ("Hull-App-Id", connector.credential.id), ("Hull-Access-Token", connector.secret)
+        ),
+    }
+
+
+async def _rate(call: Call, calls: int, concurrency: int) -> float:
+    remaining = calls
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return calls / (time.perf_counter() - started)
+
+
+async def _run(
+    address: str, requests: dict[str, auth_pb2.AuthenticateRequest], calls: int, concurrency: int
+) -> list[tuple[str, float]]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        for request in requests.values():  # warm the cache and check every case really authenticates
+            response = await auth.Authenticate(request, timeout=10)
+            assert response.WhichOneof("result") == "principal", response
+        ping = health_pb2.HealthCheckRequest()
+        await _rate(lambda: health.Check(ping, timeout=10), max(calls // 5, 50), concurrency)  # warm-up
+        rows = [
+            (
+                "no-op baseline (Health/Check)",
+                await _rate(lambda: health.Check(ping, timeout=10), calls, concurrency),
+            )
+        ]
+        for name, request in requests.items():
+            rows.append(
+                (name, await _rate(lambda r=request: auth.Authenticate(r, timeout=10), calls, concurrency))
+            )
+        return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=5000, help="calls per case")
+    parser.add_argument("--concurrency", type=int, default=32, help="calls in flight at once")
+    args = parser.parse_args(argv)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        WatchwordProcess(Path(tmp) / "data", env={"WATCHWORD_LOG_LEVEL": "WARNING"}) as server,
+    ):
+        rows = asyncio.run(_run(server.address, _credentials(server), args.calls, args.concurrency))
+    baseline = rows[0][1]
+    print(f"Authenticate, warm cache: {args.calls} calls per case, {args.concurrency} in flight")
+    print(f"{'case':<34} {'calls/s':>10} {'ratio to no-op':>15}")
+    for name, rate in rows:
+        print(f"{name:<34} {rate:>10.0f} {rate / baseline:>15.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Benchmarks are code that runs in CI, briefly, so they cannot rot. No timing is asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_authenticate_benchmark_prints_a_ratio_per_credential_kind() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "authenticate.py"), "--calls", "60", "--concurrency", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Authenticate, warm cache")
+    rows = {line[:34].strip(): line.split()[-1] for line in lines[2:]}
+    assert rows["no-op baseline (Health/Check)"] == "1.00"
+    for case in ("C2 application secret (Bearer)", "C5 API key (Basic)", "C6 connector (header pair)"):
+        assert float(rows[case]) > 0
