@@ -340,7 +340,6 @@ def test_as_many_headers_as_the_bound_are_read(server: WatchwordProcess, secret:
         "WWAS_0123456789abcdef_" + "a" * 38,
         "wwzz_0123456789abcdef_" + "a" * 38,
         "a" * 200,
-        "eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
         "=====",
         "~~~+++///",
     ],
@@ -351,6 +350,23 @@ def test_t1_t6_random_garbage_tokens_are_refused_as_malformed(
 ) -> None:
     source = bare(token) if transport == "bare" else bearer(token)
     assert refusal_of(server, source).reason == "credential_malformed"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("eyJhbGciOiJIUzI1NiJ9.e30.c2ln", "token_key_unknown"),  # HS256 without a kid: no tenant secret
+        ("eyJhbGciOiJub25lIn0.e30.", "token_algorithm_not_allowed"),  # alg none
+        ("a.b.c", "token_malformed"),
+        ("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "token_issuer_unknown"),  # no issuer configured for it
+    ],
+)
+@pytest.mark.parametrize("transport", ["bare", "bearer"])
+def test_t1_t6_jwt_shaped_garbage_is_refused_with_a_token_reason(
+    server: WatchwordProcess, token: str, reason: str, transport: str
+) -> None:
+    source = bare(token) if transport == "bare" else bearer(token)
+    assert refusal_of(server, source).reason == reason
 
 
 def test_t6_secret_with_wrong_checksum_is_refused_as_malformed(server: WatchwordProcess, secret: str) -> None:

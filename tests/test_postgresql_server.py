@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -85,7 +86,19 @@ def test_serving_on_postgresql_needs_migrate_and_fails_closed_when_the_database_
         request.resource.organization_id = tenant.organization_id
         assert server.auth().Authorize(request, timeout=10).decision.allowed
 
+        uncached = create_credential(
+            server, kind=API_KEY, organization_id=tenant.organization_id, name="cold"
+        )
+        cold = _bearer(uncached.secret)
+        cold.resource.organization_id = tenant.organization_id
+
         own_postgres.stop()
+        # A credential not in this replica's cache needs the store: UNAVAILABLE at once, never an allow.
+        with pytest.raises(grpc.RpcError) as cold_error:
+            server.auth().Authorize(cold, timeout=15)
+        assert cold_error.value.code() == grpc.StatusCode.UNAVAILABLE
+        # A verified one is answered from the cache for at most its 1 s freshness, then fails closed too.
+        time.sleep(1.2)
         with pytest.raises(grpc.RpcError) as caught:
             server.auth().Authorize(request, timeout=15)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -24,8 +24,10 @@ from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.extract import TransportSettings
+from watchword.identify.external_jwt import ExternalJwtVerifier
+from watchword.identify.jwks_source import JwksSourceError
 from watchword.issue import signing_keys
-from watchword.pipeline import Pipeline
+from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database, models
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
@@ -140,11 +142,14 @@ class RunningServer:
     health: health.aio.HealthServicer
     port: int
     settings: Settings
+    external: ExternalJwtVerifier | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds)
+        if self.external is not None:
+            await self.external.close()
         await self.store.close()
 
 
@@ -160,7 +165,14 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     ensure_data_dir(settings)
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
+    external: ExternalJwtVerifier | None = None
     try:
+        if settings.issuers:
+            external = ExternalJwtVerifier(settings.issuers, max_token_bytes=settings.max_token_bytes)
+            try:
+                await external.start()
+            except JwksSourceError as exc:
+                raise StartupError(str(exc)) from None
         await ensure_signing_key(store, master_key)
         admin_token = await bootstrap_admin_token(store)
         server = grpc.aio.server(
@@ -170,7 +182,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        pipeline = Pipeline(store, catalogue, transport_settings(settings))
+        jwt = JwtSettings(settings.jwt_leeway_seconds, settings.token_issuer, settings.token_audience)
+        pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline, settings.max_token_bytes, settings.max_request_headers, settings.max_batch_entries
@@ -201,6 +214,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             port = server.add_insecure_port(address)
         await server.start()
     except BaseException:
+        if external is not None:
+            await external.close()
         await store.close()
         raise
     for name in ("", *SERVICE_NAMES):
@@ -215,7 +230,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         )
     scheme = "tls" if settings.tls_cert_file else "plaintext"
     print(f"watchword listening on {settings.host}:{port} ({scheme})", file=out, flush=True)
-    return RunningServer(server=server, store=store, health=health_servicer, port=port, settings=settings)
+    return RunningServer(
+        server=server, store=store, health=health_servicer, port=port, settings=settings, external=external
+    )
 
 
 async def serve(settings: Settings) -> None:

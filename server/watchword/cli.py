@@ -28,6 +28,8 @@ KIND_NAMES = {
     "application-secret": common_pb2.CREDENTIAL_KIND_APPLICATION_SECRET,
     "static-token": common_pb2.CREDENTIAL_KIND_STATIC_TOKEN,
     "api-key": common_pb2.CREDENTIAL_KIND_API_KEY,
+    "connector": common_pb2.CREDENTIAL_KIND_CONNECTOR,
+    "tenant-signing-secret": common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET,
     "admin-token": common_pb2.CREDENTIAL_KIND_ADMIN_TOKEN,
 }
 
@@ -44,6 +46,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request URL at INFO; JWKS fetches are reported by Watchword itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(serve(settings))
     return 0
 

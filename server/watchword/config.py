@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from watchword.identify.issuer_settings import IssuerList
 from watchword.store.database import DatabaseUrlError, normalise_url
 
 ENV_PREFIX = "WATCHWORD_"
@@ -78,6 +79,27 @@ class Settings(BaseModel):
     query_credentials_enabled: bool = Field(
         default=False, description="T5: read `id` and `secret` query parameters (flagged as discouraged)."
     )
+    jwt_leeway_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=120,
+        description="Clock leeway for exp, nbf and iat of tenant, subject and own JWTs.",
+    )
+    token_issuer: str = Field(
+        default="urn:watchword",
+        min_length=1,
+        max_length=255,
+        description="`iss` of Watchword's own tokens (C8).",
+    )
+    token_audience: str = Field(
+        default="urn:watchword:api",
+        min_length=1,
+        max_length=255,
+        description="`aud` of Watchword's own tokens.",
+    )
+    issuers: IssuerList = Field(
+        default=(), description="C1: trusted external OIDC issuers ([[issuers]] tables in the file)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("database_url")
@@ -101,6 +123,10 @@ class Settings(BaseModel):
                 raise ValueError(f"TLS file {str(path)!r} does not exist or is not a file")
         if self.master_key_file is not None and self.master_key:
             raise ValueError("set master_key_file or master_key, not both")
+        if any(issuer.issuer == self.token_issuer for issuer in self.issuers):
+            raise ValueError(
+                "an external issuer cannot use token_issuer, the `iss` of Watchword's own tokens"
+            )
         if self.mode == "production" and self.master_key_file is None and not self.master_key:
             raise ValueError(
                 "production mode needs a master key: set master_key_file (or WATCHWORD_MASTER_KEY_FILE) "
@@ -161,7 +187,7 @@ def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
         field = ".".join(str(part) for part in error["loc"]) or "(settings)"
         where = sources.get(field, "")
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
             message = "unknown setting; known settings are " + ", ".join(Settings.model_fields)
         lines.append(f"  - {field}{f' ({where})' if where else ''}: {message}")
     return "\n".join(lines)

@@ -9,10 +9,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from watchword import extract, reasons
+from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
-from watchword.domain import Decision, HttpParts, Principal, Refusal, Resource
-from watchword.identify import cache, opaque_secret
+from watchword.domain import Decision, HttpParts, PresentedCredential, Principal, Refusal, Resource, Transport
+from watchword.identify import cache, opaque_secret, subject_jwt, tenant_jwt, watchword_token
+from watchword.identify.external_jwt import ExternalJwtVerifier
+from watchword.identify.sealed_keys import SealedKeys
+from watchword.jose import jws
 from watchword.store.models import Application, Credential
 from watchword.store.repository import Store
 
@@ -24,6 +28,8 @@ class BareInput:
 
 
 CredentialInput = BareInput | HttpParts
+# Transports that carry a connector id beside the token: a JWT there is subject-scoped (C7).
+PAIRED_TRANSPORTS = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +39,35 @@ class AuthorizeOutcome:
     refusal: Refusal | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    """How JWTs are checked: the clock leeway, and the issuer and audience of Watchword's own (C8)."""
+
+    leeway_seconds: float = 30.0
+    token_issuer: str = "urn:watchword"
+    token_audience: str = "urn:watchword:api"
+
+
 class Pipeline:
     def __init__(
         self,
         store: Store,
         catalogue: Catalogue,
         transports: extract.TransportSettings,
+        master_key: MasterKey,
+        jwt: JwtSettings | None = None,
+        external: ExternalJwtVerifier | None = None,
         cache_ttl: float = cache.DEFAULT_TTL_SECONDS,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.transports = transports
+        self.jwt = jwt or JwtSettings()
+        self.external = external
         self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
         self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
+        self.sealed_keys = SealedKeys(master_key)
+        self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
         self._application_actions = catalogue.actions_at(APPLICATION_LEVELS)
 
     async def authenticate(self, source: CredentialInput, now: datetime | None = None) -> Principal | Refusal:
@@ -54,9 +76,43 @@ class Pipeline:
             presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
         else:
             presented = extract.from_http(source, self.transports)
-        if isinstance(presented, Refusal):
-            return presented
-        return await opaque_secret.verify(presented, self.credentials.get, now, self._application_actions)
+        result = presented if isinstance(presented, Refusal) else await self._identify(presented, now)
+        if isinstance(result, Refusal) and isinstance(source, BareInput):
+            # No HTTP around a bare token (T6): there is no response header to challenge with.
+            result = replace(result, www_authenticate="")
+        return result
+
+    async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
+        """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""
+        if presented.token.count(".") != 2:
+            return await opaque_secret.verify(presented, self.credentials.get, now, self._application_actions)
+        try:
+            parsed = jws.parse(presented.token, max_bytes=self.transports.max_token_bytes)
+        except jws.JwsError as exc:
+            return Refusal(reason=exc.reason, message=str(exc))
+        leeway = self.jwt.leeway_seconds
+        if presented.transport in PAIRED_TRANSPORTS or presented.client_id:
+            return await subject_jwt.verify(
+                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway
+            )
+        if parsed.algorithm.startswith("HS"):
+            return await tenant_jwt.verify(
+                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway
+            )
+        if parsed.claims.get("iss") == self.jwt.token_issuer:
+            return await watchword_token.verify(
+                parsed,
+                presented,
+                self.signing_keys,
+                self.credentials.get,
+                self.jwt.token_issuer,
+                self.jwt.token_audience,
+                now,
+                leeway,
+            )
+        if self.external is not None:
+            return await self.external.verify_parsed(parsed, presented.transport, now.timestamp())
+        return Refusal(reason=reasons.TOKEN_ISSUER_UNKNOWN, message="the token's issuer is not configured")
 
     async def resolve(self, resource: Resource) -> Resource | None:
         """Fill in the organization of the resource's application; None when the application does not

@@ -11,6 +11,7 @@ from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.identify.sealed_keys import sealing_purpose
 from watchword.store import models
 from watchword.v1 import admin_pb2, common_pb2
 
@@ -40,10 +41,6 @@ EVENT_FILTER_KINDS = frozenset({CredentialKind.STATIC_TOKEN, CredentialKind.API_
 # Kinds whose secret is also an HMAC key Watchword must use (C4 tokens, C7 tokens): sealed, not only hashed.
 SEALED_KINDS = frozenset({CredentialKind.CONNECTOR, CredentialKind.TENANT_SIGNING_SECRET})
 TENANT_ALGORITHMS = ("HS256",)
-
-
-def sealing_purpose(credential_id: str) -> str:
-    return f"watchword.credential:{credential_id}"
 
 
 def _patterns(values: Sequence[str], field: str) -> list[str]:

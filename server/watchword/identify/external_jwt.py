@@ -1,0 +1,257 @@
+"""C1: JWTs from external OIDC issuers such as Keycloak, verified against each issuer's JWKS.
+
+The order matters (RFC 8725): the unverified `iss` only picks which issuer's settings and keys to try;
+the algorithm is checked against that issuer's allow-list before any key is looked up; the key is found
+by `kid` (an opaque id, only ever a dictionary key); the signature is verified with the key's own bound
+algorithm; only then are the claims trusted (iss, aud, exp, nbf, iat) and read into a Principal.
+Header fields that name keys elsewhere (`jku`, `x5u`, `jwk`, `x5c`) are never fetched or used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TypeGuard
+
+import httpx
+
+from watchword import reasons
+from watchword.domain import CredentialKind, Principal, Refusal, Transport
+from watchword.identify.issuer_settings import IssuerSettings, by_issuer
+from watchword.identify.jwks_source import HTTP_TIMEOUT, Clock, JwksSource
+from watchword.jose import claims as jwt_claims
+from watchword.jose import jws
+
+# A C1 token is a bearer credential: never accepted from a query string, Basic or a header pair.
+ACCEPTED_TRANSPORTS = frozenset({Transport.BEARER, Transport.COOKIE, Transport.BARE, Transport.BATCH_ENTRY})
+REQUIRED_CLAIMS = ("exp", "iss", "aud")
+MAX_ID_LENGTH = 1024
+MAX_MEMBERSHIPS = 1000
+
+Memberships = tuple[tuple[str, tuple[str, ...]], ...]
+
+_MESSAGES = {
+    reasons.TOKEN_MALFORMED: "the token is not a well-formed JWT",
+    reasons.TOKEN_ALGORITHM_NOT_ALLOWED: "the token's algorithm is not accepted for its issuer",
+    reasons.TOKEN_HEADER_UNSUPPORTED: "the token's header is not supported",
+    reasons.TOKEN_KEY_UNKNOWN: "the token's signing key is not known",
+    reasons.TOKEN_SIGNATURE_INVALID: "the token's signature is not valid",
+    reasons.TOKEN_EXPIRED: "the token has expired",
+    reasons.TOKEN_NOT_YET_VALID: "the token is not valid yet",
+    reasons.TOKEN_ISSUER_UNKNOWN: "the token's issuer is not trusted",
+    reasons.TOKEN_AUDIENCE_MISMATCH: "the token is not meant for this service",
+    reasons.TOKEN_CLAIMS_INVALID: "the token's claims are missing or invalid",
+    reasons.TRANSPORT_NOT_ALLOWED: "this credential is not accepted over this transport",
+}
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_HEADER_CHARS = 4096
+_MISSING = object()
+
+
+class _ClaimsInvalid(Exception):
+    """A configured claim is present but not of the expected shape."""
+
+
+def _refuse(reason: str) -> Refusal:
+    if reason not in _MESSAGES:  # a reason the JOSE core added later: still stable, never free text
+        reason = reason if reason in reasons.REASONS else reasons.TOKEN_MALFORMED
+    return Refusal(reason=reason, message=_MESSAGES.get(reason, "the token was refused"))
+
+
+def looks_like_jwt(token: str) -> bool:
+    """True for a compact JWS: three dot-separated parts whose first decodes to a JSON object with a
+    string `alg`. Cheap and never raises: the dispatcher routes tokens with it."""
+    if token.count(".") != 2:
+        return False
+    header = token.partition(".")[0]
+    if len(header) > _MAX_HEADER_CHARS or _BASE64URL.fullmatch(header) is None:
+        return False
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError, RecursionError):
+        return False
+    return isinstance(decoded, dict) and isinstance(decoded.get("alg"), str)
+
+
+def claim_at(claims: Mapping[str, object], path: str) -> object:
+    """The value at a dotted path (`realm_access.roles`), or `_MISSING`."""
+    value: object = claims
+    for name in path.split("."):
+        if not isinstance(value, Mapping) or name not in value:
+            return _MISSING
+        value = value[name]
+    return value
+
+
+def _non_empty_string(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+
+
+def _roles(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(_non_empty_string(role) for role in value):
+        raise _ClaimsInvalid
+    return tuple(sorted(set(value)))
+
+
+def _organizations(value: object) -> dict[str, set[str]]:
+    """{org_id: [roles]} or ["org_id:role", ...] (the role after the last colon)."""
+    found: dict[str, set[str]] = {}
+    if isinstance(value, Mapping):
+        for organization, roles in value.items():
+            if not _non_empty_string(organization):
+                raise _ClaimsInvalid
+            found.setdefault(organization, set()).update(_roles(roles))
+    elif isinstance(value, list):
+        for entry in value:
+            organization, _, role = entry.rpartition(":") if isinstance(entry, str) else ("", "", "")
+            if not _non_empty_string(organization) or not _non_empty_string(role):
+                raise _ClaimsInvalid
+            found.setdefault(organization, set()).add(role)
+    else:
+        raise _ClaimsInvalid
+    return found
+
+
+def memberships(claims: Mapping[str, object], settings: IssuerSettings) -> Memberships:
+    """The (organization, sorted roles) pairs the configured claims grant; a missing claim grants none, a
+    claim of the wrong shape raises `_ClaimsInvalid` (a misconfiguration should be seen, not ignored)."""
+    found: dict[str, set[str]] = {}
+    if settings.organizations_claim is not None:
+        value = claim_at(claims, settings.organizations_claim)
+        if value is not _MISSING:
+            found = _organizations(value)
+    elif settings.organization_claim is not None and settings.roles_claim is not None:
+        organization = claim_at(claims, settings.organization_claim)
+        roles = claim_at(claims, settings.roles_claim)
+        if organization is not _MISSING:
+            if not _non_empty_string(organization):
+                raise _ClaimsInvalid
+            found = {organization: set(_roles(roles)) if roles is not _MISSING else set()}
+    if len(found) > MAX_MEMBERSHIPS:
+        raise _ClaimsInvalid
+    return tuple((org, tuple(sorted(roles))) for org, roles in sorted(found.items()) if roles)
+
+
+class ExternalJwtVerifier:
+    """Verifies C1 tokens of the configured issuers. `await start()` before use, `await close()` after."""
+
+    def __init__(
+        self,
+        issuers: Sequence[IssuerSettings],
+        client: httpx.AsyncClient | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        max_token_bytes: int = 8192,
+    ) -> None:
+        self._settings = by_issuer(issuers)
+        self._owns_client = client is None and any(entry.jwks_file is None for entry in issuers)
+        if self._owns_client:
+            client = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
+        self._client = client
+        self._max_token_bytes = max_token_bytes
+        self.sources: dict[str, JwksSource] = {
+            issuer: JwksSource(settings, client, clock) for issuer, settings in self._settings.items()
+        }
+
+    @property
+    def issuers(self) -> frozenset[str]:
+        return frozenset(self._settings)
+
+    def knows(self, issuer: object) -> bool:
+        return isinstance(issuer, str) and issuer in self._settings
+
+    async def start(self, *, prime: bool = True) -> None:
+        """Load every static JWKS file (a bad one raises JwksSourceError: a start-up error) and, with
+        `prime`, fetch every remote key set concurrently. A remote issuer that is down does not fail the
+        start: it is logged, and its keys are fetched again when a token needs them."""
+        await asyncio.gather(*(source.start(prime=prime) for source in self.sources.values()))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(source.close() for source in self.sources.values()))
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+
+    async def verify(self, token: str, transport: Transport, now: float) -> Principal | Refusal:
+        """`now` is Unix time in seconds (for exp/nbf/iat)."""
+        if transport not in ACCEPTED_TRANSPORTS:  # before parsing: nothing to learn from this token
+            return _refuse(reasons.TRANSPORT_NOT_ALLOWED)
+        try:
+            parsed = jws.parse(token, max_bytes=self._max_token_bytes)
+        except jws.JwsError as exc:
+            return _refuse(exc.reason)
+        return await self.verify_parsed(parsed, transport, now)
+
+    async def verify_parsed(
+        self, parsed: jws.ParsedJws, transport: Transport, now: float
+    ) -> Principal | Refusal:
+        """For a dispatcher that already parsed the token to route it."""
+        if transport not in ACCEPTED_TRANSPORTS:
+            return _refuse(reasons.TRANSPORT_NOT_ALLOWED)
+        issuer = parsed.claims.get("iss")
+        if not isinstance(issuer, str):
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID)
+        settings = self._settings.get(issuer)
+        if settings is None:
+            return _refuse(reasons.TOKEN_ISSUER_UNKNOWN)
+        refusal = await self._check_signature(parsed, settings)
+        if refusal is not None:
+            return refusal
+        try:
+            jwt_claims.validate(
+                parsed.claims,
+                now=now,
+                leeway=settings.leeway_seconds,
+                issuer=settings.issuer,
+                audience=settings.audiences,
+                required=REQUIRED_CLAIMS,
+            )
+        except jwt_claims.ClaimsError as exc:  # also iat in the future, and sub/jti of the wrong type
+            return _refuse(exc.reason)
+        return self._principal(parsed.claims, settings, transport)
+
+    async def _check_signature(self, parsed: jws.ParsedJws, settings: IssuerSettings) -> Refusal | None:
+        try:
+            jws.allowed(parsed, settings.algorithms)  # before any key lookup or fetch
+        except jws.JwsError as exc:
+            return _refuse(exc.reason)
+        kid = parsed.kid
+        if kid is not None and not isinstance(kid, str):
+            return _refuse(reasons.TOKEN_MALFORMED)
+        key = await self.sources[settings.issuer].key(kid)
+        if key is None or key.is_secret:
+            return _refuse(reasons.TOKEN_KEY_UNKNOWN)
+        try:
+            jws.verify(parsed, key)
+        except jws.JwsError as exc:
+            return _refuse(exc.reason)
+        return None
+
+    @staticmethod
+    def _principal(
+        claims: Mapping[str, object], settings: IssuerSettings, transport: Transport
+    ) -> Principal | Refusal:
+        user_id = claim_at(claims, settings.user_id_claim)
+        if not _non_empty_string(user_id):
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID)
+        try:
+            granted = memberships(claims, settings)
+        except _ClaimsInvalid:
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID)
+        expires = claims["exp"]
+        assert isinstance(expires, int | float)  # claims.validate checked it
+        token_id = claims.get("jti")
+        return Principal(
+            id=user_id,
+            kind=CredentialKind.EXTERNAL_JWT,
+            transport=transport,
+            issuer=settings.issuer,
+            memberships=granted,
+            expires_at=datetime.fromtimestamp(expires, UTC),
+            token_id=token_id if isinstance(token_id, str) and len(token_id) <= MAX_ID_LENGTH else "",
+        )

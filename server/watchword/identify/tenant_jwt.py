@@ -1,0 +1,107 @@
+"""C4 tenant-signed JWTs (Hivekit): HS256 tokens a tenant signs with one of its signing secrets.
+
+The `kid` names the signing secret (created through the admin API). A token without a `kid`, with a
+`kid` of no signing secret, or with an algorithm the secret was not created for, is refused. When the
+token names its tenant (`tnd`, as Hivekit's tokens do), it must be the secret's organization. The
+principal's permissions are the token's `permissions` intersected with the secret's ceiling (S4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from watchword import reasons
+from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
+from watchword.identify.sealed_keys import SealedKeys
+from watchword.jose import claims as jwt_claims
+from watchword.jose import jws
+from watchword.store.models import Credential
+
+ACCEPTED_TRANSPORTS = frozenset({Transport.BEARER, Transport.COOKIE, Transport.BARE, Transport.BATCH_ENTRY})
+REQUIRED_CLAIMS = ("sub", "iat", "exp", "iss", "jti")
+PERMISSIONS_CLAIM = "permissions"
+DATA_PROVIDER_CLAIM = "data_provider_patterns"
+TENANT_CLAIM = "tnd"
+MAX_LIST_ITEMS = 256
+
+CredentialLookup = Callable[[str], Awaitable[Credential | None]]
+
+
+def _refuse(reason: str, message: str) -> Refusal:
+    return Refusal(reason=reason, message=message)
+
+
+def string_list(value: object, name: str) -> tuple[str, ...]:
+    """A claim that must be a list of strings (absent: empty)."""
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_LIST_ITEMS
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise jwt_claims.ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"{name!r} must be a list of strings")
+    return tuple(value)
+
+
+def verify_with_any(parsed: jws.ParsedJws, keys: list) -> None:
+    """Accept a signature by any of `keys` (the current secret, then the previous during an overlap)."""
+    failure: jws.JwsError | None = None
+    for key in keys:
+        try:
+            jws.verify(parsed, key)
+            return
+        except jws.JwsError as exc:
+            failure = exc
+    raise failure or jws.JwsError(reasons.TOKEN_KEY_UNKNOWN, "no key to verify with")
+
+
+async def verify(
+    parsed: jws.ParsedJws,
+    presented: PresentedCredential,
+    lookup: CredentialLookup,
+    sealed_keys: SealedKeys,
+    now: datetime,
+    leeway: float,
+) -> Principal | Refusal:
+    if presented.transport not in ACCEPTED_TRANSPORTS:
+        return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "tenant tokens are not accepted over this transport")
+    kid = parsed.kid
+    if not kid:
+        return _refuse(reasons.TOKEN_KEY_UNKNOWN, "a tenant token must name its signing secret in `kid`")
+    record = await lookup(kid) if len(kid) <= 64 else None
+    if record is None or record.kind != int(CredentialKind.TENANT_SIGNING_SECRET):
+        return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no signing secret has the token's kid")
+    try:
+        jws.allowed(parsed, record.algorithms)
+        verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
+        if record.deactivated_at is not None:
+            return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the token's signing secret has been deactivated")
+        if record.expires_at is not None and record.expires_at <= now:
+            return _refuse(reasons.CREDENTIAL_EXPIRED, "the token's signing secret has expired")
+        claims = parsed.claims
+        jwt_claims.validate(
+            claims, now=now.timestamp(), leeway=leeway, issuer=None, audience=None, required=REQUIRED_CLAIMS
+        )
+        if TENANT_CLAIM in claims and claims[TENANT_CLAIM] != record.organization_id:
+            return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no signing secret of the token's tenant has its kid")
+        subject, issuer, token_id = claims["sub"], claims["iss"], claims["jti"]
+        if not all(isinstance(v, str) and v for v in (subject, issuer, token_id)):
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, iss and jti must be non-empty strings")
+        requested = string_list(claims.get(PERMISSIONS_CLAIM), PERMISSIONS_CLAIM)
+        patterns = string_list(claims.get(DATA_PROVIDER_CLAIM), DATA_PROVIDER_CLAIM)
+    except (jws.JwsError, jwt_claims.ClaimsError) as exc:
+        return _refuse(exc.reason, str(exc))
+    return Principal(
+        id=str(subject),
+        kind=CredentialKind.TENANT_JWT,
+        transport=presented.transport,
+        credential_id=record.id,
+        organization_id=record.organization_id or "",
+        permissions=frozenset(requested) & frozenset(record.permissions),
+        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
+        issuer=str(issuer),
+        data_provider_patterns=patterns,
+        token_id=str(token_id),
+    )

@@ -1,0 +1,123 @@
+"""C8 Watchword's own tokens: JWTs signed with Watchword's asymmetric keys (I5), `typ` at+jwt (RFC 9068).
+
+Claims: `iss` (the configured token issuer), `aud`, `sub`, `iat`, `exp`, `jti`, `organization_id`,
+`scope` (space-separated action names) and, for tokens derived from a stored credential (an API key
+exchange, a client credentials grant), `credential_id`: when that credential is deactivated or gone,
+every token minted from it is refused on the next call (I6, S6).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from watchword import reasons
+from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
+from watchword.jose import claims as jwt_claims
+from watchword.jose import jws
+from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
+from watchword.store.models import Credential, SigningKey
+
+ACCEPTED_TRANSPORTS = frozenset({Transport.BEARER, Transport.COOKIE, Transport.BARE, Transport.BATCH_ENTRY})
+ALGORITHMS = frozenset({"ES256", "EdDSA", "RS256"})
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "organization_id")
+TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+REFRESH_MIN_INTERVAL = 1.0
+
+CredentialLookup = Callable[[str], Awaitable[Credential | None]]
+KeyLister = Callable[[], Awaitable[list[SigningKey]]]
+
+
+def _refuse(reason: str, message: str) -> Refusal:
+    return Refusal(reason=reason, message=message)
+
+
+class SigningKeyRing:
+    """Watchword's public keys by `kid`, reloaded from the store when an unknown kid shows up (a key
+    rotated on another replica), at most once per second."""
+
+    def __init__(self, list_keys: KeyLister, clock: Callable[[], float] = time.monotonic) -> None:
+        self._list_keys = list_keys
+        self._clock = clock
+        self._keys: dict[str | None, VerificationKey] = {}
+        self._loaded_at = float("-inf")
+
+    async def reload(self) -> None:
+        keys: dict[str | None, VerificationKey] = {}
+        now = datetime.now(UTC)
+        for row in await self._list_keys():
+            if row.retires_at is not None and row.retires_at <= now:
+                continue
+            try:
+                keys[row.kid] = load_jwk(json.loads(row.public_jwk))
+            except (KeySetError, ValueError):
+                continue  # an unusable stored key verifies nothing; the others still do
+        self._keys = keys
+        self._loaded_at = self._clock()
+
+    async def key(self, kid: str | None) -> VerificationKey | None:
+        key = self._keys.get(kid)
+        if key is None and self._clock() - self._loaded_at >= REFRESH_MIN_INTERVAL:
+            await self.reload()
+            key = self._keys.get(kid)
+        return key
+
+
+async def verify(
+    parsed: jws.ParsedJws,
+    presented: PresentedCredential,
+    ring: SigningKeyRing,
+    lookup: CredentialLookup,
+    issuer: str,
+    audience: str,
+    now: datetime,
+    leeway: float,
+) -> Principal | Refusal:
+    if presented.transport not in ACCEPTED_TRANSPORTS:
+        return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "Watchword tokens are not accepted over this transport")
+    if parsed.header.get("typ") not in TOKEN_TYPES:
+        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a Watchword token has typ at+jwt")
+    try:
+        jws.allowed(parsed, ALGORITHMS)
+        key = await ring.key(parsed.kid)
+        if key is None:
+            return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no Watchword signing key has the token's kid")
+        jws.verify(parsed, key)
+        claims = parsed.claims
+        jwt_claims.validate(
+            claims,
+            now=now.timestamp(),
+            leeway=leeway,
+            issuer=issuer,
+            audience=audience,
+            required=REQUIRED_CLAIMS,
+        )
+    except (jws.JwsError, jwt_claims.ClaimsError) as exc:
+        return _refuse(exc.reason, str(exc))
+    subject, organization_id, token_id = claims["sub"], claims["organization_id"], claims["jti"]
+    scope, credential_id = claims.get("scope", ""), claims.get("credential_id")
+    if not all(isinstance(v, str) and v for v in (subject, organization_id, token_id)) or not isinstance(
+        scope, str
+    ):
+        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, organization_id, jti and scope must be strings")
+    if credential_id is not None:
+        if not isinstance(credential_id, str):
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id must be a string")
+        source = await lookup(credential_id)
+        if source is None or source.deactivated_at is not None or source.organization_id != organization_id:
+            return _refuse(
+                reasons.CREDENTIAL_DEACTIVATED, "the credential this token was minted from is deactivated"
+            )
+    return Principal(
+        id=str(subject),
+        kind=CredentialKind.WATCHWORD_TOKEN,
+        transport=presented.transport,
+        credential_id=credential_id or "",
+        organization_id=str(organization_id),
+        permissions=frozenset(scope.split()),
+        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
+        issuer=issuer,
+        token_id=str(token_id),
+    )

@@ -1,0 +1,103 @@
+"""Registered JWT claims (RFC 7519 §4.1), checked after the signature verified.
+
+Order of the checks, so each refusal has one reason: required claims present, registered claims of the right
+type, issuer, audience, then time (`exp`, `nbf`, `iat`) with a small bounded leeway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+
+from watchword import reasons
+
+MAX_LEEWAY_SECONDS = 120
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+_STRING_CLAIMS = ("iss", "sub", "jti")
+
+
+class ClaimsError(ValueError):
+    """A refused claim set; `reason` is one of the token_* codes in `watchword.reasons`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def validate(
+    claims: Mapping[str, object],
+    *,
+    now: float,
+    leeway: float,
+    issuer: str | None,
+    audience: str | Collection[str] | None,
+    required: Collection[str] = ("exp",),
+) -> None:
+    """Raise ClaimsError unless the claims fit; ValueError for a bad `now`, `leeway` or `audience`."""
+    _check_arguments(now, leeway)
+    expected_audiences = _expected_audiences(audience)
+    for name in required:
+        if name not in claims:
+            raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"the required claim {name!r} is missing")
+    _check_types(claims)
+    if issuer is not None and claims.get("iss") != issuer:
+        raise ClaimsError(reasons.TOKEN_ISSUER_UNKNOWN, "the token's iss is not the expected issuer")
+    if expected_audiences is not None:
+        _check_audience(claims.get("aud"), expected_audiences)
+    _check_times(claims, now, leeway)
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass; JSON true is not a time.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_arguments(now: float, leeway: float) -> None:
+    if not _is_number(now):
+        raise ValueError("now must be a finite number of seconds")
+    if not _is_number(leeway) or not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+        raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
+
+
+def _expected_audiences(audience: str | Collection[str] | None) -> frozenset[str] | None:
+    if audience is None:
+        return None
+    expected = frozenset({audience} if isinstance(audience, str) else audience)
+    if not expected or not all(isinstance(item, str) for item in expected):
+        raise ValueError("audience must be a string or a non-empty collection of strings")
+    return expected
+
+
+def _check_types(claims: Mapping[str, object]) -> None:
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_number(claims[name]):
+            raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"the claim {name!r} is not a number")
+    for name in _STRING_CLAIMS:
+        if name in claims and not isinstance(claims[name], str):
+            raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"the claim {name!r} is not a string")
+    if "aud" in claims:
+        _audiences(claims["aud"])
+
+
+def _audiences(aud: object) -> list[str]:
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list) and all(isinstance(item, str) for item in aud):
+        return aud
+    raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, "the claim 'aud' is not a string or array of strings")
+
+
+def _check_audience(aud: object, expected: frozenset[str]) -> None:
+    if aud is None or expected.isdisjoint(_audiences(aud)):
+        raise ClaimsError(reasons.TOKEN_AUDIENCE_MISMATCH, "the token's aud does not name this service")
+
+
+def _check_times(claims: Mapping[str, object], now: float, leeway: float) -> None:
+    exp, nbf, iat = (claims.get(name) for name in _TIME_CLAIMS)
+    if isinstance(exp, int | float) and exp <= now - leeway:
+        raise ClaimsError(reasons.TOKEN_EXPIRED, "the token has expired")
+    if isinstance(nbf, int | float) and nbf > now + leeway:
+        raise ClaimsError(reasons.TOKEN_NOT_YET_VALID, "the token is not valid yet (nbf)")
+    if isinstance(iat, int | float) and iat > now + leeway:
+        raise ClaimsError(reasons.TOKEN_NOT_YET_VALID, "the token was issued in the future (iat)")
