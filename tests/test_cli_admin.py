@@ -120,3 +120,12 @@ def test_admin_cli_errors_are_short_and_clear(server) -> None:
     assert "INVALID_ARGUMENT: permissions: unknown action(s) ['fly']" in invalid.stderr
     for result in (no_token, bad_token, unknown, invalid):
         assert "Traceback" not in result.stderr
+
+
+def test_c9_oauth_client_through_the_cli(server) -> None:
+    organization = run_json(server, "org", "create", "cli-oauth")
+    flags = ["--kind", "oauth-client", "--org", organization["id"], "--name", "svc"]
+    flags += ["--client-auth-method", "client_secret_post", "--permission", "event.send"]
+    created = run_json(server, "credential", "create", *flags)
+    assert created["secret"].startswith("wwoc_")
+    assert created["credential"]["client_auth_method"] == "CLIENT_AUTH_METHOD_CLIENT_SECRET_POST"

@@ -182,7 +182,12 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        jwt = JwtSettings(settings.jwt_leeway_seconds, settings.token_issuer, settings.token_audience)
+        jwt = JwtSettings(
+            settings.jwt_leeway_seconds,
+            settings.token_issuer,
+            settings.token_audience,
+            settings.token_endpoint_url,
+        )
         pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(

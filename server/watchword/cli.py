@@ -30,7 +30,16 @@ KIND_NAMES = {
     "api-key": common_pb2.CREDENTIAL_KIND_API_KEY,
     "connector": common_pb2.CREDENTIAL_KIND_CONNECTOR,
     "tenant-signing-secret": common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET,
+    "oauth-client": common_pb2.CREDENTIAL_KIND_OAUTH_CLIENT,
     "admin-token": common_pb2.CREDENTIAL_KIND_ADMIN_TOKEN,
+}
+
+
+CLIENT_AUTH_METHODS = {
+    "client_secret_basic": admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_BASIC,
+    "client_secret_post": admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_POST,
+    "client_secret_jwt": admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_JWT,
+    "private_key_jwt": admin_pb2.CLIENT_AUTH_METHOD_PRIVATE_KEY_JWT,
 }
 
 
@@ -149,6 +158,8 @@ ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
             event_types_denied=a.deny_event,
             basic_auth_enabled=a.basic,
             expires_at=_timestamp(a.expires_at),
+            client_auth_method=CLIENT_AUTH_METHODS.get(a.client_auth_method or "", 0),
+            public_jwk=Path(a.public_jwk_file).read_text() if a.public_jwk_file else "",
         ),
     ),
     ("credential", "get"): ("GetCredential", lambda a: admin_pb2.GetCredentialRequest(id=a.id)),
@@ -248,6 +259,12 @@ def _admin_parsers(subparsers: Any) -> None:
     create.add_argument("--deny-event", action="append", default=[], help="event type glob; repeat")
     create.add_argument("--basic", action="store_true", help="API keys: accept over HTTP Basic")
     create.add_argument("--expires-at", help="ISO 8601 with a time zone, e.g. 2027-01-01T00:00:00+00:00")
+    create.add_argument(
+        "--client-auth-method", choices=sorted(CLIENT_AUTH_METHODS), help="OAuth clients: the method"
+    )
+    create.add_argument(
+        "--public-jwk-file", help="OAuth clients with private_key_jwt: their public JWK (JSON file)"
+    )
     credential.add_parser("get").add_argument("id")
     listing = credential.add_parser("list")
     listing.add_argument("--org")

@@ -97,6 +97,12 @@ class Settings(BaseModel):
         max_length=255,
         description="`aud` of Watchword's own tokens.",
     )
+    token_endpoint_url: str = Field(
+        default="urn:watchword:token",
+        min_length=1,
+        max_length=2048,
+        description="The token endpoint's URL: the `aud` OAuth client assertions must name (C9).",
+    )
     issuers: IssuerList = Field(
         default=(), description="C1: trusted external OIDC issuers ([[issuers]] tables in the file)."
     )

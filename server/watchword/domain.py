@@ -57,6 +57,17 @@ class PresentedCredential:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientAuthentication:
+    """How an OAuth2 client authenticated at the token endpoint (C9), exactly as it arrived."""
+
+    client_id: str = ""  # form body `client_id`
+    client_secret: str = ""  # form body `client_secret` (client_secret_post)
+    authorization: str = ""  # raw `Authorization` header (client_secret_basic)
+    client_assertion_type: str = ""
+    client_assertion: str = ""  # client_secret_jwt or private_key_jwt (RFC 7523)
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
     type: str  # "user" or "account"
     id: str

@@ -70,7 +70,7 @@ def _presented(
     return refusal or PresentedCredential(token=token, transport=transport, client_id=client_id)
 
 
-def _from_basic(encoded: str, max_bytes: int) -> PresentedCredential | Refusal:
+def basic_credentials(encoded: str, max_bytes: int) -> PresentedCredential | Refusal:
     """T2, RFC 7617: base64(user-id ":" password). The id and password are kept exactly as sent; the
     RFC 6749 §2.3.1 form-decoding applies to OAuth clients only and is done by their verifier."""
     if len(encoded) > 2 * max_bytes:
@@ -92,7 +92,7 @@ def _from_authorization(value: str, max_bytes: int) -> PresentedCredential | Ref
     if scheme == "bearer":
         return _presented(token, Transport.BEARER, "", max_bytes)
     if scheme == "basic":
-        return _from_basic(token, max_bytes)
+        return basic_credentials(token, max_bytes)
     return _refuse(reasons.CREDENTIAL_MALFORMED, "the Authorization header uses an unsupported scheme")
 
 

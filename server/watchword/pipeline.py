@@ -15,6 +15,7 @@ from watchword.decide.rules import decide
 from watchword.domain import Decision, HttpParts, PresentedCredential, Principal, Refusal, Resource, Transport
 from watchword.identify import cache, opaque_secret, subject_jwt, tenant_jwt, watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
+from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.jose import jws
 from watchword.store.models import Application, Credential
@@ -46,6 +47,7 @@ class JwtSettings:
     leeway_seconds: float = 30.0
     token_issuer: str = "urn:watchword"
     token_audience: str = "urn:watchword:api"
+    token_endpoint: str = "urn:watchword:token"
 
 
 class Pipeline:
@@ -68,6 +70,15 @@ class Pipeline:
         self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
         self.sealed_keys = SealedKeys(master_key)
         self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
+        # C9: used by IssueToken's client credentials grant.
+        self.clients = ClientAuthenticator(
+            self.credentials.get,
+            self.sealed_keys,
+            store.use_client_assertion,
+            self.jwt.token_endpoint,
+            self.jwt.leeway_seconds,
+            transports.max_token_bytes,
+        )
         self._application_actions = catalogue.actions_at(APPLICATION_LEVELS)
 
     async def authenticate(self, source: CredentialInput, now: datetime | None = None) -> Principal | Refusal:

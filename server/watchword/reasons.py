@@ -26,6 +26,8 @@ TOKEN_NOT_YET_VALID = "token_not_yet_valid"
 TOKEN_ISSUER_UNKNOWN = "token_issuer_unknown"
 TOKEN_AUDIENCE_MISMATCH = "token_audience_mismatch"
 TOKEN_CLAIMS_INVALID = "token_claims_invalid"
+TOKEN_REPLAYED = "token_replayed"
+CLIENT_AUTH_METHOD_NOT_ALLOWED = "client_auth_method_not_allowed"
 
 # Authorization decisions.
 ALLOWED = "allowed"
@@ -64,6 +66,10 @@ REASONS: dict[str, str] = {
     TOKEN_ISSUER_UNKNOWN: "The token's `iss` is not a configured issuer.",
     TOKEN_AUDIENCE_MISMATCH: "The token's `aud` does not name this service.",
     TOKEN_CLAIMS_INVALID: "A required claim is missing or has the wrong type.",
+    TOKEN_REPLAYED: "A client assertion whose `jti` was already used (C9); each is accepted once, across "
+    "replicas sharing a database.",
+    CLIENT_AUTH_METHOD_NOT_ALLOWED: "An OAuth client authenticated with another method than the one it was "
+    "registered for, or with more than one (RFC 6749 §2.3).",
     ALLOWED: "A rule explicitly allowed the action.",
     NOT_AUTHENTICATED: "The credential was refused; the refusal says why.",
     ACTION_UNKNOWN: "The action is not in the action catalogue.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -11,7 +12,9 @@ from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.identify.oauth_client import CLIENT_SECRET_JWT, PRIVATE_KEY_ALGORITHMS, PRIVATE_KEY_JWT
 from watchword.identify.sealed_keys import sealing_purpose
+from watchword.jose.jwk import KeySetError, load_jwk
 from watchword.store import models
 from watchword.v1 import admin_pb2, common_pb2
 
@@ -25,6 +28,7 @@ MINTABLE_KINDS = frozenset(
         CredentialKind.API_KEY,
         CredentialKind.CONNECTOR,
         CredentialKind.TENANT_SIGNING_SECRET,
+        CredentialKind.OAUTH_CLIENT,
         CredentialKind.ADMIN_TOKEN,
     }
 )
@@ -35,6 +39,7 @@ GRANT_KINDS = frozenset(
         CredentialKind.API_KEY,
         CredentialKind.CONNECTOR,
         CredentialKind.TENANT_SIGNING_SECRET,
+        CredentialKind.OAUTH_CLIENT,
     }
 )
 EVENT_FILTER_KINDS = frozenset({CredentialKind.STATIC_TOKEN, CredentialKind.API_KEY})
@@ -72,6 +77,30 @@ def _algorithms(kind: CredentialKind, requested: Sequence[str]) -> list[str]:
     return sorted(set(requested)) or list(TENANT_ALGORITHMS)
 
 
+def _client_method(kind: CredentialKind, method: int, public_jwk: str) -> tuple[int, str]:
+    """C9: the one client authentication method, and for private_key_jwt the client's public key."""
+    if kind is not CredentialKind.OAUTH_CLIENT:
+        if method or public_jwk:
+            raise FieldError("client_auth_method", "only OAuth clients have an authentication method")
+        return 0, ""
+    if method not in (1, 2, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT):
+        raise FieldError("client_auth_method", "choose the client's one authentication method")
+    if method != PRIVATE_KEY_JWT:
+        if public_jwk:
+            raise FieldError("public_jwk", "only private_key_jwt clients register a public key")
+        return method, ""
+    try:
+        document = json.loads(public_jwk)
+        key = load_jwk(document) if isinstance(document, dict) else None
+    except (ValueError, KeySetError) as exc:
+        raise FieldError("public_jwk", f"not a usable public JWK: {exc}") from None
+    if key is None or key.is_secret or key.algorithm not in PRIVATE_KEY_ALGORITHMS:
+        raise FieldError("public_jwk", f"must be a public key for one of {sorted(PRIVATE_KEY_ALGORITHMS)}")
+    if any(member in document for member in ("d", "p", "q", "dp", "dq", "qi", "k")):
+        raise FieldError("public_jwk", "must not contain private key material")
+    return method, json.dumps(document, sort_keys=True)
+
+
 def seal(master_key: MasterKey, credential_id: str, secret: str) -> bytes:
     return master_key.seal(secret.encode("ascii"), sealing_purpose(credential_id))
 
@@ -103,8 +132,7 @@ def build(
         raise FieldError("event_types_allowed", "only API keys and static tokens carry event patterns")
     if request.basic_auth_enabled and kind is not CredentialKind.API_KEY:
         raise FieldError("basic_auth_enabled", "only API keys may be used over HTTP Basic")
-    if request.client_auth_method or request.public_jwk:
-        raise FieldError("client_auth_method", "only OAuth clients have an authentication method")
+    method, public_jwk = _client_method(kind, request.client_auth_method, request.public_jwk)
     expires_at = None
     if request.HasField("expires_at"):
         expires_at = convert.from_timestamp(request.expires_at, "expires_at")
@@ -112,6 +140,7 @@ def build(
             raise FieldError("expires_at", "must be in the future")
     credential_id = secret_format.new_credential_id()
     secret = secret_format.mint(kind, credential_id)
+    sealed = kind in SEALED_KINDS or method == CLIENT_SECRET_JWT
     row = models.Credential(
         id=credential_id,
         kind=int(kind),
@@ -120,12 +149,16 @@ def build(
         name=name,
         secret_hash=secret_format.hash_secret(secret),
         secret_hint=secret_format.hint(secret),
-        sealed_secret=seal(master_key, credential_id, secret) if kind in SEALED_KINDS else None,
+        sealed_secret=seal(master_key, credential_id, secret) if sealed else None,
         permissions=sorted(set(request.permissions)),
         event_types_allowed=_patterns(request.event_types_allowed, "event_types_allowed"),
         event_types_denied=_patterns(request.event_types_denied, "event_types_denied"),
         basic_auth_enabled=request.basic_auth_enabled,
         algorithms=_algorithms(kind, request.algorithms),
+        client_auth_method=method,
+        public_jwk=public_jwk,
         expires_at=expires_at,
     )
-    return row, secret
+    # A private_key_jwt client authenticates with its key only: the minted secret is never shown (its
+    # hash fills the column and matches nothing anyone holds).
+    return row, "" if method == PRIVATE_KEY_JWT else secret

@@ -27,7 +27,11 @@ ACCEPTED_TRANSPORTS: dict[CredentialKind, frozenset[Transport]] = {
     CredentialKind.OAUTH_CLIENT: frozenset({Transport.BASIC, Transport.FORM}),
 }
 # Transports that carry the credential's own id beside the secret: it must name the same credential.
-_PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
+_PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.FORM})
+
+# An OAuth client must authenticate with the one method it was registered for (admin.proto's
+# ClientAuthMethod: 1 client_secret_basic, 2 client_secret_post).
+_REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 
@@ -46,11 +50,15 @@ def _secret_matches(token: str, record: Credential, now: datetime) -> bool:
     return current or previous
 
 
-def _secret_and_id(presented: PresentedCredential) -> tuple[str, str]:
+def form_decoded(value: str) -> str:
     """OAuth clients over Basic form-encode id and secret before base64 (RFC 6749 §2.3.1)."""
+    return unquote_plus(value)
+
+
+def _secret_and_id(presented: PresentedCredential) -> tuple[str, str]:
     token, client_id = presented.token, presented.client_id
     if presented.transport is Transport.BASIC and secret_format.parse(token) is None:
-        token, client_id = unquote_plus(token), unquote_plus(client_id)
+        token, client_id = form_decoded(token), form_decoded(client_id)
     return token, client_id
 
 
@@ -117,6 +125,9 @@ async def verify(
         return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the credential has been deactivated")
     if record.expires_at is not None and record.expires_at <= now:
         return _refuse(reasons.CREDENTIAL_EXPIRED, "the credential has expired")
+    registered = _REGISTERED_METHOD.get(presented.transport)
+    if parsed.kind is CredentialKind.OAUTH_CLIENT and record.client_auth_method != registered:
+        return _refuse(reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method")
     basic_api_key = presented.transport is Transport.BASIC and parsed.kind is CredentialKind.API_KEY
     if basic_api_key and not record.basic_auth_enabled:
         return _refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")

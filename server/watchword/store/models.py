@@ -124,3 +124,14 @@ class SigningKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     active: bool = Field(default=False, nullable=False)
     retires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class UsedClientAssertion(SQLModel, table=True):
+    """`jti`s of OAuth client assertions already accepted (C9): the primary key makes a replay fail on
+    every replica sharing the database. Rows are dropped once the assertion has expired."""
+
+    __tablename__ = "used_client_assertions"
+
+    client_id: str = Field(primary_key=True, max_length=16)
+    jti: str = Field(primary_key=True, max_length=255)
+    expires_at: datetime = Field(sa_type=UtcDateTime, nullable=False, index=True)

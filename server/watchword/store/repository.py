@@ -11,12 +11,21 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from watchword.store.database import create_engine, session_factory
-from watchword.store.models import Application, Credential, Membership, Organization, SigningKey, utcnow
+from watchword.store.models import (
+    Application,
+    Credential,
+    Membership,
+    Organization,
+    SigningKey,
+    UsedClientAssertion,
+    utcnow,
+)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -261,6 +270,20 @@ class Store:
             credential.sealed_secret = new_sealed_secret
             credential.rotated_at = now or utcnow()
         return credential
+
+    # ---- client assertions (C9 replay protection) ----
+
+    async def use_client_assertion(self, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """Record an assertion's `jti`; False when it was already used (on any replica)."""
+        try:
+            async with self._sessions.begin() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    sa.delete(UsedClientAssertion).where(col(UsedClientAssertion.expires_at) < utcnow())
+                )
+                session.add(UsedClientAssertion(client_id=client_id, jti=jti, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
 
     # ---- signing keys ----
 

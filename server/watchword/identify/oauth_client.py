@@ -1,0 +1,181 @@
+"""C9 OAuth2 client authentication at the token endpoint: client_secret_basic (with the RFC 6749 §2.3.1
+form-encoding), client_secret_post, client_secret_jwt and private_key_jwt (RFC 7523 §2.2, §3).
+
+Each client is registered for exactly one method and must use it, and only it (RFC 6749 §2.3). A client
+assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint, an `exp` at
+most five minutes away, and a `jti` that is accepted once only: the store records it, so a replay is
+refused on every replica sharing the database. IssueToken answers any refusal here with `invalid_client`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from watchword import extract, reasons, secret_format
+from watchword.domain import (
+    ClientAuthentication,
+    CredentialKind,
+    PresentedCredential,
+    Principal,
+    Refusal,
+    Transport,
+)
+from watchword.identify import opaque_secret
+from watchword.identify.sealed_keys import SealedKeys
+from watchword.identify.tenant_jwt import verify_with_any
+from watchword.jose import claims as jwt_claims
+from watchword.jose import jws
+from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
+from watchword.store.models import Credential
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300.0  # seconds between now and `exp`
+SECRET_JWT_ALGORITHMS = frozenset({"HS256"})
+PRIVATE_KEY_ALGORITHMS = frozenset({"RS256", "PS256", "ES256", "EdDSA"})
+
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# Values of admin.proto's ClientAuthMethod for the assertion methods.
+CLIENT_SECRET_JWT, PRIVATE_KEY_JWT = 3, 4
+
+CredentialLookup = Callable[[str], Awaitable[Credential | None]]
+UseAssertion = Callable[[str, str, datetime], Awaitable[bool]]
+
+
+def _refuse(reason: str, message: str) -> Refusal:
+    return Refusal(reason=reason, message=message)
+
+
+class ClientAuthenticator:
+    def __init__(
+        self,
+        lookup: CredentialLookup,
+        sealed_keys: SealedKeys,
+        use_assertion: UseAssertion,
+        token_endpoint: str,
+        leeway: float,
+        max_token_bytes: int = 8192,
+    ) -> None:
+        self._lookup = lookup
+        self._sealed_keys = sealed_keys
+        self._use_assertion = use_assertion
+        self._token_endpoint = token_endpoint
+        self._leeway = leeway
+        self._max_token_bytes = max_token_bytes
+        self._public_keys: dict[tuple[str, str], VerificationKey] = {}
+
+    async def authenticate(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+        used = [bool(auth.authorization), bool(auth.client_secret), bool(auth.client_assertion)]
+        if sum(used) != 1:
+            reason = reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED if sum(used) else reasons.CREDENTIAL_MISSING
+            return _refuse(reason, "use exactly one client authentication method")
+        if auth.authorization:
+            return await self._basic(auth, now)
+        if auth.client_secret:
+            return await self._post(auth, now)
+        return await self._assertion(auth, now)
+
+    async def _secret(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
+        """client_secret_basic and client_secret_post: the secret checked like every opaque secret,
+        which also holds the client to the method it was registered for."""
+        result = await opaque_secret.verify(presented, self._lookup, now, frozenset())
+        if isinstance(result, Principal) and result.kind is not CredentialKind.OAUTH_CLIENT:
+            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+        return result
+
+    async def _basic(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+        scheme, _, encoded = auth.authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return _refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_basic needs `Authorization: Basic`")
+        presented = extract.basic_credentials(encoded.strip(), self._max_token_bytes)
+        if isinstance(presented, Refusal):
+            return presented
+        if auth.client_id and auth.client_id != opaque_secret.form_decoded(presented.client_id):
+            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+        return await self._secret(presented, now)
+
+    async def _post(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+        if not auth.client_id:
+            return _refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_post needs client_id")
+        presented = PresentedCredential(
+            token=auth.client_secret, transport=Transport.FORM, client_id=auth.client_id
+        )
+        return await self._secret(presented, now)
+
+    def _public_key(self, record: Credential) -> VerificationKey | None:
+        cache_key = (record.id, record.public_jwk)
+        key = self._public_keys.get(cache_key)
+        if key is None:
+            try:
+                key = load_jwk(json.loads(record.public_jwk))
+            except (KeySetError, ValueError):
+                return None
+            self._public_keys[cache_key] = key
+        return key
+
+    async def _assertion(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+        if auth.client_assertion_type != ASSERTION_TYPE:
+            return _refuse(reasons.CREDENTIAL_MALFORMED, f"client_assertion_type must be {ASSERTION_TYPE}")
+        try:
+            parsed = jws.parse(auth.client_assertion, max_bytes=self._max_token_bytes)
+        except jws.JwsError as exc:
+            return _refuse(exc.reason, str(exc))
+        if parsed.header.get("typ") in ACCESS_TOKEN_TYPES:
+            # An access token is never a client assertion, whoever signed it (RFC 8725 §3.11).
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "an access token is not a client assertion")
+        client_id = parsed.claims.get("iss")
+        if not isinstance(client_id, str) or not secret_format.is_credential_id(client_id):
+            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+        if (auth.client_id and auth.client_id != client_id) or parsed.claims.get("sub") != client_id:
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "iss and sub must both be the client id")
+        record = await self._lookup(client_id)
+        if record is None or record.kind != int(CredentialKind.OAUTH_CLIENT):
+            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+        if record.client_auth_method not in (CLIENT_SECRET_JWT, PRIVATE_KEY_JWT):
+            return _refuse(
+                reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method"
+            )
+        try:
+            if record.client_auth_method == CLIENT_SECRET_JWT:
+                jws.allowed(parsed, SECRET_JWT_ALGORITHMS)
+                verify_with_any(parsed, self._sealed_keys.keys(record, now, parsed.algorithm))
+            else:
+                jws.allowed(parsed, PRIVATE_KEY_ALGORITHMS)
+                key = self._public_key(record)
+                if key is None:
+                    return _refuse(reasons.TOKEN_KEY_UNKNOWN, "the client has no usable registered key")
+                jws.verify(parsed, key)
+            claims = parsed.claims
+            jwt_claims.validate(
+                claims,
+                now=now.timestamp(),
+                leeway=self._leeway,
+                issuer=client_id,
+                audience=self._token_endpoint,
+                required=("iss", "sub", "aud", "exp", "jti"),
+            )
+        except (jws.JwsError, jwt_claims.ClaimsError) as exc:
+            return _refuse(exc.reason, str(exc))
+        expires = float(claims["exp"])  # type: ignore[arg-type]
+        if expires - now.timestamp() > MAX_ASSERTION_LIFETIME + self._leeway:
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a client assertion must expire within five minutes")
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not 0 < len(jti) <= 255:
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "jti must be a string of 1 to 255 characters")
+        if record.deactivated_at is not None:
+            return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the client has been deactivated")
+        if record.expires_at is not None and record.expires_at <= now:
+            return _refuse(reasons.CREDENTIAL_EXPIRED, "the client has expired")
+        if not await self._use_assertion(client_id, jti, datetime.fromtimestamp(expires, UTC)):
+            return _refuse(reasons.TOKEN_REPLAYED, "this client assertion was already used")
+        return Principal(
+            id=record.id,
+            kind=CredentialKind.OAUTH_CLIENT,
+            transport=Transport.FORM,
+            credential_id=record.id,
+            organization_id=record.organization_id or "",
+            permissions=frozenset(record.permissions),
+            expires_at=record.expires_at,
+            token_id=jti,
+        )
