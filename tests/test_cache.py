@@ -100,3 +100,42 @@ async def test_size_is_bounded() -> None:
     for index in range(100):
         await cache.get(str(index))
     assert len(cache) == 10
+
+
+async def test_verified_tokens_are_re_checked_against_their_credential() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from watchword.domain import CredentialKind, PresentedCredential, Principal, Transport
+    from watchword.identify.verified_tokens import VerifiedTokens
+    from watchword.store.models import Credential
+
+    now = datetime.now(UTC)
+    record = Credential(id="c" * 16, kind=10, name="s", secret_hash="h", secret_hint="x")
+    records = {record.id: record}
+
+    async def lookup(credential_id: str) -> Credential | None:
+        return records.get(credential_id)
+
+    clock = Clock()
+    tokens = VerifiedTokens(lookup, max_age=60, clock=clock)
+    presented = PresentedCredential("a.b.c", Transport.BEARER)
+    principal = Principal(
+        id="s", kind=CredentialKind.TENANT_JWT, transport=Transport.BEARER, credential_id=record.id,
+        expires_at=now + timedelta(minutes=5),
+    )  # fmt: skip
+    await tokens.remember(presented, principal)
+    assert await tokens.get(presented, now) == principal
+    # Another transport or client id is another entry (C7 depends on the connector id beside the token).
+    assert await tokens.get(PresentedCredential("a.b.c", Transport.HEADER_PAIR, "x"), now) is None
+    record.deactivated_at = now
+    assert await tokens.get(presented, now) is None, "a deactivated signing secret is seen at once"
+    record.deactivated_at = None
+    await tokens.remember(presented, principal)
+    record.secret_hash = "rotated"
+    assert await tokens.get(presented, now) is None, "a rotation makes the token be verified again"
+    record.deactivated_at = None
+    await tokens.remember(presented, principal)
+    assert await tokens.get(presented, now + timedelta(minutes=6)) is None, "expired tokens are never served"
+    await tokens.remember(presented, principal)
+    clock.now = 61
+    assert await tokens.get(presented, now) is None, "entries are re-verified after max_age"

@@ -9,16 +9,14 @@ import uuid
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from watchword import reasons
-from watchword.crypto.master_key import MasterKey
-from watchword.issue import signing_keys
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tokens import watchword_token
 
 TENANT_SECRET = common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET
 CONNECTOR = common_pb2.CREDENTIAL_KIND_CONNECTOR
@@ -307,35 +305,8 @@ def test_c7_t7_batch_entries_each_carry_their_own_subject_token(jwt_server, conn
 # ---- C8 ----
 
 
-def _signing_key(server: WatchwordProcess) -> tuple[str, ec.EllipticCurvePrivateKey]:
-    with sqlite3.connect(server.data_dir / "watchword.db") as connection:
-        kid, sealed = connection.execute(
-            "SELECT kid, encrypted_private_key FROM signing_keys WHERE active"
-        ).fetchone()
-    pem = MasterKey.from_file(server.data_dir / "master.key").open(sealed, signing_keys.sealing_purpose(kid))
-    return kid, serialization.load_pem_private_key(pem, password=None)
-
-
-def own_token(server: WatchwordProcess, org: str, key=None, kid=None, typ="at+jwt", **claims: object) -> str:
-    real_kid, real_key = _signing_key(server)
-    now = int(time.time())
-    body = {
-        "iss": "urn:watchword",
-        "aud": "urn:watchword:api",
-        "sub": "key-holder",
-        "iat": now,
-        "exp": now + 300,
-        "jti": uuid.uuid4().hex,
-        "organization_id": org,
-        "scope": "event.send application.list",
-        **claims,
-    }
-    return jwt.encode(
-        {k: v for k, v in body.items() if v is not None},
-        key or real_key,
-        algorithm="ES256",
-        headers={"kid": kid or real_kid, "typ": typ},
-    )
+def own_token(server: WatchwordProcess, org: str, **options: object) -> str:
+    return watchword_token(server.data_dir, org, **options)
 
 
 def test_c8_watchword_token_verifies_with_the_published_key(jwt_server) -> None:

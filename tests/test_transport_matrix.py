@@ -4,25 +4,21 @@ says, refused everywhere else, through the real server."""
 from __future__ import annotations
 
 import base64
-import sqlite3
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from watchword import reasons
-from watchword.crypto.master_key import MasterKey
-from watchword.issue import signing_keys
 from watchword.v1 import auth_pb2, common_pb2
 
 from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
+from support.tokens import watchword_token
 
 TRANSPORTS = ("T1", "T2", "T3", "T4", "T5", "T6", "T7")
 ACCEPTED = {
@@ -72,19 +68,6 @@ def matrix_server(tmp_path_factory: pytest.TempPathFactory, idp: JwksServer):
         yield process
 
 
-def _own_token(server: WatchwordProcess, org: str) -> str:
-    with sqlite3.connect(server.data_dir / "watchword.db") as connection:
-        kid, sealed = connection.execute("SELECT kid, encrypted_private_key FROM signing_keys").fetchone()
-    pem = MasterKey.from_file(server.data_dir / "master.key").open(sealed, signing_keys.sealing_purpose(kid))
-    now = int(time.time())
-    claims = {
-        "iss": "urn:watchword", "aud": "urn:watchword:api", "sub": "s", "iat": now, "exp": now + 600,
-        "jti": uuid.uuid4().hex, "organization_id": org, "scope": "event.send",
-    }  # fmt: skip
-    key = serialization.load_pem_private_key(pem, password=None)
-    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "at+jwt"})
-
-
 @pytest.fixture(scope="module")
 def credentials(matrix_server: WatchwordProcess, idp: JwksServer) -> dict[str, Credential]:
     server = matrix_server
@@ -122,7 +105,7 @@ def credentials(matrix_server: WatchwordProcess, idp: JwksServer) -> dict[str, C
         "C5": Credential(api_key.secret, org),
         "C6": Credential(connector.secret, connector.credential.id),
         "C7": Credential(jwt.encode(subject_claims, connector.secret.encode()), connector.credential.id),
-        "C8": Credential(_own_token(server, org), ""),
+        "C8": Credential(watchword_token(server.data_dir, org, exp=now + 600), ""),
         "C9": Credential(oauth.secret, oauth.credential.id),
     }
 

@@ -17,6 +17,7 @@ from watchword.identify import cache, opaque_secret, subject_jwt, tenant_jwt, wa
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
+from watchword.identify.verified_tokens import VerifiedTokens
 from watchword.jose import jws
 from watchword.store.models import Application, Credential
 from watchword.store.repository import Store
@@ -69,6 +70,7 @@ class Pipeline:
         self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
         self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
         self.sealed_keys = SealedKeys(master_key)
+        self.verified_tokens = VerifiedTokens(self.credentials.get)
         self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
         # C9: used by IssueToken's client credentials grant.
         self.clients = ClientAuthenticator(
@@ -97,6 +99,15 @@ class Pipeline:
         """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""
         if presented.token.count(".") != 2:
             return await opaque_secret.verify(presented, self.credentials.get, now, self._application_actions)
+        remembered = await self.verified_tokens.get(presented, now)
+        if remembered is not None:
+            return remembered
+        result = await self._identify_jwt(presented, now)
+        if isinstance(result, Principal):
+            await self.verified_tokens.remember(presented, result)
+        return result
+
+    async def _identify_jwt(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         try:
             parsed = jws.parse(presented.token, max_bytes=self.transports.max_token_bytes)
         except jws.JwsError as exc:
