@@ -770,3 +770,17 @@ def test_c1_looks_like_jwt(idp):
         "",
     ):
         assert not looks_like_jwt(token), token
+
+
+def test_c1_keycloak_group_paths_name_organization_and_role() -> None:
+    from watchword.identify.external_jwt import memberships
+    from watchword.identify.issuer_settings import IssuerSettings
+
+    settings = IssuerSettings(
+        issuer="https://idp.example/realms/r",
+        audiences=["api"],
+        jwks_uri="https://idp.example/certs",
+        organizations_claim="groups",
+    )
+    claims = {"groups": ["/acme/admin", "/acme/viewer", "/orgs/globex/editor", "/staff"]}
+    assert memberships(claims, settings) == (("acme", ("admin", "viewer")), ("globex", ("editor",)))

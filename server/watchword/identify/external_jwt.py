@@ -99,8 +99,18 @@ def _roles(value: object) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
+def _group_path(entry: str) -> tuple[str, str] | None:
+    """Keycloak's `groups` claim: "/<organization>/<role>" (deeper paths: the last two segments). A
+    group of one segment names no organization and is ignored: such claims hold other groups too."""
+    segments = [segment for segment in entry.split("/") if segment]
+    if len(segments) < 2:
+        return None
+    return segments[-2], segments[-1]
+
+
 def _organizations(value: object) -> dict[str, set[str]]:
-    """{org_id: [roles]} or ["org_id:role", ...] (the role after the last colon)."""
+    """{org_id: [roles]}, ["org_id:role", ...] (the role after the last colon), or Keycloak group paths
+    ["/org_id/role", ...]."""
     found: dict[str, set[str]] = {}
     if isinstance(value, Mapping):
         for organization, roles in value.items():
@@ -109,6 +119,11 @@ def _organizations(value: object) -> dict[str, set[str]]:
             found.setdefault(organization, set()).update(_roles(roles))
     elif isinstance(value, list):
         for entry in value:
+            if isinstance(entry, str) and entry.startswith("/"):
+                pair = _group_path(entry)
+                if pair is not None:
+                    found.setdefault(pair[0], set()).add(pair[1])
+                continue
             organization, _, role = entry.rpartition(":") if isinstance(entry, str) else ("", "", "")
             if not _non_empty_string(organization) or not _non_empty_string(role):
                 raise _ClaimsInvalid
