@@ -139,9 +139,9 @@ def test_s8_incomplete_resource_is_denied_with_the_missing_field() -> None:
     assert "event_type" in decision.message
 
 
-def test_s8_kinds_without_a_rule_yet_are_denied() -> None:
+def test_s8_kinds_without_a_rule_are_denied() -> None:
     principal = Principal(
-        id="u", kind=CredentialKind.EXTERNAL_JWT, transport=Transport.BEARER, organization_id=ORG_A
+        id="c", kind=CredentialKind.OAUTH_CLIENT, transport=Transport.BASIC, organization_id=ORG_A
     )
     decision = decide(CATALOGUE, principal, "organization.get", Resource(organization_id=ORG_A))
     assert (decision.allowed, decision.reason, decision.rule) == (False, reasons.NO_RULE_ALLOWS, "S8")
@@ -201,3 +201,112 @@ def test_s7_no_decision_ever_allows_across_organizations(
         else:
             assert action in permissions
         assert level is not Level.EVENT_TYPE or event_type
+
+
+# ---- S1 ----
+
+
+def user(*memberships: tuple[str, tuple[str, ...]]) -> Principal:
+    return Principal(
+        id="user-1", kind=CredentialKind.EXTERNAL_JWT, transport=Transport.BEARER, memberships=memberships
+    )
+
+
+def test_s1_user_acts_with_the_actions_of_their_role_in_that_organization() -> None:
+    viewer = user((ORG_A, ("viewer",)))
+    assert decide(CATALOGUE, viewer, "application.list", Resource(organization_id=ORG_A)).rule == "S1"
+    assert decide(CATALOGUE, viewer, "application.list", Resource(organization_id=ORG_A)).allowed
+    denied = decide(CATALOGUE, viewer, "application.create", Resource(organization_id=ORG_A))
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.ROLE_NOT_GRANTED, "S1")
+
+
+def test_s1_user_without_a_role_in_the_organization_is_not_a_member() -> None:
+    admin_of_a = user((ORG_A, ("admin",)))
+    denied = decide(CATALOGUE, admin_of_a, "application.list", Resource(organization_id=ORG_B))
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.NOT_A_MEMBER, "S1")
+
+
+def test_s1_roles_the_catalogue_does_not_know_grant_nothing() -> None:
+    keycloak = user((ORG_A, ("offline_access", "default-roles-hook0", "uma_authorization")))
+    denied = decide(CATALOGUE, keycloak, "organization.get", Resource(organization_id=ORG_A))
+    assert (denied.allowed, denied.reason) == (False, reasons.ROLE_NOT_GRANTED)
+
+
+# ---- S4 ----
+
+
+def tenant_token(permissions: set[str], patterns: tuple[str, ...]) -> Principal:
+    return Principal(
+        id="svc",
+        kind=CredentialKind.TENANT_JWT,
+        transport=Transport.BEARER,
+        credential_id="secret1",
+        organization_id=ORG_A,
+        permissions=frozenset(permissions),
+        data_provider_patterns=patterns,
+    )
+
+
+def test_s4_tenant_token_publishes_only_for_objects_its_patterns_name() -> None:
+    token = tenant_token({"object.publish", "object.read"}, ("truck-*", "van-7"))
+    on = lambda object_id: Resource(organization_id=ORG_A, object_id=object_id)  # noqa: E731
+    assert decide(CATALOGUE, token, "object.publish", on("truck-12")).allowed
+    assert decide(CATALOGUE, token, "object.publish", on("van-7")).allowed
+    denied = decide(CATALOGUE, token, "object.publish", on("car-1"))
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.OBJECT_NOT_IN_PATTERNS, "S4")
+    assert decide(CATALOGUE, token, "object.read", on("car-1")).allowed, "patterns bound publishing only"
+
+
+def test_s4_tenant_token_without_patterns_publishes_nothing() -> None:
+    token = tenant_token({"object.publish"}, ())
+    denied = decide(CATALOGUE, token, "object.publish", Resource(organization_id=ORG_A, object_id="x"))
+    assert denied.reason == reasons.OBJECT_NOT_IN_PATTERNS
+
+
+def test_s4_tenant_token_reaches_only_its_capped_permissions() -> None:
+    token = tenant_token({"object.read"}, ("*",))
+    denied = decide(CATALOGUE, token, "object.publish", Resource(organization_id=ORG_A, object_id="x"))
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.ACTION_NOT_GRANTED, "S4")
+
+
+# ---- S5 ----
+
+
+def subject_token(subject: Subject) -> Principal:
+    return Principal(
+        id=f"{subject.type}:{subject.id}",
+        kind=CredentialKind.SUBJECT_JWT,
+        transport=Transport.HEADER_PAIR,
+        credential_id="conn1",
+        organization_id=ORG_A,
+        subject=subject,
+        permissions=frozenset({"track", "traits", "alias"}),
+    )
+
+
+@pytest.mark.parametrize("action", ["track", "traits", "alias"])
+def test_s5_subject_token_acts_on_its_own_subject(action: str) -> None:
+    me = Subject("user", "u-1")
+    decision = decide(CATALOGUE, subject_token(me), action, Resource(organization_id=ORG_A, subject=me))
+    assert (decision.allowed, decision.rule) == (True, "S5")
+
+
+def test_s5_subject_token_never_acts_on_another_subject() -> None:
+    token = subject_token(Subject("user", "u-1"))
+    for other in (Subject("user", "u-2"), Subject("account", "u-1")):
+        denied = decide(CATALOGUE, token, "track", Resource(organization_id=ORG_A, subject=other))
+        assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.SUBJECT_MISMATCH, "S5")
+
+
+@pytest.mark.parametrize("action", ["event.send", "application.list", "object.publish"])
+def test_s5_subject_token_may_only_track_set_traits_and_alias(action: str) -> None:
+    token = subject_token(Subject("user", "u-1"))
+    resource = Resource(
+        organization_id=ORG_A,
+        application_id=APP_A1,
+        event_type="e",
+        object_id="o",
+        subject=Subject("user", "u-1"),
+    )
+    denied = decide(CATALOGUE, token, action, resource)
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.ACTION_LEVEL_NOT_ALLOWED, "S5")

@@ -41,6 +41,10 @@ EVENT_TYPE_DENIED = "event_type_denied"
 EVENT_TYPE_NOT_ALLOWED = "event_type_not_allowed"
 NO_RULE_ALLOWS = "no_rule_allows"
 ENTRY_INVALID = "entry_invalid"
+NOT_A_MEMBER = "not_a_member"
+ROLE_NOT_GRANTED = "role_not_granted"
+OBJECT_NOT_IN_PATTERNS = "object_not_in_patterns"
+SUBJECT_MISMATCH = "subject_mismatch"
 
 REASONS: dict[str, str] = {
     CREDENTIAL_MISSING: "No credential was found where credentials are read.",
@@ -82,6 +86,10 @@ REASONS: dict[str, str] = {
     EVENT_TYPE_DENIED: "The event type matches one of the credential's deny patterns (S3).",
     EVENT_TYPE_NOT_ALLOWED: "The event type matches none of the credential's allow patterns (S3).",
     NO_RULE_ALLOWS: "No rule allowed the action: deny by default (S8).",
+    NOT_A_MEMBER: "The user holds no role in the resource's organization (S1, S7).",
+    ROLE_NOT_GRANTED: "None of the user's roles in the organization grants the action (S1).",
+    OBJECT_NOT_IN_PATTERNS: "The object id matches none of the tenant token's data-provider patterns (S4).",
+    SUBJECT_MISMATCH: "A subject-scoped token acting on another subject than its own (S5).",
     ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "
     "decided as usual (T7).",
 }

@@ -1,19 +1,31 @@
-"""The scope rules (S2, S3, S7, S8 today): (principal, action, resource) -> Decision. Pure: no I/O.
+"""The scope rules S1-S8: (principal, action, resource) -> Decision. Pure: no I/O, no gRPC.
 
 The caller resolves the resource first (an application's organization comes from the store), so every
-rule here sees a resource whose organization is the true one.
+rule here sees a resource whose organization is the true one. Deny by default (S8): only a rule that
+positively matches allows, and every decision names its reason and the rule that decided.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 
 from watchword import reasons
 from watchword.decide.catalogue import APPLICATION_LEVELS, Action, Catalogue, Level
 from watchword.domain import CredentialKind, Decision, Principal, Resource
 
-# Credentials whose reach is their own list of granted actions (S3).
-GRANT_LIST_KINDS = frozenset({CredentialKind.API_KEY, CredentialKind.STATIC_TOKEN})
+# Credentials whose reach is their own list of granted actions (S3; connectors and Watchword's own tokens
+# carry such a list too: a connector's grants, a token's scope).
+GRANT_LIST_KINDS = frozenset(
+    {
+        CredentialKind.API_KEY,
+        CredentialKind.STATIC_TOKEN,
+        CredentialKind.CONNECTOR,
+        CredentialKind.WATCHWORD_TOKEN,
+    }
+)
+# What a subject-scoped token may do at most (S5).
+SUBJECT_ACTIONS = frozenset({"track", "traits", "alias"})
 
 
 def _deny(reason: str, rule: str, message: str) -> Decision:
@@ -51,7 +63,19 @@ def event_type_decision(principal: Principal, event_type: str) -> Decision | Non
     return None
 
 
-def _application_secret(principal: Principal, action: Action, resource: Resource) -> Decision:
+def _user(principal: Principal, action: Action, resource: Resource, catalogue: Catalogue) -> Decision:
+    """S1: a user acts only in organizations where they hold a role, with that role's actions. Roles
+    the catalogue does not know (an IdP's `offline_access`...) grant nothing."""
+    roles = next((set(r) for org, r in principal.memberships if org == resource.organization_id), None)
+    if roles is None:
+        return _deny(reasons.NOT_A_MEMBER, "S1", "the user holds no role in this organization")
+    granting = sorted(roles & action.roles & set(catalogue.roles))
+    if not granting:
+        return _deny(reasons.ROLE_NOT_GRANTED, "S1", f"none of the user's roles grants {action.name!r}")
+    return _allow("S1", f"role {granting[0]!r} grants {action.name!r}")
+
+
+def _application_secret(principal: Principal, action: Action, resource: Resource, _: Catalogue) -> Decision:
     """S2: application-level actions on the secret's own application only."""
     if action.level not in APPLICATION_LEVELS:
         return _deny(
@@ -64,7 +88,7 @@ def _application_secret(principal: Principal, action: Action, resource: Resource
     return _allow("S2", "application secret acting on its own application")
 
 
-def _grant_list(principal: Principal, action: Action, resource: Resource) -> Decision:
+def _grant_list(principal: Principal, action: Action, resource: Resource, _: Catalogue) -> Decision:
     """S3: only granted actions; actions on events filtered by the allow/deny globs."""
     if action.name not in principal.permissions:
         return _deny(reasons.ACTION_NOT_GRANTED, "S3", f"{action.name!r} is not granted to this credential")
@@ -73,6 +97,44 @@ def _grant_list(principal: Principal, action: Action, resource: Resource) -> Dec
         if filtered is not None:
             return filtered
     return _allow("S3", f"{action.name!r} is granted to this credential")
+
+
+def _tenant_token(principal: Principal, action: Action, resource: Resource, _: Catalogue) -> Decision:
+    """S4: the token's permissions (already capped by its signing secret's ceiling); updates are
+    published only for objects its data-provider patterns name."""
+    if action.name not in principal.permissions:
+        return _deny(reasons.ACTION_NOT_GRANTED, "S4", f"{action.name!r} is not granted by this token")
+    if action.name == "object.publish" and not any(
+        fnmatchcase(resource.object_id, pattern) for pattern in principal.data_provider_patterns
+    ):
+        return _deny(reasons.OBJECT_NOT_IN_PATTERNS, "S4", "the object matches no data-provider pattern")
+    return _allow("S4", f"{action.name!r} is granted by this token")
+
+
+def _subject_token(principal: Principal, action: Action, resource: Resource, _: Catalogue) -> Decision:
+    """S5: only track, traits and alias, and only on the token's own subject."""
+    if action.name not in SUBJECT_ACTIONS or action.level is not Level.SUBJECT:
+        return _deny(
+            reasons.ACTION_LEVEL_NOT_ALLOWED,
+            "S5",
+            "a subject-scoped token may only track, set traits and alias",
+        )
+    if action.name not in principal.permissions:
+        return _deny(
+            reasons.ACTION_NOT_GRANTED, "S5", f"{action.name!r} is not granted to this token's connector"
+        )
+    if resource.subject != principal.subject:
+        return _deny(reasons.SUBJECT_MISMATCH, "S5", "the token acts as another subject")
+    return _allow("S5", "subject-scoped token acting on its own subject")
+
+
+Rule = Callable[[Principal, Action, Resource, Catalogue], Decision]
+RULES: dict[CredentialKind, Rule] = {
+    CredentialKind.APPLICATION_SECRET: _application_secret,
+    CredentialKind.TENANT_JWT: _tenant_token,
+    CredentialKind.SUBJECT_JWT: _subject_token,
+    **dict.fromkeys(GRANT_LIST_KINDS, _grant_list),
+}
 
 
 def decide(catalogue: Catalogue, principal: Principal, action_name: str, resource: Resource) -> Decision:
@@ -85,12 +147,14 @@ def decide(catalogue: Catalogue, principal: Principal, action_name: str, resourc
         return _deny(
             reasons.RESOURCE_INCOMPLETE, "S8", f"{action.level.value}-level actions need resource.{missing}"
         )
+    if principal.kind is CredentialKind.EXTERNAL_JWT:
+        return _user(principal, action, resource, catalogue)
+    # S7: every other principal belongs to exactly one organization and never acts outside it.
     if not principal.organization_id or principal.organization_id != resource.organization_id:
         return _deny(
             reasons.RESOURCE_NOT_IN_SCOPE, "S7", "the resource is outside the principal's organization"
         )
-    if principal.kind is CredentialKind.APPLICATION_SECRET:
-        return _application_secret(principal, action, resource)
-    if principal.kind in GRANT_LIST_KINDS:
-        return _grant_list(principal, action, resource)
-    return _deny(reasons.NO_RULE_ALLOWS, "S8", "no rule allows this kind of credential to act yet")
+    rule = RULES.get(principal.kind)
+    if rule is None:
+        return _deny(reasons.NO_RULE_ALLOWS, "S8", "no rule lets this kind of credential act on resources")
+    return rule(principal, action, resource, catalogue)
