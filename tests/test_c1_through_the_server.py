@@ -66,3 +66,39 @@ def test_c1_keycloak_style_tokens_through_the_real_server_with_key_rotation(tmp_
             )
             expired = claims(idp, exp=int(time.time()) - 600)
             assert authenticate(server, idp.sign(expired, new_key)).refusal.reason == reasons.TOKEN_EXPIRED
+
+
+def test_s1_user_roles_from_memberships_stored_through_the_admin_api(tmp_path) -> None:
+    from watchword.v1 import admin_pb2
+
+    with JwksServer(algorithms=("ES256",)) as idp:
+        config = tmp_path / "watchword.toml"
+        config.write_text(
+            f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["hook0-api"]\njwks_uri = "{idp.jwks_uri}"\n'
+            'allow_insecure_http = true\nroles_source = "memberships"\n'
+        )
+        with WatchwordProcess(tmp_path / "data", args=["--config", str(config)]) as server:
+            admin, md = server.admin(), server.admin_metadata
+            org = admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name="m"), metadata=md).id
+            token = idp.sign(claims(idp, sub="user-9"))
+            http = common_pb2.HttpRequest(
+                headers=[common_pb2.KeyValue(name="Authorization", value=f"Bearer {token}")]
+            )
+            request = auth_pb2.AuthorizeRequest(
+                credential=common_pb2.CredentialSource(http=http),
+                action="application.create",
+                resource=auth_pb2.Resource(organization_id=org),
+            )
+            denied = server.auth().Authorize(request, timeout=10).decision
+            assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.NOT_A_MEMBER, "S1")
+            membership = admin_pb2.Membership(organization_id=org, user_id="user-9", roles=["editor"])
+            admin.SetMembership(admin_pb2.SetMembershipRequest(membership=membership), metadata=md)
+            allowed = server.auth().Authorize(request, timeout=10)
+            assert (allowed.decision.allowed, allowed.decision.rule) == (True, "S1")
+            assert [(m.organization_id, list(m.roles)) for m in allowed.principal.memberships] == [
+                (org, ["editor"])
+            ]
+            admin.DeleteMembership(
+                admin_pb2.DeleteMembershipRequest(organization_id=org, user_id="user-9"), metadata=md
+            )
+            assert server.auth().Authorize(request, timeout=10).decision.reason == reasons.NOT_A_MEMBER

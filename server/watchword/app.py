@@ -196,7 +196,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             server,
         )
         admin = AdminServicer(
-            store, catalogue, master_key, caches=(pipeline.credentials, pipeline.applications)
+            store,
+            catalogue,
+            master_key,
+            caches=(pipeline.credentials, pipeline.applications, pipeline.memberships),
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         health_servicer = health.aio.HealthServicer()

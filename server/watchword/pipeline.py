@@ -12,14 +12,23 @@ from watchword import extract, reasons
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
-from watchword.domain import Decision, HttpParts, PresentedCredential, Principal, Refusal, Resource, Transport
+from watchword.domain import (
+    CredentialKind,
+    Decision,
+    HttpParts,
+    PresentedCredential,
+    Principal,
+    Refusal,
+    Resource,
+    Transport,
+)
 from watchword.identify import cache, opaque_secret, subject_jwt, tenant_jwt, watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.verified_tokens import VerifiedTokens
 from watchword.jose import jws
-from watchword.store.models import Application, Credential
+from watchword.store.models import Application, Credential, Membership
 from watchword.store.repository import Store
 
 
@@ -30,6 +39,8 @@ class BareInput:
 
 
 CredentialInput = BareInput | HttpParts
+# Authentication results by credential, shared by the entries of one batch.
+Memo = dict[PresentedCredential, Principal | Refusal]
 # Transports that carry a connector id beside the token: a JWT there is subject-scoped (C7).
 PAIRED_TRANSPORTS = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 
@@ -69,6 +80,7 @@ class Pipeline:
         self.external = external
         self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
         self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
+        self.memberships: cache.TtlCache[list[Membership]] = cache.TtlCache(store.user_memberships, cache_ttl)
         self.sealed_keys = SealedKeys(master_key)
         self.verified_tokens = VerifiedTokens(self.credentials.get)
         self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
@@ -82,14 +94,25 @@ class Pipeline:
             transports.max_token_bytes,
         )
         self._application_actions = catalogue.actions_at(APPLICATION_LEVELS)
+        self.identifications = 0  # credentials verified (cache hits included): for tests and metrics
 
-    async def authenticate(self, source: CredentialInput, now: datetime | None = None) -> Principal | Refusal:
+    async def authenticate(
+        self, source: CredentialInput, now: datetime | None = None, memo: Memo | None = None
+    ) -> Principal | Refusal:
+        """`memo`, shared by the entries of one batch (T7), verifies each distinct credential once."""
         now = now or datetime.now(UTC)
         if isinstance(source, BareInput):
             presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
         else:
             presented = extract.from_http(source, self.transports)
-        result = presented if isinstance(presented, Refusal) else await self._identify(presented, now)
+        if isinstance(presented, Refusal):
+            result: Principal | Refusal = presented
+        elif memo is not None and presented in memo:
+            result = memo[presented]
+        else:
+            result = await self._identify(presented, now)
+            if memo is not None:
+                memo[presented] = result
         if isinstance(result, Refusal) and isinstance(source, BareInput):
             # No HTTP around a bare token (T6): there is no response header to challenge with.
             result = replace(result, www_authenticate="")
@@ -97,14 +120,17 @@ class Pipeline:
 
     async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""
+        self.identifications += 1
         if presented.token.count(".") != 2:
             return await opaque_secret.verify(presented, self.credentials.get, now, self._application_actions)
-        remembered = await self.verified_tokens.get(presented, now)
-        if remembered is not None:
-            return remembered
-        result = await self._identify_jwt(presented, now)
-        if isinstance(result, Principal):
-            await self.verified_tokens.remember(presented, result)
+        result = await self.verified_tokens.get(presented, now)
+        if result is None:
+            result = await self._identify_jwt(presented, now)
+            if isinstance(result, Principal):
+                await self.verified_tokens.remember(presented, result)
+        if isinstance(result, Principal) and result.kind is CredentialKind.EXTERNAL_JWT:
+            # Stored roles change independently of the token: merged on every call, from their own cache.
+            result = await self._with_stored_roles(result)
         return result
 
     async def _identify_jwt(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
@@ -136,6 +162,19 @@ class Pipeline:
             return await self.external.verify_parsed(parsed, presented.transport, now.timestamp())
         return Refusal(reason=reasons.TOKEN_ISSUER_UNKNOWN, message="the token's issuer is not configured")
 
+    async def _with_stored_roles(self, user: Principal) -> Principal:
+        """S1: merge the memberships stored through the admin API, where the user's issuer says so."""
+        assert self.external is not None
+        source = self.external.roles_source(user.issuer)
+        if source == "claims":
+            return user
+        stored = {row.organization_id: set(row.roles) for row in await self.memberships.get(user.id) or []}
+        if source == "both":
+            for organization, roles in user.memberships:
+                stored.setdefault(organization, set()).update(roles)
+        merged = tuple((org, tuple(sorted(roles))) for org, roles in sorted(stored.items()) if roles)
+        return replace(user, memberships=merged)
+
     async def resolve(self, resource: Resource) -> Resource | None:
         """Fill in the organization of the resource's application; None when the application does not
         exist or belongs to another organization than the one named."""
@@ -149,9 +188,14 @@ class Pipeline:
         return replace(resource, organization_id=application.organization_id)
 
     async def authorize(
-        self, source: CredentialInput, action: str, resource: Resource, now: datetime | None = None
+        self,
+        source: CredentialInput,
+        action: str,
+        resource: Resource,
+        now: datetime | None = None,
+        memo: Memo | None = None,
     ) -> AuthorizeOutcome:
-        authenticated = await self.authenticate(source, now)
+        authenticated = await self.authenticate(source, now, memo)
         if isinstance(authenticated, Refusal):
             denial = Decision(False, reasons.NOT_AUTHENTICATED, "S8", authenticated.message)
             return AuthorizeOutcome(decision=denial, refusal=authenticated)

@@ -186,6 +186,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         row = await _found(
             context, self._store.set_membership(organization_id, user_id, sorted(set(membership.roles)))
         )
+        self._changed(user_id)
         return membership_to_proto(row)
 
     async def ListMemberships(
@@ -204,6 +205,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
         user_id = convert.required(request.user_id, "user_id", convert.MAX_ID)
         await _found(context, self._store.delete_membership(organization_id, user_id))
+        self._changed(user_id)
         return admin_pb2.DeleteMembershipResponse()
 
     # ---- credentials ----

@@ -8,7 +8,7 @@ from watchword import reasons
 from watchword.api import convert, errors
 from watchword.api.errors import FieldError
 from watchword.domain import Decision, Refusal
-from watchword.pipeline import AuthorizeOutcome, Pipeline
+from watchword.pipeline import AuthorizeOutcome, Memo, Pipeline
 from watchword.v1 import auth_pb2, auth_pb2_grpc
 
 
@@ -42,14 +42,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.AuthenticateResponse(principal=convert.principal_to_proto(result))
 
     async def _authorize_one(
-        self, request: auth_pb2.AuthorizeRequest, field: str
+        self, request: auth_pb2.AuthorizeRequest, field: str, memo: Memo | None = None
     ) -> auth_pb2.AuthorizeResponse:
         source = convert.credential_source(
             request.credential, f"{field}credential", self._max_token_bytes, self._max_headers
         )
         action = convert.required(request.action, f"{field}action", convert.MAX_ACTION)
         resource = convert.resource_from_proto(request.resource, f"{field}resource")
-        return _outcome_to_proto(await self._pipeline.authorize(source, action, resource))
+        return _outcome_to_proto(await self._pipeline.authorize(source, action, resource, memo=memo))
 
     async def Authorize(
         self, request: auth_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
@@ -64,9 +64,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if len(request.entries) > self._max_batch_entries:
             raise FieldError("entries", f"at most {self._max_batch_entries} entries per batch")
         results = []
+        memo: Memo = {}  # each distinct credential of the batch is verified once
         for index, entry in enumerate(request.entries):
             try:
-                results.append(await self._authorize_one(entry, f"entries[{index}]."))
+                results.append(await self._authorize_one(entry, f"entries[{index}].", memo))
             except FieldError as exc:
                 # One bad entry gets its own refusal and never spoils the others (T7).
                 refusal = Refusal(reason=reasons.ENTRY_INVALID, message=str(exc))

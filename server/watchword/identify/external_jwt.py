@@ -178,6 +178,11 @@ class ExternalJwtVerifier:
     def issuers(self) -> frozenset[str]:
         return frozenset(self._settings)
 
+    def roles_source(self, issuer: str) -> str:
+        """S1: "claims", "memberships" or "both" for this issuer's users."""
+        settings = self._settings.get(issuer)
+        return settings.roles_source if settings is not None else "claims"
+
     def knows(self, issuer: object) -> bool:
         return isinstance(issuer, str) and issuer in self._settings
 

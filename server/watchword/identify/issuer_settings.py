@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -90,6 +90,11 @@ class IssuerSettings(BaseModel):
     )
     roles_claim: _ClaimPath | None = Field(
         default=None, description="Dotted path of the roles in that organization, e.g. realm_access.roles."
+    )
+    roles_source: Literal["claims", "memberships", "both"] = Field(
+        default="claims",
+        description="S1: where a user's organization roles come from: the token's claims, the memberships "
+        "stored through the admin API (keyed by the user id), or both (merged).",
     )
     refresh_min_interval_seconds: float = Field(
         default=30, ge=1, le=3600, description="At most one unknown-kid JWKS refresh per this interval."

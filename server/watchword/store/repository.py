@@ -185,6 +185,14 @@ class Store:
             await self._require_organization(session, organization_id)
             return await self._paginate(session, query, col(Membership.user_id), page_size, page_token)
 
+    async def user_memberships(self, user_id: str) -> list[Membership]:
+        """Every organization where this user (the IdP's user id) holds stored roles (S1)."""
+        query = (
+            select(Membership).where(Membership.user_id == user_id).order_by(col(Membership.organization_id))
+        )
+        async with self._sessions() as session:
+            return list((await session.exec(query)).all())
+
     async def delete_membership(self, organization_id: str, user_id: str) -> None:
         async with self._sessions.begin() as session:
             membership = await session.get(Membership, (organization_id, user_id))
