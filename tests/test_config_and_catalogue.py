@@ -150,3 +150,31 @@ def test_check_config_opens_the_master_key_file(
     monkeypatch.setenv("WATCHWORD_MASTER_KEY_FILE", str(tmp_path / "missing.key"))
     assert main(["check-config"]) == 2
     assert "cannot read the master key file" in capsys.readouterr().err
+
+
+def test_a_bad_catalogue_file_stops_the_server_at_start_with_its_reason(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "catalogue.toml"
+    bad.write_text('[roles]\nviewer = "v"\n[actions."x.y"]\nlevel = "application"\nroles = ["owner"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    env.update(
+        {
+            "WATCHWORD_CATALOGUE_FILE": str(bad),
+            "WATCHWORD_DATA_DIR": str(tmp_path / "d"),
+            "WATCHWORD_PORT": "0",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "watchword.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "names unknown role(s) ['owner']" in result.stderr
+    assert "Traceback" not in result.stderr
