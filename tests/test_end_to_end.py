@@ -352,5 +352,5 @@ def test_t7_batch_decides_each_entry_with_its_own_credential(server, tenant, app
 
 def test_unimplemented_rpcs_say_so(server) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        server.auth().IssueToken(auth_pb2.IssueTokenRequest(), timeout=TIMEOUT)
+        server.auth().SignOutbound(auth_pb2.SignOutboundRequest(), timeout=TIMEOUT)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

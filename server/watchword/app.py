@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
 import grpc
+import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -24,9 +26,12 @@ from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.extract import TransportSettings
+from watchword.http_api import authorization_server_metadata, build_app
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
-from watchword.issue import signing_keys
+from watchword.issue.grants import Grants
+from watchword.issue.keyring import IssuingKeyring, SigningKeyError
+from watchword.issue.tokens import TokenSettings
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database, models
 from watchword.store.repository import Store
@@ -73,21 +78,6 @@ async def prepare_store(settings: Settings) -> Store:
     return Store.connect(url)
 
 
-async def ensure_signing_key(store: Store, master_key: MasterKey) -> models.SigningKey:
-    existing = await store.active_signing_key()
-    if existing is not None:
-        return existing
-    new = signing_keys.generate(signing_keys.DEFAULT_ALGORITHM, master_key)
-    return await store.ensure_active_signing_key(
-        models.SigningKey(
-            kid=new.kid,
-            algorithm=new.algorithm,
-            public_jwk=new.public_jwk,
-            encrypted_private_key=new.sealed_private_key,
-        )
-    )
-
-
 async def bootstrap_admin_token(store: Store) -> str | None:
     """The first start mints an admin token and returns it (to be shown once); later starts return None."""
     if await store.count_credentials(int(CredentialKind.ADMIN_TOKEN)) > 0:
@@ -126,6 +116,44 @@ def admin_token_checker(store: Store) -> AdminAuthInterceptor:
     return AdminAuthInterceptor(check)
 
 
+@dataclass
+class HttpServer:
+    """The OAuth HTTP endpoints, served by uvicorn on the same event loop as the gRPC server."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    port: int
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_http(
+    settings: Settings, grants: Grants, keyring: IssuingKeyring, catalogue: Catalogue
+) -> HttpServer:
+    listener = socket.create_server((settings.http_host, settings.http_port), reuse_port=False)
+    port = listener.getsockname()[1]
+    base = settings.public_http_url or f"http://{settings.http_host}:{port}"
+    metadata = authorization_server_metadata(
+        issuer=settings.token_issuer,
+        token_endpoint=f"{base}/oauth/token",
+        jwks_uri=f"{base}/.well-known/jwks.json",
+        scopes=sorted(catalogue.actions),
+        signing_algorithm=settings.signing_algorithm,
+    )
+    app = build_app(grants, keyring.jwks, metadata)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if task.done():
+            await task  # raise the reason it stopped
+            raise StartupError("the HTTP endpoints stopped during start")
+        await asyncio.sleep(0.01)
+    return HttpServer(server=server, task=task, port=port)
+
+
 def transport_settings(settings: Settings) -> TransportSettings:
     return TransportSettings(
         max_token_bytes=settings.max_token_bytes,
@@ -143,10 +171,13 @@ class RunningServer:
     port: int
     settings: Settings
     external: ExternalJwtVerifier | None = None
+    http: HttpServer | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(self.settings.shutdown_grace_seconds)
         if self.external is not None:
             await self.external.close()
@@ -173,7 +204,11 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 await external.start()
             except JwksSourceError as exc:
                 raise StartupError(str(exc)) from None
-        await ensure_signing_key(store, master_key)
+        keyring = IssuingKeyring.from_settings(store, master_key, settings)
+        try:
+            await keyring.load()
+        except SigningKeyError as exc:
+            raise StartupError(f"cannot use the stored signing key: {exc}") from None
         admin_token = await bootstrap_admin_token(store)
         server = grpc.aio.server(
             interceptors=[admin_token_checker(store), GuardInterceptor()],
@@ -189,9 +224,20 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             settings.token_endpoint_url,
         )
         pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
+        token_settings = TokenSettings(
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            default_lifetime=settings.token_lifetime_seconds,
+            max_lifetime=settings.max_token_lifetime_seconds,
+        )
+        grants = Grants(pipeline, keyring, token_settings)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
-                pipeline, settings.max_token_bytes, settings.max_request_headers, settings.max_batch_entries
+                pipeline,
+                settings.max_token_bytes,
+                settings.max_request_headers,
+                settings.max_batch_entries,
+                grants,
             ),
             server,
         )
@@ -199,7 +245,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             store,
             catalogue,
             master_key,
-            caches=(pipeline.credentials, pipeline.applications, pipeline.memberships),
+            caches=(pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations),
+            revocation_lifetime=settings.max_token_lifetime_seconds,
+            keyring=keyring,
+            on_rotated=pipeline.signing_keys.reload,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         health_servicer = health.aio.HealthServicer()
@@ -221,6 +270,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         else:
             port = server.add_insecure_port(address)
         await server.start()
+        http = await start_http(settings, grants, keyring, catalogue) if settings.http_enabled else None
     except BaseException:
         if external is not None:
             await external.close()
@@ -237,9 +287,18 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             flush=True,
         )
     scheme = "tls" if settings.tls_cert_file else "plaintext"
+    if http is not None:
+        print(f"watchword http listening on {settings.http_host}:{http.port}", file=out, flush=True)
+    # Last: tools and tests wait for this line to know that everything is up.
     print(f"watchword listening on {settings.host}:{port} ({scheme})", file=out, flush=True)
     return RunningServer(
-        server=server, store=store, health=health_servicer, port=port, settings=settings, external=external
+        server=server,
+        store=store,
+        health=health_servicer,
+        port=port,
+        settings=settings,
+        external=external,
+        http=http,
     )
 
 

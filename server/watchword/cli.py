@@ -183,6 +183,10 @@ ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
         lambda a: admin_pb2.RotateCredentialRequest(id=a.id, overlap_seconds=a.overlap_seconds),
     ),
     ("signing-key", "list"): ("ListSigningKeys", lambda a: admin_pb2.ListSigningKeysRequest()),
+    ("signing-key", "rotate"): (
+        "RotateSigningKey",
+        lambda a: admin_pb2.RotateSigningKeyRequest(algorithm=a.algorithm or ""),
+    ),
 }
 
 
@@ -281,6 +285,9 @@ def _admin_parsers(subparsers: Any) -> None:
         dest="verb", required=True
     )
     signing.add_parser("list")
+    signing.add_parser(
+        "rotate", help="a new key signs; the old one verifies until its tokens expire"
+    ).add_argument("--algorithm", choices=["ES256", "EdDSA", "RS256"])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,8 +103,33 @@ class Settings(BaseModel):
         max_length=2048,
         description="The token endpoint's URL: the `aud` OAuth client assertions must name (C9).",
     )
+    signing_algorithm: Literal["ES256", "EdDSA", "RS256"] = Field(
+        default="ES256", description="I5: algorithm of new signing keys (first key and rotations)."
+    )
+    token_lifetime_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="I1-I3: default lifetime of issued tokens."
+    )
+    max_token_lifetime_seconds: int = Field(
+        default=86400,
+        ge=60,
+        le=604800,
+        description="Longest lifetime an issued token may have; a superseded signing key verifies "
+        "this long after a rotation.",
+    )
     issuers: IssuerList = Field(
         default=(), description="C1: trusted external OIDC issuers ([[issuers]] tables in the file)."
+    )
+    http_enabled: bool = Field(
+        default=True, description="Serve the OAuth HTTP endpoints (token, JWKS, metadata)."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the OAuth HTTP endpoints listen on.")
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of the OAuth HTTP endpoints (0: any free one)."
+    )
+    public_http_url: str = Field(
+        default="",
+        max_length=2048,
+        description="The HTTP endpoints' public base URL for the RFC 8414 metadata; empty: http://http_host:http_port.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
@@ -137,6 +162,15 @@ class Settings(BaseModel):
             raise ValueError(
                 "production mode needs a master key: set master_key_file (or WATCHWORD_MASTER_KEY_FILE) "
                 "to a file holding one; `watchword generate-master-key` makes one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _token_lifetime_within_bound(self) -> Settings:
+        if self.token_lifetime_seconds > self.max_token_lifetime_seconds:
+            raise ValueError(
+                f"token_lifetime_seconds ({self.token_lifetime_seconds}) must not exceed "
+                f"max_token_lifetime_seconds ({self.max_token_lifetime_seconds})"
             )
         return self
 

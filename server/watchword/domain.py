@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# S5: all a subject-scoped token (C7, or issued by I3) may ever do, on its own subject only.
+SUBJECT_ACTIONS = frozenset({"track", "traits", "alias"})
+
 
 class CredentialKind(enum.IntEnum):
     """Catalogue C1-C9 plus the stored-only kinds; values match the proto enum."""

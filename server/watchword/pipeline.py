@@ -81,6 +81,7 @@ class Pipeline:
         self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
         self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
         self.memberships: cache.TtlCache[list[Membership]] = cache.TtlCache(store.user_memberships, cache_ttl)
+        self.revocations: cache.TtlCache[bool] = cache.TtlCache(store.is_revoked, cache_ttl)
         self.sealed_keys = SealedKeys(master_key)
         self.verified_tokens = VerifiedTokens(self.credentials.get)
         self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
@@ -128,6 +129,8 @@ class Pipeline:
             result = await self._identify_jwt(presented, now)
             if isinstance(result, Principal):
                 await self.verified_tokens.remember(presented, result)
+        if isinstance(result, Principal) and result.token_id and await self.revocations.get(result.token_id):
+            return Refusal(reason=reasons.TOKEN_REVOKED, message="the token has been revoked")
         if isinstance(result, Principal) and result.kind is CredentialKind.EXTERNAL_JWT:
             # Stored roles change independently of the token: merged on every call, from their own cache.
             result = await self._with_stored_roles(result)

@@ -27,6 +27,7 @@ TOKEN_ISSUER_UNKNOWN = "token_issuer_unknown"
 TOKEN_AUDIENCE_MISMATCH = "token_audience_mismatch"
 TOKEN_CLAIMS_INVALID = "token_claims_invalid"
 TOKEN_REPLAYED = "token_replayed"
+TOKEN_REVOKED = "token_revoked"
 CLIENT_AUTH_METHOD_NOT_ALLOWED = "client_auth_method_not_allowed"
 
 # Authorization decisions.
@@ -72,6 +73,7 @@ REASONS: dict[str, str] = {
     TOKEN_CLAIMS_INVALID: "A required claim is missing or has the wrong type.",
     TOKEN_REPLAYED: "A client assertion whose `jti` was already used (C9); each is accepted once, across "
     "replicas sharing a database.",
+    TOKEN_REVOKED: "The token was revoked by its `jti` (I6, S6).",
     CLIENT_AUTH_METHOD_NOT_ALLOWED: "An OAuth client authenticated with another method than the one it was "
     "registered for, or with more than one (RFC 6749 §2.3).",
     ALLOWED: "A rule explicitly allowed the action.",

@@ -18,6 +18,7 @@ import grpc
 from watchword.v1 import admin_pb2_grpc, auth_pb2_grpc
 
 _LISTENING = re.compile(r"watchword listening on ([\d.]+):(\d+)")
+_HTTP_LISTENING = re.compile(r"watchword http listening on ([\d.]+):(\d+)")
 _ADMIN_TOKEN = re.compile(r"WATCHWORD_ADMIN_TOKEN=(wwad_\S+)")
 START_TIMEOUT = 60.0
 
@@ -32,6 +33,7 @@ class WatchwordProcess:
         self.extra_env = env or {}
         self.args = args or []
         self.port = 0
+        self.http_port = 0
         self.admin_token = ""
         self.output: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -45,13 +47,22 @@ class WatchwordProcess:
             self.output.append(line)
             if token := _ADMIN_TOKEN.search(line):
                 self.admin_token = token.group(1)
+            if http := _HTTP_LISTENING.search(line):
+                self.http_port = int(http.group(2))
             if match := _LISTENING.search(line):
                 self.port = int(match.group(2))
                 self._listening.set()
 
     def start(self) -> Self:
         env = {key: value for key, value in os.environ.items() if not key.startswith("WATCHWORD_")}
-        env.update({"WATCHWORD_PORT": "0", "WATCHWORD_DATA_DIR": str(self.data_dir), **self.extra_env})
+        env.update(
+            {
+                "WATCHWORD_PORT": "0",
+                "WATCHWORD_HTTP_PORT": "0",
+                "WATCHWORD_DATA_DIR": str(self.data_dir),
+                **self.extra_env,
+            }
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "watchword.cli", *self.args, "serve"],
             env=env,

@@ -7,7 +7,7 @@ becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,6 +20,8 @@ from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.identify.cache import TtlCache
+from watchword.issue import signing_keys
+from watchword.issue.keyring import IssuingKeyring, public_jwk
 from watchword.store import models
 from watchword.store.repository import InvalidPageTokenError, NotFoundError, Page, Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -74,6 +76,18 @@ def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
     )
 
 
+def signing_key_to_proto(row: models.SigningKey) -> admin_pb2.SigningKey:
+    return admin_pb2.SigningKey(
+        kid=row.kid,
+        algorithm=row.algorithm,
+        # Public members only, whatever the stored JSON holds.
+        public_jwk=json.dumps(public_jwk(row), sort_keys=True),
+        created_at=convert.timestamp(row.created_at),
+        active=row.active,
+        retires_at=convert.timestamp(row.retires_at),
+    )
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
@@ -81,12 +95,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         catalogue: Catalogue,
         master_key: MasterKey,
         caches: Sequence[TtlCache[Any]] = (),
+        revocation_lifetime: float = 7 * 24 * 3600,
+        *,
+        keyring: IssuingKeyring | None = None,
+        on_rotated: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._catalogue = catalogue
         self._master_key = master_key
         # Verification caches of this replica: dropped on every change so it is refused on the next call.
         self._caches = tuple(caches)
+        self._revocation_lifetime = revocation_lifetime
+        # I5: without a keyring RotateSigningKey stays UNIMPLEMENTED; `on_rotated` reloads this
+        # replica's verification ring so the new key verifies here at once.
+        self._keyring = keyring
+        self._on_rotated = on_rotated
 
     def _changed(self, key: str | None = None) -> None:
         for cache in self._caches:
@@ -299,26 +322,47 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     DeactivateOutboundCredential = errors.unimplemented("DeactivateOutboundCredential")
     DeleteOutboundCredential = errors.unimplemented("DeleteOutboundCredential")
     RotateOutboundCredential = errors.unimplemented("RotateOutboundCredential")
-    RotateSigningKey = errors.unimplemented("RotateSigningKey")
-    RevokeToken = errors.unimplemented("RevokeToken")
+
+    # ---- signing keys (I5) ----
 
     async def ListSigningKeys(
         self, request: admin_pb2.ListSigningKeysRequest, context: Context
     ) -> admin_pb2.ListSigningKeysResponse:
-        keys = await self._store.list_signing_keys()
-        return admin_pb2.ListSigningKeysResponse(
-            keys=[
-                admin_pb2.SigningKey(
-                    kid=key.kid,
-                    algorithm=key.algorithm,
-                    public_jwk=json.dumps(json.loads(key.public_jwk), sort_keys=True),
-                    created_at=convert.timestamp(key.created_at),
-                    active=key.active,
-                    retires_at=convert.timestamp(key.retires_at),
-                )
-                for key in keys
-            ]
-        )
+        # As the contract says: the keys that still verify (retired ones are of no use to anyone).
+        keys = await self._store.signing_keys_for_jwks(datetime.now(UTC))
+        return admin_pb2.ListSigningKeysResponse(keys=[signing_key_to_proto(key) for key in keys])
+
+    async def RotateSigningKey(
+        self, request: admin_pb2.RotateSigningKeyRequest, context: Context
+    ) -> admin_pb2.SigningKey:
+        if self._keyring is None:
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNIMPLEMENTED,
+                errors.NOT_IMPLEMENTED,
+                "RotateSigningKey is not served by this version",
+            )
+        if request.algorithm and request.algorithm not in signing_keys.ALGORITHMS:
+            raise FieldError("algorithm", f"must be empty or one of {', '.join(signing_keys.ALGORITHMS)}")
+        row = await self._keyring.rotate(request.algorithm or None)
+        if self._on_rotated is not None:
+            await self._on_rotated()
+        return signing_key_to_proto(row)
+
+    # ---- revocation (I6) ----
+
+    async def RevokeToken(
+        self, request: admin_pb2.RevokeTokenRequest, context: Context
+    ) -> admin_pb2.RevokeTokenResponse:
+        token_id = convert.required(request.token_id, "token_id", convert.MAX_ID)
+        if request.HasField("expires_at"):
+            expires_at = convert.from_timestamp(request.expires_at, "expires_at")
+        else:
+            # Unknown expiry: keep the entry as long as any token Watchword issues can live.
+            expires_at = datetime.now(UTC) + timedelta(seconds=self._revocation_lifetime)
+        await self._store.revoke_token(token_id, expires_at)
+        self._changed(token_id)
+        return admin_pb2.RevokeTokenResponse()
 
 
 async def _found(context: grpc.aio.ServicerContext, call: Awaitable[T]) -> T:

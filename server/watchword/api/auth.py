@@ -7,7 +7,8 @@ import grpc
 from watchword import reasons
 from watchword.api import convert, errors
 from watchword.api.errors import FieldError
-from watchword.domain import Decision, Refusal
+from watchword.domain import ClientAuthentication, Decision, Refusal
+from watchword.issue.grants import Grants, OAuthError, Outcome
 from watchword.pipeline import AuthorizeOutcome, Memo, Pipeline
 from watchword.v1 import auth_pb2, auth_pb2_grpc
 
@@ -23,12 +24,18 @@ def _outcome_to_proto(outcome: AuthorizeOutcome) -> auth_pb2.AuthorizeResponse:
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
-        self, pipeline: Pipeline, max_token_bytes: int, max_headers: int, max_batch_entries: int
+        self,
+        pipeline: Pipeline,
+        max_token_bytes: int,
+        max_headers: int,
+        max_batch_entries: int,
+        grants: Grants | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_token_bytes = max_token_bytes
         self._max_headers = max_headers
         self._max_batch_entries = max_batch_entries
+        self._grants = grants
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -75,6 +82,67 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 results.append(_outcome_to_proto(AuthorizeOutcome(decision=denial, refusal=refusal)))
         return auth_pb2.AuthorizeBatchResponse(results=results)
 
-    # Part of the contract, served by later releases (IssueToken: #5, SignOutbound: #6).
-    IssueToken = errors.unimplemented("IssueToken")
+    async def IssueToken(
+        self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.IssueTokenResponse:
+        if self._grants is None:
+            await errors.abort(
+                context, grpc.StatusCode.UNIMPLEMENTED, errors.NOT_IMPLEMENTED, "IssueToken is not enabled"
+            )
+        outcome = await issue_token(self._grants, request, self._max_token_bytes)
+        if isinstance(outcome, OAuthError):
+            error = auth_pb2.OAuthError(error=outcome.error, error_description=outcome.description)
+            return auth_pb2.IssueTokenResponse(error=error)
+        return auth_pb2.IssueTokenResponse(
+            token=auth_pb2.TokenResponse(
+                access_token=outcome.access_token,
+                token_type="Bearer",
+                expires_in=outcome.expires_in,
+                scope=" ".join(outcome.scope),
+                token_id=outcome.token_id,
+            )
+        )
+
+    # Part of the contract, served by a later release (#6).
     SignOutbound = errors.unimplemented("SignOutbound")
+
+
+async def issue_token(grants: Grants, request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Outcome:
+    """The proto request to the one grant it names; malformed fields raise FieldError (INVALID_ARGUMENT)."""
+    scope = convert.bounded(request.scope, "scope", 4096)
+    audience = convert.bounded(request.audience, "audience", convert.MAX_ID)
+    lifetime = request.requested_lifetime_seconds
+    which = request.WhichOneof("grant")
+    if which == "api_key_exchange":
+        api_key = convert.required(
+            request.api_key_exchange.api_key, "api_key_exchange.api_key", max_token_bytes
+        )
+        return await grants.api_key_exchange(api_key, scope, lifetime, audience)
+    if which == "client_credentials":
+        client = request.client_credentials.client
+        prefix = "client_credentials.client."
+        authentication = ClientAuthentication(
+            client_id=convert.bounded(client.client_id, prefix + "client_id", convert.MAX_ID),
+            client_secret=convert.bounded(client.client_secret, prefix + "client_secret", max_token_bytes),
+            authorization=convert.bounded(
+                client.authorization, prefix + "authorization", 2 * max_token_bytes
+            ),
+            client_assertion_type=convert.bounded(
+                client.client_assertion_type, prefix + "client_assertion_type", 255
+            ),
+            client_assertion=convert.bounded(
+                client.client_assertion, prefix + "client_assertion", max_token_bytes
+            ),
+        )
+        return await grants.client_credentials(authentication, scope, lifetime, audience)
+    if which == "subject_token":
+        grant = request.subject_token
+        subject = convert.subject_from_proto(grant.subject, "subject_token.subject")
+        if subject is None:
+            raise FieldError("subject_token.subject", "is required")
+        connector_id = convert.required(grant.connector_id, "subject_token.connector_id", convert.MAX_ID)
+        secret = convert.required(grant.connector_secret, "subject_token.connector_secret", max_token_bytes)
+        return await grants.subject_token(connector_id, secret, subject, scope, lifetime, audience)
+    return OAuthError(
+        "invalid_request", "name one grant: api_key_exchange, client_credentials or subject_token"
+    )

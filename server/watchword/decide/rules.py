@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 
 from watchword import reasons
 from watchword.decide.catalogue import APPLICATION_LEVELS, Action, Catalogue, Level
-from watchword.domain import CredentialKind, Decision, Principal, Resource
+from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Decision, Principal, Resource
 
 # Credentials whose reach is their own list of granted actions (S3; connectors and Watchword's own tokens
 # carry such a list too: a connector's grants, a token's scope).
@@ -24,8 +24,6 @@ GRANT_LIST_KINDS = frozenset(
         CredentialKind.WATCHWORD_TOKEN,
     }
 )
-# What a subject-scoped token may do at most (S5).
-SUBJECT_ACTIONS = frozenset({"track", "traits", "alias"})
 
 
 def _deny(reason: str, rule: str, message: str) -> Decision:

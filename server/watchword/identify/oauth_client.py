@@ -3,7 +3,7 @@ form-encoding), client_secret_post, client_secret_jwt and private_key_jwt (RFC 7
 
 Each client is registered for exactly one method and must use it, and only it (RFC 6749 §2.3). A client
 assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint, an `exp` at
-most five minutes away, and a `jti` that is accepted once only: the store records it, so a replay is
+most an hour away, and a `jti` that is accepted once only: the store records it, so a replay is
 refused on every replica sharing the database. IssueToken answers any refusal here with `invalid_client`.
 """
 
@@ -31,7 +31,9 @@ from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
 from watchword.store.models import Credential
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_ASSERTION_LIFETIME = 300.0  # seconds between now and `exp`
+# Seconds between now and `exp`: assertions are short-lived, and their `jti`s are kept until they
+# expire. An hour is what common client libraries (authlib) send by default.
+MAX_ASSERTION_LIFETIME = 3600.0
 SECRET_JWT_ALGORITHMS = frozenset({"HS256"})
 PRIVATE_KEY_ALGORITHMS = frozenset({"RS256", "PS256", "ES256", "EdDSA"})
 
@@ -159,7 +161,7 @@ class ClientAuthenticator:
             return _refuse(exc.reason, str(exc))
         expires = float(claims["exp"])  # type: ignore[arg-type]
         if expires - now.timestamp() > MAX_ASSERTION_LIFETIME + self._leeway:
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a client assertion must expire within five minutes")
+            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a client assertion must expire within an hour")
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= 255:
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "jti must be a string of 1 to 255 characters")

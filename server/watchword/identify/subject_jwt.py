@@ -12,7 +12,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from watchword import reasons
-from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Subject, Transport
+from watchword.domain import (
+    SUBJECT_ACTIONS,
+    CredentialKind,
+    PresentedCredential,
+    Principal,
+    Refusal,
+    Subject,
+    Transport,
+)
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.tenant_jwt import verify_with_any
 from watchword.jose import claims as jwt_claims
@@ -26,8 +34,6 @@ ALGORITHMS = frozenset({"HS256"})
 REQUIRED_CLAIMS = ("iat", "exp")
 SUBJECT_CLAIMS = (("io.hull.asUser", "user"), ("io.hull.asAccount", "account"))
 IDENTIFIERS = ("id", "external_id", "email")
-# What a subject-scoped token may do at most (S5 narrows it to its own subject).
-SUBJECT_ACTIONS = frozenset({"track", "traits", "alias"})
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 

@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from watchword import reasons
-from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
+from watchword.domain import (
+    SUBJECT_ACTIONS,
+    CredentialKind,
+    PresentedCredential,
+    Principal,
+    Refusal,
+    Subject,
+    Transport,
+)
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
@@ -41,28 +49,32 @@ class SigningKeyRing:
     def __init__(self, list_keys: KeyLister, clock: Callable[[], float] = time.monotonic) -> None:
         self._list_keys = list_keys
         self._clock = clock
-        self._keys: dict[str | None, VerificationKey] = {}
+        self._keys: dict[str | None, tuple[VerificationKey, datetime | None]] = {}
         self._loaded_at = float("-inf")
 
     async def reload(self) -> None:
-        keys: dict[str | None, VerificationKey] = {}
+        keys: dict[str | None, tuple[VerificationKey, datetime | None]] = {}
         now = datetime.now(UTC)
         for row in await self._list_keys():
             if row.retires_at is not None and row.retires_at <= now:
                 continue
             try:
-                keys[row.kid] = load_jwk(json.loads(row.public_jwk))
+                keys[row.kid] = (load_jwk(json.loads(row.public_jwk)), row.retires_at)
             except (KeySetError, ValueError):
                 continue  # an unusable stored key verifies nothing; the others still do
         self._keys = keys
         self._loaded_at = self._clock()
 
     async def key(self, kid: str | None) -> VerificationKey | None:
-        key = self._keys.get(kid)
-        if key is None and self._clock() - self._loaded_at >= REFRESH_MIN_INTERVAL:
+        """The key with this kid, unless it has retired (checked on every call, not only at reload)."""
+        entry = self._keys.get(kid)
+        if entry is None and self._clock() - self._loaded_at >= REFRESH_MIN_INTERVAL:
             await self.reload()
-            key = self._keys.get(kid)
-        return key
+            entry = self._keys.get(kid)
+        if entry is None:
+            return None
+        key, retires_at = entry
+        return key if retires_at is None or datetime.now(UTC) < retires_at else None
 
 
 async def verify(
@@ -102,6 +114,7 @@ async def verify(
         scope, str
     ):
         return _refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, organization_id, jti and scope must be strings")
+    source: Credential | None = None
     if credential_id is not None:
         if not isinstance(credential_id, str):
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id must be a string")
@@ -110,14 +123,40 @@ async def verify(
             return _refuse(
                 reasons.CREDENTIAL_DEACTIVATED, "the credential this token was minted from is deactivated"
             )
+    acting_as = _acting_as(claims)
+    if acting_as is _INVALID:
+        return _refuse(
+            reasons.TOKEN_CLAIMS_INVALID, "subject_type must be user or account, with a subject_id"
+        )
+    permissions = frozenset(scope.split())
+    if acting_as is not None:
+        # I3: a token acting as one subject is a subject-scoped principal (C7), limited as S5 says.
+        permissions &= SUBJECT_ACTIONS
     return Principal(
         id=str(subject),
-        kind=CredentialKind.WATCHWORD_TOKEN,
+        kind=CredentialKind.SUBJECT_JWT if acting_as is not None else CredentialKind.WATCHWORD_TOKEN,
         transport=presented.transport,
         credential_id=credential_id or "",
         organization_id=str(organization_id),
-        permissions=frozenset(scope.split()),
+        subject=acting_as if isinstance(acting_as, Subject) else None,
+        permissions=permissions,
         expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
         issuer=issuer,
+        # A token minted from an API key keeps obeying that key's event filters, as they are now (S3).
+        event_types_allowed=tuple(source.event_types_allowed) if source is not None else (),
+        event_types_denied=tuple(source.event_types_denied) if source is not None else (),
         token_id=str(token_id),
     )
+
+
+_INVALID = object()
+
+
+def _acting_as(claims: dict[str, object]) -> Subject | object | None:
+    """I3 tokens name the subject they act as; others carry neither claim."""
+    kind, identifier = claims.get("subject_type"), claims.get("subject_id")
+    if kind is None and identifier is None:
+        return None
+    if kind not in ("user", "account") or not isinstance(identifier, str) or not 0 < len(identifier) <= 255:
+        return _INVALID
+    return Subject(type=str(kind), id=identifier)

@@ -135,3 +135,14 @@ class UsedClientAssertion(SQLModel, table=True):
     client_id: str = Field(primary_key=True, max_length=16)
     jti: str = Field(primary_key=True, max_length=255)
     expires_at: datetime = Field(sa_type=UtcDateTime, nullable=False, index=True)
+
+
+class RevokedToken(SQLModel, table=True):
+    """A token revoked by its `jti` (I6). Dropped once the token would have expired anyway, so the
+    list only ever holds tokens that could still be presented."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: str = Field(primary_key=True, max_length=255)
+    expires_at: datetime = Field(sa_type=UtcDateTime, nullable=False, index=True)
+    revoked_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)

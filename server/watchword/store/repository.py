@@ -22,6 +22,7 @@ from watchword.store.models import (
     Credential,
     Membership,
     Organization,
+    RevokedToken,
     SigningKey,
     UsedClientAssertion,
     utcnow,
@@ -71,6 +72,10 @@ def _page_size(requested: int) -> int:
     if requested < 0 or requested > MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be between 0 and {MAX_PAGE_SIZE}")
     return requested or DEFAULT_PAGE_SIZE
+
+
+# Any fixed bigint used only for this lock ('watch_k1').
+_SIGNING_KEY_LOCK = 0x77617463685F6B31
 
 
 class Store:
@@ -279,6 +284,25 @@ class Store:
             credential.rotated_at = now or utcnow()
         return credential
 
+    # ---- revocation (I6) ----
+
+    async def revoke_token(self, jti: str, expires_at: datetime) -> None:
+        """Revoke a token by its `jti` until `expires_at` (idempotent); expired entries are dropped."""
+        async with self._sessions.begin() as session:
+            await session.exec(  # type: ignore[call-overload]
+                sa.delete(RevokedToken).where(col(RevokedToken.expires_at) < utcnow())
+            )
+            existing = await session.get(RevokedToken, jti)
+            if existing is None:
+                session.add(RevokedToken(jti=jti, expires_at=expires_at))
+            elif existing.expires_at < expires_at:
+                existing.expires_at = expires_at
+
+    async def is_revoked(self, jti: str) -> bool | None:
+        """True when revoked; None otherwise (so a cache can hold the answer either way)."""
+        async with self._sessions() as session:
+            return True if await session.get(RevokedToken, jti) is not None else None
+
     # ---- client assertions (C9 replay protection) ----
 
     async def use_client_assertion(self, client_id: str, jti: str, expires_at: datetime) -> bool:
@@ -304,9 +328,21 @@ class Store:
         async with self._sessions() as session:
             return list((await session.exec(select(SigningKey).order_by(col(SigningKey.created_at)))).all())
 
+    async def _lock_signing_keys(self, session: AsyncSession) -> None:
+        """Serialize every change of the active signing key across replicas.
+
+        SELECT ... FOR UPDATE on the active row alone is not enough under READ COMMITTED: a second
+        rotation waits on the row, then finds it no longer active and cannot see the key inserted
+        meanwhile, so it would leave two active keys. A transaction-scoped advisory lock serializes
+        them; the statements after it see the winner's key. SQLite serializes writers by itself."""
+        if self.engine.dialect.name == "postgresql":
+            await session.exec(select(sa.func.pg_advisory_xact_lock(_SIGNING_KEY_LOCK)))
+
     async def ensure_active_signing_key(self, candidate: SigningKey) -> SigningKey:
-        """The active signing key: the existing one, or `candidate` stored as active when none is."""
+        """The active signing key: the existing one, or `candidate` stored as active when none is.
+        Replicas starting together on a fresh database agree on one key (the advisory lock)."""
         async with self._sessions.begin() as session:
+            await self._lock_signing_keys(session)
             query = select(SigningKey).where(col(SigningKey.active).is_(True)).with_for_update()
             existing = (await session.exec(query)).first()
             if existing is not None:
@@ -314,3 +350,34 @@ class Store:
             candidate.active = True
             session.add(candidate)
         return candidate
+
+    async def rotate_signing_key(self, new_key: SigningKey, previous_retires_at: datetime) -> SigningKey:
+        """Make `new_key` the active key and, in the same transaction, retire every key active until
+        now at `previous_retires_at` (they keep verifying until then). Concurrent rotations, from this
+        replica or others, serialize: exactly one key is active afterwards."""
+        async with self._sessions.begin() as session:
+            await self._lock_signing_keys(session)
+            # The UPDATE locks the active rows (PostgreSQL). On SQLite it is the transaction's first
+            # statement, so it takes the write lock (waiting out a concurrent rotation) before anything
+            # is read: no stale read can follow.
+            await session.exec(  # type: ignore[call-overload]
+                sa.update(SigningKey)
+                .where(col(SigningKey.active).is_(True))
+                .values(active=False, retires_at=previous_retires_at)
+                .execution_options(synchronize_session=False)
+            )
+            new_key.active = True
+            new_key.retires_at = None
+            session.add(new_key)
+        return new_key
+
+    async def signing_keys_for_jwks(self, now: datetime | None = None) -> list[SigningKey]:
+        """Keys that still verify at `now`: the active one and those not yet retired, oldest first."""
+        now = now or utcnow()
+        query = (
+            select(SigningKey)
+            .where(sa.or_(col(SigningKey.retires_at).is_(None), col(SigningKey.retires_at) > now))
+            .order_by(col(SigningKey.created_at), col(SigningKey.kid))
+        )
+        async with self._sessions() as session:
+            return list((await session.exec(query)).all())

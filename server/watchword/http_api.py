@@ -1,0 +1,144 @@
+"""The conventional OAuth HTTP endpoints, for standard clients (I2, I5): `POST /oauth/token` (RFC 6749,
+form-encoded), `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server` (RFC 8414).
+
+They call the same grants as the gRPC IssueToken, so a token is issued by one code path either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from watchword.domain import ClientAuthentication
+from watchword.issue.grants import Grants, OAuthError, Outcome
+
+log = logging.getLogger("watchword.http")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_FIELDS = 32
+CLIENT_CREDENTIALS = "client_credentials"
+API_KEY_GRANT = "urn:watchword:params:oauth:grant-type:api-key"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
+
+JwksSource = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if error.status == 401 and basic_challenge:
+        headers["WWW-Authenticate"] = 'Basic realm="watchword"'
+    body = {"error": error.error, "error_description": error.description}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+async def _form(request: Request) -> dict[str, str] | OAuthError:
+    """RFC 6749 §3.2: form-encoded parameters, each sent at most once."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return OAuthError("invalid_request", "the body is too large")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return OAuthError("invalid_request", "the body is not a valid form")
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return OAuthError("invalid_request", f"parameters sent more than once: {repeated}")
+    return dict(pairs)
+
+
+def _lifetime(form: dict[str, str]) -> int | OAuthError:
+    value = form.get("requested_lifetime", "")
+    if not value:
+        return 0
+    if not value.isdigit() or len(value) > 9:
+        return OAuthError("invalid_request", "requested_lifetime must be a number of seconds")
+    return int(value)
+
+
+def build_app(grants: Grants, jwks: JwksSource, metadata: dict[str, Any]) -> Starlette:
+    async def token(request: Request) -> Response:
+        form = await _form(request)
+        if isinstance(form, OAuthError):
+            return _error(form)
+        requested = _lifetime(form)
+        if isinstance(requested, OAuthError):
+            return _error(requested)
+        grant_type = form.get("grant_type", "")
+        scope, audience = form.get("scope", ""), form.get("audience", "")
+        authorization = request.headers.get("authorization", "")
+        outcome: Outcome
+        if grant_type == CLIENT_CREDENTIALS:
+            client = ClientAuthentication(
+                client_id=form.get("client_id", ""),
+                client_secret=form.get("client_secret", ""),
+                authorization=authorization,
+                client_assertion_type=form.get("client_assertion_type", ""),
+                client_assertion=form.get("client_assertion", ""),
+            )
+            outcome = await grants.client_credentials(client, scope, requested, audience)
+        elif grant_type == API_KEY_GRANT:
+            if not form.get("api_key"):
+                return _error(OAuthError("invalid_request", "api_key is required"))
+            outcome = await grants.api_key_exchange(form["api_key"], scope, requested, audience)
+        elif not grant_type:
+            return _error(OAuthError("invalid_request", "grant_type is required"))
+        else:
+            return _error(
+                OAuthError("unsupported_grant_type", "this server does not support that grant type")
+            )
+        if isinstance(outcome, OAuthError):
+            return _error(outcome, basic_challenge=authorization.lower().startswith("basic "))
+        body = {
+            "access_token": outcome.access_token,
+            "token_type": "Bearer",
+            "expires_in": outcome.expires_in,
+            "scope": " ".join(outcome.scope),
+        }
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def jwks_document(_request: Request) -> Response:
+        return JSONResponse(await jwks(), headers={"Cache-Control": "max-age=300"})
+
+    async def server_metadata(_request: Request) -> Response:
+        return JSONResponse(metadata, headers={"Cache-Control": "max-age=3600"})
+
+    routes = [
+        Route("/oauth/token", token, methods=["POST"]),
+        Route("/.well-known/jwks.json", jwks_document, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def authorization_server_metadata(
+    issuer: str, token_endpoint: str, jwks_uri: str, scopes: list[str], signing_algorithm: str
+) -> dict[str, Any]:
+    """RFC 8414 §2, for a server that only has a token endpoint."""
+    return {
+        "issuer": issuer,
+        "token_endpoint": token_endpoint,
+        "jwks_uri": jwks_uri,
+        "grant_types_supported": [CLIENT_CREDENTIALS, API_KEY_GRANT],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["HS256", "RS256", "PS256", "ES256", "EdDSA"],
+        "scopes_supported": scopes,
+        "access_token_signing_alg_values_supported": [signing_algorithm],
+    }

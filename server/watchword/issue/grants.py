@@ -1,0 +1,137 @@
+"""IssueToken's grants (I1-I3), shaped as RFC 6749 §5.1 answers and §5.2 errors. The gRPC servicer and
+the HTTP token endpoint both call these, so a token is issued by one code path whatever the transport."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from watchword.domain import (
+    SUBJECT_ACTIONS,
+    ClientAuthentication,
+    CredentialKind,
+    Principal,
+    Refusal,
+    Subject,
+)
+from watchword.issue.tokens import IssuedToken, SigningKeySource, TokenSettings, lifetime, mint
+from watchword.pipeline import BareInput, Pipeline
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+MAX_SCOPE_TOKENS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthError:
+    """RFC 6749 §5.2. `status` is the HTTP status the token endpoint answers with."""
+
+    error: str
+    description: str
+    status: int = 400
+
+
+Outcome = IssuedToken | OAuthError
+
+
+def _invalid_scope(description: str) -> OAuthError:
+    return OAuthError("invalid_scope", description)
+
+
+def narrow_scope(requested: str, held: frozenset[str]) -> tuple[str, ...] | OAuthError:
+    """RFC 6749 §3.3: empty asks for everything held; asking for more than is held is `invalid_scope`."""
+    tokens = requested.split(" ") if requested else []
+    if len(tokens) > MAX_SCOPE_TOKENS or any(_SCOPE_TOKEN.fullmatch(token) is None for token in tokens):
+        return _invalid_scope("scope must be space-separated action names")
+    if not tokens:
+        return tuple(sorted(held))
+    beyond = sorted(set(tokens) - held)
+    if beyond:
+        return _invalid_scope(f"the scope exceeds what this credential holds: {beyond}")
+    return tuple(sorted(set(tokens)))
+
+
+class Grants:
+    def __init__(self, pipeline: Pipeline, keys: SigningKeySource, settings: TokenSettings) -> None:
+        self._pipeline = pipeline
+        self._keys = keys
+        self._settings = settings
+
+    def _audience(self, requested: str) -> str | OAuthError:
+        if requested and requested != self._settings.audience:
+            return OAuthError("invalid_request", "Watchword issues tokens for its configured audience only")
+        return self._settings.audience
+
+    async def _mint(
+        self,
+        principal: Principal,
+        scope: str,
+        requested_lifetime: int,
+        audience: str,
+        held: frozenset[str],
+        acting_as: Subject | None = None,
+    ) -> Outcome:
+        granted = narrow_scope(scope, held)
+        if isinstance(granted, OAuthError):
+            return granted
+        target = self._audience(audience)
+        if isinstance(target, OAuthError):
+            return target
+        if requested_lifetime < 0:
+            return OAuthError("invalid_request", "the requested lifetime must not be negative")
+        expires_in = lifetime(self._settings, requested_lifetime)
+        if principal.expires_at is not None:
+            # A token never outlives the credential it was minted from.
+            remaining = int((principal.expires_at - datetime.now(UTC)).total_seconds())
+            expires_in = max(1, min(expires_in, remaining))
+        return mint(
+            await self._keys.current(),
+            self._settings,
+            subject=f"{acting_as.type}:{acting_as.id}" if acting_as else principal.credential_id,
+            client_id=principal.credential_id,
+            organization_id=principal.organization_id,
+            scope=granted,
+            expires_in=expires_in,
+            credential_id=principal.credential_id,
+            acting_as=acting_as,
+            audience=target,
+        )
+
+    async def api_key_exchange(
+        self, api_key: str, scope: str, requested_lifetime: int, audience: str
+    ) -> Outcome:
+        """I1: an API key (C5) for a JWT carrying its organization, permissions and a reference to it."""
+        principal = await self._pipeline.authenticate(BareInput(token=api_key))
+        if isinstance(principal, Refusal):
+            return OAuthError("invalid_grant", principal.message)
+        if principal.kind is not CredentialKind.API_KEY:
+            return OAuthError("invalid_grant", "only API keys can be exchanged")
+        return await self._mint(principal, scope, requested_lifetime, audience, principal.permissions)
+
+    async def client_credentials(
+        self, client: ClientAuthentication, scope: str, requested_lifetime: int, audience: str
+    ) -> Outcome:
+        """I2: RFC 6749 §4.4 with C9 client authentication; any failure is `invalid_client` (401)."""
+        principal = await self._pipeline.clients.authenticate(client, datetime.now(UTC))
+        if isinstance(principal, Refusal):
+            return OAuthError("invalid_client", principal.message, status=401)
+        return await self._mint(principal, scope, requested_lifetime, audience, principal.permissions)
+
+    async def subject_token(
+        self,
+        connector_id: str,
+        connector_secret: str,
+        subject: Subject,
+        scope: str,
+        requested_lifetime: int,
+        audience: str,
+    ) -> Outcome:
+        """I3: a connector asks for a token acting as one user or account; S5 limits what it may do."""
+        principal = await self._pipeline.authenticate(
+            BareInput(token=connector_secret, client_id=connector_id)
+        )
+        if isinstance(principal, Refusal) or principal.kind is not CredentialKind.CONNECTOR:
+            return OAuthError("invalid_client", "the connector id and secret are not valid", status=401)
+        held = SUBJECT_ACTIONS & principal.permissions
+        return await self._mint(principal, scope, requested_lifetime, audience, held, acting_as=subject)
