@@ -367,3 +367,100 @@ def test_i5_rotation_keeps_earlier_tokens_verifying(issuer, tenant) -> None:
             admin_pb2.RotateSigningKeyRequest(algorithm="HS256"), metadata=issuer.admin_metadata
         )
     time.sleep(0)  # keep the module's server quiet between tests
+
+
+def _assertion(client_id: str, secret: str, audience: str, **overrides: object) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 60,
+        "jti": f"j-{now}-{id(overrides)}",
+    }
+    claims.update(overrides)
+    return jwt.encode(claims, secret.encode(), algorithm="HS256")
+
+
+def test_i2_http_assertion_refusals_are_invalid_client(issuer, tenant) -> None:
+    url = f"{base_url(issuer)}/oauth/token"
+    client = oauth_client(issuer, tenant.organization_id, 3)
+    other = oauth_client(issuer, tenant.organization_id, 3)
+    cid = client.credential.id
+
+    def post(assertion: str) -> httpx.Response:
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        }
+        return httpx.post(url, data=form, timeout=10)
+
+    good = _assertion(cid, client.secret, url, jti="once-only")
+    assert post(good).status_code == 200
+    cases = {
+        "replayed": good,
+        "wrong aud": _assertion(cid, client.secret, "https://elsewhere/token"),
+        "expired": _assertion(cid, client.secret, url, exp=int(time.time()) - 600),
+        "another client's secret": _assertion(cid, other.secret, url),
+    }
+    for name, assertion in cases.items():
+        response = post(assertion)
+        assert (response.status_code, response.json()["error"]) == (401, "invalid_client"), name
+
+
+def test_i5_rotation_under_load_refuses_no_token(issuer, tenant) -> None:
+    """Tokens are issued and checked continuously while the signing key rotates twice: none is refused."""
+    import asyncio
+
+    key = create_credential(
+        issuer, kind=API_KEY, organization_id=tenant.organization_id, name="load", permissions=["event.send"]
+    )
+    grant = auth_pb2.IssueTokenRequest(api_key_exchange=auth_pb2.ApiKeyExchangeGrant(api_key=key.secret))
+
+    async def run() -> tuple[int, list[str]]:
+        from watchword.v1 import auth_pb2_grpc
+
+        failures: list[str] = []
+        checked = 0
+        issued: list[str] = []
+        stop = asyncio.Event()
+        async with grpc.aio.insecure_channel(issuer.address) as channel:
+            auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+            async def worker() -> None:
+                nonlocal checked
+                while not stop.is_set():
+                    token = (await auth.IssueToken(grant, timeout=10)).token.access_token
+                    issued.append(token)
+                    for candidate in (token, issued[len(issued) // 2]):  # a fresh one and an older one
+                        http = common_pb2.HttpRequest(
+                            headers=[common_pb2.KeyValue(name="Authorization", value=f"Bearer {candidate}")]
+                        )
+                        request = auth_pb2.AuthenticateRequest(
+                            credential=common_pb2.CredentialSource(http=http)
+                        )
+                        response = await auth.Authenticate(request, timeout=10)
+                        checked += 1
+                        if not response.HasField("principal"):
+                            failures.append(response.refusal.reason)
+
+            workers = [asyncio.create_task(worker()) for _ in range(4)]
+            admin_md = issuer.admin_metadata
+            from watchword.v1 import admin_pb2_grpc
+
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            for _ in range(2):
+                await asyncio.sleep(0.3)
+                await admin.RotateSigningKey(
+                    admin_pb2.RotateSigningKeyRequest(), metadata=admin_md, timeout=30
+                )
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*workers)
+        return checked, failures
+
+    checked, failures = asyncio.run(run())
+    assert checked > 20
+    assert failures == []

@@ -224,6 +224,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             settings.token_endpoint_url,
         )
         pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
+        pipeline.signing_keys.local = keyring.active
         token_settings = TokenSettings(
             issuer=settings.token_issuer,
             audience=settings.token_audience,

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from watchword import reasons
 from watchword.domain import (
@@ -25,7 +26,7 @@ from watchword.domain import (
 )
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
-from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
+from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk, public_key
 from watchword.store.models import Credential, SigningKey
 
 ACCEPTED_TRANSPORTS = frozenset({Transport.BEARER, Transport.COOKIE, Transport.BARE, Transport.BATCH_ENTRY})
@@ -49,6 +50,10 @@ class SigningKeyRing:
     def __init__(self, list_keys: KeyLister, clock: Callable[[], float] = time.monotonic) -> None:
         self._list_keys = list_keys
         self._clock = clock
+        # The key this replica signs with right now (set by the app): a token it has just signed after a
+        # rotation verifies here at once, without waiting for a reload.
+        self.local: Callable[[], Any] | None = None
+        self._local_key: tuple[str, VerificationKey] | None = None
         self._keys: dict[str | None, tuple[VerificationKey, datetime | None]] = {}
         self._loaded_at = float("-inf")
 
@@ -65,9 +70,26 @@ class SigningKeyRing:
         self._keys = keys
         self._loaded_at = self._clock()
 
+    def _local_signing_key(self, kid: str | None) -> VerificationKey | None:
+        if self.local is None or kid is None:
+            return None
+        active = self.local()
+        if active.kid != kid:
+            return None
+        if self._local_key is None or self._local_key[0] != kid:
+            self._local_key = (
+                kid,
+                public_key(active.private_key.public_key(), kid=kid, algorithm=active.algorithm),
+            )
+        return self._local_key[1]
+
     async def key(self, kid: str | None) -> VerificationKey | None:
         """The key with this kid, unless it has retired (checked on every call, not only at reload)."""
         entry = self._keys.get(kid)
+        if entry is None:
+            local = self._local_signing_key(kid)
+            if local is not None:
+                return local
         if entry is None and self._clock() - self._loaded_at >= REFRESH_MIN_INTERVAL:
             await self.reload()
             entry = self._keys.get(kid)
