@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -26,15 +24,15 @@ import jwt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import BASELINE, Call, interleaved, print_table
 
 from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
 
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
 from support.tokens import watchword_token
-
-Call = Callable[[], Awaitable[object]]
-BASELINE = "no-op baseline (Health/Check)"
 
 
 def _http(*headers: tuple[str, str]) -> auth_pb2.AuthenticateRequest:
@@ -100,25 +98,9 @@ def _credentials(server: WatchwordProcess, idp: JwksServer) -> dict[str, auth_pb
     }
 
 
-async def _rate(call: Call, calls: int, concurrency: int) -> float:
-    remaining = calls
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return calls / (time.perf_counter() - started)
-
-
 async def _run(
     address: str, requests: dict[str, auth_pb2.AuthenticateRequest], calls: int, concurrency: int, rounds: int
 ) -> list[tuple[str, float]]:
-    """Every case `rounds` times, in a rotated order each round, so drift on a shared machine (other
-    processes, CPU frequency) does not favour whichever case runs first; the median round is reported."""
     async with grpc.aio.insecure_channel(address) as channel:
         auth = auth_pb2_grpc.AuthServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -129,14 +111,7 @@ async def _run(
         cases: dict[str, Call] = {BASELINE: lambda: health.Check(ping, timeout=10)}
         for name, request in requests.items():
             cases[name] = lambda r=request: auth.Authenticate(r, timeout=10)
-        await _rate(cases[BASELINE], max(calls // 5, 50), concurrency)  # warm-up
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        names = list(cases)
-        for round_number in range(rounds):
-            shift = round_number % len(names)
-            for name in names[shift:] + names[:shift]:
-                samples[name].append(await _rate(cases[name], calls, concurrency))
-        return [(name, statistics.median(values)) for name, values in samples.items()]
+        return await interleaved(cases, calls, concurrency, rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,14 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = asyncio.run(
                 _run(server.address, _credentials(server, idp), args.calls, args.concurrency, args.rounds)
             )
-    baseline = rows[0][1]
-    print(
+    print_table(
         f"Authenticate, warm cache: {args.calls} calls per case, {args.concurrency} in flight, "
-        f"median of {args.rounds} rounds"
+        f"median of {args.rounds} rounds",
+        "calls/s",
+        rows,
     )
-    print(f"{'case':<34} {'calls/s':>10} {'ratio to no-op':>15}")
-    for name, rate in rows:
-        print(f"{name:<34} {rate:>10.0f} {rate / baseline:>15.2f}")
     return 0
 
 

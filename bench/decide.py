@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ import jwt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import Call, rate
 
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
@@ -138,8 +141,6 @@ def engine_rows(decisions: int, rounds: int) -> tuple[list[tuple[str, float]], f
 
 # ---- (b) through a real server ----
 
-Call = Callable[[], Awaitable[object]]
-
 
 def _bearer(token: str) -> common_pb2.CredentialSource:
     return common_pb2.CredentialSource(
@@ -210,21 +211,6 @@ def _entries(server: WatchwordProcess, size: int) -> list[auth_pb2.AuthorizeRequ
     ]
 
 
-async def _rate(call: Call, calls: int, concurrency: int) -> float:
-    """Calls per second with `concurrency` calls in flight."""
-    remaining = calls
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, calls))))
-    return calls / (time.perf_counter() - started)
-
-
 async def _server_run(
     address: str,
     entries: list[auth_pb2.AuthorizeRequest],
@@ -250,14 +236,14 @@ async def _server_run(
             SINGLE_CASE: (lambda: auth.Authorize(next(singles), timeout=10), calls, 1),
             BATCH_CASE: (lambda: auth.AuthorizeBatch(batch, timeout=60), batches, len(entries)),
         }
-        await _rate(cases[RPC_BASELINE][0], max(calls // 5, 10), concurrency)  # warm-up
+        await rate(cases[RPC_BASELINE][0], max(calls // 5, 10), concurrency)  # warm-up
         samples: dict[str, list[float]] = {name: [] for name in cases}
         names = list(cases)
         for round_number in range(rounds):
             shift = round_number % len(names)
             for name in names[shift:] + names[:shift]:
                 call, count, per_call = cases[name]
-                samples[name].append(await _rate(call, count, concurrency) * per_call)
+                samples[name].append(await rate(call, count, concurrency) * per_call)
         return [(name, statistics.median(values)) for name, values in samples.items()], allowed
 
 
@@ -277,8 +263,8 @@ def _print(title: str, rows: list[tuple[str, float]]) -> None:
     baseline = rows[0][1]
     print(title)
     print(f"{'case':<{NAME_WIDTH}} {'per second':>12} {'ratio to no-op':>15}")
-    for name, rate in rows:
-        print(f"{name:<{NAME_WIDTH}} {rate:>12.0f} {rate / baseline:>15.4g}")
+    for name, per_second in rows:
+        print(f"{name:<{NAME_WIDTH}} {per_second:>12.0f} {per_second / baseline:>15.4g}")
 
 
 def main(argv: list[str] | None = None) -> int:

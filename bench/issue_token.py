@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import BASELINE, Call, interleaved, print_table
 
 from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
 
 from support.server import WatchwordProcess
-
-Call = Callable[[], Awaitable[object]]
-BASELINE = "no-op baseline (Health/Check)"
 
 
 def _requests(server: WatchwordProcess) -> dict[str, auth_pb2.IssueTokenRequest]:
@@ -52,20 +49,6 @@ def _requests(server: WatchwordProcess) -> dict[str, auth_pb2.IssueTokenRequest]
     }
 
 
-async def _rate(call: Call, calls: int, concurrency: int) -> float:
-    remaining = calls
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return calls / (time.perf_counter() - started)
-
-
 async def _run(
     address: str, requests: dict[str, auth_pb2.IssueTokenRequest], calls: int, concurrency: int, rounds: int
 ) -> list[tuple[str, float]]:
@@ -79,14 +62,7 @@ async def _run(
         cases: dict[str, Call] = {BASELINE: lambda: health.Check(ping, timeout=10)}
         for name, request in requests.items():
             cases[name] = lambda r=request: auth.IssueToken(r, timeout=10)
-        await _rate(cases[BASELINE], max(calls // 5, 20), concurrency)  # warm-up
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        names = list(cases)
-        for round_number in range(rounds):
-            shift = round_number % len(names)
-            for name in names[shift:] + names[:shift]:
-                samples[name].append(await _rate(cases[name], calls, concurrency))
-        return [(name, statistics.median(values)) for name, values in samples.items()]
+        return await interleaved(cases, calls, concurrency, rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,14 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = asyncio.run(
                 _run(server.address, _requests(server), args.calls, args.concurrency, args.rounds)
             )
-    baseline = rows[0][1]
-    print(
+    print_table(
         f"IssueToken: {args.calls} calls per case, {args.concurrency} in flight, "
-        f"median of {args.rounds} rounds"
+        f"median of {args.rounds} rounds",
+        "tokens/s",
+        rows,
     )
-    print(f"{'case':<34} {'tokens/s':>10} {'ratio to no-op':>15}")
-    for name, rate in rows:
-        print(f"{name:<34} {rate:>10.0f} {rate / baseline:>15.2f}")
     return 0
 
 

@@ -281,7 +281,7 @@ def test_rotation_shows_a_new_secret_once_and_honours_the_overlap(server, tenant
     assert authenticate(server, bearer(immediate.secret)).WhichOneof("result") == "principal"
 
 
-def test_secrets_are_shown_once_and_stored_only_as_hashes(server, tenant, app_secret, api_key) -> None:
+def test_i4_secrets_are_shown_once_and_stored_only_as_hashes(server, tenant, app_secret, api_key) -> None:
     admin, md = server.admin(), server.admin_metadata
     fetched = admin.GetCredential(admin_pb2.GetCredentialRequest(id=api_key.credential.id), metadata=md)
     listed = admin.ListCredentials(

@@ -27,6 +27,7 @@ from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.extract import TransportSettings
 from watchword.http_api import authorization_server_metadata, build_app
+from watchword.identify.credential_state import is_usable
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
 from watchword.issue.grants import Grants
@@ -107,8 +108,7 @@ def admin_token_checker(store: Store) -> AdminAuthInterceptor:
             record is None
             or record.kind != int(CredentialKind.ADMIN_TOKEN)
             or not secret_format.secret_matches(token, record.secret_hash)
-            or record.deactivated_at is not None
-            or (record.expires_at is not None and record.expires_at <= now)
+            or not is_usable(record, now)
         ):
             return None
         return record.id

@@ -23,6 +23,7 @@ from watchword.domain import (
     Transport,
 )
 from watchword.identify import opaque_secret
+from watchword.identify.credential_state import state_refusal
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.tenant_jwt import verify_with_any
 from watchword.jose import claims as jwt_claims
@@ -165,10 +166,9 @@ class ClientAuthenticator:
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= 255:
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "jti must be a string of 1 to 255 characters")
-        if record.deactivated_at is not None:
-            return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the client has been deactivated")
-        if record.expires_at is not None and record.expires_at <= now:
-            return _refuse(reasons.CREDENTIAL_EXPIRED, "the client has expired")
+        refusal = state_refusal(record, now, "the client")
+        if refusal is not None:
+            return refusal
         if not await self._use_assertion(client_id, jti, datetime.fromtimestamp(expires, UTC)):
             return _refuse(reasons.TOKEN_REPLAYED, "this client assertion was already used")
         return Principal(

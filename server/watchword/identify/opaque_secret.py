@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 
 from watchword import reasons, secret_format
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
+from watchword.identify.credential_state import state_refusal
 from watchword.store.models import Credential
 
 _DIRECT = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
@@ -121,10 +122,9 @@ async def verify(
         or not _id_matches(parsed.kind, record, presented, client_id)
     ):
         return _refuse(reasons.CREDENTIAL_UNKNOWN, "the credential is not recognised")
-    if record.deactivated_at is not None:
-        return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the credential has been deactivated")
-    if record.expires_at is not None and record.expires_at <= now:
-        return _refuse(reasons.CREDENTIAL_EXPIRED, "the credential has expired")
+    refusal = state_refusal(record, now)
+    if refusal is not None:
+        return refusal
     registered = _REGISTERED_METHOD.get(presented.transport)
     if parsed.kind is CredentialKind.OAUTH_CLIENT and record.client_auth_method != registered:
         return _refuse(reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method")

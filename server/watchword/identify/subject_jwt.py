@@ -21,6 +21,7 @@ from watchword.domain import (
     Subject,
     Transport,
 )
+from watchword.identify.credential_state import state_refusal
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.tenant_jwt import verify_with_any
 from watchword.jose import claims as jwt_claims
@@ -74,10 +75,9 @@ async def verify(
     try:
         jws.allowed(parsed, ALGORITHMS)
         verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
-        if record.deactivated_at is not None:
-            return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the token's connector has been deactivated")
-        if record.expires_at is not None and record.expires_at <= now:
-            return _refuse(reasons.CREDENTIAL_EXPIRED, "the token's connector has expired")
+        refusal = state_refusal(record, now, "the token's connector")
+        if refusal is not None:
+            return refusal
         jwt_claims.validate(
             parsed.claims,
             now=now.timestamp(),

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from watchword import reasons
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
+from watchword.identify.credential_state import state_refusal
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
@@ -76,10 +77,9 @@ async def verify(
     try:
         jws.allowed(parsed, record.algorithms)
         verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
-        if record.deactivated_at is not None:
-            return _refuse(reasons.CREDENTIAL_DEACTIVATED, "the token's signing secret has been deactivated")
-        if record.expires_at is not None and record.expires_at <= now:
-            return _refuse(reasons.CREDENTIAL_EXPIRED, "the token's signing secret has expired")
+        refusal = state_refusal(record, now, "the token's signing secret")
+        if refusal is not None:
+            return refusal
         claims = parsed.claims
         jwt_claims.validate(
             claims, now=now.timestamp(), leeway=leeway, issuer=None, audience=None, required=REQUIRED_CLAIMS

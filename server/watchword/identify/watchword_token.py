@@ -24,6 +24,7 @@ from watchword.domain import (
     Subject,
     Transport,
 )
+from watchword.identify.credential_state import is_usable
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk, public_key
@@ -141,7 +142,7 @@ async def verify(
         if not isinstance(credential_id, str):
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id must be a string")
         source = await lookup(credential_id)
-        if source is None or source.deactivated_at is not None or source.organization_id != organization_id:
+        if source is None or not is_usable(source, now) or source.organization_id != organization_id:
             return _refuse(
                 reasons.CREDENTIAL_DEACTIVATED, "the credential this token was minted from is deactivated"
             )
