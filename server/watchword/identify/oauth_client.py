@@ -24,8 +24,7 @@ from watchword.domain import (
 )
 from watchword.identify import opaque_secret
 from watchword.identify.credential_state import state_refusal
-from watchword.identify.sealed_keys import SealedKeys
-from watchword.identify.tenant_jwt import verify_with_any
+from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from datetime import datetime
 
+from watchword import reasons
 from watchword.crypto.master_key import MasterKey
+from watchword.jose import jws
 from watchword.jose.jwk import VerificationKey, hmac_key
 from watchword.store.models import Credential
 
@@ -45,3 +47,15 @@ class SealedKeys:
         current, *previous = cached[2]
         overlap = record.previous_secret_valid_until is not None and now < record.previous_secret_valid_until
         return [current, *previous] if overlap else [current]
+
+
+def verify_with_any(parsed: jws.ParsedJws, keys: list[VerificationKey]) -> None:
+    """Accept a signature by any of `keys` (the current secret, then the previous during an overlap)."""
+    failure: jws.JwsError | None = None
+    for key in keys:
+        try:
+            jws.verify(parsed, key)
+            return
+        except jws.JwsError as exc:
+            failure = exc
+    raise failure or jws.JwsError(reasons.TOKEN_KEY_UNKNOWN, "no key to verify with")

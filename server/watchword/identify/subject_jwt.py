@@ -22,8 +22,7 @@ from watchword.domain import (
     Transport,
 )
 from watchword.identify.credential_state import state_refusal
-from watchword.identify.sealed_keys import SealedKeys
-from watchword.identify.tenant_jwt import verify_with_any
+from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.store.models import Credential

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from watchword import reasons
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
 from watchword.identify.credential_state import state_refusal
-from watchword.identify.sealed_keys import SealedKeys
+from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.store.models import Credential
@@ -44,18 +44,6 @@ def string_list(value: object, name: str) -> tuple[str, ...]:
     ):
         raise jwt_claims.ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"{name!r} must be a list of strings")
     return tuple(value)
-
-
-def verify_with_any(parsed: jws.ParsedJws, keys: list) -> None:
-    """Accept a signature by any of `keys` (the current secret, then the previous during an overlap)."""
-    failure: jws.JwsError | None = None
-    for key in keys:
-        try:
-            jws.verify(parsed, key)
-            return
-        except jws.JwsError as exc:
-            failure = exc
-    raise failure or jws.JwsError(reasons.TOKEN_KEY_UNKNOWN, "no key to verify with")
 
 
 async def verify(
