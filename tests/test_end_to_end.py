@@ -348,9 +348,3 @@ def test_t7_batch_decides_each_entry_with_its_own_credential(server, tenant, app
         reasons.NOT_AUTHENTICATED,
     ]
     assert results[2].refusal.reason == reasons.CREDENTIAL_MALFORMED
-
-
-def test_unimplemented_rpcs_say_so(server) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        server.auth().SignOutbound(auth_pb2.SignOutboundRequest(), timeout=TIMEOUT)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

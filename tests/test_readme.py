@@ -26,7 +26,9 @@ def test_every_reason_code_is_documented_exactly() -> None:
         assert f"| `{code}` | {meaning} |" in README, f"README row for {code} is missing or stale"
     section = README.split("## Reason codes", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
-    stale = documented - set(REASONS) - set(ERROR_REASONS)
+    from watchword.reasons import OUTBOUND_REASONS
+
+    stale = documented - set(REASONS) - set(ERROR_REASONS) - set(OUTBOUND_REASONS)
     assert not stale, f"README documents codes the code no longer has: {stale}"
 
 
@@ -59,3 +61,10 @@ def test_catalogue_ids_are_the_ones_the_catalogue_lists() -> None:
 def test_feature_table_names_every_catalogue_id() -> None:
     for requirement in CATALOGUE_IDS:
         assert re.search(rf"^\| {requirement} \| .+ \| .+ \|$", README, re.MULTILINE), requirement
+
+
+def test_every_outbound_reason_is_documented_exactly() -> None:
+    from watchword.reasons import OUTBOUND_REASONS
+
+    for code, meaning in OUTBOUND_REASONS.items():
+        assert f"| `{code}` | {meaning} |" in README, code

@@ -33,6 +33,7 @@ from watchword.identify.jwks_source import JwksSourceError
 from watchword.issue.grants import Grants
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
 from watchword.issue.tokens import TokenSettings
+from watchword.outbound.signer import OutboundSigner
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database, models
 from watchword.store.repository import Store
@@ -232,6 +233,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             max_lifetime=settings.max_token_lifetime_seconds,
         )
         grants = Grants(pipeline, keyring, token_settings)
+        signer = OutboundSigner(store, master_key)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline,
@@ -239,6 +241,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 settings.max_request_headers,
                 settings.max_batch_entries,
                 grants,
+                signer,
             ),
             server,
         )
@@ -246,7 +249,13 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             store,
             catalogue,
             master_key,
-            caches=(pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations),
+            caches=(
+                pipeline.credentials,
+                pipeline.applications,
+                pipeline.memberships,
+                pipeline.revocations,
+                signer.credentials,
+            ),
             revocation_lifetime=settings.max_token_lifetime_seconds,
             keyring=keyring,
             on_rotated=pipeline.signing_keys.reload,

@@ -95,3 +95,24 @@ REASONS: dict[str, str] = {
     ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "
     "decided as usual (T7).",
 }
+
+
+# SignOutbound errors (OutboundError.reason): whether a retry can help is in OutboundError.retryable.
+OUTBOUND_REASONS: dict[str, str] = {
+    "outbound_credential_unknown": "No outbound credential has this id. Not retryable.",
+    "outbound_credential_deactivated": "The outbound credential was deactivated. Not retryable.",
+    "scheme_not_served": "The credential's scheme is not served by this deployment. Not retryable.",
+    "token_server_unreachable": "O3/O4: the customer's token server could not be reached. Retryable.",
+    "token_server_timeout": "O3/O4: the token server did not answer in time. Retryable.",
+    "token_server_error": "O3/O4: the token server answered 5xx (or 429). Retryable, after `retry_after`.",
+    "token_server_rejected_client": "O3/O4: the token server refused Watchword's client credentials "
+    "(`invalid_client`, 401). Not retryable: fix the credential.",
+    "token_server_refused": "O3/O4: the token server refused the request (another 4xx, e.g. "
+    "`invalid_scope`). Not retryable.",
+    "token_response_invalid": "O3/O4: the token server's answer is not a usable token response. "
+    "Not retryable.",
+    "token_url_forbidden": "O3/O4: the token URL resolves to a loopback, private or link-local address. "
+    "Not retryable.",
+    "redirect_refused": "O3/O4: the token server answered with a redirect, which Watchword never follows. "
+    "Not retryable.",
+}

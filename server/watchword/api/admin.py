@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import grpc
 
 from watchword import secret_format
-from watchword.api import convert, errors, new_credential
+from watchword.api import convert, errors, new_credential, outbound_admin
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
@@ -316,12 +316,65 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     # ---- outbound credentials, signing keys, revocation: later issues ----
 
-    CreateOutboundCredential = errors.unimplemented("CreateOutboundCredential")
-    GetOutboundCredential = errors.unimplemented("GetOutboundCredential")
-    ListOutboundCredentials = errors.unimplemented("ListOutboundCredentials")
-    DeactivateOutboundCredential = errors.unimplemented("DeactivateOutboundCredential")
-    DeleteOutboundCredential = errors.unimplemented("DeleteOutboundCredential")
-    RotateOutboundCredential = errors.unimplemented("RotateOutboundCredential")
+    async def CreateOutboundCredential(
+        self, request: admin_pb2.CreateOutboundCredentialRequest, context: Context
+    ) -> admin_pb2.CreateOutboundCredentialResponse:
+        row, generated = outbound_admin.build(request, self._master_key)
+        stored = await _found(context, self._store.add_outbound_credential(row))
+        return admin_pb2.CreateOutboundCredentialResponse(
+            credential=outbound_admin.to_proto(stored), payload_signing_secret=generated
+        )
+
+    async def GetOutboundCredential(
+        self, request: admin_pb2.GetOutboundCredentialRequest, context: Context
+    ) -> admin_pb2.OutboundCredential:
+        row = await self._store.get_outbound_credential(convert.required(request.id, "id", convert.MAX_ID))
+        if row is None:
+            await errors.not_found(context, "outbound credential not found")
+        return outbound_admin.to_proto(row)
+
+    async def ListOutboundCredentials(
+        self, request: admin_pb2.ListOutboundCredentialsRequest, context: Context
+    ) -> admin_pb2.ListOutboundCredentialsResponse:
+        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        listing = self._store.list_outbound_credentials(
+            organization_id, request.page_size, request.page_token
+        )
+        page = await _listing(_found(context, listing))
+        return admin_pb2.ListOutboundCredentialsResponse(
+            credentials=[outbound_admin.to_proto(row) for row in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeactivateOutboundCredential(
+        self, request: admin_pb2.DeactivateOutboundCredentialRequest, context: Context
+    ) -> admin_pb2.OutboundCredential:
+        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        row = await _found(context, self._store.deactivate_outbound_credential(credential_id))
+        self._changed(credential_id)
+        return outbound_admin.to_proto(row)
+
+    async def DeleteOutboundCredential(
+        self, request: admin_pb2.DeleteOutboundCredentialRequest, context: Context
+    ) -> admin_pb2.DeleteOutboundCredentialResponse:
+        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        await _found(context, self._store.delete_outbound_credential(credential_id))
+        self._changed(credential_id)
+        return admin_pb2.DeleteOutboundCredentialResponse()
+
+    async def RotateOutboundCredential(
+        self, request: admin_pb2.RotateOutboundCredentialRequest, context: Context
+    ) -> admin_pb2.CreateOutboundCredentialResponse:
+        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        row = await self._store.get_outbound_credential(credential_id)
+        if row is None:
+            await errors.not_found(context, "outbound credential not found")
+        sealed, until, generated = outbound_admin.rotated(row, request, self._master_key)
+        updated = await _found(context, self._store.rotate_outbound_credential(credential_id, sealed, until))
+        self._changed(credential_id)
+        return admin_pb2.CreateOutboundCredentialResponse(
+            credential=outbound_admin.to_proto(updated), payload_signing_secret=generated
+        )
 
     # ---- signing keys (I5) ----
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 
 from watchword import reasons
@@ -9,8 +11,9 @@ from watchword.api import convert, errors
 from watchword.api.errors import FieldError
 from watchword.domain import ClientAuthentication, Decision, Refusal
 from watchword.issue.grants import Grants, OAuthError, Outcome
+from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
 from watchword.pipeline import AuthorizeOutcome, Memo, Pipeline
-from watchword.v1 import auth_pb2, auth_pb2_grpc
+from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
 
 def _outcome_to_proto(outcome: AuthorizeOutcome) -> auth_pb2.AuthorizeResponse:
@@ -30,12 +33,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         max_headers: int,
         max_batch_entries: int,
         grants: Grants | None = None,
+        signer: OutboundSigner | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_token_bytes = max_token_bytes
         self._max_headers = max_headers
         self._max_batch_entries = max_batch_entries
         self._grants = grants
+        self._signer = signer
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -103,8 +108,37 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             )
         )
 
-    # Part of the contract, served by a later release (#6).
-    SignOutbound = errors.unimplemented("SignOutbound")
+    async def SignOutbound(
+        self, request: auth_pb2.SignOutboundRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SignOutboundResponse:
+        if self._signer is None:
+            await errors.abort(
+                context, grpc.StatusCode.UNIMPLEMENTED, errors.NOT_IMPLEMENTED, "SignOutbound is not enabled"
+            )
+        credential_id = convert.required(
+            request.outbound_credential_id, "outbound_credential_id", convert.MAX_ID
+        )
+        url = convert.required(request.url, "url", 8192)
+        problem = check_url(url)
+        if problem:
+            raise FieldError("url", problem)
+        convert.bounded(request.method, "method", convert.MAX_METHOD)
+        message_id = convert.bounded(request.message_id, "message_id", 255)
+        result = await self._signer.sign(
+            credential_id, url, request.body, message_id, request.previous_token_rejected
+        )
+        if isinstance(result, SignFailure):
+            error = auth_pb2.OutboundError(
+                reason=result.reason, message=result.message, retryable=result.retryable
+            )
+            if result.retry_after is not None:
+                error.retry_after.FromTimedelta(timedelta(seconds=result.retry_after))
+            return auth_pb2.SignOutboundResponse(error=error)
+        signed = auth_pb2.SignedHeaders(
+            headers=[common_pb2.KeyValue(name=name, value=value) for name, value in result.headers],
+            valid_until=convert.timestamp(result.valid_until),
+        )
+        return auth_pb2.SignOutboundResponse(signed=signed)
 
 
 async def issue_token(grants: Grants, request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Outcome:

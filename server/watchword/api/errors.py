@@ -6,8 +6,7 @@ Clients read `ErrorInfo.reason` (stable codes listed in `ERROR_REASONS`) from th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -78,18 +77,3 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
-
-
-UnaryMethod = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
-
-
-def unimplemented(name: str) -> UnaryMethod:
-    """A servicer method for an RPC that is in the contract but not served yet."""
-
-    async def method(_self: Any, _request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await abort(
-            context, grpc.StatusCode.UNIMPLEMENTED, NOT_IMPLEMENTED, f"{name} is not served by this version"
-        )
-
-    method.__name__ = name
-    return method

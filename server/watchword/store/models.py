@@ -146,3 +146,36 @@ class RevokedToken(SQLModel, table=True):
     jti: str = Field(primary_key=True, max_length=255)
     expires_at: datetime = Field(sa_type=UtcDateTime, nullable=False, index=True)
     revoked_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
+class OutboundCredential(SQLModel, table=True):
+    """How an outbound webhook proves itself to a customer's endpoint (O1-O6). Every secret (bearer token,
+    password, client secret, private key, payload signing secret) is sealed under the master key as one
+    JSON document (O6), bound to the credential's id; none is ever returned after creation."""
+
+    __tablename__ = "outbound_credentials"
+
+    id: str = Field(primary_key=True, max_length=16)
+    organization_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(36), sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str = Field(max_length=200)
+    scheme: int = Field(nullable=False)
+    username: str = Field(default="", max_length=255)
+    token_url: str = Field(default="", max_length=2048)
+    client_id: str = Field(default="", max_length=255)
+    client_auth_method: int = Field(default=0, nullable=False)
+    assertion_audience: str = Field(default="", max_length=2048)
+    assertion_algorithm: str = Field(default="", max_length=16)
+    scope: str = Field(default="", max_length=2048)
+    extra_form_fields: list[list[str]] = _json_list()
+    sign_payload: bool = Field(default=False, nullable=False)
+    public_jwk: str = Field(default="", sa_type=sa.Text, nullable=False)
+    sealed_secrets: bytes = Field(sa_type=sa.LargeBinary)
+    previous_sealed_secrets: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    previous_secret_valid_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    deactivated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    rotated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -22,6 +22,7 @@ from watchword.store.models import (
     Credential,
     Membership,
     Organization,
+    OutboundCredential,
     RevokedToken,
     SigningKey,
     UsedClientAssertion,
@@ -282,6 +283,56 @@ class Store:
             credential.secret_hash = new_secret_hash
             credential.sealed_secret = new_sealed_secret
             credential.rotated_at = now or utcnow()
+        return credential
+
+    # ---- outbound credentials (O1-O6) ----
+
+    async def add_outbound_credential(self, credential: OutboundCredential) -> OutboundCredential:
+        async with self._sessions.begin() as session:
+            await self._require_organization(session, credential.organization_id)
+            session.add(credential)
+        return credential
+
+    async def get_outbound_credential(self, credential_id: str) -> OutboundCredential | None:
+        async with self._sessions() as session:
+            return await session.get(OutboundCredential, credential_id)
+
+    async def list_outbound_credentials(
+        self, organization_id: str, page_size: int = 0, page_token: str = ""
+    ) -> Page[OutboundCredential]:
+        query = select(OutboundCredential).where(OutboundCredential.organization_id == organization_id)
+        async with self._sessions() as session:
+            await self._require_organization(session, organization_id)
+            return await self._paginate(session, query, col(OutboundCredential.id), page_size, page_token)
+
+    async def deactivate_outbound_credential(self, credential_id: str) -> OutboundCredential:
+        async with self._sessions.begin() as session:
+            credential = await session.get(OutboundCredential, credential_id)
+            if credential is None:
+                raise NotFoundError("outbound credential", credential_id)
+            if credential.deactivated_at is None:
+                credential.deactivated_at = utcnow()
+        return credential
+
+    async def delete_outbound_credential(self, credential_id: str) -> None:
+        async with self._sessions.begin() as session:
+            credential = await session.get(OutboundCredential, credential_id)
+            if credential is None:
+                raise NotFoundError("outbound credential", credential_id)
+            await session.delete(credential)
+
+    async def rotate_outbound_credential(
+        self, credential_id: str, new_sealed: bytes, previous_valid_until: datetime | None
+    ) -> OutboundCredential:
+        """New sealed secrets; the previous ones stay usable until `previous_valid_until` (None: no)."""
+        async with self._sessions.begin() as session:
+            credential = await session.get(OutboundCredential, credential_id, with_for_update=True)
+            if credential is None:
+                raise NotFoundError("outbound credential", credential_id)
+            credential.previous_sealed_secrets = credential.sealed_secrets if previous_valid_until else None
+            credential.previous_secret_valid_until = previous_valid_until
+            credential.sealed_secrets = new_sealed
+            credential.rotated_at = utcnow()
         return credential
 
     # ---- revocation (I6) ----

@@ -1,0 +1,158 @@
+"""SignOutbound: the headers an outbound webhook must carry to prove itself to a customer's endpoint.
+
+O1 Bearer, O2 Basic (RFC 7617), O3/O4 an access token from the customer's token server (fetched and
+cached by `token_fetcher`), and O5 a Standard Webhooks payload signature, combinable with any of them.
+The secrets are unsealed only here, per call, from the sealed document (O6).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+
+from watchword.crypto.master_key import MasterKey
+from watchword.identify.cache import TtlCache
+from watchword.outbound import standard_webhooks
+from watchword.outbound.secrets import OutboundSecrets, unseal
+from watchword.store.models import OutboundCredential
+from watchword.store.repository import Store
+
+# admin.proto's OutboundScheme and ClientAuthMethod values.
+SCHEME_NONE, SCHEME_BEARER, SCHEME_BASIC, SCHEME_OAUTH2 = 1, 2, 3, 4
+AUTH_METHODS = {
+    1: "client_secret_basic",
+    2: "client_secret_post",
+    3: "client_secret_jwt",
+    4: "private_key_jwt",
+}
+# How long static headers and a payload signature are good for: Standard Webhooks receivers accept a
+# timestamp within 5 minutes.
+STATIC_VALIDITY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    headers: list[tuple[str, str]]
+    valid_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignFailure:
+    reason: str
+    message: str
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class OutboundSigner:
+    def __init__(
+        self,
+        store: Store,
+        master_key: MasterKey,
+        tokens: Any | None = None,
+        cache_ttl: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._master_key = master_key
+        self._tokens = tokens  # token_fetcher.TokenCache, for O3/O4
+        self._clock = clock
+        self.credentials: TtlCache[OutboundCredential] = TtlCache(store.get_outbound_credential, cache_ttl)
+
+    def _secrets_in_use(self, record: OutboundCredential, now: datetime) -> list[OutboundSecrets]:
+        """The current secrets, then the previous ones while a rotation's overlap lasts."""
+        found = [unseal(self._master_key, record.id, record.sealed_secrets)]
+        overlap = record.previous_secret_valid_until is not None and now < record.previous_secret_valid_until
+        if overlap and record.previous_sealed_secrets is not None:
+            found.append(unseal(self._master_key, record.id, record.previous_sealed_secrets))
+        return found
+
+    async def sign(
+        self,
+        credential_id: str,
+        url: str,
+        body: bytes,
+        message_id: str,
+        previous_token_rejected: bool,
+    ) -> Signed | SignFailure:
+        record = await self.credentials.get(credential_id)
+        if record is None:
+            return SignFailure("outbound_credential_unknown", "no such outbound credential")
+        if record.deactivated_at is not None:
+            return SignFailure(
+                "outbound_credential_deactivated", "the outbound credential has been deactivated"
+            )
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        in_use = self._secrets_in_use(record, now)
+        current = in_use[0]
+        headers: list[tuple[str, str]] = []
+        valid_until = now + STATIC_VALIDITY
+        if record.scheme == SCHEME_BEARER:
+            headers.append(("Authorization", f"Bearer {current.bearer_token}"))
+        elif record.scheme == SCHEME_BASIC:
+            pair = f"{record.username}:{current.password}".encode()
+            headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode("ascii")))
+        elif record.scheme == SCHEME_OAUTH2:
+            fetched = await self._access_token(record, current, url, previous_token_rejected)
+            if isinstance(fetched, SignFailure):
+                return fetched
+            token, token_valid_until = fetched
+            headers.append(("Authorization", f"Bearer {token}"))
+            valid_until = min(valid_until, token_valid_until)
+        if record.sign_payload:
+            signing = [s.payload_signing_secret for s in in_use if s.payload_signing_secret]
+            timestamp = int(now.timestamp())
+            headers.extend(
+                standard_webhooks.headers(
+                    signing, message_id or standard_webhooks.new_message_id(), timestamp, body
+                )
+            )
+        return Signed(headers=headers, valid_until=valid_until)
+
+    async def _access_token(
+        self, record: OutboundCredential, current: OutboundSecrets, url: str, rejected: bool
+    ) -> tuple[str, datetime] | SignFailure:
+        if self._tokens is None:
+            return SignFailure(
+                "scheme_not_served", "OAuth2 outbound credentials are not served by this version"
+            )
+        from watchword.outbound.token_fetcher import OutboundTokenError, TokenEndpoint
+
+        private_key = None
+        if current.private_key_pem:
+            private_key = serialization.load_pem_private_key(current.private_key_pem.encode(), password=None)
+        endpoint = TokenEndpoint(
+            credential_id=record.id,
+            token_url=record.token_url,
+            client_id=record.client_id,
+            auth_method=AUTH_METHODS[record.client_auth_method],  # type: ignore[arg-type]
+            client_secret=current.client_secret,
+            private_key=private_key,
+            assertion_algorithm=record.assertion_algorithm
+            or ("HS256" if record.client_auth_method == 3 else ""),
+            assertion_kid=record.id if private_key is not None else "",
+            assertion_audience=record.assertion_audience,
+            scope=record.scope,
+            extra_form_fields=tuple((name, value) for name, value in record.extra_form_fields),
+            version=(record.rotated_at or record.created_at).isoformat(),
+        )
+        try:
+            fetched = await self._tokens.token(endpoint, url, force_refresh=rejected)
+        except OutboundTokenError as exc:
+            return SignFailure(exc.reason, str(exc), exc.retryable, exc.retry_after)
+        seconds_left = fetched.expires_at - time.monotonic()
+        return fetched.access_token, datetime.now(UTC) + timedelta(seconds=max(0.0, seconds_left))
+
+
+def check_url(url: str) -> str | None:
+    """Why a webhook URL is unusable, or None: absolute http(s) with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http or https URL"
+    return None

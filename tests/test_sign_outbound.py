@@ -1,0 +1,234 @@
+"""SignOutbound through the real server: O1 Bearer, O2 Basic, O5 Standard Webhooks (checked with the
+official `standardwebhooks` package), O6 secrets sealed and never shown again, rotation overlap."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+
+import grpc
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from watchword.v1 import admin_pb2, auth_pb2, common_pb2
+
+from conftest import make_tenant
+
+URL = "https://customer.example/webhooks"
+BODY = json.dumps({"type": "order.created", "id": 42}).encode()
+
+
+def create(server, **credential: object) -> admin_pb2.CreateOutboundCredentialResponse:
+    secrets = credential.pop("secrets", {})
+    request = admin_pb2.CreateOutboundCredentialRequest(
+        credential=admin_pb2.OutboundCredential(**credential), secrets=admin_pb2.OutboundSecrets(**secrets)
+    )
+    return server.admin().CreateOutboundCredential(request, metadata=server.admin_metadata, timeout=10)
+
+
+def sign(
+    server, credential_id: str, message_id: str = "", body: bytes = BODY
+) -> auth_pb2.SignOutboundResponse:
+    request = auth_pb2.SignOutboundRequest(
+        outbound_credential_id=credential_id, method="POST", url=URL, body=body, message_id=message_id
+    )
+    return server.auth().SignOutbound(request, timeout=10)
+
+
+def headers_of(response: auth_pb2.SignOutboundResponse) -> dict[str, str]:
+    assert response.WhichOneof("result") == "signed", response
+    return {h.name: h.value for h in response.signed.headers}
+
+
+@pytest.fixture(scope="module")
+def org(server) -> str:
+    return make_tenant(server, "outbound").organization_id
+
+
+def test_o1_bearer(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="b",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+        secrets={"bearer_token": "tok-123"},
+    )
+    assert headers_of(sign(server, created.credential.id)) == {"Authorization": "Bearer tok-123"}
+
+
+def test_o2_basic_rfc7617(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="basic",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BASIC,
+        username="hooks",
+        secrets={"password": "p@ss:wörd"},
+    )
+    value = headers_of(sign(server, created.credential.id))["Authorization"]
+    assert value.startswith("Basic ")
+    assert base64.b64decode(value[6:]).decode() == "hooks:p@ss:wörd"
+
+
+def test_o5_standard_webhooks_signature_verifies_with_the_official_package(server, org) -> None:
+    created = create(
+        server, organization_id=org, name="signed", scheme=admin_pb2.OUTBOUND_SCHEME_NONE, sign_payload=True
+    )
+    secret = created.payload_signing_secret
+    assert secret.startswith("whsec_")
+    headers = headers_of(sign(server, created.credential.id, message_id="msg_1"))
+    assert headers["webhook-id"] == "msg_1"
+    assert Webhook(secret).verify(BODY, headers) == json.loads(BODY)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(BODY + b" ", headers)
+
+
+def test_o5_combined_with_bearer_and_a_generated_message_id(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="both",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+        sign_payload=True,
+        secrets={"bearer_token": "t"},
+    )
+    headers = headers_of(sign(server, created.credential.id))
+    assert headers["Authorization"] == "Bearer t"
+    assert headers["webhook-id"].startswith("msg_")
+    Webhook(created.payload_signing_secret).verify(BODY, headers)
+
+
+def test_o6_rotation_overlap_signs_with_both_secrets(server, org) -> None:
+    created = create(
+        server, organization_id=org, name="rot", scheme=admin_pb2.OUTBOUND_SCHEME_NONE, sign_payload=True
+    )
+    old = created.payload_signing_secret
+    rotated = server.admin().RotateOutboundCredential(
+        admin_pb2.RotateOutboundCredentialRequest(
+            id=created.credential.id, regenerate_payload_signing_secret=True, overlap_seconds=600
+        ),
+        metadata=server.admin_metadata,
+    )
+    new = rotated.payload_signing_secret
+    assert new
+    assert new != old
+    headers = headers_of(sign(server, created.credential.id))
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(BODY, headers)  # receivers still on the old secret verify
+    Webhook(new).verify(BODY, headers)
+    server.admin().RotateOutboundCredential(
+        admin_pb2.RotateOutboundCredentialRequest(
+            id=created.credential.id, regenerate_payload_signing_secret=True
+        ),
+        metadata=server.admin_metadata,
+    )
+    headers = headers_of(sign(server, created.credential.id))
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(BODY, headers)
+
+
+def test_o6_secrets_are_sealed_and_never_returned(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="sealed",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+        sign_payload=True,
+        secrets={"bearer_token": "very-secret-bearer"},
+    )
+    fetched = server.admin().GetOutboundCredential(
+        admin_pb2.GetOutboundCredentialRequest(id=created.credential.id), metadata=server.admin_metadata
+    )
+    listed = server.admin().ListOutboundCredentials(
+        admin_pb2.ListOutboundCredentialsRequest(organization_id=org), metadata=server.admin_metadata
+    )
+    for message in (fetched, listed, created.credential):
+        assert b"very-secret-bearer" not in message.SerializeToString()
+    assert created.payload_signing_secret.encode() not in fetched.SerializeToString()
+    with sqlite3.connect(server.data_dir / "watchword.db") as connection:
+        dump = "\n".join(connection.iterdump())
+    assert "very-secret-bearer" not in dump
+    assert created.payload_signing_secret not in dump
+
+
+def test_o4_private_key_jwt_credential_shows_its_public_key_only(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="pkjwt",
+        scheme=admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+        token_url="https://idp.customer.example/oauth/token",
+        client_id="watchword",
+        client_auth_method=admin_pb2.CLIENT_AUTH_METHOD_PRIVATE_KEY_JWT,
+        extra_form_fields=[common_pb2.KeyValue(name="audience", value="https://api.customer.example")],
+    )
+    jwk = json.loads(created.credential.public_jwk)
+    assert (jwk["kty"], jwk["alg"]) == ("EC", "ES256")
+    assert not {"d", "p", "q"} & set(jwk)
+
+
+def test_deactivated_and_unknown_credentials_are_not_retryable_errors(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="d",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+        secrets={"bearer_token": "x"},
+    )
+    server.admin().DeactivateOutboundCredential(
+        admin_pb2.DeactivateOutboundCredentialRequest(id=created.credential.id),
+        metadata=server.admin_metadata,
+    )
+    error = sign(server, created.credential.id).error
+    assert (error.reason, error.retryable) == ("outbound_credential_deactivated", False)
+    assert sign(server, "0123456789abcdef").error.reason == "outbound_credential_unknown"
+
+
+def test_invalid_outbound_requests_are_invalid_argument(server, org) -> None:
+    cases = [
+        {"organization_id": org, "name": "x", "scheme": admin_pb2.OUTBOUND_SCHEME_BEARER},
+        {
+            "organization_id": org,
+            "name": "x",
+            "scheme": admin_pb2.OUTBOUND_SCHEME_BASIC,
+            "username": "a:b",
+            "secrets": {"password": "p"},
+        },
+        {"organization_id": org, "name": "x", "scheme": admin_pb2.OUTBOUND_SCHEME_NONE},
+        {
+            "organization_id": org,
+            "name": "x",
+            "scheme": admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+            "token_url": "ftp://x",
+            "client_id": "c",
+            "client_auth_method": 2,
+            "secrets": {"client_secret": "s"},
+        },
+        {
+            "organization_id": org,
+            "name": "x",
+            "scheme": admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+            "token_url": "https://t",
+            "client_id": "c",
+            "client_auth_method": 2,
+            "secrets": {"client_secret": "s"},
+            "extra_form_fields": [common_pb2.KeyValue(name="grant_type", value="password")],
+        },
+        {
+            "organization_id": org,
+            "name": "x",
+            "scheme": admin_pb2.OUTBOUND_SCHEME_NONE,
+            "sign_payload": True,
+            "secrets": {"payload_signing_secret": "not-whsec"},
+        },
+    ]
+    for fields in cases:
+        with pytest.raises(grpc.RpcError) as caught:
+            create(server, **fields)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, fields
+    with pytest.raises(grpc.RpcError) as caught:
+        server.auth().SignOutbound(
+            auth_pb2.SignOutboundRequest(outbound_credential_id="x", url="not a url"), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
