@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 
 import grpc
 import pytest
@@ -232,3 +233,54 @@ def test_invalid_outbound_requests_are_invalid_argument(server, org) -> None:
             auth_pb2.SignOutboundRequest(outbound_credential_id="x", url="not a url"), timeout=10
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_o3_client_credentials_through_the_server_with_caching_and_401_refetch(tmp_path) -> None:
+    from support.server import WatchwordProcess
+    from support.token_server import Client, TokenServer
+
+    with TokenServer() as token_server:
+        token_server.register(Client(client_id="watchword-hooks", secret="s3cret"))
+        env = {"WATCHWORD_OUTBOUND_ALLOW_PRIVATE_TOKEN_URLS": "true"}
+        with WatchwordProcess(tmp_path / "data", env=env) as server:
+            org = make_tenant(server, "o3").organization_id
+            created = create(
+                server,
+                organization_id=org,
+                name="oauth",
+                scheme=admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+                token_url=token_server.token_url,
+                client_id="watchword-hooks",
+                client_auth_method=admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_BASIC,
+                secrets={"client_secret": "s3cret"},
+            )
+            first = headers_of(sign(server, created.credential.id))["Authorization"]
+            again = headers_of(sign(server, created.credential.id))["Authorization"]
+            assert first == again
+            assert first.startswith("Bearer ")
+            assert token_server.request_count == 1, "the token is cached"
+            request = auth_pb2.SignOutboundRequest(
+                outbound_credential_id=created.credential.id, url=URL, body=BODY, previous_token_rejected=True
+            )
+            headers_of(server.auth().SignOutbound(request, timeout=10))
+            # A token fetched seconds ago is kept even when a delivery reports 401: a receiver that answers
+            # 401 to everything must not turn every delivery into a token request.
+            assert token_server.request_count == 1
+            time.sleep(5.2)
+            headers_of(server.auth().SignOutbound(request, timeout=10))
+            assert token_server.request_count == 2, "a 401 reported back fetches a fresh token"
+
+
+def test_o3_token_urls_on_private_networks_are_refused_by_default(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="ssrf",
+        scheme=admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+        token_url="http://169.254.169.254/latest/meta-data",
+        client_id="c",
+        client_auth_method=admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_POST,
+        secrets={"client_secret": "s"},
+    )
+    error = sign(server, created.credential.id).error
+    assert (error.reason, error.retryable) == ("token_url_forbidden", False)

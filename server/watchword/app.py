@@ -33,7 +33,9 @@ from watchword.identify.jwks_source import JwksSourceError
 from watchword.issue.grants import Grants
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
 from watchword.issue.tokens import TokenSettings
+from watchword.outbound.network_guard import NetworkGuard
 from watchword.outbound.signer import OutboundSigner
+from watchword.outbound.token_fetcher import TokenCache
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database, models
 from watchword.store.repository import Store
@@ -173,6 +175,7 @@ class RunningServer:
     settings: Settings
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
+    outbound_tokens: TokenCache | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
@@ -182,6 +185,8 @@ class RunningServer:
         await self.server.stop(self.settings.shutdown_grace_seconds)
         if self.external is not None:
             await self.external.close()
+        if self.outbound_tokens is not None:
+            await self.outbound_tokens.close()
         await self.store.close()
 
 
@@ -233,7 +238,14 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             max_lifetime=settings.max_token_lifetime_seconds,
         )
         grants = Grants(pipeline, keyring, token_settings)
-        signer = OutboundSigner(store, master_key)
+        guard = NetworkGuard(
+            allow_private=settings.outbound_allow_private_token_urls,
+            allowed_hosts=frozenset(
+                h.strip() for h in settings.outbound_allowed_token_hosts.split(",") if h.strip()
+            ),
+        )
+        outbound_tokens = TokenCache(guard=guard)
+        signer = OutboundSigner(store, master_key, outbound_tokens)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline,
@@ -309,6 +321,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         settings=settings,
         external=external,
         http=http,
+        outbound_tokens=outbound_tokens,
     )
 
 

@@ -131,6 +131,15 @@ class Settings(BaseModel):
         max_length=2048,
         description="The HTTP endpoints' public base URL for the RFC 8414 metadata; empty: http://http_host:http_port.",
     )
+    outbound_allow_private_token_urls: bool = Field(
+        default=False,
+        description="O3/O4: let token URLs resolve to loopback, private or link-local addresses (tests).",
+    )
+    outbound_allowed_token_hosts: str = Field(
+        default="",
+        max_length=4096,
+        description="O3/O4: comma-separated token hosts allowed whatever they resolve to.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("database_url")

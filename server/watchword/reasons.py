@@ -101,6 +101,8 @@ REASONS: dict[str, str] = {
 OUTBOUND_REASONS: dict[str, str] = {
     "outbound_credential_unknown": "No outbound credential has this id. Not retryable.",
     "outbound_credential_deactivated": "The outbound credential was deactivated. Not retryable.",
+    "outbound_credential_invalid": "The stored credential cannot be used as configured; fix it through the "
+    "admin API. Not retryable.",
     "scheme_not_served": "The credential's scheme is not served by this deployment. Not retryable.",
     "token_server_unreachable": "O3/O4: the customer's token server could not be reached. Retryable.",
     "token_server_timeout": "O3/O4: the token server did not answer in time. Retryable.",

@@ -6,6 +6,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -93,7 +94,7 @@ def _form_fields(fields: Sequence[common_pb2.KeyValue]) -> list[list[str]]:
     return found
 
 
-def _private_key(algorithm: str) -> tuple[str, str]:
+def _private_key(algorithm: str, kid: str) -> tuple[str, str]:
     """O4 private_key_jwt: a key Watchword keeps; the public JWK is what the customer registers."""
     if algorithm == "RS256":
         private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
@@ -104,7 +105,8 @@ def _private_key(algorithm: str) -> tuple[str, str]:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode("ascii")
-    return pem, json.dumps(jwk | {"alg": algorithm, "use": "sig"}, sort_keys=True)
+    # The kid is the credential id: Watchword's assertions name it, so the customer's server finds the key.
+    return pem, json.dumps(jwk | {"alg": algorithm, "use": "sig", "kid": kid}, sort_keys=True)
 
 
 def build(
@@ -139,8 +141,8 @@ def build(
     elif spec.scheme == SCHEME_OAUTH2:
         row.token_url = convert.required(spec.token_url, "credential.token_url", 2048)
         problem = check_url(row.token_url)
-        if problem:
-            raise FieldError("credential.token_url", problem)
+        if problem or "@" in (urlsplit(row.token_url).netloc):
+            raise FieldError("credential.token_url", problem or "must not carry a user or password")
         row.client_id = convert.required(spec.client_id, "credential.client_id", 255)
         row.client_auth_method = spec.client_auth_method
         if spec.client_auth_method not in (1, 2, 3, PRIVATE_KEY_JWT):
@@ -152,7 +154,7 @@ def build(
             if algorithm not in ASSERTION_ALGORITHMS:
                 raise FieldError("credential.assertion_algorithm", f"use one of {list(ASSERTION_ALGORITHMS)}")
             row.assertion_algorithm = algorithm
-            private_key_pem, row.public_jwk = _private_key(algorithm)
+            private_key_pem, row.public_jwk = _private_key(algorithm, row.id)
         elif not given.client_secret:
             raise FieldError("secrets.client_secret", "is required for this client authentication method")
         row.assertion_audience = convert.bounded(

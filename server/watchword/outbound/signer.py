@@ -21,6 +21,7 @@ from watchword.crypto.master_key import MasterKey
 from watchword.identify.cache import TtlCache
 from watchword.outbound import standard_webhooks
 from watchword.outbound.secrets import OutboundSecrets, unseal
+from watchword.outbound.token_fetcher import OutboundTokenError, TokenCache, TokenEndpoint
 from watchword.store.models import OutboundCredential
 from watchword.store.repository import Store
 
@@ -56,14 +57,15 @@ class OutboundSigner:
         self,
         store: Store,
         master_key: MasterKey,
-        tokens: Any | None = None,
+        tokens: TokenCache | None = None,
         cache_ttl: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._master_key = master_key
-        self._tokens = tokens  # token_fetcher.TokenCache, for O3/O4
+        self._tokens = tokens  # O3/O4
         self._clock = clock
         self.credentials: TtlCache[OutboundCredential] = TtlCache(store.get_outbound_credential, cache_ttl)
+        self._private_keys: dict[str, tuple[str, Any]] = {}
 
     def _secrets_in_use(self, record: OutboundCredential, now: datetime) -> list[OutboundSecrets]:
         """The current secrets, then the previous ones while a rotation's overlap lasts."""
@@ -72,6 +74,16 @@ class OutboundSigner:
         if overlap and record.previous_sealed_secrets is not None:
             found.append(unseal(self._master_key, record.id, record.previous_sealed_secrets))
         return found
+
+    def _private_key(self, credential_id: str, version: str, pem: str) -> Any:
+        """O4: the loaded private key, parsed once per credential version (RSA parsing is slow)."""
+        if not pem:
+            return None
+        cached = self._private_keys.get(credential_id)
+        if cached is None or cached[0] != version:
+            cached = (version, serialization.load_pem_private_key(pem.encode(), password=None))
+            self._private_keys[credential_id] = cached
+        return cached[1]
 
     async def sign(
         self,
@@ -122,26 +134,26 @@ class OutboundSigner:
             return SignFailure(
                 "scheme_not_served", "OAuth2 outbound credentials are not served by this version"
             )
-        from watchword.outbound.token_fetcher import OutboundTokenError, TokenEndpoint
-
-        private_key = None
-        if current.private_key_pem:
-            private_key = serialization.load_pem_private_key(current.private_key_pem.encode(), password=None)
-        endpoint = TokenEndpoint(
-            credential_id=record.id,
-            token_url=record.token_url,
-            client_id=record.client_id,
-            auth_method=AUTH_METHODS[record.client_auth_method],  # type: ignore[arg-type]
-            client_secret=current.client_secret,
-            private_key=private_key,
-            assertion_algorithm=record.assertion_algorithm
-            or ("HS256" if record.client_auth_method == 3 else ""),
-            assertion_kid=record.id if private_key is not None else "",
-            assertion_audience=record.assertion_audience,
-            scope=record.scope,
-            extra_form_fields=tuple((name, value) for name, value in record.extra_form_fields),
-            version=(record.rotated_at or record.created_at).isoformat(),
-        )
+        version = (record.rotated_at or record.created_at).isoformat()
+        private_key = self._private_key(record.id, version, current.private_key_pem)
+        try:
+            endpoint = TokenEndpoint(
+                credential_id=record.id,
+                token_url=record.token_url,
+                client_id=record.client_id,
+                auth_method=AUTH_METHODS[record.client_auth_method],  # type: ignore[arg-type]
+                client_secret=current.client_secret,
+                private_key=private_key,
+                assertion_algorithm=record.assertion_algorithm
+                or ("HS256" if record.client_auth_method == 3 else ""),
+                assertion_kid=record.id if private_key is not None else "",
+                assertion_audience=record.assertion_audience,
+                scope=record.scope,
+                extra_form_fields=tuple((name, value) for name, value in record.extra_form_fields),
+                version=version,
+            )
+        except ValueError as exc:
+            return SignFailure("outbound_credential_invalid", str(exc))
         try:
             fetched = await self._tokens.token(endpoint, url, force_refresh=rejected)
         except OutboundTokenError as exc:
