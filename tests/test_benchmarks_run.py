@@ -38,3 +38,10 @@ def test_issue_token_benchmark_prints_a_ratio_per_grant() -> None:
     assert rows[BASELINE] == "1.00"
     assert float(rows["I1 API key exchange"]) > 0
     assert float(rows["I2 client credentials (post)"]) > 0
+
+
+def test_sign_outbound_benchmark_prints_a_ratio_per_scheme() -> None:
+    rows = run_benchmark("sign_outbound.py", "--calls", "30", "--concurrency", "4", "--rounds", "1")
+    assert rows[BASELINE] == "1.00"
+    for case in ("O1 Bearer", "O5 Standard Webhooks signature", "O3 client credentials (warm cache)"):
+        assert float(rows[case]) > 0
