@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import BASELINE, Call, interleaved, print_table
 
-from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc
+from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
 
 from support.server import WatchwordProcess
 from support.token_server import Client, TokenServer
@@ -31,7 +31,11 @@ from support.token_server import Client, TokenServer
 BODY = b'{"type":"order.created","id":42}'
 
 
-def _requests(server: WatchwordProcess, token_url: str) -> dict[str, auth_pb2.SignOutboundRequest]:
+def _requests(
+    server: WatchwordProcess, token_url: str
+) -> tuple[dict[str, auth_pb2.SignOutboundRequest], tuple[tuple[str, str], ...]]:
+    """The cases, and the caller's metadata: a static token of the organization holding `outbound.sign`,
+    as the delivery service would hold."""
     admin, md = server.admin(), server.admin_metadata
     org = admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name="bench"), metadata=md).id
 
@@ -60,26 +64,41 @@ def _requests(server: WatchwordProcess, token_url: str) -> dict[str, auth_pb2.Si
             body=BODY,
         )
 
-    return {
+    caller = admin.CreateCredential(
+        admin_pb2.CreateCredentialRequest(
+            kind=common_pb2.CREDENTIAL_KIND_STATIC_TOKEN,
+            organization_id=org,
+            name="delivery",
+            permissions=["outbound.sign"],
+        ),
+        metadata=md,
+    ).secret
+    cases = {
         "O1 Bearer": request(bearer),
         "O5 Standard Webhooks signature": request(signed),
         "O3 client credentials (warm cache)": request(oauth),
     }
+    return cases, (("authorization", f"Bearer {caller}"),)
 
 
 async def _run(
-    address: str, requests: dict[str, auth_pb2.SignOutboundRequest], calls: int, concurrency: int, rounds: int
+    address: str,
+    requests: dict[str, auth_pb2.SignOutboundRequest],
+    caller: tuple[tuple[str, str], ...],
+    calls: int,
+    concurrency: int,
+    rounds: int,
 ) -> list[tuple[str, float]]:
     async with grpc.aio.insecure_channel(address) as channel:
         auth = auth_pb2_grpc.AuthServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         for request in requests.values():  # warm the caches and check every case really signs
-            response = await auth.SignOutbound(request, timeout=10)
+            response = await auth.SignOutbound(request, metadata=caller, timeout=10)
             assert response.WhichOneof("result") == "signed", response
         ping = health_pb2.HealthCheckRequest()
         cases: dict[str, Call] = {BASELINE: lambda: health.Check(ping, timeout=10)}
         for name, request in requests.items():
-            cases[name] = lambda r=request: auth.SignOutbound(r, timeout=10)
+            cases[name] = lambda r=request: auth.SignOutbound(r, metadata=caller, timeout=10)
         return await interleaved(cases, calls, concurrency, rounds)
 
 
@@ -95,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         token_server.register(Client(client_id="bench", secret="s3cret"))
         env = {"WATCHWORD_LOG_LEVEL": "WARNING", "WATCHWORD_OUTBOUND_ALLOW_PRIVATE_TOKEN_URLS": "true"}
         with WatchwordProcess(Path(tmp) / "data", env=env) as server:
-            requests = _requests(server, token_server.token_url)
-            rows = asyncio.run(_run(server.address, requests, args.calls, args.concurrency, args.rounds))
+            requests, caller = _requests(server, token_server.token_url)
+            rows = asyncio.run(
+                _run(server.address, requests, caller, args.calls, args.concurrency, args.rounds)
+            )
         fetches = token_server.request_count
     print_table(
         f"SignOutbound: {args.calls} calls per case, {args.concurrency} in flight, "

@@ -105,6 +105,7 @@ TABLE = """
 organization.get     + allowed S1                   + allowed S1                   - not_a_member S1
 organization.update  - role_not_granted S1          - role_not_granted S1          - not_a_member S1
 organization.delete  - role_not_granted S1          - role_not_granted S1          - not_a_member S1
+outbound.sign        - role_not_granted S1          - role_not_granted S1          - not_a_member S1
 application.create   + allowed S1                   + allowed S1                   - not_a_member S1
 application.list     + allowed S1                   + allowed S1                   - not_a_member S1
 application.get      + allowed S1                   + allowed S1                   - not_a_member S1
@@ -129,6 +130,7 @@ alias                + allowed S1                   + allowed S1                
 organization.get     - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 organization.update  - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 organization.delete  - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
+outbound.sign        - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 application.create   - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 application.list     - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 application.get      + allowed S2                   - resource_not_in_scope S2     - resource_not_in_scope S7
@@ -153,6 +155,7 @@ alias                - action_level_not_allowed S2  - action_level_not_allowed S
 organization.get     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.get      + allowed S3                   + allowed S3                   - resource_not_in_scope S7
@@ -177,6 +180,7 @@ alias                - action_not_granted S3        - action_not_granted S3     
 organization.get     - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 organization.update  - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 organization.delete  - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
+outbound.sign        - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 application.create   - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 application.list     - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 application.get      - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
@@ -201,6 +205,7 @@ alias                - action_not_granted S4        - action_not_granted S4     
 organization.get     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     + allowed S3                   + allowed S3                   - resource_not_in_scope S7
 application.get      - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
@@ -225,6 +230,7 @@ alias                - action_not_granted S3        - action_not_granted S3     
 organization.get     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.get      - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
@@ -249,6 +255,7 @@ alias                - action_not_granted S3        - action_not_granted S3     
 organization.get     - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 organization.update  - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 organization.delete  - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
+outbound.sign        - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 application.create   - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 application.list     - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 application.get      - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
@@ -273,6 +280,7 @@ alias                + allowed S5                   - subject_mismatch S5       
 organization.get     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.get      - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
@@ -297,6 +305,7 @@ alias                - action_not_granted S3        - action_not_granted S3     
 organization.get     - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 organization.update  - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 organization.delete  - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
+outbound.sign        - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 application.create   - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 application.list     - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 application.get      - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7

@@ -34,7 +34,7 @@ def sign(
     request = auth_pb2.SignOutboundRequest(
         outbound_credential_id=credential_id, method="POST", url=URL, body=body, message_id=message_id
     )
-    return server.auth().SignOutbound(request, timeout=10)
+    return server.auth().SignOutbound(request, metadata=server.admin_metadata, timeout=10)
 
 
 def headers_of(response: auth_pb2.SignOutboundResponse) -> dict[str, str]:
@@ -262,12 +262,12 @@ def test_o3_client_credentials_through_the_server_with_caching_and_401_refetch(t
             request = auth_pb2.SignOutboundRequest(
                 outbound_credential_id=created.credential.id, url=URL, body=BODY, previous_token_rejected=True
             )
-            headers_of(server.auth().SignOutbound(request, timeout=10))
+            headers_of(server.auth().SignOutbound(request, metadata=server.admin_metadata, timeout=10))
             # A token fetched seconds ago is kept even when a delivery reports 401: a receiver that answers
             # 401 to everything must not turn every delivery into a token request.
             assert token_server.request_count == 1
             time.sleep(5.2)
-            headers_of(server.auth().SignOutbound(request, timeout=10))
+            headers_of(server.auth().SignOutbound(request, metadata=server.admin_metadata, timeout=10))
             assert token_server.request_count == 2, "a 401 reported back fetches a fresh token"
 
 
@@ -284,3 +284,39 @@ def test_o3_token_urls_on_private_networks_are_refused_by_default(server, org) -
     )
     error = sign(server, created.credential.id).error
     assert (error.reason, error.retryable) == ("token_url_forbidden", False)
+
+
+def test_only_allowed_callers_may_sign(server, org) -> None:
+    """SignOutbound hands out what proves Watchword to customers: an admin token, or a credential of the
+    same organization holding `outbound.sign`, may ask; nobody else."""
+    from conftest import STATIC_TOKEN, create_credential, make_tenant
+
+    created = create(
+        server,
+        organization_id=org,
+        name="guarded",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+        secrets={"bearer_token": "guarded"},
+    )
+    request = auth_pb2.SignOutboundRequest(outbound_credential_id=created.credential.id, url=URL, body=BODY)
+    with pytest.raises(grpc.RpcError) as missing:
+        server.auth().SignOutbound(request, timeout=10)
+    assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    delivery = create_credential(
+        server, kind=STATIC_TOKEN, organization_id=org, name="delivery", permissions=["outbound.sign"]
+    )
+    signed = server.auth().SignOutbound(
+        request, metadata=(("authorization", f"Bearer {delivery.secret}"),), timeout=10
+    )
+    assert headers_of(signed) == {"Authorization": "Bearer guarded"}
+    other_org = make_tenant(server, "other-signer").organization_id
+    foreign = create_credential(
+        server, kind=STATIC_TOKEN, organization_id=other_org, name="d", permissions=["outbound.sign"]
+    )
+    ungranted = create_credential(
+        server, kind=STATIC_TOKEN, organization_id=org, name="d", permissions=["event.send"]
+    )
+    for token in (foreign.secret, ungranted.secret, "wwst_garbage"):
+        with pytest.raises(grpc.RpcError) as refused:
+            server.auth().SignOutbound(request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -216,8 +216,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         except SigningKeyError as exc:
             raise StartupError(f"cannot use the stored signing key: {exc}") from None
         admin_token = await bootstrap_admin_token(store)
+        admin_interceptor = admin_token_checker(store)
         server = grpc.aio.server(
-            interceptors=[admin_token_checker(store), GuardInterceptor()],
+            interceptors=[admin_interceptor, GuardInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -254,6 +255,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 settings.max_batch_entries,
                 grants,
                 signer,
+                admin_interceptor.check,
             ),
             server,
         )

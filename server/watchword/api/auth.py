@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import grpc
@@ -9,10 +10,10 @@ import grpc
 from watchword import reasons
 from watchword.api import convert, errors
 from watchword.api.errors import FieldError
-from watchword.domain import ClientAuthentication, Decision, Refusal
+from watchword.domain import ClientAuthentication, Decision, Principal, Refusal
 from watchword.issue.grants import Grants, OAuthError, Outcome
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
-from watchword.pipeline import AuthorizeOutcome, Memo, Pipeline
+from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
 
@@ -25,6 +26,10 @@ def _outcome_to_proto(outcome: AuthorizeOutcome) -> auth_pb2.AuthorizeResponse:
     return response
 
 
+# The action (in the catalogue) a caller's credential must hold to use SignOutbound.
+SIGN_ACTION = "outbound.sign"
+
+
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
         self,
@@ -34,6 +39,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         max_batch_entries: int,
         grants: Grants | None = None,
         signer: OutboundSigner | None = None,
+        admin_check: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_token_bytes = max_token_bytes
@@ -41,6 +47,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._max_batch_entries = max_batch_entries
         self._grants = grants
         self._signer = signer
+        self._admin_check = admin_check
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -108,6 +115,38 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             )
         )
 
+    async def _check_signing_caller(self, context: grpc.aio.ServicerContext, credential_id: str) -> None:
+        """SignOutbound hands out what proves Watchword to customers (bearer tokens, passwords, fresh access
+        tokens): only an admin token, or a credential of the outbound credential's own organization that
+        holds `outbound.sign`, may ask for it."""
+        assert self._signer is not None
+        token = _bearer(context)
+        if not token:
+            await errors.abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                errors.CALLER_TOKEN_MISSING,
+                "SignOutbound needs `authorization: Bearer <token>` of a caller allowed to sign",
+            )
+        if self._admin_check is not None and await self._admin_check(token) is not None:
+            return
+        principal = await self._pipeline.authenticate(BareInput(token=token))
+        record = await self._signer.credentials.get(credential_id)
+        allowed = (
+            isinstance(principal, Principal)
+            and SIGN_ACTION in principal.permissions
+            and record is not None
+            and principal.organization_id == record.organization_id
+        )
+        if not allowed:
+            # One answer for an unknown caller, a foreign credential and a missing grant: nothing to probe.
+            await errors.abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                errors.CALLER_NOT_ALLOWED,
+                "the caller may not sign for this outbound credential",
+            )
+
     async def SignOutbound(
         self, request: auth_pb2.SignOutboundRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.SignOutboundResponse:
@@ -124,6 +163,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise FieldError("url", problem)
         convert.bounded(request.method, "method", convert.MAX_METHOD)
         message_id = convert.bounded(request.message_id, "message_id", 255)
+        await self._check_signing_caller(context, credential_id)
         result = await self._signer.sign(
             credential_id, url, request.body, message_id, request.previous_token_rejected
         )
@@ -139,6 +179,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             valid_until=convert.timestamp(result.valid_until),
         )
         return auth_pb2.SignOutboundResponse(signed=signed)
+
+
+def _bearer(context: grpc.aio.ServicerContext) -> str:
+    values = [value for key, value in context.invocation_metadata() or () if key == "authorization"]
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0].lower().startswith("bearer "):
+        return ""
+    return values[0][7:].strip()
 
 
 async def issue_token(grants: Grants, request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Outcome:

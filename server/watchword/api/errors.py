@@ -23,6 +23,8 @@ ADMIN_TOKEN_INVALID = "admin_token_invalid"
 STORE_UNAVAILABLE = "store_unavailable"
 INTERNAL = "internal"
 NOT_IMPLEMENTED = "not_implemented"
+CALLER_TOKEN_MISSING = "caller_token_missing"
+CALLER_NOT_ALLOWED = "caller_not_allowed"
 
 ERROR_REASONS: dict[str, str] = {
     REQUEST_UNDECODABLE: "INVALID_ARGUMENT: the request bytes are not a valid message (e.g. a string "
@@ -36,6 +38,10 @@ ERROR_REASONS: dict[str, str] = {
     INTERNAL: "INTERNAL: a fault in Watchword; the message carries an incident id under which the server "
     "log has the details.",
     NOT_IMPLEMENTED: "UNIMPLEMENTED: the RPC is part of the contract but not served by this version.",
+    CALLER_TOKEN_MISSING: "UNAUTHENTICATED: SignOutbound without `authorization: Bearer <token>` of its "
+    "caller.",
+    CALLER_NOT_ALLOWED: "PERMISSION_DENIED: the caller is no admin token and holds no `outbound.sign` grant "
+    "in the outbound credential's organization.",
 }
 
 

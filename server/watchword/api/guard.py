@@ -124,6 +124,11 @@ class AdminAuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, check: AdminCheck) -> None:
         self._check = check
 
+    @property
+    def check(self) -> AdminCheck:
+        """Whether a token is a valid admin token (its id, or None); also used by SignOutbound."""
+        return self._check
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
