@@ -10,9 +10,6 @@ Header fields that name keys elsewhere (`jku`, `x5u`, `jwk`, `x5c`) are never fe
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -62,21 +59,6 @@ def _refuse(reason: str) -> Refusal:
     if reason not in _MESSAGES:  # a reason the JOSE core added later: still stable, never free text
         reason = reason if reason in reasons.REASONS else reasons.TOKEN_MALFORMED
     return Refusal(reason=reason, message=_MESSAGES.get(reason, "the token was refused"))
-
-
-def looks_like_jwt(token: str) -> bool:
-    """True for a compact JWS: three dot-separated parts whose first decodes to a JSON object with a
-    string `alg`. Cheap and never raises: the dispatcher routes tokens with it."""
-    if token.count(".") != 2:
-        return False
-    header = token.partition(".")[0]
-    if len(header) > _MAX_HEADER_CHARS or _BASE64URL.fullmatch(header) is None:
-        return False
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
-    except (binascii.Error, ValueError, RecursionError):
-        return False
-    return isinstance(decoded, dict) and isinstance(decoded.get("alg"), str)
 
 
 def claim_at(claims: Mapping[str, object], path: str) -> object:
@@ -182,9 +164,6 @@ class ExternalJwtVerifier:
         """S1: "claims", "memberships" or "both" for this issuer's users."""
         settings = self._settings.get(issuer)
         return settings.roles_source if settings is not None else "claims"
-
-    def knows(self, issuer: object) -> bool:
-        return isinstance(issuer, str) and issuer in self._settings
 
     async def start(self, *, prime: bool = True) -> None:
         """Load every static JWKS file (a bad one raises JwksSourceError: a start-up error) and, with

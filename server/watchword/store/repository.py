@@ -93,10 +93,6 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-
     async def _paginate(
         self, session: AsyncSession, query: Any, key: Any, page_size: int, page_token: str
     ) -> Page[Any]:
