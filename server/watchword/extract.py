@@ -109,27 +109,34 @@ def parse_cookie_header(value: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _header_values(request: HttpParts, name: str) -> set[str]:
-    wanted = name.lower()
-    return {value.strip() for header, value in request.headers if header.lower() == wanted}
+def _wanted_headers(request: HttpParts, names: tuple[str, ...]) -> dict[str, set[str]]:
+    """The distinct (stripped) values of each header in `names` (lower case), in one pass over the
+    headers: case-insensitive names, as HTTP says."""
+    found: dict[str, set[str]] = {name: set() for name in names}
+    for header, value in request.headers:
+        values = found.get(header.lower())
+        if values is not None:
+            values.add(value.strip())
+    return found
 
 
 def _candidates(request: HttpParts, settings: TransportSettings) -> list[PresentedCredential | Refusal]:
     found: list[PresentedCredential | Refusal] = []
     max_bytes = settings.max_token_bytes
-    found.extend(_from_authorization(value, max_bytes) for value in _header_values(request, "authorization"))
+    id_header, token_header = settings.header_pair
+    id_name, token_name = id_header.lower(), token_header.lower()
+    headers = _wanted_headers(request, ("authorization", "cookie", id_name, token_name))
+    found.extend(_from_authorization(value, max_bytes) for value in headers["authorization"])
     if settings.cookie_name:
         cookies = list(request.cookies)
-        for value in _header_values(request, "cookie"):
+        for value in headers["cookie"]:
             cookies.extend(parse_cookie_header(value))
         found.extend(
             _presented(value, Transport.COOKIE, "", max_bytes)
             for name, value in cookies
             if name == settings.cookie_name
         )
-    id_header, token_header = settings.header_pair
-    ids = _header_values(request, id_header)
-    tokens = _header_values(request, token_header)
+    ids, tokens = headers[id_name], headers[token_name]
     if len(ids) > 1:
         found.append(_refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one {id_header} header"))
     client_id = next(iter(ids), "")
@@ -157,6 +164,8 @@ def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential
 def from_http(request: HttpParts, settings: TransportSettings) -> PresentedCredential | Refusal:
     """Every place a credential may be in an HTTP request; exactly one distinct credential is accepted."""
     found = _candidates(request, settings)
+    if len(found) == 1:  # the common case: one credential, or one refusal, and nothing else
+        return found[0]
     presented = [c for c in found if isinstance(c, PresentedCredential)]
     refusals = [c for c in found if isinstance(c, Refusal)]
     distinct = {(c.token, c.client_id) for c in presented}

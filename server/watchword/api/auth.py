@@ -17,10 +17,12 @@ from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
 
-def _outcome_to_proto(outcome: AuthorizeOutcome) -> auth_pb2.AuthorizeResponse:
+def _outcome_to_proto(
+    outcome: AuthorizeOutcome, principals: convert.PrincipalMessages
+) -> auth_pb2.AuthorizeResponse:
     response = auth_pb2.AuthorizeResponse(decision=convert.decision_to_proto(outcome.decision))
     if outcome.principal is not None:
-        response.principal.CopyFrom(convert.principal_to_proto(outcome.principal))
+        response.principal.CopyFrom(principals.get(outcome.principal))
     if outcome.refusal is not None:
         response.refusal.CopyFrom(convert.refusal_to_proto(outcome.refusal))
     return response
@@ -48,6 +50,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._grants = grants
         self._signer = signer
         self._admin_check = admin_check
+        self._principals = convert.PrincipalMessages()
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -58,7 +61,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         result = await self._pipeline.authenticate(source)
         if isinstance(result, Refusal):
             return auth_pb2.AuthenticateResponse(refusal=convert.refusal_to_proto(result))
-        return auth_pb2.AuthenticateResponse(principal=convert.principal_to_proto(result))
+        return auth_pb2.AuthenticateResponse(principal=self._principals.get(result))
 
     async def _authorize_one(
         self, request: auth_pb2.AuthorizeRequest, field: str, memo: Memo | None = None
@@ -68,7 +71,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         action = convert.required(request.action, f"{field}action", convert.MAX_ACTION)
         resource = convert.resource_from_proto(request.resource, f"{field}resource")
-        return _outcome_to_proto(await self._pipeline.authorize(source, action, resource, memo=memo))
+        outcome = await self._pipeline.authorize(source, action, resource, memo=memo)
+        return _outcome_to_proto(outcome, self._principals)
 
     async def Authorize(
         self, request: auth_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
@@ -91,7 +95,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 # One bad entry gets its own refusal and never spoils the others (T7).
                 refusal = Refusal(reason=reasons.ENTRY_INVALID, message=str(exc))
                 denial = Decision(allowed=False, reason=reasons.ENTRY_INVALID, rule="S8", message=str(exc))
-                results.append(_outcome_to_proto(AuthorizeOutcome(decision=denial, refusal=refusal)))
+                outcome = AuthorizeOutcome(decision=denial, refusal=refusal)
+                results.append(_outcome_to_proto(outcome, self._principals))
         return auth_pb2.AuthorizeBatchResponse(results=results)
 
     async def IssueToken(

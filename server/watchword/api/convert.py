@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -56,34 +57,43 @@ def from_timestamp(stamp: Timestamp, field: str) -> datetime:
         raise FieldError(field, "is not a valid timestamp") from None
 
 
+def _pairs(entries: Any, field: str, name_limit: int, value_limit: int) -> tuple[tuple[str, str], ...]:
+    """Name/value pairs, each bounded; the field path is only spelled out for the one that is not."""
+    pairs = tuple((entry.name, entry.value) for entry in entries)
+    for index, (name, value) in enumerate(pairs):
+        if len(name) > name_limit:
+            bounded(name, f"{field}[{index}].name", name_limit)
+        if len(value) > value_limit:
+            bounded(value, f"{field}[{index}].value", value_limit)
+    return pairs
+
+
 def credential_source(
     source: common_pb2.CredentialSource, field: str, max_token_bytes: int, max_headers: int
 ) -> CredentialInput:
     which = source.WhichOneof("source")
-    if which == "bare":
-        # An oversized bare token is refused by the extractor with a reason, not rejected here.
-        return BareInput(
-            token=source.bare.token,
-            client_id=bounded(source.bare.client_id, f"{field}.bare.client_id", MAX_ID),
-        )
     if which == "http":
         http = source.http
-        if len(http.headers) + len(http.cookies) > max_headers:
+        headers, cookies = http.headers, http.cookies
+        if len(headers) + len(cookies) > max_headers:
             raise FieldError(f"{field}.http.headers", f"more than {max_headers} headers and cookies")
         value_limit = max_token_bytes * 2
-        for index, header in enumerate(http.headers):
-            bounded(header.name, f"{field}.http.headers[{index}].name", MAX_HEADER_NAME)
-            bounded(header.value, f"{field}.http.headers[{index}].value", value_limit)
-        for index, cookie in enumerate(http.cookies):
-            bounded(cookie.name, f"{field}.http.cookies[{index}].name", MAX_HEADER_NAME)
-            bounded(cookie.value, f"{field}.http.cookies[{index}].value", value_limit)
-        return HttpParts(
-            method=bounded(http.method, f"{field}.http.method", MAX_METHOD),
-            path=bounded(http.path, f"{field}.http.path", MAX_PATH),
-            headers=tuple((h.name, h.value) for h in http.headers),
-            query=bounded(http.query, f"{field}.http.query", MAX_QUERY),
-            cookies=tuple((c.name, c.value) for c in http.cookies),
+        header_pairs = _pairs(headers, f"{field}.http.headers", MAX_HEADER_NAME, value_limit)
+        cookie_pairs = (
+            _pairs(cookies, f"{field}.http.cookies", MAX_HEADER_NAME, value_limit) if cookies else ()
         )
+        method, path, query = http.method, http.path, http.query
+        if len(method) > MAX_METHOD or len(path) > MAX_PATH or len(query) > MAX_QUERY:
+            bounded(method, f"{field}.http.method", MAX_METHOD)
+            bounded(path, f"{field}.http.path", MAX_PATH)
+            bounded(query, f"{field}.http.query", MAX_QUERY)
+        return HttpParts(method=method, path=path, headers=header_pairs, query=query, cookies=cookie_pairs)
+    if which == "bare":
+        # An oversized bare token is refused by the extractor with a reason, not rejected here.
+        client_id = source.bare.client_id
+        if len(client_id) > MAX_ID:
+            bounded(client_id, f"{field}.bare.client_id", MAX_ID)
+        return BareInput(token=source.bare.token, client_id=client_id)
     raise FieldError(field, "set either `bare` or `http`")
 
 
@@ -96,16 +106,18 @@ def subject_from_proto(subject: common_pb2.Subject, field: str) -> Subject | Non
     return Subject(type=kind, id=required(subject.id, f"{field}.id", MAX_ID))
 
 
+_RESOURCE_IDS = ("organization_id", "application_id", "event_type", "object_id")
+
+
 def resource_from_proto(resource: auth_pb2.Resource, field: str) -> Resource:
-    return Resource(
-        organization_id=identifier(resource.organization_id, f"{field}.organization_id"),
-        application_id=identifier(resource.application_id, f"{field}.application_id"),
-        event_type=identifier(resource.event_type, f"{field}.event_type"),
-        object_id=identifier(resource.object_id, f"{field}.object_id"),
-        subject=subject_from_proto(resource.subject, f"{field}.subject")
-        if resource.HasField("subject")
-        else None,
+    values = (resource.organization_id, resource.application_id, resource.event_type, resource.object_id)
+    for name, value in zip(_RESOURCE_IDS, values, strict=True):
+        if len(value) > MAX_ID or "\x00" in value:
+            identifier(value, f"{field}.{name}")  # raises, naming the field
+    subject = (
+        subject_from_proto(resource.subject, f"{field}.subject") if resource.HasField("subject") else None
     )
+    return Resource(*values, subject=subject)
 
 
 def principal_to_proto(principal: Principal) -> common_pb2.Principal:
@@ -147,3 +159,28 @@ def decision_to_proto(decision: Decision) -> auth_pb2.Decision:
     return auth_pb2.Decision(
         allowed=decision.allowed, reason=decision.reason, rule=decision.rule, message=decision.message
     )
+
+
+class PrincipalMessages:
+    """`principal_to_proto`, built once per Principal object and reused for as long as that object is.
+
+    Verified principals are kept by the identify caches (verified tokens, verified secrets) and dropped
+    there when their credential changes; a changed principal is a new object, so it gets a new message.
+    Entries hold their principal, so an id is never reused while its entry lives. Bounded, oldest first.
+    The messages are shared: callers copy them into their response and never change them.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max_entries = max_entries
+        self._entries: dict[int, tuple[Principal, common_pb2.Principal]] = {}
+
+    def get(self, principal: Principal) -> common_pb2.Principal:
+        entry = self._entries.get(id(principal))
+        if entry is not None and entry[0] is principal:
+            return entry[1]
+        message = principal_to_proto(principal)
+        entries = self._entries
+        entries[id(principal)] = (principal, message)
+        while len(entries) > self._max_entries:
+            del entries[next(iter(entries))]
+        return message

@@ -25,6 +25,8 @@ from watchword.api import errors
 log = logging.getLogger("watchword.rpc")
 
 ADMIN_PREFIX = "/watchword.v1.AdminService/"
+# Wrapped handlers kept (one per served method; unknown methods have no handler and are never kept).
+MAX_WRAPPED_METHODS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,11 @@ def _guarded(behavior: Behavior, method: str) -> Behavior:
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        # gRPC runs interceptors on every call: wrap each method's handler once, not per call. Keyed by
+        # method, and used only while the server hands out the very same handler it was made from.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -98,11 +105,18 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _guarded(handler.unary_unary, handler_call_details.method),
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            _guarded(handler.unary_unary, method),
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        if len(self._wrapped) < MAX_WRAPPED_METHODS:  # method names come from callers: stay bounded
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 AdminCheck = Callable[[str], Awaitable[str | None]]

@@ -35,20 +35,62 @@ _PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.FORM})
 _REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
+DEFAULT_MAX_ENTRIES = 50_000
 
 
 def _refuse(reason: str, message: str) -> Refusal:
     return Refusal(reason=reason, message=message)
 
 
-def _secret_matches(token: str, record: Credential, now: datetime) -> bool:
+def _in_overlap(record: Credential, now: datetime) -> bool:
+    """Whether the previous secret of a rotation is still accepted."""
+    return record.previous_secret_valid_until is not None and now < record.previous_secret_valid_until
+
+
+def _secret_matches(token: str, record: Credential, now: datetime) -> bool | None:
+    """True: the current secret; False: the previous one, during its overlap; None: neither."""
     current = secret_format.secret_matches(token, record.secret_hash)
-    previous = (
-        record.previous_secret_valid_until is not None
-        and now < record.previous_secret_valid_until
-        and secret_format.secret_matches(token, record.previous_secret_hash)
-    )
-    return current or previous
+    previous = _in_overlap(record, now) and secret_format.secret_matches(token, record.previous_secret_hash)
+    if current:
+        return True
+    return False if previous else None
+
+
+class VerifiedSecrets:
+    """Secrets that verified, each kept with the very record object it verified against.
+
+    The credential cache hands out the same record object until that credential changes, expires from the
+    cache or is invalidated, and records are never changed in place. So while a lookup returns the object
+    kept here, the format, hash, id and transport checks would all answer as they did: only what depends
+    on the time (expiry, deactivation, a previous secret's overlap) is checked again, on every call. Any
+    other object means a fresh full verification. Only successes are kept, bounded, oldest dropped first.
+    """
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self._max_entries = max_entries
+        # presented -> (record it verified against, principal, whether by the current secret)
+        self._entries: dict[PresentedCredential, tuple[Credential, Principal, bool]] = {}
+
+    def get(self, presented: PresentedCredential) -> tuple[Credential, Principal, bool] | None:
+        return self._entries.get(presented)
+
+    def remember(
+        self, presented: PresentedCredential, record: Credential, principal: Principal, current: bool
+    ) -> None:
+        entries = self._entries
+        entries.pop(presented, None)
+        entries[presented] = (record, principal, current)
+        while len(entries) > self._max_entries:
+            del entries[next(iter(entries))]
+
+    def forget(self, presented: PresentedCredential) -> None:
+        self._entries.pop(presented, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def form_decoded(value: str) -> str:
@@ -102,7 +144,17 @@ async def verify(
     lookup: CredentialLookup,
     now: datetime,
     application_actions: frozenset[str],
+    verified: VerifiedSecrets | None = None,
 ) -> Principal | Refusal:
+    if verified is not None:
+        seen = verified.get(presented)
+        if seen is not None:
+            record_seen, principal, current = seen
+            if await lookup(principal.credential_id) is record_seen and (
+                current or _in_overlap(record_seen, now)
+            ):
+                return state_refusal(record_seen, now) or principal
+            verified.forget(presented)  # changed since: verify from scratch
     token, client_id = _secret_and_id(presented)
     parsed = secret_format.parse(token)
     if parsed is None:
@@ -115,12 +167,8 @@ async def verify(
     if presented.transport not in allowed_transports:
         return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "this credential is not accepted over this transport")
     record = await lookup(parsed.credential_id)
-    if (
-        record is None
-        or record.kind != parsed.kind
-        or not _secret_matches(token, record, now)
-        or not _id_matches(parsed.kind, record, presented, client_id)
-    ):
+    matched = None if record is None or record.kind != parsed.kind else _secret_matches(token, record, now)
+    if record is None or matched is None or not _id_matches(parsed.kind, record, presented, client_id):
         return _refuse(reasons.CREDENTIAL_UNKNOWN, "the credential is not recognised")
     refusal = state_refusal(record, now)
     if refusal is not None:
@@ -131,4 +179,7 @@ async def verify(
     basic_api_key = presented.transport is Transport.BASIC and parsed.kind is CredentialKind.API_KEY
     if basic_api_key and not record.basic_auth_enabled:
         return _refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")
-    return principal_for(record, presented, application_actions)
+    principal = principal_for(record, presented, application_actions)
+    if verified is not None:
+        verified.remember(presented, record, principal, matched)
+    return principal
