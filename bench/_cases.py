@@ -188,10 +188,13 @@ def run_rpc_benchmark(rpc: str, doc: str, argv: list[str] | None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight at once")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all cases; the median is shown")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, JwksServer(algorithms=("ES256",)) as idp:
-        with bench_server(Path(tmp), idp) as server:
-            cases = create_cases(server, idp)
-            rows = asyncio.run(_drive(server.address, rpc, cases, args.calls, args.concurrency, args.rounds))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        JwksServer(algorithms=("ES256",)) as idp,
+        bench_server(Path(tmp), idp) as server,
+    ):
+        cases = create_cases(server, idp)
+        rows = asyncio.run(_drive(server.address, rpc, cases, args.calls, args.concurrency, args.rounds))
     print_table(
         f"{rpc}, warm cache: {args.calls} calls per case, {args.concurrency} in flight, "
         f"median of {args.rounds} rounds",

@@ -82,7 +82,8 @@ class InProcessServer:
 
     async def call(self, method: str, request: bytes) -> bytes:
         handler = await self._intercepted(0, _Details(method, METADATA))
-        assert handler is not None and handler.unary_unary is not None, method
+        assert handler is not None, method
+        assert handler.unary_unary is not None, method
         message = handler.request_deserializer(request)
         response = await handler.unary_unary(message, self._context)
         return handler.response_serializer(response)

@@ -56,35 +56,56 @@ def _secret_matches(token: str, record: Credential, now: datetime) -> bool | Non
     return False if previous else None
 
 
-class VerifiedSecrets:
-    """Secrets that verified, each kept with the very record object it verified against.
+def _state(record: Credential) -> tuple[object, ...]:
+    """What a rotation, deactivation or expiry changes on a credential."""
+    return (
+        record.secret_hash,
+        record.previous_secret_hash,
+        record.previous_secret_valid_until,
+        record.deactivated_at,
+        record.expires_at,
+    )
 
-    The credential cache hands out the same record object until that credential changes, expires from the
-    cache or is invalidated, and records are never changed in place. So while a lookup returns the object
-    kept here, the format, hash, id and transport checks would all answer as they did: only what depends
-    on the time (expiry, deactivation, a previous secret's overlap) is checked again, on every call. Any
-    other object means a fresh full verification. Only successes are kept, bounded, oldest dropped first.
+
+class VerifiedSecrets:
+    """Secrets that verified, each kept with the record object it verified against and that record's state.
+
+    The credential cache hands out the same record object until the credential changes (admin change on
+    this replica, or its entry reloaded after the TTL), and the store never changes a record it handed out.
+    So while a lookup returns the object kept here, the format, hash, id, kind and transport checks would
+    answer as they did and the principal built from it is the same: they are skipped. The credential's
+    state (secrets, deactivation, expiry) is still compared, and the time checks (expiry, a previous
+    secret's overlap) made, on every call. Any other object, or another state: a full verification.
+    Only successes are kept, bounded, oldest dropped first.
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self._max_entries = max_entries
-        # presented -> (record it verified against, principal, whether by the current secret)
-        self._entries: dict[PresentedCredential, tuple[Credential, Principal, bool]] = {}
+        # presented -> (record it verified against, its state then, principal, whether by the current secret)
+        self._entries: dict[PresentedCredential, tuple[Credential, tuple[object, ...], Principal, bool]] = {}
 
-    def get(self, presented: PresentedCredential) -> tuple[Credential, Principal, bool] | None:
-        return self._entries.get(presented)
+    async def get(
+        self, presented: PresentedCredential, lookup: CredentialLookup, now: datetime
+    ) -> Principal | Refusal | None:
+        """The principal (or the state refusal) for a secret verified before, or None: verify it afresh."""
+        entry = self._entries.get(presented)
+        if entry is None:
+            return None
+        seen, state, principal, current = entry
+        record = await lookup(principal.credential_id)
+        if record is not seen or _state(record) != state or not (current or _in_overlap(record, now)):
+            del self._entries[presented]
+            return None
+        return state_refusal(record, now) or principal
 
     def remember(
         self, presented: PresentedCredential, record: Credential, principal: Principal, current: bool
     ) -> None:
         entries = self._entries
         entries.pop(presented, None)
-        entries[presented] = (record, principal, current)
+        entries[presented] = (record, _state(record), principal, current)
         while len(entries) > self._max_entries:
             del entries[next(iter(entries))]
-
-    def forget(self, presented: PresentedCredential) -> None:
-        self._entries.pop(presented, None)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -147,14 +168,9 @@ async def verify(
     verified: VerifiedSecrets | None = None,
 ) -> Principal | Refusal:
     if verified is not None:
-        seen = verified.get(presented)
-        if seen is not None:
-            record_seen, principal, current = seen
-            if await lookup(principal.credential_id) is record_seen and (
-                current or _in_overlap(record_seen, now)
-            ):
-                return state_refusal(record_seen, now) or principal
-            verified.forget(presented)  # changed since: verify from scratch
+        known = await verified.get(presented, lookup, now)
+        if known is not None:
+            return known
     token, client_id = _secret_and_id(presented)
     parsed = secret_format.parse(token)
     if parsed is None:

@@ -39,11 +39,6 @@ def _state(record: Credential | None) -> State:
     )
 
 
-def _overlap_ended(record: Credential, now: datetime) -> bool:
-    """An entry verified during a rotation's overlap may have used the previous secret: dropped after."""
-    return record.previous_secret_valid_until is not None and record.previous_secret_valid_until <= now
-
-
 class VerifiedTokens:
     def __init__(
         self,
@@ -56,11 +51,7 @@ class VerifiedTokens:
         self._max_age = max_age
         self._max_entries = max_entries
         self._clock = clock
-        # key -> (verified at, principal, state of the backing credential, the record object last seen
-        # with that state: the credential cache hands out the same object until the credential changes or
-        # its entry is reloaded, and records are never changed in place, so the same object has the same
-        # state and needs no comparison)
-        self._entries: OrderedDict[Key, tuple[float, Principal, State, object]] = OrderedDict()
+        self._entries: OrderedDict[Key, tuple[float, Principal, State]] = OrderedDict()
 
     @staticmethod
     def _key(presented: PresentedCredential) -> Key:
@@ -71,19 +62,10 @@ class VerifiedTokens:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        verified_at, principal, state, seen = entry
+        verified_at, principal, state = entry
         expired = principal.expires_at is not None and principal.expires_at <= now
         stale = self._clock() - verified_at > self._max_age
-        if expired or stale:
-            self._entries.pop(key, None)
-            return None
-        record = await self._backing(principal)
-        if record is not seen:
-            if _state(record) != state:
-                self._entries.pop(key, None)
-                return None
-            self._entries[key] = (verified_at, principal, state, record)
-        if record is not None and _overlap_ended(record, now):
+        if expired or stale or not await self._unchanged(principal, state, now):
             self._entries.pop(key, None)
             return None
         return principal
@@ -93,11 +75,21 @@ class VerifiedTokens:
             return None
         return await self._lookup(principal.credential_id)
 
+    async def _unchanged(self, principal: Principal, state: State, now: datetime) -> bool:
+        record = await self._backing(principal)
+        if _state(record) != state:
+            return False
+        overlap_ended = (
+            record is not None
+            and record.previous_secret_valid_until is not None
+            and record.previous_secret_valid_until <= now
+        )
+        return not overlap_ended
+
     async def remember(self, presented: PresentedCredential, principal: Principal) -> None:
         """Keep a principal that was just verified, with the state of the credential behind it."""
         key = self._key(presented)
-        record = await self._backing(principal)
-        self._entries[key] = (self._clock(), principal, _state(record), record)
+        self._entries[key] = (self._clock(), principal, _state(await self._backing(principal)))
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)

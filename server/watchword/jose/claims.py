@@ -6,6 +6,7 @@ type, issuer, audience, then time (`exp`, `nbf`, `iat`) with a small bounded lee
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Mapping
 
@@ -15,6 +16,7 @@ MAX_LEEWAY_SECONDS = 120
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")
 _STRING_CLAIMS = ("iss", "sub", "jti")
+_ABSENT = object()
 
 
 class ClaimsError(ValueError):
@@ -49,8 +51,11 @@ def validate(
 
 
 def _is_number(value: object) -> bool:
-    # bool is an int subclass; JSON true is not a time.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # bool is an int subclass; JSON true is not a time. An int is finite however long (and math.isfinite
+    # would overflow on a huge one); a float must be finite.
+    if isinstance(value, int):
+        return value.__class__ is not bool
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _check_arguments(now: float, leeway: float) -> None:
@@ -63,6 +68,17 @@ def _check_arguments(now: float, leeway: float) -> None:
 def _expected_audiences(audience: str | Collection[str] | None) -> frozenset[str] | None:
     if audience is None:
         return None
+    if isinstance(audience, str | tuple | frozenset):  # hashable: the settings' own, the same every call
+        return _hashable_audiences(audience)
+    return _audience_set(audience)
+
+
+@functools.lru_cache(maxsize=256)
+def _hashable_audiences(audience: str | tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    return _audience_set(audience)
+
+
+def _audience_set(audience: str | Collection[str]) -> frozenset[str]:
     expected = frozenset({audience} if isinstance(audience, str) else audience)
     if not expected or not all(isinstance(item, str) for item in expected):
         raise ValueError("audience must be a string or a non-empty collection of strings")
@@ -71,10 +87,12 @@ def _expected_audiences(audience: str | Collection[str] | None) -> frozenset[str
 
 def _check_types(claims: Mapping[str, object]) -> None:
     for name in _TIME_CLAIMS:
-        if name in claims and not _is_number(claims[name]):
+        value = claims.get(name, _ABSENT)
+        if value is not _ABSENT and not _is_number(value):
             raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"the claim {name!r} is not a number")
     for name in _STRING_CLAIMS:
-        if name in claims and not isinstance(claims[name], str):
+        value = claims.get(name, _ABSENT)
+        if value is not _ABSENT and not isinstance(value, str):
             raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"the claim {name!r} is not a string")
     if "aud" in claims:
         _audiences(claims["aud"])

@@ -61,6 +61,12 @@ def _malformed(message: str) -> JwsError:
     return JwsError(reasons.TOKEN_MALFORMED, message)
 
 
+# Headers already parsed and checked, by their encoded form: an issuer's tokens share a handful of headers
+# (alg, kid, typ), so most tokens cost one dictionary lookup here. Never changed once stored (nothing
+# writes to a parsed header).
+MAX_CACHED_HEADERS = 1024
+_HEADERS: dict[str, dict[str, object]] = {}
+
 # --- parsing ------------------------------------------------------------------------------------------
 
 
@@ -79,8 +85,13 @@ def parse(token: str, *, max_bytes: int = MAX_TOKEN_BYTES, json_payload: bool = 
     header_b64, payload_b64, signature_b64 = parts
     if len(header_b64) > _MAX_HEADER_B64:
         raise _malformed(f"the header is longer than {MAX_HEADER_BYTES} bytes")
-    header = _json_object(_decode(header_b64, "header"), "header")
-    _check_header(header)
+    header = _HEADERS.get(header_b64)
+    if header is None:
+        header = _json_object(_decode(header_b64, "header"), "header")
+        _check_header(header)
+        if len(_HEADERS) >= MAX_CACHED_HEADERS:
+            _HEADERS.clear()  # bounded, whatever the tokens sent; a flood only costs the uncached parse
+        _HEADERS[header_b64] = header
     payload = _decode(payload_b64, "payload")
     claims = _json_object(payload, "payload") if json_payload else {}
     signature = _decode(signature_b64, "signature")
