@@ -63,6 +63,8 @@ def _refuse(reason: str) -> Refusal:
 
 def claim_at(claims: Mapping[str, object], path: str) -> object:
     """The value at a dotted path (`realm_access.roles`), or `_MISSING`."""
+    if "." not in path:  # the usual `sub`: one lookup
+        return claims.get(path, _MISSING)
     value: object = claims
     for name in path.split("."):
         if not isinstance(value, Mapping) or name not in value:
@@ -118,6 +120,8 @@ def _organizations(value: object) -> dict[str, set[str]]:
 def memberships(claims: Mapping[str, object], settings: IssuerSettings) -> Memberships:
     """The (organization, sorted roles) pairs the configured claims grant; a missing claim grants none, a
     claim of the wrong shape raises `_ClaimsInvalid` (a misconfiguration should be seen, not ignored)."""
+    if settings.organizations_claim is None and settings.organization_claim is None:
+        return ()  # roles come from the stored memberships only
     found: dict[str, set[str]] = {}
     if settings.organizations_claim is not None:
         value = claim_at(claims, settings.organizations_claim)
