@@ -54,7 +54,7 @@ def test_authorize_benchmark_prints_a_ratio_per_credential_kind() -> None:
 
 
 def test_per_call_benchmark_prints_microseconds_per_kind_for_both_rpcs() -> None:
-    lines = run("per_call.py", "--calls", "30", "--rounds", "1")
+    lines = run("per_call.py", "--calls", "40", "--batch", "20")
     for rpc in ("Authenticate", "Authorize"):
         rows = table(lines, f"{rpc}, server-side Python work per call")
         assert NOOP in rows
