@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import jwt
-from _measure import BASELINE, Call, interleaved, print_table
+from _measure import BASELINE, Call, Row, interleaved, print_table
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
@@ -159,8 +159,8 @@ def bench_server(tmp: Path, idp: JwksServer) -> WatchwordProcess:
 
 
 async def _drive(
-    address: str, rpc: str, cases: dict[str, Case], calls: int, concurrency: int, rounds: int
-) -> list[tuple[str, float]]:
+    address: str, rpc: str, cases: dict[str, Case], calls: int, concurrency: int, rounds: int, pid: int
+) -> list[Row]:
     async with grpc.aio.insecure_channel(address) as channel:
         auth = auth_pb2_grpc.AuthServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
@@ -177,26 +177,29 @@ async def _drive(
                 assert response.decision.allowed == case.allowed, (name, response)
             method = getattr(auth, rpc)
             timed[name] = lambda m=method, r=request: m(r, timeout=10)
-        return await interleaved(timed, calls, concurrency, rounds)
+        return await interleaved(timed, calls, concurrency, rounds, server_pid=pid)
 
 
 def run_rpc_benchmark(rpc: str, doc: str, argv: list[str] | None) -> int:
     """The command line of bench/authenticate.py and bench/authorize.py: `rpc` per kind against the
     no-op, on one server, in rotated rounds."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=5000, help="calls per case")
+    parser.add_argument("--calls", type=int, default=500, help="calls per case and round")
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight at once")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all cases; the median is shown")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds over all cases; the median is shown")
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory() as tmp,
         JwksServer(algorithms=("ES256",)) as idp,
         bench_server(Path(tmp), idp) as server,
     ):
+        assert server.process is not None
         cases = create_cases(server, idp)
-        rows = asyncio.run(_drive(server.address, rpc, cases, args.calls, args.concurrency, args.rounds))
+        rows = asyncio.run(
+            _drive(server.address, rpc, cases, args.calls, args.concurrency, args.rounds, server.process.pid)
+        )
     print_table(
-        f"{rpc}, warm cache: {args.calls} calls per case, {args.concurrency} in flight, "
+        f"{rpc}, warm cache: {args.calls} calls per case and round, {args.concurrency} in flight, "
         f"median of {args.rounds} rounds",
         "calls/s",
         rows,

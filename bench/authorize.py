@@ -1,14 +1,15 @@
 """Authorize calls per second for each credential kind, next to a no-op RPC on the same server.
 
-    .venv/bin/python bench/authorize.py [--calls 5000] [--concurrency 32] [--rounds 3]
+    .venv/bin/python bench/authorize.py [--calls 500] [--concurrency 32] [--rounds 7]
 
 Starts a real `watchword serve` on a free loopback port (with a local OIDC issuer for C1), creates one
 credential of each kind and a question for it (an action on a resource, allowed for every kind but C9;
 a resource named by its application has its organization resolved from the store, cached, on every
 call), warms the caches, then drives each case with the same number of concurrent asyncio gRPC calls
 from one client process. The baseline is the gRPC health check (`grpc.health.v1.Health/Check`): it goes
-through the same server interceptors as Authorize and does no work of its own. The ratio is kind
-calls/s over baseline calls/s, so both sides share the same machine and the same run.
+through the same server interceptors as Authorize and does no work of its own. Every case runs
+between two runs of the no-op, and its ratio is its calls/s over theirs, so both sides share the same
+machine at the same moment; the median over the rotated rounds is shown.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 Starts a real `watchword serve`, creates an API key and an OAuth client (client_secret_post), then
 drives IssueToken for each grant and the gRPC health check (a no-op RPC on the same server) with the
-same load, in rotated rounds; the median round is reported with its ratio to the no-op.
+same load, each run between two no-op runs, in rotated rounds; the medians are reported.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import BASELINE, Call, interleaved, print_table
+from _measure import BASELINE, Call, Row, interleaved, print_table
 
 from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
 
@@ -51,7 +51,7 @@ def _requests(server: WatchwordProcess) -> dict[str, auth_pb2.IssueTokenRequest]
 
 async def _run(
     address: str, requests: dict[str, auth_pb2.IssueTokenRequest], calls: int, concurrency: int, rounds: int
-) -> list[tuple[str, float]]:
+) -> list[Row]:
     async with grpc.aio.insecure_channel(address) as channel:
         auth = auth_pb2_grpc.AuthServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -161,8 +162,20 @@ def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential
     return _presented(token, Transport.BARE, client_id, max_bytes)
 
 
+@functools.lru_cache(maxsize=16)
+def _pair_in_authorization(settings: TransportSettings) -> bool:
+    """Whether a header of the T4 pair is configured as `Authorization` itself (then no shortcut)."""
+    return "authorization" in (settings.header_pair[0].lower(), settings.header_pair[1].lower())
+
+
 def from_http(request: HttpParts, settings: TransportSettings) -> PresentedCredential | Refusal:
     """Every place a credential may be in an HTTP request; exactly one distinct credential is accepted."""
+    if len(request.headers) == 1 and not request.cookies and not (settings.query_enabled and request.query):
+        # The usual request: one header and nothing else that could carry a credential. When that header
+        # is Authorization, it is the only candidate there can be (what _candidates would find too).
+        name, value = request.headers[0]
+        if name.lower() == "authorization" and not _pair_in_authorization(settings):
+            return _from_authorization(value, settings.max_token_bytes)
     found = _candidates(request, settings)
     if len(found) == 1:  # the common case: one credential, or one refusal, and nothing else
         return found[0]
