@@ -35,18 +35,23 @@ class SealedKeys:
 
     def keys(self, record: Credential, now: datetime, algorithm: str = "HS256") -> list[VerificationKey]:
         """The current key, then the previous one while its rotation overlap lasts."""
-        cached = self._keys.get(record.id)
-        if cached is None or cached[0] != record.sealed_secret or cached[1] != record.previous_sealed_secret:
-            keys = [self._open(record, record.sealed_secret, algorithm)]
-            keys.append(self._open(record, record.previous_sealed_secret, algorithm))
-            cached = (record.sealed_secret, record.previous_sealed_secret, [k for k in keys if k is not None])
-            self._keys[record.id] = cached
+        # Each stored attribute read once: they are ORM attributes, and this runs for every token.
+        credential_id, sealed, previous_sealed = (
+            record.id,
+            record.sealed_secret,
+            record.previous_sealed_secret,
+        )
+        cached = self._keys.get(credential_id)
+        if cached is None or cached[0] != sealed or cached[1] != previous_sealed:
+            keys = [self._open(record, sealed, algorithm), self._open(record, previous_sealed, algorithm)]
+            cached = (sealed, previous_sealed, [k for k in keys if k is not None])
+            self._keys[credential_id] = cached
             while len(self._keys) > MAX_ENTRIES:
                 self._keys.popitem(last=False)
-        self._keys.move_to_end(record.id)
+        self._keys.move_to_end(credential_id)
         current, *previous = cached[2]
-        overlap = record.previous_secret_valid_until is not None and now < record.previous_secret_valid_until
-        return [current, *previous] if overlap else [current]
+        valid_until = record.previous_secret_valid_until
+        return [current, *previous] if valid_until is not None and now < valid_until else [current]
 
 
 def verify_with_any(parsed: jws.ParsedJws, keys: list[VerificationKey]) -> None:
