@@ -191,6 +191,8 @@ class Pipeline:
             return None
         if resource.organization_id and resource.organization_id != application.organization_id:
             return None
+        if resource.organization_id:
+            return resource  # already names the application's organization
         # Built directly: dataclasses.replace costs several times more, on every Authorize.
         return Resource(
             application.organization_id,

@@ -156,9 +156,21 @@ def refusal_to_proto(refusal: Refusal) -> common_pb2.Refusal:
 
 
 def decision_to_proto(decision: Decision) -> auth_pb2.Decision:
-    return auth_pb2.Decision(
-        allowed=decision.allowed, reason=decision.reason, rule=decision.rule, message=decision.message
-    )
+    message = _DECISIONS.get(decision)
+    if message is None:
+        message = auth_pb2.Decision(
+            allowed=decision.allowed, reason=decision.reason, rule=decision.rule, message=decision.message
+        )
+        if len(_DECISIONS) >= MAX_CACHED_DECISIONS:
+            _DECISIONS.clear()  # bounded whatever the messages; a flood only costs building them again
+        _DECISIONS[decision] = message
+    return message
+
+
+# Decision messages by their (immutable) Decision: the rules give the same few answers over and over.
+# Shared: callers copy them into their response and never change them.
+MAX_CACHED_DECISIONS = 4096
+_DECISIONS: dict[Decision, auth_pb2.Decision] = {}
 
 
 class PrincipalMessages:

@@ -34,16 +34,19 @@ def _allow(rule: str, message: str) -> Decision:
     return Decision(allowed=True, reason=reasons.ALLOWED, rule=rule, message=message)
 
 
+# The resource fields each action level needs.
+_NEEDED: dict[Level, tuple[str, ...]] = {
+    Level.ORGANIZATION: ("organization_id",),
+    Level.APPLICATION: ("application_id",),
+    Level.EVENT_TYPE: ("application_id", "event_type"),
+    Level.OBJECT: ("organization_id", "object_id"),
+    Level.SUBJECT: ("organization_id", "subject"),
+}
+
+
 def missing_resource_field(action: Action, resource: Resource) -> str | None:
     """The first resource field the action's level needs that is empty, or None."""
-    needed: dict[Level, tuple[str, ...]] = {
-        Level.ORGANIZATION: ("organization_id",),
-        Level.APPLICATION: ("application_id",),
-        Level.EVENT_TYPE: ("application_id", "event_type"),
-        Level.OBJECT: ("organization_id", "object_id"),
-        Level.SUBJECT: ("organization_id", "subject"),
-    }
-    for name in needed[action.level]:
+    for name in _NEEDED[action.level]:
         if not getattr(resource, name):
             return name
     return None
