@@ -41,7 +41,7 @@ def _problem(state: _State, headers: dict[str, str], body: bytes) -> str:
     if state.signing_secret is not None:
         try:
             Webhook(state.signing_secret).verify(body, headers)
-        except WebhookVerificationError as error:
+        except (WebhookVerificationError, ValueError) as error:  # ValueError: a body that is not JSON
             return f"signature: {error}"
     authorization = headers.get("authorization", "")
     if state.require_bearer and not authorization.startswith("Bearer "):
