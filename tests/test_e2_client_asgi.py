@@ -263,3 +263,15 @@ def test_e2_route_templates_are_checked() -> None:
     assert route.match("POST", "/v1/applications//event_types") is None
     assert route.match("GET", "/v1/applications/app-1/event_types") is None
     assert route.resource({"application_id": "app-1"}).application_id == "app-1"
+
+
+async def test_e2_asgi_request_watchword_calls_malformed_is_400(http, secrets) -> None:
+    """More headers than Watchword reads (max_request_headers, 256 by default): INVALID_ARGUMENT -> 400."""
+    tenant, app_secret, _ = secrets
+    headers = [("authorization", f"Bearer {app_secret.secret}")] + [
+        (f"x-filler-{n}", "v") for n in range(300)
+    ]
+    response = await http.post(f"/v1/applications/{tenant.application_id}/event_types", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["reason"] == "field_invalid"
