@@ -10,6 +10,7 @@ returned (the change is committed) to the first refusal seen on that replica, po
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -28,6 +29,7 @@ from watchword.store import database
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from conftest import API_KEY, Tenant, create_credential, make_tenant
+from support.jwks_server import JwksServer
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
 
@@ -45,6 +47,7 @@ class Cluster:
     database_dsn: str
     tenant: Tenant
     delays: dict[str, float]
+    idp: JwksServer  # an external OIDC issuer (C1) whose users' roles are stored memberships (S1)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -76,24 +79,28 @@ def cluster(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) 
         "WATCHWORD_CACHE_TTL_SECONDS": str(CACHE_TTL_SECONDS),
     }
     _migrate(env)
-    replicas: list[WatchwordProcess] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        idp = stack.enter_context(JwksServer(algorithms=("ES256",)))
+        config = tmp_path_factory.mktemp("config") / "watchword.toml"
+        config.write_text(
+            f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["replicas"]\njwks_uri = "{idp.jwks_uri}"\n'
+            'allow_insecure_http = true\nroles_source = "memberships"\n'
+        )
+        replicas: list[WatchwordProcess] = []
         for number in range(REPLICAS):
-            # The first start mints the admin token; start it alone so exactly one is minted.
+            # The first start mints the admin token; start them one by one so exactly one is minted.
             data = tmp_path_factory.mktemp(f"replica{number + 1}") / "data"
-            replicas.append(WatchwordProcess(data, env=env).start())
+            process = WatchwordProcess(data, env=env, args=["--config", str(config)])
+            replicas.append(stack.enter_context(process))
         assert replicas[0].admin_token
         assert not any(r.admin_token for r in replicas[1:])
         for replica in replicas[1:]:
             replica.admin_token = replicas[0].admin_token
         delays: dict[str, float] = {}
-        yield Cluster(replicas, postgres.dsn(name), make_tenant(replicas[0], "replicas"), delays)
+        yield Cluster(replicas, postgres.dsn(name), make_tenant(replicas[0], "replicas"), delays, idp)
         print("\nchange propagation, worst replica per case (s):")
         for case, delay in delays.items():
             print(f"  {case:<45} {delay:.3f}")
-    finally:
-        for replica in replicas:
-            replica.stop()
 
 
 def _bearer(token: str) -> common_pb2.CredentialSource:
@@ -120,7 +127,7 @@ def refused_everywhere_within_limit(
             if delays[index] is None and refused(replica):
                 delays[index] = time.monotonic() - changed_at
         time.sleep(POLL_SECONDS)
-    print(f"\n{case}: refusal delay per replica {[None if d is None else round(d, 3) for d in delays]}")
+    print(f"\n{case}: delay per replica {[None if d is None else round(d, 3) for d in delays]}")
     assert all(d is not None for d in delays), f"{case}: some replica never refused: {delays}"
     measured = [d for d in delays if d is not None]
     cluster.delays[case] = max(measured)
@@ -193,6 +200,40 @@ def test_s6_i6_jwt_exchanged_from_a_deactivated_api_key_is_refused_by_every_repl
     )
     for replica in cluster.replicas:
         assert authenticate(replica, token.access_token).refusal.reason == "credential_deactivated"
+
+
+def test_s1_membership_removed_through_one_replica_is_refused_by_every_replica_within_1s(cluster) -> None:
+    organization = cluster.tenant.organization_id
+    now = int(time.time())
+    user_claims = {
+        "iss": cluster.idp.issuer,
+        "aud": "replicas",
+        "sub": "user-r",
+        "iat": now,
+        "exp": now + 300,
+    }
+    request = auth_pb2.AuthorizeRequest(
+        credential=_bearer(cluster.idp.sign(user_claims)),
+        action="application.create",
+        resource=auth_pb2.Resource(organization_id=organization),
+    )
+    membership = admin_pb2.Membership(organization_id=organization, user_id="user-r", roles=["editor"])
+    cluster.replicas[0].admin().SetMembership(
+        admin_pb2.SetMembershipRequest(membership=membership), metadata=cluster.metadata, timeout=10
+    )
+
+    def allowed(replica: WatchwordProcess) -> bool:
+        return replica.auth().Authorize(request, timeout=10).decision.allowed
+
+    assert all(allowed(replica) for replica in cluster.replicas)
+    removal = admin_pb2.DeleteMembershipRequest(organization_id=organization, user_id="user-r")
+    cluster.replicas[1].admin().DeleteMembership(removal, metadata=cluster.metadata, timeout=10)
+    changed_at = time.monotonic()
+    refused_everywhere_within_limit(
+        cluster, "S1 stored membership removed", lambda r: not allowed(r), changed_at
+    )
+    for replica in cluster.replicas:
+        assert replica.auth().Authorize(request, timeout=10).decision.reason == "not_a_member"
 
 
 def _kid(token: str) -> str:
