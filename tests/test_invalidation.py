@@ -163,7 +163,8 @@ class World:
         (ChangeKind.MEMBERSHIP, (2, 2, 1, 2, 2, 2)),
         (ChangeKind.TOKEN_REVOKED, (2, 2, 2, 1, 2, 2)),
         (ChangeKind.OUTBOUND_CREDENTIAL, (2, 2, 2, 2, 1, 2)),
-        (ChangeKind.APPLICATION, (0, 0, 0, 0, 0, 0)),  # its deletion cascades to its credentials
+        (ChangeKind.APPLICATION_CREATED, (2, 1, 2, 2, 2, 2)),
+        (ChangeKind.APPLICATION_DELETED, (0, 0, 0, 0, 0, 0)),  # the deletion cascades to its credentials
         (ChangeKind.ORGANIZATION, (0, 0, 0, 0, 0, 0)),
         (ChangeKind.SIGNING_KEY, (2, 2, 2, 2, 2, 2)),
     ],
@@ -257,7 +258,7 @@ async def test_s6_every_admin_write_announces_its_change_after_commit(store: Sto
     await store.delete_application(application.id)
     await store.delete_organization(organization.id)
     assert [(c.kind, c.ids) for c in announced] == [
-        (ChangeKind.APPLICATION, (application.id,)),
+        (ChangeKind.APPLICATION_CREATED, (application.id,)),
         (ChangeKind.CREDENTIAL, (credential.id,)),
         (ChangeKind.CREDENTIAL, (credential.id,)),
         (ChangeKind.CREDENTIAL, (credential.id,)),
@@ -265,7 +266,7 @@ async def test_s6_every_admin_write_announces_its_change_after_commit(store: Sto
         (ChangeKind.MEMBERSHIP, ("user-1",)),
         (ChangeKind.TOKEN_REVOKED, ("jti-1",)),
         (ChangeKind.CREDENTIAL, (credential.id,)),
-        (ChangeKind.APPLICATION, (application.id,)),
+        (ChangeKind.APPLICATION_DELETED, (application.id,)),
         (ChangeKind.ORGANIZATION, (organization.id,)),
     ]
     assert all(c.origin == store.origin and abs(c.at - time.time()) < 60 for c in announced)

@@ -101,9 +101,10 @@ class InvalidationBus:
             _invalidate(targets.revocations, ids)
         elif kind is ChangeKind.OUTBOUND_CREDENTIAL:
             _invalidate(targets.outbound_credentials, ids)
-        elif kind is ChangeKind.APPLICATION:
-            # A deleted application takes its credentials with it (cascade): nothing it held may stay.
-            _invalidate(targets.applications, ids)
+        elif kind is ChangeKind.APPLICATION_CREATED:
+            _invalidate(targets.applications, ids)  # a lookup of its id may have been cached as a miss
+        elif kind is ChangeKind.APPLICATION_DELETED:
+            # Its credentials went with it (cascade), whichever they were: nothing cached may outlive it.
             self._clear_caches()
         elif kind is ChangeKind.ORGANIZATION:
             self._clear_caches()

@@ -28,7 +28,8 @@ MAX_ORIGIN_CHARS = 64
 
 class ChangeKind(StrEnum):
     CREDENTIAL = "credential"  # created, deactivated, deleted or rotated: ids = credential ids
-    APPLICATION = "application"  # created or deleted (a deletion cascades to its credentials)
+    APPLICATION_CREATED = "application_created"  # ids = application ids
+    APPLICATION_DELETED = "application_deleted"  # cascades to its credentials
     ORGANIZATION = "organization"  # deleted: cascades to everything in it
     MEMBERSHIP = "membership"  # set or deleted: ids = user ids
     TOKEN_REVOKED = "token_revoked"  # ids = jti

@@ -180,7 +180,7 @@ class Store:
                 raise NotFoundError("organization", organization_id)
             application = Application(id=str(uuid.uuid4()), organization_id=organization_id, name=name)
             session.add(application)
-            changes.append(Change(ChangeKind.APPLICATION, (application.id,)))
+            changes.append(Change(ChangeKind.APPLICATION_CREATED, (application.id,)))
         return application
 
     async def get_application(self, application_id: str) -> Application | None:
@@ -197,7 +197,7 @@ class Store:
 
     async def delete_application(self, application_id: str) -> None:
         async with self._writing() as (session, changes):
-            changes.append(Change(ChangeKind.APPLICATION, (application_id,)))
+            changes.append(Change(ChangeKind.APPLICATION_DELETED, (application_id,)))
             application = await session.get(Application, application_id)
             if application is None:
                 raise NotFoundError("application", application_id)
