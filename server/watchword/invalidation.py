@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from watchword.identify.cache import TtlCache
 from watchword.identify.verified_tokens import VerifiedTokens
@@ -41,22 +41,18 @@ DelayObserver = Callable[[Change, float], None]
 FIRST_CONNECTION_WAIT_SECONDS = 5.0
 
 
-class KeyRing(Protocol):
-    async def reload(self) -> None: ...
-
-
 @dataclass
 class Targets:
     """Everything a replica caches that an admin change can make wrong."""
 
-    credentials: Iterable[TtlCache[Any]] = ()  # keyed by credential id
-    applications: Iterable[TtlCache[Any]] = ()  # keyed by application id
-    memberships: Iterable[TtlCache[Any]] = ()  # keyed by user id
-    revocations: Iterable[TtlCache[Any]] = ()  # keyed by jti
-    outbound_credentials: Iterable[TtlCache[Any]] = ()  # keyed by outbound credential id
-    verified_tokens: Iterable[VerifiedTokens] = ()  # JWTs whose principal rests on a credential
+    credentials: tuple[TtlCache[Any], ...] = ()  # keyed by credential id
+    applications: tuple[TtlCache[Any], ...] = ()  # keyed by application id
+    memberships: tuple[TtlCache[Any], ...] = ()  # keyed by user id
+    revocations: tuple[TtlCache[Any], ...] = ()  # keyed by jti
+    outbound_credentials: tuple[TtlCache[Any], ...] = ()  # keyed by outbound credential id
+    verified_tokens: tuple[VerifiedTokens, ...] = ()  # JWTs whose principal rests on a credential
     # Reloaded when a signing key is created or rotated: verification rings and the issuing keyring.
-    key_rings: Iterable[Callable[[], Awaitable[None]]] = ()
+    key_rings: tuple[Callable[[], Awaitable[None]], ...] = ()
 
     def all_caches(self) -> list[TtlCache[Any]]:
         return [
