@@ -351,3 +351,24 @@ def test_a_replica_whose_listen_connection_drops_reconnects_flushes_and_refuses_
     refused_everywhere_within_limit(
         cluster, "S6 after a listener reconnect", lambda r: not accepted(r, key.secret), changed_at
     )
+
+
+def test_every_replica_reconnects_after_a_postgresql_restart_and_refuses_within_1s(cluster, postgres) -> None:
+    """The database goes away and comes back: each LISTEN connection retries with backoff, reconnects
+    (and flushes), and the next change reaches every replica as before."""
+    before = [_connections_logged(replica) for replica in cluster.replicas]
+    postgres.restart()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        _connections_logged(replica) <= count for replica, count in zip(cluster.replicas, before, strict=True)
+    ):
+        time.sleep(0.05)
+    after = [_connections_logged(replica) for replica in cluster.replicas]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+    key = api_key(cluster, "after restart")
+    time.sleep(0.5)  # the creation's event first
+    assert all(accepted(replica, key.secret) for replica in cluster.replicas)
+    changed_at = deactivate(cluster, cluster.replicas[2], key.credential.id)
+    refused_everywhere_within_limit(
+        cluster, "S6 after a PostgreSQL restart", lambda r: not accepted(r, key.secret), changed_at
+    )
