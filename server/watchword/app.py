@@ -30,6 +30,7 @@ from watchword.http_api import authorization_server_metadata, build_app
 from watchword.identify.credential_state import is_usable
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
+from watchword.invalidation import InvalidationBus, for_replica
 from watchword.issue.grants import Grants
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
 from watchword.issue.tokens import TokenSettings
@@ -176,6 +177,7 @@ class RunningServer:
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
     outbound_tokens: TokenCache | None = None
+    invalidation: InvalidationBus | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
@@ -187,6 +189,8 @@ class RunningServer:
             await self.external.close()
         if self.outbound_tokens is not None:
             await self.outbound_tokens.close()
+        if self.invalidation is not None:
+            await self.invalidation.stop()
         await self.store.close()
 
 
@@ -203,6 +207,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
     external: ExternalJwtVerifier | None = None
+    bus: InvalidationBus | None = None
     try:
         if settings.issuers:
             external = ExternalJwtVerifier(settings.issuers, max_token_bytes=settings.max_token_bytes)
@@ -230,7 +235,15 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             settings.token_audience,
             settings.token_endpoint_url,
         )
-        pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
+        pipeline = Pipeline(
+            store,
+            catalogue,
+            transport_settings(settings),
+            master_key,
+            jwt,
+            external,
+            cache_ttl=settings.cache_ttl_seconds,
+        )
         pipeline.signing_keys.local = keyring.active
         token_settings = TokenSettings(
             issuer=settings.token_issuer,
@@ -246,7 +259,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             ),
         )
         outbound_tokens = TokenCache(guard=guard)
-        signer = OutboundSigner(store, master_key, outbound_tokens)
+        signer = OutboundSigner(store, master_key, outbound_tokens, settings.cache_ttl_seconds)
+        bus = for_replica(store, pipeline, signer, keyring, settings.effective_database_url)
+        await bus.start()
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline,
@@ -263,16 +278,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             store,
             catalogue,
             master_key,
-            caches=(
-                pipeline.credentials,
-                pipeline.applications,
-                pipeline.memberships,
-                pipeline.revocations,
-                signer.credentials,
-            ),
             revocation_lifetime=settings.max_token_lifetime_seconds,
             keyring=keyring,
-            on_rotated=pipeline.signing_keys.reload,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         health_servicer = health.aio.HealthServicer()
@@ -298,6 +305,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     except BaseException:
         if external is not None:
             await external.close()
+        if bus is not None:
+            await bus.stop()
         await store.close()
         raise
     for name in ("", *SERVICE_NAMES):
@@ -324,6 +333,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         external=external,
         http=http,
         outbound_tokens=outbound_tokens,
+        invalidation=bus,
     )
 
 

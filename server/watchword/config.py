@@ -141,6 +141,14 @@ class Settings(BaseModel):
         description="O3/O4: comma-separated token hosts allowed whatever they resolve to.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    # Several replicas (issue #8): how stale a cached credential may get when a change event is missed.
+    cache_ttl_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest time a replica serves a cached credential, application, membership, revocation "
+        "or outbound credential without re-reading it; changes arrive sooner through the change feed.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,8 +1,9 @@
 """A small time-bounded cache in front of the store, so verifying a known credential costs no query.
 
-Freshness: this replica drops an entry the moment its own admin service changes the credential
-(deactivation is refused on the very next call); changes made through another replica are seen within
-`ttl` seconds at most. Misses are cached too (bounded), so floods of unknown ids cost one query per id
+Freshness: an entry is dropped the moment a change to it is committed, on this replica at once and on the
+others when the change feed delivers the event (`watchword.invalidation`). Whatever happens to the feed
+(a lost event, the listen connection down), no entry is served more than `ttl` seconds after it was
+loaded. Misses are cached too (bounded), so floods of unknown ids cost one query per id
 per `ttl`; concurrent misses for one key share a single query.
 """
 
