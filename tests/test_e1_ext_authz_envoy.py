@@ -112,7 +112,9 @@ def _populate(envoy: EnvoyProcess, watchword: WatchwordProcess, idp: JwksServer)
 
     app_secret = create(APPLICATION_SECRET, application_id=tenant.application_id)
     static = create(STATIC_TOKEN, permissions=["object.publish"])
-    api_key = create(API_KEY, permissions=["event.send"], basic_auth_enabled=True, event_types_allowed=["invoice.*"])
+    api_key = create(
+        API_KEY, permissions=["event.send"], basic_auth_enabled=True, event_types_allowed=["invoice.*"]
+    )
     connector = create(common_pb2.CREDENTIAL_KIND_CONNECTOR, permissions=["track"])
     tenant_secret = create(common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET, permissions=["object.publish"])
     now = int(time.time())
@@ -168,10 +170,14 @@ def assert_principal(seen: dict[str, list[str]], kind: str, org: str, credential
         assert seen["x-watchword-credential-id"] == [credential_id]
 
 
-def test_e1_c2_application_secret_bearer_is_allowed_with_principal_headers_and_credential_removed(world) -> None:
+def test_e1_c2_application_secret_bearer_is_allowed_with_principal_headers_and_credential_removed(
+    world,
+) -> None:
     spoofed = {"x-watchword-principal-id": "admin", "x-watchword-credential-kind": "admin_token",
                "x-watchword-internal-token": "forged", "x-watchword-anything": "x"}  # fmt: skip
-    response = send(world, "POST", f"/v1/applications/{world.app}/event_types", bearer(world.tokens["C2"]) | spoofed)
+    response = send(
+        world, "POST", f"/v1/applications/{world.app}/event_types", bearer(world.tokens["C2"]) | spoofed
+    )
     seen = upstream_saw(response)
     assert_principal(seen, "application_secret", world.org, world.ids["C2"])
     assert seen["x-watchword-principal-id"] == [world.ids["C2"]]
@@ -186,7 +192,9 @@ def test_e1_c2_application_secret_bearer_is_allowed_with_principal_headers_and_c
 
 
 def test_e1_c2_on_another_application_is_403_with_the_decision_reason(world) -> None:
-    response = send(world, "POST", f"/v1/applications/{world.other_app}/event_types", bearer(world.tokens["C2"]))
+    response = send(
+        world, "POST", f"/v1/applications/{world.other_app}/event_types", bearer(world.tokens["C2"])
+    )
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/json"
     body = response.json()
@@ -274,12 +282,16 @@ def test_e1_c3_static_token_bearer_and_cookie_t3(world) -> None:
 
 def test_e1_c5_api_key_bearer_and_basic_t2(world) -> None:
     path = f"/v1/applications/{world.app}/events/invoice.paid"
-    assert_principal(upstream_saw(send(world, "POST", path, bearer(world.tokens["C5"]))), "api_key", world.org)
+    assert_principal(
+        upstream_saw(send(world, "POST", path, bearer(world.tokens["C5"]))), "api_key", world.org
+    )
     basic = base64.b64encode(f"{world.org}:{world.tokens['C5']}".encode()).decode()
     seen = upstream_saw(send(world, "POST", path, {"authorization": f"Basic {basic}"}))
     assert_principal(seen, "api_key", world.org, world.ids["C5"])
     assert "authorization" not in seen
-    denied = send(world, "POST", f"/v1/applications/{world.app}/events/user.created", bearer(world.tokens["C5"]))
+    denied = send(
+        world, "POST", f"/v1/applications/{world.app}/events/user.created", bearer(world.tokens["C5"])
+    )
     assert denied.status_code == 403
     assert denied.json()["reason"] == reasons.EVENT_TYPE_NOT_ALLOWED
 
@@ -349,7 +361,10 @@ def test_e1_huge_and_odd_inputs_get_clean_answers(world) -> None:
     assert send(world, "GET", f"/v1/applications/{long_id}", token).status_code == 403
     assert send(world, "GET", f"/v1/applications/{world.app}", bearer("x" * 20000)).status_code == 401
     assert send(world, "GET", "/v1/applications/%ff%fe", token).status_code in (400, 403)
-    assert send(world, "GET", f"/v1/applications/{world.app}", {"authorization": "Digest abc"}).status_code == 401
+    assert (
+        send(world, "GET", f"/v1/applications/{world.app}", {"authorization": "Digest abc"}).status_code
+        == 401
+    )
 
 
 def test_e1_watchword_down_fails_closed_with_503(tmp_path: Path) -> None:

@@ -59,7 +59,9 @@ def check_request(
     return request
 
 
-def check(server: WatchwordProcess, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
+def check(
+    server: WatchwordProcess, request: external_auth_pb2.CheckRequest
+) -> external_auth_pb2.CheckResponse:
     return external_auth_pb2_grpc.AuthorizationStub(server.channel()).Check(request, timeout=10)
 
 
@@ -96,7 +98,9 @@ def test_e1_servicer_allows_with_overwritten_principal_headers_and_removes_spoof
 
 def test_e1_servicer_reads_raw_header_maps(server, tenant_secret) -> None:
     app, secret, _ = tenant_secret
-    request = check_request("GET", f"/v1/applications/{app}", raw=[("authorization", f"Bearer {secret}".encode())])
+    request = check_request(
+        "GET", f"/v1/applications/{app}", raw=[("authorization", f"Bearer {secret}".encode())]
+    )
     assert check(server, request).HasField("ok_response")
 
 
@@ -124,8 +128,12 @@ def test_e1_servicer_refusals_are_json_denied_responses(server, tenant_secret) -
 def test_e1_servicer_denied_action_is_403_with_the_decision_reason(server, tenant_secret) -> None:
     app, _, _ = tenant_secret
     tenant = make_tenant(server, "other")
-    key = create_credential(server, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"])
-    response = check(server, check_request("GET", f"/v1/applications/{app}", {"authorization": f"Bearer {key.secret}"}))
+    key = create_credential(
+        server, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"]
+    )
+    response = check(
+        server, check_request("GET", f"/v1/applications/{app}", {"authorization": f"Bearer {key.secret}"})
+    )
     assert response.denied_response.status.code == 403
     body = json.loads(response.denied_response.body)
     assert body["error"] == "forbidden"
@@ -167,7 +175,9 @@ def test_e1_servicer_has_its_own_health_status_and_is_listed_by_reflection(serve
     answer = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
     stub = reflection_pb2_grpc.ServerReflectionStub(server.channel())
-    (reply,) = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    (reply,) = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+    )
     assert SERVICE_NAME in {service.name for service in reply.list_services_response.service}
 
 
@@ -185,7 +195,9 @@ def test_e1_servicer_fails_closed_with_a_denied_503_when_the_store_is_down(tmp_p
             env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert migrate.returncode == 0, migrate.stderr
-        with WatchwordProcess(tmp_path / "data", env=env, args=["--config", str(write_config(tmp_path))]) as ww:
+        with WatchwordProcess(
+            tmp_path / "data", env=env, args=["--config", str(write_config(tmp_path))]
+        ) as ww:
             tenant = make_tenant(ww, "pg")
             secret = create_credential(
                 ww, kind=APPLICATION_SECRET, organization_id=tenant.organization_id,
