@@ -21,50 +21,12 @@ from watchword import reasons
 from watchword.v1 import common_pb2
 
 from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
-from support.envoy import EchoUpstream, EnvoyProcess, example_config
+from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
 from support.tokens import watchword_token
 
 COOKIE = "ww_session"
-ROUTES = """
-[[routes]]
-method = "GET"
-path = "/v1/organizations/{organization_id}"
-action = "organization.get"
-
-[[routes]]
-method = "GET"
-path = "/v1/applications/{application_id}"
-action = "application.get"
-
-[[routes]]
-method = "POST"
-path = "/v1/applications/{application_id}/event_types"
-action = "event_type.create"
-
-[[routes]]
-method = "POST"
-path = "/v1/applications/{application_id}/events/{event_type}"
-action = "event.send"
-
-[[routes]]
-method = "POST"
-path = "/v1/organizations/{organization_id}/objects/{object_id}"
-action = "object.publish"
-
-[[routes]]
-method = "POST"
-path = "/v1/organizations/{organization_id}/users/{subject_id}/track"
-action = "track"
-subject_type = "user"
-"""
-
-
-def write_config(directory: Path, extra: str = "") -> Path:
-    config = directory / "watchword.toml"
-    config.write_text(extra + ROUTES, encoding="utf-8")
-    return config
 
 
 @dataclass(frozen=True)

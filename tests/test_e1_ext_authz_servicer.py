@@ -24,9 +24,9 @@ from watchword.api.ext_authz import SERVICE_NAME
 from watchword.crypto.master_key import generate
 
 from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
+from support.envoy import write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
-from test_e1_ext_authz_envoy import write_config
 
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 

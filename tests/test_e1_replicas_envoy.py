@@ -14,9 +14,8 @@ import httpx
 from watchword.crypto.master_key import generate
 
 from conftest import APPLICATION_SECRET, create_credential, make_tenant
-from support.envoy import EchoUpstream, EnvoyProcess, example_config
+from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
 from support.server import WatchwordProcess
-from test_e1_ext_authz_envoy import write_config
 
 REQUESTS = 30
 
@@ -62,8 +61,8 @@ def test_e1_envoy_load_balances_check_calls_over_three_replicas_on_postgresql(
                     client.post(url, headers={"authorization": f"Bearer {secret}"}).status_code
                     for _ in range(REQUESTS)
                 ]
-                foreign = client.post(envoy.url(f"/v1/applications/{tenant.other_application_id}/event_types"),
-                                      headers={"authorization": f"Bearer {secret}"})  # fmt: skip
+                foreign_url = envoy.url(f"/v1/applications/{tenant.other_application_id}/event_types")
+                foreign = client.post(foreign_url, headers={"authorization": f"Bearer {secret}"})
             assert statuses == [200] * REQUESTS
             assert foreign.status_code == 403
             after = {

