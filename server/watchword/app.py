@@ -14,10 +14,12 @@ from typing import TextIO
 
 import grpc
 import uvicorn
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from watchword import secret_format
+from watchword.api import ext_authz
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
@@ -32,12 +34,14 @@ from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
 from watchword.invalidation import InvalidationBus, for_replica
 from watchword.issue.grants import Grants
+from watchword.issue.internal_token import InternalTokens
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
 from watchword.issue.tokens import TokenSettings
 from watchword.outbound.network_guard import NetworkGuard
 from watchword.outbound.signer import OutboundSigner
 from watchword.outbound.token_fetcher import TokenCache
 from watchword.pipeline import JwtSettings, Pipeline
+from watchword.routes import RouteError, RouteTable
 from watchword.store import database, models
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
@@ -47,6 +51,7 @@ log = logging.getLogger("watchword")
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    ext_authz.SERVICE_NAME,
 )
 
 
@@ -201,8 +206,38 @@ def ensure_data_dir(settings: Settings) -> None:
         settings.data_dir.mkdir(mode=0o700, parents=True)
 
 
+def route_table(settings: Settings, catalogue: Catalogue) -> RouteTable:
+    """E1: the configured routes, checked against the catalogue."""
+    try:
+        return RouteTable.build(settings.routes, catalogue)
+    except RouteError as exc:
+        raise StartupError(f"invalid route table: {exc}") from None
+
+
+def add_ext_authz(
+    server: grpc.aio.Server,
+    settings: Settings,
+    pipeline: Pipeline,
+    keyring: IssuingKeyring,
+    routes: RouteTable,
+) -> None:
+    """E1: Envoy's ext_authz Check on the same server."""
+    internal_tokens = None
+    if settings.ext_authz_internal_token_enabled:
+        internal_tokens = InternalTokens(
+            keyring,
+            settings.token_issuer,
+            settings.ext_authz_internal_token_audience,
+            settings.ext_authz_internal_token_lifetime_seconds,
+        )
+    options = ext_authz.ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
+    servicer = ext_authz.ExtAuthzServicer(pipeline, routes, transport_settings(settings), options)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+
+
 async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     catalogue = Catalogue.load(settings.catalogue_file)
+    routes = route_table(settings, catalogue)
     ensure_data_dir(settings)
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
@@ -282,6 +317,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             keyring=keyring,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
+        add_ext_authz(server, settings, pipeline, keyring, routes)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

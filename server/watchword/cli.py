@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from watchword import config
-from watchword.app import StartupError, ensure_data_dir, serve
+from watchword.app import StartupError, ensure_data_dir, route_table, serve
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
 from watchword.store import database
@@ -71,7 +71,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    Catalogue.load(settings.catalogue_file)
+    route_table(settings, Catalogue.load(settings.catalogue_file))  # E1: routes name catalogue actions
     if settings.master_key:
         master_key.MasterKey.from_text(settings.master_key, "WATCHWORD_MASTER_KEY")
     elif settings.master_key_file is not None:

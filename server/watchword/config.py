@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from watchword.identify.issuer_settings import IssuerList
+from watchword.routes import RouteList
 from watchword.store.database import DatabaseUrlError, normalise_url
 
 ENV_PREFIX = "WATCHWORD_"
@@ -149,6 +150,30 @@ class Settings(BaseModel):
         description="Longest time a replica serves a cached credential, application, membership, revocation "
         "or outbound credential without re-reading it; changes arrive sooner through the change feed.",
     )
+    # E1: Envoy ext_authz (envoy.service.auth.v3.Authorization/Check).
+    routes: RouteList = Field(
+        default=(),
+        description="E1: the route table, [[routes]] tables in the file: (method, path) -> action.",
+    )
+    ext_authz_remove_credential_headers: bool = Field(
+        default=False,
+        description="E1: on allow, remove the credential (Authorization, the connector header pair, the auth "
+        "cookie, the T5 query parameters) from the request Envoy forwards upstream.",
+    )
+    ext_authz_internal_token_enabled: bool = Field(
+        default=False,
+        description="E1: on allow, give the upstream a short-lived JWT for the principal in "
+        "x-watchword-internal-token.",
+    )
+    ext_authz_internal_token_audience: str = Field(
+        default="urn:watchword:internal",
+        min_length=1,
+        max_length=255,
+        description="E1: `aud` of the internal token; must differ from token_audience.",
+    )
+    ext_authz_internal_token_lifetime_seconds: int = Field(
+        default=60, ge=10, le=3600, description="E1: lifetime of the internal token."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -188,6 +213,16 @@ class Settings(BaseModel):
             raise ValueError(
                 f"token_lifetime_seconds ({self.token_lifetime_seconds}) must not exceed "
                 f"max_token_lifetime_seconds ({self.max_token_lifetime_seconds})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _internal_token_is_not_a_credential(self) -> Settings:
+        # E1: with the same audience, the upstream's token would be accepted by Watchword as a C8 credential.
+        if self.ext_authz_internal_token_audience == self.token_audience:
+            raise ValueError(
+                "ext_authz_internal_token_audience must differ from token_audience, or the internal token "
+                "would be accepted as a Watchword token (C8)"
             )
         return self
 
