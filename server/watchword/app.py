@@ -21,6 +21,7 @@ from watchword import secret_format
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
+from watchword.api.overload import OverloadInterceptor
 from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
@@ -217,8 +218,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             raise StartupError(f"cannot use the stored signing key: {exc}") from None
         admin_token = await bootstrap_admin_token(store)
         admin_interceptor = admin_token_checker(store)
+        # First: an excess call is refused before anything else is done for it (#8).
+        overload = OverloadInterceptor(settings.max_concurrent_rpcs)
         server = grpc.aio.server(
-            interceptors=[admin_interceptor, GuardInterceptor()],
+            interceptors=[overload, admin_interceptor, GuardInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -232,6 +235,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         )
         pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
         pipeline.signing_keys.local = keyring.active
+        # Store outages (#8): known credentials keep answering from cache for a bounded time.
+        stale_safe = (pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations)
+        for lookups in stale_safe:
+            lookups.serve_stale_during_outage(settings.store_outage_grace_seconds)
         token_settings = TokenSettings(
             issuer=settings.token_issuer,
             audience=settings.token_audience,
