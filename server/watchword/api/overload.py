@@ -14,12 +14,15 @@ and it counts health checks too, so a flood would make a busy replica look dead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from watchword.api import errors
+
+log = logging.getLogger("watchword.overload")
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
@@ -76,12 +79,12 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            self.bounded(handler.unary_unary),
+            self.bounded(handler.unary_unary, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def bounded(self, behavior: Behavior) -> Behavior:
+    def bounded(self, behavior: Behavior, method: str = "") -> Behavior:
         """`behavior`, counted while it runs. The bound is checked again here: calls admitted by
         `intercept_service` at the same moment may together have filled it while their requests were read."""
 
@@ -92,6 +95,7 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:
                 self.expired += 1
+                log.debug("not working on a call whose deadline has passed: %s", method)
                 await context.abort_with_status(_DEADLINE_PASSED)
             self.in_flight += 1
             try:
