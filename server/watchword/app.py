@@ -177,10 +177,15 @@ class RunningServer:
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
     outbound_tokens: TokenCache | None = None
+    overload: OverloadInterceptor | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
         await self.health.enter_graceful_shutdown()
+        if self.overload is not None:
+            # New calls get a clean UNAVAILABLE with a reason while the admitted ones finish (#8).
+            self.overload.drain()
+            await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
         await self.server.stop(self.settings.shutdown_grace_seconds)
@@ -331,6 +336,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         external=external,
         http=http,
         outbound_tokens=outbound_tokens,
+        overload=overload,
     )
 
 

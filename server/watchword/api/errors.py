@@ -28,6 +28,7 @@ CALLER_NOT_ALLOWED = "caller_not_allowed"
 # Overload and faults (#8)
 OVERLOADED = "overloaded"
 DEADLINE_EXCEEDED = "deadline_exceeded"
+SHUTTING_DOWN = "shutting_down"
 
 ERROR_REASONS: dict[str, str] = {
     REQUEST_UNDECODABLE: "INVALID_ARGUMENT: the request bytes are not a valid message (e.g. a string "
@@ -49,6 +50,8 @@ ERROR_REASONS: dict[str, str] = {
     "retry with backoff, or on another replica.",
     DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED: the call's deadline had passed before Watchword started on it; "
     "no work was done.",
+    SHUTTING_DOWN: "UNAVAILABLE: this replica is draining after SIGTERM: calls already admitted finish, new "
+    "ones are refused; retry on another replica.",
 }
 
 

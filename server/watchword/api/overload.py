@@ -8,13 +8,18 @@ Health checks and server reflection are exempt: they answer from memory, and a l
 a busy replica's health check fail would pull it and push its load onto the others. Streaming RPCs
 (health Watch, reflection) are not counted for the same reason.
 
+On shutdown, `drain()` makes new calls answer UNAVAILABLE (`shutting_down`, a reason clients retry
+elsewhere on) while the calls already admitted finish; `wait_idle` tells when none is left.
+
 grpc's own `maximum_concurrent_rpcs` server option is not used: it refuses without an ErrorInfo reason,
 and it counts health checks too, so a flood would make a busy replica look dead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +50,12 @@ _DEADLINE_PASSED = errors.status_for(
     "the call's deadline had passed before work on it started",
 )
 
+_SHUTTING_DOWN = errors.status_for(
+    grpc.StatusCode.UNAVAILABLE,
+    errors.SHUTTING_DOWN,
+    "this replica is shutting down; retry on another replica",
+)
+
 
 async def _refuse_overloaded(_request: Any, context: grpc.aio.ServicerContext) -> Any:
     await context.abort_with_status(_OVERLOADED)
@@ -52,6 +63,13 @@ async def _refuse_overloaded(_request: Any, context: grpc.aio.ServicerContext) -
 
 # No deserializer: an excess call's request is not even decoded.
 _OVERLOADED_HANDLER = grpc.unary_unary_rpc_method_handler(_refuse_overloaded)
+
+
+async def _refuse_shutting_down(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+    await context.abort_with_status(_SHUTTING_DOWN)
+
+
+_SHUTTING_DOWN_HANDLER = grpc.unary_unary_rpc_method_handler(_refuse_shutting_down)
 
 
 class OverloadInterceptor(grpc.aio.ServerInterceptor):
@@ -64,6 +82,20 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         self.in_flight = 0
         self.refused = 0  # calls answered RESOURCE_EXHAUSTED: for tests and metrics
         self.expired = 0  # calls answered DEADLINE_EXCEEDED without work
+        self.draining = False
+
+    def drain(self) -> None:
+        """From now on refuse new calls (UNAVAILABLE `shutting_down`); admitted ones carry on."""
+        self.draining = True
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no admitted call is being worked on; False if some still are after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -71,6 +103,8 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(EXEMPT_PREFIXES):
             return await continuation(handler_call_details)
+        if self.draining:
+            return _SHUTTING_DOWN_HANDLER
         if self.in_flight >= self.max_concurrent:
             # Before the continuation: under overload even the admin token check is not worth a query.
             self.refused += 1
