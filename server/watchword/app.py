@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -182,13 +183,14 @@ class RunningServer:
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
         await self.health.enter_graceful_shutdown()
+        grace_ends = time.monotonic() + self.settings.shutdown_grace_seconds
         if self.overload is not None:
             # New calls get a clean UNAVAILABLE with a reason while the admitted ones finish (#8).
             self.overload.drain()
             await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
-        await self.server.stop(self.settings.shutdown_grace_seconds)
+        await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
         if self.external is not None:
             await self.external.close()
         if self.outbound_tokens is not None:
