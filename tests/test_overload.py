@@ -25,7 +25,7 @@ from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
 
 BOUND = 4
-JWKS_DELAY = 2.5
+JWKS_DELAY = 3.5
 
 
 def _request(token: str) -> auth_pb2.AuthenticateRequest:

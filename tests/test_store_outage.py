@@ -27,8 +27,8 @@ from conftest import API_KEY, create_credential, make_tenant
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
 
-GRACE_SECONDS = 4.0
-OUTAGE_SECONDS = 6.0
+GRACE_SECONDS = 5.0
+OUTAGE_SECONDS = 7.0
 FRESHNESS_SECONDS = 1.0  # the credential cache's own ttl
 RECOVERY_BOUND_SECONDS = 15.0
 WORKERS = 6
