@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -23,6 +24,7 @@ from watchword.api import ext_authz
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
+from watchword.api.overload import OverloadInterceptor
 from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
@@ -183,13 +185,19 @@ class RunningServer:
     http: HttpServer | None = None
     outbound_tokens: TokenCache | None = None
     invalidation: InvalidationBus | None = None
+    overload: OverloadInterceptor | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
         await self.health.enter_graceful_shutdown()
+        grace_ends = time.monotonic() + self.settings.shutdown_grace_seconds
+        if self.overload is not None:
+            # New calls get a clean UNAVAILABLE with a reason while the admitted ones finish (#8).
+            self.overload.drain()
+            await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
-        await self.server.stop(self.settings.shutdown_grace_seconds)
+        await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
         if self.external is not None:
             await self.external.close()
         if self.outbound_tokens is not None:
@@ -257,8 +265,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             raise StartupError(f"cannot use the stored signing key: {exc}") from None
         admin_token = await bootstrap_admin_token(store)
         admin_interceptor = admin_token_checker(store)
+        # First: an excess call is refused before anything else is done for it (#8).
+        overload = OverloadInterceptor(settings.max_concurrent_rpcs)
         server = grpc.aio.server(
-            interceptors=[admin_interceptor, GuardInterceptor()],
+            interceptors=[overload, admin_interceptor, GuardInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -280,6 +290,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             cache_ttl=settings.cache_ttl_seconds,
         )
         pipeline.signing_keys.local = keyring.active
+        # Store outages (#8): known credentials keep answering from cache for a bounded time.
+        stale_safe = (pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations)
+        for lookups in stale_safe:
+            lookups.serve_stale_during_outage(settings.store_outage_grace_seconds)
         token_settings = TokenSettings(
             issuer=settings.token_issuer,
             audience=settings.token_audience,
@@ -370,6 +384,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         http=http,
         outbound_tokens=outbound_tokens,
         invalidation=bus,
+        overload=overload,
     )
 
 

@@ -141,6 +141,21 @@ class Settings(BaseModel):
         max_length=4096,
         description="O3/O4: comma-separated token hosts allowed whatever they resolve to.",
     )
+    # Overload and faults (#8)
+    max_concurrent_rpcs: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Calls worked on at once; past it RESOURCE_EXHAUSTED (`overloaded`) at once. Health "
+        "checks are exempt.",
+    )
+    store_outage_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="While the store is unreachable, known credentials loaded this recently are still "
+        "served from cache; 0: never.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     # Several replicas (issue #8): how stale a cached credential may get when a change event is missed.
     cache_ttl_seconds: float = Field(

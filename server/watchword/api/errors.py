@@ -25,6 +25,10 @@ INTERNAL = "internal"
 NOT_IMPLEMENTED = "not_implemented"
 CALLER_TOKEN_MISSING = "caller_token_missing"
 CALLER_NOT_ALLOWED = "caller_not_allowed"
+# Overload and faults (#8)
+OVERLOADED = "overloaded"
+DEADLINE_EXCEEDED = "deadline_exceeded"
+SHUTTING_DOWN = "shutting_down"
 
 ERROR_REASONS: dict[str, str] = {
     REQUEST_UNDECODABLE: "INVALID_ARGUMENT: the request bytes are not a valid message (e.g. a string "
@@ -42,6 +46,12 @@ ERROR_REASONS: dict[str, str] = {
     "caller.",
     CALLER_NOT_ALLOWED: "PERMISSION_DENIED: the caller is no admin token and holds no `outbound.sign` grant "
     "in the outbound credential's organization.",
+    OVERLOADED: "RESOURCE_EXHAUSTED: `max_concurrent_rpcs` calls are already in flight on this replica; "
+    "retry with backoff, or on another replica.",
+    DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED: the call's deadline had passed before Watchword started on it; "
+    "no work was done.",
+    SHUTTING_DOWN: "UNAVAILABLE: this replica is draining after SIGTERM: calls already admitted finish, new "
+    "ones are refused; retry on another replica.",
 }
 
 
