@@ -10,6 +10,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 import grpc
@@ -33,6 +34,10 @@ from watchword.identify.jwks_source import JwksSourceError
 from watchword.issue.grants import Grants
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
 from watchword.issue.tokens import TokenSettings
+from watchword.observe import metrics as observe_metrics
+from watchword.observe.audit import AuditLog
+from watchword.observe.decisions import Recorder
+from watchword.observe.interceptor import ObserveInterceptor
 from watchword.outbound.network_guard import NetworkGuard
 from watchword.outbound.signer import OutboundSigner
 from watchword.outbound.token_fetcher import TokenCache
@@ -176,6 +181,9 @@ class RunningServer:
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
     outbound_tokens: TokenCache | None = None
+    metrics: observe_metrics.Metrics | None = None
+    metrics_server: observe_metrics.MetricsServer | None = None
+    audit: AuditLog | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
@@ -187,6 +195,7 @@ class RunningServer:
             await self.external.close()
         if self.outbound_tokens is not None:
             await self.outbound_tokens.close()
+        await _stop_observing(self.metrics_server, self.audit)
         await self.store.close()
 
 
@@ -197,13 +206,57 @@ def ensure_data_dir(settings: Settings) -> None:
         settings.data_dir.mkdir(mode=0o700, parents=True)
 
 
+def start_audit(settings: Settings, out: TextIO) -> AuditLog | None:
+    if not settings.audit_enabled:
+        return None
+    audit = AuditLog(Path(settings.audit_log_file) if settings.audit_log_file else None, stream=out)
+    audit.start()
+    return audit
+
+
+def watch(
+    metrics: observe_metrics.Metrics,
+    pipeline: Pipeline,
+    signer: OutboundSigner,
+    outbound_tokens: TokenCache,
+    external: ExternalJwtVerifier | None,
+    audit: AuditLog | None,
+) -> None:
+    """Point the metrics at the counts the caches, the JWKS sources and the token cache keep."""
+    metrics.watch_cache("credentials", pipeline.credentials)
+    metrics.watch_cache("applications", pipeline.applications)
+    metrics.watch_cache("memberships", pipeline.memberships)
+    metrics.watch_cache("revocations", pipeline.revocations)
+    metrics.watch_cache("verified_tokens", pipeline.verified_tokens)
+    metrics.watch_cache("outbound_credentials", signer.credentials)
+    metrics.watch_token_fetches(outbound_tokens.stats)
+    if external is not None:
+        metrics.watch_jwks(lambda: {issuer: source.stats for issuer, source in external.sources.items()})
+    if audit is not None:
+        metrics.watch_audit(audit)
+
+
+async def _stop_observing(
+    metrics_server: observe_metrics.MetricsServer | None, audit: AuditLog | None
+) -> None:
+    if metrics_server is not None:
+        await asyncio.to_thread(metrics_server.stop)
+    if audit is not None:
+        await asyncio.to_thread(audit.close)  # after the last RPC: every record is written
+
+
 async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     catalogue = Catalogue.load(settings.catalogue_file)
     ensure_data_dir(settings)
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
     external: ExternalJwtVerifier | None = None
+    metrics = observe_metrics.Metrics()
+    metrics_server: observe_metrics.MetricsServer | None = None
+    audit: AuditLog | None = None
     try:
+        audit = start_audit(settings, out)
+        recorder = Recorder(metrics, audit)
         if settings.issuers:
             external = ExternalJwtVerifier(settings.issuers, max_token_bytes=settings.max_token_bytes)
             try:
@@ -218,7 +271,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         admin_token = await bootstrap_admin_token(store)
         admin_interceptor = admin_token_checker(store)
         server = grpc.aio.server(
-            interceptors=[admin_interceptor, GuardInterceptor()],
+            interceptors=[ObserveInterceptor(metrics, audit), admin_interceptor, GuardInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -247,6 +300,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         )
         outbound_tokens = TokenCache(guard=guard)
         signer = OutboundSigner(store, master_key, outbound_tokens)
+        watch(metrics, pipeline, signer, outbound_tokens, external, audit)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline,
@@ -256,6 +310,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 grants,
                 signer,
                 admin_interceptor.check,
+                recorder,
             ),
             server,
         )
@@ -295,9 +350,16 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             port = server.add_insecure_port(address)
         await server.start()
         http = await start_http(settings, grants, keyring, catalogue) if settings.http_enabled else None
+        if settings.metrics_enabled:
+            try:
+                metrics_server = observe_metrics.serve(metrics, settings.metrics_host, settings.metrics_port)
+            except OSError as exc:
+                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                raise StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
     except BaseException:
         if external is not None:
             await external.close()
+        await _stop_observing(metrics_server, audit)
         await store.close()
         raise
     for name in ("", *SERVICE_NAMES):
@@ -313,6 +375,12 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     scheme = "tls" if settings.tls_cert_file else "plaintext"
     if http is not None:
         print(f"watchword http listening on {settings.http_host}:{http.port}", file=out, flush=True)
+    if metrics_server is not None:
+        print(
+            f"watchword metrics listening on {settings.metrics_host}:{metrics_server.port}",
+            file=out,
+            flush=True,
+        )
     # Last: tools and tests wait for this line to know that everything is up.
     print(f"watchword listening on {settings.host}:{port} ({scheme})", file=out, flush=True)
     return RunningServer(
@@ -324,6 +392,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         external=external,
         http=http,
         outbound_tokens=outbound_tokens,
+        metrics=metrics,
+        metrics_server=metrics_server,
+        audit=audit,
     )
 
 

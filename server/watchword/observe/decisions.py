@@ -1,0 +1,153 @@
+"""Where the servicers report what they decided: counted for the metrics, written to the audit log.
+
+Every audit record is built here or in `interceptor.py`, from ids, kinds, reason codes and rule ids
+only. A credential, a header, a token or an outbound secret never reaches a record: the functions below
+take the verified result (a Principal, a Decision, an issued token's id), not what the caller sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+from watchword import secret_format
+from watchword.domain import CredentialKind, Principal, Refusal, Resource
+from watchword.observe import call
+from watchword.observe.audit import AuditLog, Record
+from watchword.observe.metrics import Metrics
+
+KIND_LABELS = {kind: kind.name.lower() for kind in CredentialKind}
+UNKNOWN_KIND = "unknown"
+ALLOW, DENY, REFUSED, ERROR = "allow", "deny", "refused", "error"
+
+
+def who_principal(principal: Principal) -> dict[str, str]:
+    who = {"kind": KIND_LABELS[principal.kind], "id": principal.id}
+    if principal.credential_id and principal.credential_id != principal.id:
+        who["credential_id"] = principal.credential_id
+    if principal.organization_id:
+        who["organization_id"] = principal.organization_id
+    if principal.subject is not None:
+        who["subject"] = f"{principal.subject.type}:{principal.subject.id}"
+    if principal.token_id:
+        who["token_id"] = principal.token_id
+    return who
+
+
+def resource_fields(resource: Resource) -> dict[str, str]:
+    fields = {
+        "organization_id": resource.organization_id,
+        "application_id": resource.application_id,
+        "event_type": resource.event_type,
+        "object_id": resource.object_id,
+    }
+    if resource.subject is not None:
+        fields["subject"] = f"{resource.subject.type}:{resource.subject.id}"
+    return {name: value for name, value in fields.items() if value}
+
+
+def claimed_credential_id(value: str) -> str:
+    """The credential id a caller names, only when it has the shape of one (never a secret by mistake)."""
+    return value if secret_format.is_credential_id(value) else ""
+
+
+def basic_username(authorization: str) -> str:
+    """The user part of `Basic base64(user:password)`, when it is a credential id; "" otherwise."""
+    if not authorization.lower().startswith("basic "):
+        return ""
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return claimed_credential_id(decoded.partition(":")[0])
+
+
+def secret_owner(token: str) -> str:
+    """The credential id a Watchword secret names in its prefix (not a secret itself), or ""."""
+    parsed = secret_format.parse(token)
+    return parsed.credential_id if parsed is not None else ""
+
+
+class Recorder:
+    """One per server; `metrics` and `audit` may each be off (None)."""
+
+    def __init__(self, metrics: Metrics | None, audit: AuditLog | None) -> None:
+        self._metrics = metrics
+        self._audit = audit
+
+    def _record(
+        self, kind: str, result: str, reason: str, who: dict[str, str], what: dict[str, Any], rule: str = ""
+    ) -> None:
+        info = call.current.get()
+        rpc = info.rpc if info is not None else ""
+        if self._metrics is not None:
+            self._metrics.count_decision((rpc, kind, result, reason))
+        if self._audit is not None:
+            record: Record = {
+                "ts": time.time(),
+                "request_id": info.request_id if info is not None else "",
+                "rpc": rpc,
+                "who": who,
+                "what": what,
+                "result": result,
+                "reason": reason,
+                "rule": rule,
+                "peer": info.peer() if info is not None else "",
+            }
+            self._audit.write(record)
+
+    def authenticated(self, result: Principal | Refusal) -> None:
+        what = {"action": "authenticate"}
+        if isinstance(result, Principal):
+            self._record(KIND_LABELS[result.kind], ALLOW, "allowed", who_principal(result), what)
+        else:
+            self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, what)
+
+    def authorized(
+        self,
+        action: str,
+        resource: Resource | None,
+        principal: Principal | None,
+        refusal: Refusal | None,
+        allowed: bool,
+        reason: str,
+        rule: str,
+        entry: int | None = None,
+    ) -> None:
+        what: dict[str, Any] = {"action": action}
+        if resource is not None:
+            what["resource"] = resource_fields(resource)
+        if entry is not None:
+            what["entry"] = entry
+        if principal is not None:
+            kind, who = KIND_LABELS[principal.kind], who_principal(principal)
+        else:
+            kind, who = UNKNOWN_KIND, {}
+        if refusal is not None:
+            # Not authenticated: the refusal's reason says why (the decision's is `not_authenticated`).
+            self._record(kind, REFUSED, refusal.reason, who, what, rule)
+        else:
+            self._record(kind, ALLOW if allowed else DENY, reason, who, what, rule)
+
+    def issued(
+        self, grant: str, kind: CredentialKind | None, claimed_id: str, token_id: str, error: str
+    ) -> None:
+        """IssueToken: `kind` is the credential kind the grant takes, `claimed_id` the credential the
+        request names (see the helpers above), `error` the OAuth error code of a refusal."""
+        who = {"credential_id": claimed_id} if claimed_id else {}
+        what: dict[str, Any] = {"action": "issue_token", "grant": grant}
+        if token_id:
+            what["token_id"] = token_id
+        label = KIND_LABELS[kind] if kind is not None else UNKNOWN_KIND
+        self._record(label, DENY if error else ALLOW, error or "issued", who, what)
+
+    def signed(self, outbound_credential_id: str, caller: Principal | str, failure: str) -> None:
+        """SignOutbound: `caller` is the admin token id or the caller's principal."""
+        if isinstance(caller, Principal):
+            kind, who = KIND_LABELS[caller.kind], who_principal(caller)
+        else:
+            kind, who = KIND_LABELS[CredentialKind.ADMIN_TOKEN], {"admin_token_id": caller}
+        what = {"action": "sign_outbound", "outbound_credential_id": outbound_credential_id}
+        self._record(kind, ERROR if failure else ALLOW, failure or "signed", who, what)
