@@ -132,13 +132,19 @@ def test_audit_log_never_holds_a_secret_or_token(audited, token_server) -> None:
         auth_pb2.AuthenticateRequest(credential=common_pb2.CredentialSource(http=pair))
     ).principal.id
     now = int(time.time())
+    claims = {
+        "sub": "svc",
+        "tnd": org,
+        "iss": "tenant.example",
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        "permissions": ["object.publish"],
+        "data_provider_patterns": ["truck-*"],
+    }
     tenant_jwt = jwt.encode(
-        {"sub": "svc", "tnd": org, "iss": "tenant.example", "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex,
-         "permissions": ["object.publish"], "data_provider_patterns": ["truck-*"]},
-        tenant_secret.secret.encode(),
-        algorithm="HS256",
-        headers={"kid": tenant_secret.credential.id},
-    )  # fmt: skip
+        claims, tenant_secret.secret.encode(), algorithm="HS256", headers={"kid": tenant_secret.credential.id}
+    )
     made["tenant jwt"] = tenant_jwt
     decision = auth.Authorize(
         auth_pb2.AuthorizeRequest(
