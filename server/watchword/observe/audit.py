@@ -14,10 +14,12 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from watchword.domain import CredentialKind, Principal, Resource
 
 log = logging.getLogger("watchword.audit")
 
@@ -25,16 +27,62 @@ Record = dict[str, Any]
 
 DEFAULT_MAX_PENDING = 65536
 FLUSH_INTERVAL_SECONDS = 0.05
+KIND_LABELS = {kind: kind.name.lower() for kind in CredentialKind}
+
+
+def principal_fields(principal: Principal) -> dict[str, str]:
+    """Who a verified principal is, by ids only."""
+    who = {"kind": KIND_LABELS[principal.kind], "id": principal.id}
+    if principal.credential_id and principal.credential_id != principal.id:
+        who["credential_id"] = principal.credential_id
+    if principal.organization_id:
+        who["organization_id"] = principal.organization_id
+    if principal.subject is not None:
+        who["subject"] = f"{principal.subject.type}:{principal.subject.id}"
+    if principal.token_id:
+        who["token_id"] = principal.token_id
+    return who
+
+
+def resource_fields(resource: Resource) -> dict[str, str]:
+    fields = {
+        "organization_id": resource.organization_id,
+        "application_id": resource.application_id,
+        "event_type": resource.event_type,
+        "object_id": resource.object_id,
+    }
+    if resource.subject is not None:
+        fields["subject"] = f"{resource.subject.type}:{resource.subject.id}"
+    return {name: value for name, value in fields.items() if value}
+
+
+def _domain_fields(value: object) -> dict[str, str]:
+    # Principals and resources are turned into fields by the writer thread, off the event loop. Any other
+    # object is refused (its repr might hold a credential): the record is dropped, never stringified.
+    if isinstance(value, Principal):
+        return principal_fields(value)
+    if isinstance(value, Resource):
+        return resource_fields(value)
+    raise TypeError(f"{type(value).__name__} is not allowed in an audit record")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_domain_fields)
+_second: tuple[int, str] = (-1, "")
 
 
 def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with milliseconds; the date and time part is reused within a second."""
+    global _second
+    whole = int(timestamp)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((timestamp - whole) * 1000):03d}Z"
 
 
 def to_line(record: Record) -> str:
     """`ts` (seconds since the epoch) becomes RFC 3339 UTC; keys keep their order; ASCII only."""
-    line = {"ts": rfc3339(record.pop("ts")), **record}
-    return json.dumps(line, separators=(",", ":"), default=str) + "\n"
+    record["ts"] = rfc3339(record["ts"])
+    return _ENCODER.encode(record) + "\n"
 
 
 class AuditLog:
@@ -91,7 +139,12 @@ class AuditLog:
     def _drain(self) -> None:
         pending, lines = self._pending, []
         while pending:
-            lines.append(to_line(pending.popleft()))
+            record = pending.popleft()
+            try:
+                lines.append(to_line(record))
+            except (TypeError, ValueError) as exc:
+                self.dropped += 1
+                log.error("audit record of %s dropped: %s", record.get("rpc"), exc)
         if not lines or self._handle is None:
             return
         try:

@@ -15,37 +15,13 @@ from typing import Any
 from watchword import secret_format
 from watchword.domain import CredentialKind, Principal, Refusal, Resource
 from watchword.observe import call
-from watchword.observe.audit import AuditLog, Record
+from watchword.observe.audit import KIND_LABELS, AuditLog, Record
 from watchword.observe.metrics import Metrics
 
-KIND_LABELS = {kind: kind.name.lower() for kind in CredentialKind}
 UNKNOWN_KIND = "unknown"
 ALLOW, DENY, REFUSED, ERROR = "allow", "deny", "refused", "error"
-
-
-def who_principal(principal: Principal) -> dict[str, str]:
-    who = {"kind": KIND_LABELS[principal.kind], "id": principal.id}
-    if principal.credential_id and principal.credential_id != principal.id:
-        who["credential_id"] = principal.credential_id
-    if principal.organization_id:
-        who["organization_id"] = principal.organization_id
-    if principal.subject is not None:
-        who["subject"] = f"{principal.subject.type}:{principal.subject.id}"
-    if principal.token_id:
-        who["token_id"] = principal.token_id
-    return who
-
-
-def resource_fields(resource: Resource) -> dict[str, str]:
-    fields = {
-        "organization_id": resource.organization_id,
-        "application_id": resource.application_id,
-        "event_type": resource.event_type,
-        "object_id": resource.object_id,
-    }
-    if resource.subject is not None:
-        fields["subject"] = f"{resource.subject.type}:{resource.subject.id}"
-    return {name: value for name, value in fields.items() if value}
+# Who and what: plain fields, or a Principal / Resource the audit writer turns into fields (off the loop).
+Who = Principal | dict[str, str]
 
 
 def claimed_credential_id(value: str) -> str:
@@ -78,7 +54,7 @@ class Recorder:
         self._audit = audit
 
     def _record(
-        self, kind: str, result: str, reason: str, who: dict[str, str], what: dict[str, Any], rule: str = ""
+        self, kind: str, result: str, reason: str, who: Who, what: dict[str, Any], rule: str = ""
     ) -> None:
         info = call.current.get()
         rpc = info.rpc if info is not None else ""
@@ -101,7 +77,7 @@ class Recorder:
     def authenticated(self, result: Principal | Refusal) -> None:
         what = {"action": "authenticate"}
         if isinstance(result, Principal):
-            self._record(KIND_LABELS[result.kind], ALLOW, "allowed", who_principal(result), what)
+            self._record(KIND_LABELS[result.kind], ALLOW, "allowed", result, what)
         else:
             self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, what)
 
@@ -118,13 +94,13 @@ class Recorder:
     ) -> None:
         what: dict[str, Any] = {"action": action}
         if resource is not None:
-            what["resource"] = resource_fields(resource)
+            what["resource"] = resource
         if entry is not None:
             what["entry"] = entry
+        who: Who = {}
+        kind = UNKNOWN_KIND
         if principal is not None:
-            kind, who = KIND_LABELS[principal.kind], who_principal(principal)
-        else:
-            kind, who = UNKNOWN_KIND, {}
+            kind, who = KIND_LABELS[principal.kind], principal
         if refusal is not None:
             # Not authenticated: the refusal's reason says why (the decision's is `not_authenticated`).
             self._record(kind, REFUSED, refusal.reason, who, what, rule)
@@ -145,8 +121,9 @@ class Recorder:
 
     def signed(self, outbound_credential_id: str, caller: Principal | str, failure: str) -> None:
         """SignOutbound: `caller` is the admin token id or the caller's principal."""
+        who: Who
         if isinstance(caller, Principal):
-            kind, who = KIND_LABELS[caller.kind], who_principal(caller)
+            kind, who = KIND_LABELS[caller.kind], caller
         else:
             kind, who = KIND_LABELS[CredentialKind.ADMIN_TOKEN], {"admin_token_id": caller}
         what = {"action": "sign_outbound", "outbound_credential_id": outbound_credential_id}

@@ -127,17 +127,21 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        name = handler_call_details.method
         info = call.CallInfo(request_id.choose(handler_call_details.invocation_metadata), "")
-        # Visible to the interceptors after this one (they run in this coroutine): the admin check notes
-        # the admin token it accepted here.
-        token = call.current.set(info)
-        try:
+        if name.startswith(ADMIN_PREFIX):
+            # Visible to the interceptors after this one (they run in this coroutine): the admin check
+            # notes here the admin token it accepted.
+            token = call.current.set(info)
+            try:
+                handler = await continuation(handler_call_details)
+            finally:
+                call.current.reset(token)
+        else:
             handler = await continuation(handler_call_details)
-        finally:
-            call.current.reset(token)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = self._method(handler_call_details.method)
+        method = self._methods.get(name) or self._method(name)
         info.rpc = method.rpc
         return grpc.unary_unary_rpc_method_handler(
             self._observed(handler.unary_unary, method, info),
