@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import httpx
 import jwt
 import pytest
 
@@ -196,7 +197,19 @@ def test_audit_log_never_holds_a_secret_or_token(audited, token_server) -> None:
         )
     ).token
     made["issued I3"] = issued.access_token
-    for name in ("issued I1", "issued I2", "issued I3"):
+    over_http = httpx.post(
+        f"http://127.0.0.1:{server.http_port}/oauth/token",
+        data={
+            "grant_type": "urn:watchword:params:oauth:grant-type:api-key",
+            "api_key": made["api-key rotated"],
+        },
+        headers={"x-request-id": "http-issue-1"},
+        timeout=10,
+    )
+    assert over_http.status_code == 200, over_http.text
+    assert over_http.headers["x-request-id"] == "http-issue-1"
+    made["issued over HTTP"] = over_http.json()["access_token"]
+    for name in ("issued I1", "issued I2", "issued I3", "issued over HTTP"):
         assert made[name], name
         assert auth.Authenticate(
             auth_pb2.AuthenticateRequest(credential=bearer_source(made[name]))
@@ -444,3 +457,21 @@ def test_audit_lines_go_to_stdout_by_default_and_can_be_turned_off(tmp_path: Pat
         )
         time.sleep(0.3)
         assert audit_records(server.output) == []
+
+
+def test_the_http_token_endpoint_is_audited_too(audited) -> None:
+    server, log = audited
+    response = httpx.post(
+        f"http://127.0.0.1:{server.http_port}/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "AAAAAAAAAAAAAAAA", "client_secret": "nope"},
+        headers={"x-request-id": "http-refused-1"},
+        timeout=10,
+    )
+    assert response.status_code == 401
+    assert response.headers["x-request-id"] == "http-refused-1"
+    (record,) = wait_for_records(file_records(log), lambda r: r["request_id"] == "http-refused-1")
+    assert record["rpc"] == "POST /oauth/token"
+    assert (record["result"], record["reason"]) == ("deny", "invalid_client")
+    assert record["who"] == {"credential_id": "AAAAAAAAAAAAAAAA"}
+    assert record["what"] == {"action": "issue_token", "grant": "client_credentials"}
+    assert record["peer"].startswith("127.0.0.1:")

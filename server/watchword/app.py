@@ -138,7 +138,11 @@ class HttpServer:
 
 
 async def start_http(
-    settings: Settings, grants: Grants, keyring: IssuingKeyring, catalogue: Catalogue
+    settings: Settings,
+    grants: Grants,
+    keyring: IssuingKeyring,
+    catalogue: Catalogue,
+    recorder: Recorder | None = None,
 ) -> HttpServer:
     listener = socket.create_server((settings.http_host, settings.http_port), reuse_port=False)
     port = listener.getsockname()[1]
@@ -150,7 +154,7 @@ async def start_http(
         scopes=sorted(catalogue.actions),
         signing_algorithm=settings.signing_algorithm,
     )
-    app = build_app(grants, keyring.jwks, metadata)
+    app = build_app(grants, keyring.jwks, metadata, recorder)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
@@ -349,7 +353,11 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         else:
             port = server.add_insecure_port(address)
         await server.start()
-        http = await start_http(settings, grants, keyring, catalogue) if settings.http_enabled else None
+        http = (
+            await start_http(settings, grants, keyring, catalogue, recorder)
+            if settings.http_enabled
+            else None
+        )
         if settings.metrics_enabled:
             try:
                 metrics_server = observe_metrics.serve(metrics, settings.metrics_host, settings.metrics_port)

@@ -14,10 +14,11 @@ class CallInfo:
     context: Any = None  # the grpc.aio.ServicerContext; the peer is read only when a record is written
     admin_token_id: str = ""  # set once the admin interceptor accepted the caller's admin token
     error_reason: str = ""  # the ErrorInfo reason of an abort, for the audit log
+    peer_address: str = ""  # for calls without a gRPC context (the HTTP token endpoint)
 
     def peer(self) -> str:
         if self.context is None:
-            return ""
+            return self.peer_address
         try:
             return str(self.context.peer() or "")
         except Exception:  # a finished call may no longer know its peer; the record goes out anyway
