@@ -22,6 +22,8 @@ UNKNOWN_KIND = "unknown"
 ALLOW, DENY, REFUSED, ERROR = "allow", "deny", "refused", "error"
 # Who and what: plain fields, or a Principal / Resource the audit writer turns into fields (off the loop).
 Who = Principal | dict[str, str]
+# Shared by every Authenticate record (records are only read after they are queued).
+_AUTHENTICATE = {"action": "authenticate"}
 
 
 def claimed_credential_id(value: str) -> str:
@@ -75,7 +77,7 @@ class Recorder:
             self._audit.write(record)
 
     def authenticated(self, result: Principal | Refusal) -> None:
-        what = {"action": "authenticate"}
+        what = _AUTHENTICATE
         if isinstance(result, Principal):
             self._record(KIND_LABELS[result.kind], ALLOW, "allowed", result, what)
         else:
