@@ -475,3 +475,30 @@ def test_the_http_token_endpoint_is_audited_too(audited) -> None:
     assert record["who"] == {"credential_id": "AAAAAAAAAAAAAAAA"}
     assert record["what"] == {"action": "issue_token", "grant": "client_credentials"}
     assert record["peer"].startswith("127.0.0.1:")
+
+
+def test_an_audit_file_that_cannot_be_opened_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    env.update(
+        {
+            "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+            "WATCHWORD_PORT": "0",
+            "WATCHWORD_HTTP_PORT": "0",
+            "WATCHWORD_METRICS_PORT": "0",
+            "WATCHWORD_AUDIT_LOG_FILE": str(tmp_path / "missing-directory" / "audit.log"),
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "watchword.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot open audit_log_file" in result.stderr
+    assert "Traceback" not in result.stderr

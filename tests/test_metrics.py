@@ -204,3 +204,44 @@ def test_jwks_refreshes_by_issuer_and_result(tmp_path) -> None:
             name = "watchword_jwks_refreshes_total"
             assert sample(families, name, issuer=idp.issuer, result="ok") == 2, "start, then the new kid"
             assert sample(families, name, issuer=idp.issuer, result="failed") == 0
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_a_message(tmp_path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+        env.update(
+            {
+                "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+                "WATCHWORD_PORT": "0",
+                "WATCHWORD_HTTP_PORT": "0",
+                "WATCHWORD_METRICS_PORT": str(taken.getsockname()[1]),
+            }
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "watchword.cli", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert "cannot serve metrics on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_metrics_port_must_not_be_the_grpc_or_http_port() -> None:
+    from watchword.config import Settings
+
+    with pytest.raises(ValueError, match="metrics_port"):
+        Settings(port=9000, metrics_port=9000)
+    with pytest.raises(ValueError, match="metrics_port"):
+        Settings(http_port=9464)
+    assert Settings(metrics_enabled=False, http_port=9464).metrics_port == 9464

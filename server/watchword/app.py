@@ -213,8 +213,12 @@ def ensure_data_dir(settings: Settings) -> None:
 def start_audit(settings: Settings, out: TextIO) -> AuditLog | None:
     if not settings.audit_enabled:
         return None
-    audit = AuditLog(Path(settings.audit_log_file) if settings.audit_log_file else None, stream=out)
-    audit.start()
+    path = Path(settings.audit_log_file) if settings.audit_log_file else None
+    audit = AuditLog(path, stream=out)
+    try:
+        audit.start()
+    except OSError as exc:
+        raise StartupError(f"cannot open audit_log_file {str(path)!r}: {exc.strerror or exc}") from None
     return audit
 
 
@@ -352,18 +356,19 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             port = server.add_secure_port(address, credentials)
         else:
             port = server.add_insecure_port(address)
-        await server.start()
-        http = (
-            await start_http(settings, grants, keyring, catalogue, recorder)
-            if settings.http_enabled
-            else None
-        )
+        # Before the gRPC server starts: a port in use stops the start before anything is served.
         if settings.metrics_enabled:
             try:
                 metrics_server = observe_metrics.serve(metrics, settings.metrics_host, settings.metrics_port)
             except OSError as exc:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
+        await server.start()
+        http = (
+            await start_http(settings, grants, keyring, catalogue, recorder)
+            if settings.http_enabled
+            else None
+        )
     except BaseException:
         if external is not None:
             await external.close()

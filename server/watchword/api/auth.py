@@ -165,10 +165,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def _check_signing_caller(
         self, context: grpc.aio.ServicerContext, credential_id: str
     ) -> Principal | str:
-        """The caller: the admin token's id, or its principal."""
         """SignOutbound hands out what proves Watchword to customers (bearer tokens, passwords, fresh access
         tokens): only an admin token, or a credential of the outbound credential's own organization that
-        holds `outbound.sign`, may ask for it."""
+        holds `outbound.sign`, may ask for it. Returns the caller: the admin token's id, or its principal."""
         assert self._signer is not None
         token = _bearer(context)
         if not token:
