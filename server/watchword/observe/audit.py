@@ -79,10 +79,43 @@ def rfc3339(timestamp: float) -> str:
     return f"{_second[1]}.{int((timestamp - whole) * 1000):03d}Z"
 
 
+_quoted = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_principals: dict[tuple[object, ...], str] = {}
+_MAX_REMEMBERED_PRINCIPALS = 10_000
+
+
+def _principal_json(principal: Principal) -> str:
+    # The same callers come back again and again: their `who` is encoded once (writer thread only).
+    key = (
+        principal.kind,
+        principal.id,
+        principal.credential_id,
+        principal.organization_id,
+        principal.subject,
+        principal.token_id,
+    )
+    encoded = _principals.get(key)
+    if encoded is None:
+        if len(_principals) >= _MAX_REMEMBERED_PRINCIPALS:
+            _principals.clear()
+        encoded = _principals[key] = _ENCODER.encode(principal_fields(principal))
+    return encoded
+
+
+def _json(value: object) -> str:
+    if isinstance(value, str):
+        return str(_quoted(value))
+    if isinstance(value, Principal):
+        return _principal_json(value)
+    return _ENCODER.encode(value)
+
+
 def to_line(record: Record) -> str:
-    """`ts` (seconds since the epoch) becomes RFC 3339 UTC; keys keep their order; ASCII only."""
-    record["ts"] = rfc3339(record["ts"])
-    return _ENCODER.encode(record) + "\n"
+    """One JSON object on one line, ASCII only, keys in the record's order; `ts` (seconds since the epoch)
+    becomes RFC 3339 UTC."""
+    fields = [f'"ts":"{rfc3339(record["ts"])}"']
+    fields.extend(f"{_quoted(key)}:{_json(value)}" for key, value in record.items() if key != "ts")
+    return "{" + ",".join(fields) + "}\n"
 
 
 class AuditLog:
