@@ -189,6 +189,27 @@ class Settings(BaseModel):
     ext_authz_internal_token_lifetime_seconds: int = Field(
         default=60, ge=10, le=3600, description="E1: lifetime of the internal token."
     )
+    # ---- metrics, audit log and structured logs (issue #8, "seeing what it does") ----
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at /metrics on metrics_host:metrics_port."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics endpoint listens on.")
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of the metrics endpoint (0: any free one)."
+    )
+    audit_enabled: bool = Field(
+        default=True, description="Write an audit record for every decision and every admin call."
+    )
+    audit_log_file: str = Field(
+        default="",
+        max_length=4096,
+        description="File the audit log's JSON lines are appended to (created owner-only); empty: stdout.",
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Log lines as JSON objects or text (on stderr); auto: json in production mode, "
+        "text in development mode.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -221,6 +242,18 @@ class Settings(BaseModel):
                 "to a file holding one; `watchword generate-master-key` makes one"
             )
         return self
+
+    @model_validator(mode="after")
+    def _metrics_port_is_its_own(self) -> Settings:
+        if self.metrics_enabled and self.metrics_port and self.metrics_port in (self.port, self.http_port):
+            raise ValueError(f"metrics_port ({self.metrics_port}) must differ from port and http_port")
+        return self
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format == "auto":
+            return "json" if self.mode == "production" else "text"
+        return self.log_format
 
     @model_validator(mode="after")
     def _token_lifetime_within_bound(self) -> Settings:

@@ -13,6 +13,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from watchword.observe import call, request_id
+
 DOMAIN = "watchword"
 
 REQUEST_UNDECODABLE = "request_undecodable"
@@ -72,7 +74,15 @@ async def abort(
     message: str,
     metadata: dict[str, str] | None = None,
 ) -> NoReturn:
-    await context.abort_with_status(status_for(code, reason, message, metadata))
+    status = status_for(code, reason, message, metadata)
+    info = call.current.get()
+    if info is not None:
+        # The abort replaces the trailers set so far: the request id goes with it, the reason to the audit.
+        info.error_reason = reason
+        status = status._replace(  # type: ignore[attr-defined]
+            trailing_metadata=(*status.trailing_metadata, (request_id.HEADER, info.request_id))
+        )
+    await context.abort_with_status(status)
     raise AssertionError("unreachable: abort_with_status raises")
 
 

@@ -31,6 +31,7 @@ from watchword import reasons
 from watchword.domain import HttpParts, Principal, Refusal
 from watchword.extract import TransportSettings, parse_cookie_header
 from watchword.issue.internal_token import InternalTokens
+from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
 from watchword.routes import RouteTable
 
@@ -109,8 +110,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         routes: RouteTable,
         transports: TransportSettings,
         settings: ExtAuthzSettings,
+        recorder: Recorder | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._recorder = recorder or Recorder(None, None)
         self._routes = routes
         self._transports = transports
         self._settings = settings
@@ -140,6 +143,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         query = query.partition("#")[0] or http.query
         match = self._routes.match(http.method, path.partition("#")[0])
         if match is None:
+            self._recorder.authorized("", None, None, None, False, reasons.ROUTE_NOT_CONFIGURED, "S8")
             return forbidden(
                 reasons.ROUTE_NOT_CONFIGURED,
                 f"no route is configured for {http.method[:32]} requests to this path",
@@ -152,6 +156,16 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             query=query,
         )
         outcome = await self._pipeline.authorize(parts, match.route.action, match.resource)
+        decision = outcome.decision
+        self._recorder.authorized(
+            match.route.action,
+            match.resource,
+            outcome.principal,
+            outcome.refusal,
+            decision.allowed,
+            decision.reason,
+            decision.rule,
+        )
         if outcome.refusal is not None:
             return unauthenticated(outcome.refusal)
         if not outcome.decision.allowed or outcome.principal is None:
