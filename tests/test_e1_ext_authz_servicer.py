@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +248,42 @@ def test_e1_grpcurl_calls_check_through_reflection_alone(server, tenant_secret) 
     answer = json.loads(called.stdout)
     assert "okResponse" in answer or "ok_response" in answer
     assert credential_id in called.stdout
+
+
+def _audit_record(server: WatchwordProcess, request_id: str) -> dict:
+    """The audit line (on the server's stdout by default) of the call with this request id."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in list(server.output):
+            if request_id in line and line.lstrip().startswith("{"):
+                record = json.loads(line)
+                if record.get("request_id") == request_id:
+                    return record
+        time.sleep(0.05)
+    raise AssertionError(f"no audit line for request {request_id}")
+
+
+def test_e1_every_check_decision_is_audited_without_the_credential(server, tenant_secret) -> None:
+    app, secret, credential_id = tenant_secret
+    stub = external_auth_pb2_grpc.AuthorizationStub(server.channel())
+    cases = [
+        ("POST", f"/v1/applications/{app}/event_types", f"Bearer {secret}", "allow", "allowed"),
+        ("POST", f"/v1/applications/{app}/event_types", "Bearer wwas_notAtAllValid", "refused", None),
+        ("GET", "/nowhere", f"Bearer {secret}", "deny", reasons.ROUTE_NOT_CONFIGURED),
+    ]
+    for method, path, authorization, result, reason in cases:
+        request_id = f"e1-audit-{uuid.uuid4().hex}"
+        stub.Check(
+            check_request(method, path, {"authorization": authorization}),
+            metadata=(("x-request-id", request_id),),
+            timeout=10,
+        )
+        record = _audit_record(server, request_id)
+        assert record["rpc"] == "Check"
+        assert record["result"] == result
+        if reason is not None:
+            assert record["reason"] == reason
+        if result == "allow":
+            assert record["who"]["id"] == credential_id
+            assert record["what"]["action"] == "event_type.create"
+        assert secret not in json.dumps(record)
