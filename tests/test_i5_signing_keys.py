@@ -28,6 +28,7 @@ from watchword.crypto import master_key as master_key_module
 from watchword.crypto.master_key import MasterKey, MasterKeyError
 from watchword.decide.catalogue import Catalogue
 from watchword.identify.watchword_token import SigningKeyRing
+from watchword.invalidation import InvalidationBus, Targets
 from watchword.issue import signing_keys
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError, public_jwk
 from watchword.jose import jws
@@ -420,10 +421,12 @@ async def admin_server(
 ) -> AsyncIterator[tuple[admin_pb2_grpc.AdminServiceStub, IssuingKeyring, SigningKeyRing]]:
     keyring = IssuingKeyring(store, master_key, algorithm="EdDSA")
     await keyring.load()
-    # A ring that never refreshes on its own (its clock stands still): only `on_rotated` can teach it.
+    # A ring that never refreshes on its own (its clock stands still): only the rotation's change event,
+    # applied by this replica's invalidation bus, can teach it.
     ring = SigningKeyRing(store.list_signing_keys, clock=lambda: 0.0)
     await ring.reload()
-    servicer = AdminServicer(store, Catalogue.load(), master_key, keyring=keyring, on_rotated=ring.reload)
+    InvalidationBus(Targets(key_rings=(ring.reload,))).attach(store)
+    servicer = AdminServicer(store, Catalogue.load(), master_key, keyring=keyring)
     server = grpc.aio.server(interceptors=[GuardInterceptor()])
     admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

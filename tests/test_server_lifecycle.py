@@ -27,7 +27,7 @@ from watchword.crypto import master_key
 from watchword.crypto.master_key import MasterKey, MasterKeyError
 from watchword.issue import signing_keys
 from watchword.store import database
-from watchword.v1 import admin_pb2
+from watchword.v1 import admin_pb2, admin_pb2_grpc
 
 from support.server import WatchwordProcess
 
@@ -186,9 +186,15 @@ def test_sigterm_lets_in_flight_calls_finish_and_refuses_new_ones(tmp_path: Path
         server.signal(signal.SIGTERM)
         time.sleep(0.5)
         assert server.process.poll() is None, "the server must wait for the in-flight call"
-        with grpc.insecure_channel(server.address) as fresh, pytest.raises(grpc.RpcError) as refused:
-            health_pb2_grpc.HealthStub(fresh).Check(health_pb2.HealthCheckRequest(), timeout=3)
-        assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        with grpc.insecure_channel(server.address) as fresh:
+            # Draining: health says NOT_SERVING (load balancers stop sending), new calls are refused.
+            health = health_pb2_grpc.HealthStub(fresh).Check(health_pb2.HealthCheckRequest(), timeout=3)
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.RpcError) as refused:
+                admin_pb2_grpc.AdminServiceStub(fresh).CreateOrganization(
+                    admin_pb2.CreateOrganizationRequest(name="late"), metadata=md, timeout=3
+                )
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         threading.Timer(0.5, blocker.rollback).start()
         created = in_flight.result(timeout=20)
         assert created.name == "in-flight"

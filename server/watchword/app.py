@@ -8,19 +8,24 @@ import logging
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 import grpc
 import uvicorn
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from watchword import secret_format
+from watchword.api import ext_authz
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
+from watchword.api.overload import OverloadInterceptor
 from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
@@ -30,13 +35,20 @@ from watchword.http_api import authorization_server_metadata, build_app
 from watchword.identify.credential_state import is_usable
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
+from watchword.invalidation import InvalidationBus, for_replica
 from watchword.issue.grants import Grants
+from watchword.issue.internal_token import InternalTokens
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
 from watchword.issue.tokens import TokenSettings
+from watchword.observe import metrics as observe_metrics
+from watchword.observe.audit import AuditLog
+from watchword.observe.decisions import Recorder
+from watchword.observe.interceptor import ObserveInterceptor
 from watchword.outbound.network_guard import NetworkGuard
 from watchword.outbound.signer import OutboundSigner
 from watchword.outbound.token_fetcher import TokenCache
 from watchword.pipeline import JwtSettings, Pipeline
+from watchword.routes import RouteError, RouteTable
 from watchword.store import database, models
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
@@ -46,6 +58,7 @@ log = logging.getLogger("watchword")
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    ext_authz.SERVICE_NAME,
 )
 
 
@@ -133,7 +146,11 @@ class HttpServer:
 
 
 async def start_http(
-    settings: Settings, grants: Grants, keyring: IssuingKeyring, catalogue: Catalogue
+    settings: Settings,
+    grants: Grants,
+    keyring: IssuingKeyring,
+    catalogue: Catalogue,
+    recorder: Recorder | None = None,
 ) -> HttpServer:
     listener = socket.create_server((settings.http_host, settings.http_port), reuse_port=False)
     port = listener.getsockname()[1]
@@ -145,7 +162,7 @@ async def start_http(
         scopes=sorted(catalogue.actions),
         signing_algorithm=settings.signing_algorithm,
     )
-    app = build_app(grants, keyring.jwks, metadata)
+    app = build_app(grants, keyring.jwks, metadata, recorder)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
@@ -176,17 +193,30 @@ class RunningServer:
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
     outbound_tokens: TokenCache | None = None
+    invalidation: InvalidationBus | None = None
+    overload: OverloadInterceptor | None = None
+    metrics: observe_metrics.Metrics | None = None
+    metrics_server: observe_metrics.MetricsServer | None = None
+    audit: AuditLog | None = None
 
     async def stop(self) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close the store."""
         await self.health.enter_graceful_shutdown()
+        grace_ends = time.monotonic() + self.settings.shutdown_grace_seconds
+        if self.overload is not None:
+            # New calls get a clean UNAVAILABLE with a reason while the admitted ones finish (#8).
+            self.overload.drain()
+            await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
-        await self.server.stop(self.settings.shutdown_grace_seconds)
+        await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
         if self.external is not None:
             await self.external.close()
         if self.outbound_tokens is not None:
             await self.outbound_tokens.close()
+        if self.invalidation is not None:
+            await self.invalidation.stop()
+        await _stop_observing(self.metrics_server, self.audit)
         await self.store.close()
 
 
@@ -197,13 +227,93 @@ def ensure_data_dir(settings: Settings) -> None:
         settings.data_dir.mkdir(mode=0o700, parents=True)
 
 
+def route_table(settings: Settings, catalogue: Catalogue) -> RouteTable:
+    """E1: the configured routes, checked against the catalogue."""
+    try:
+        return RouteTable.build(settings.routes, catalogue)
+    except RouteError as exc:
+        raise StartupError(f"invalid route table: {exc}") from None
+
+
+def add_ext_authz(
+    server: grpc.aio.Server,
+    settings: Settings,
+    pipeline: Pipeline,
+    keyring: IssuingKeyring,
+    routes: RouteTable,
+    recorder: Recorder,
+) -> None:
+    """E1: Envoy's ext_authz Check on the same server."""
+    internal_tokens = None
+    if settings.ext_authz_internal_token_enabled:
+        internal_tokens = InternalTokens(
+            keyring,
+            settings.token_issuer,
+            settings.ext_authz_internal_token_audience,
+            settings.ext_authz_internal_token_lifetime_seconds,
+        )
+    options = ext_authz.ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
+    servicer = ext_authz.ExtAuthzServicer(pipeline, routes, transport_settings(settings), options, recorder)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+
+
+def start_audit(settings: Settings, out: TextIO) -> AuditLog | None:
+    if not settings.audit_enabled:
+        return None
+    path = Path(settings.audit_log_file) if settings.audit_log_file else None
+    audit = AuditLog(path, stream=out)
+    try:
+        audit.start()
+    except OSError as exc:
+        raise StartupError(f"cannot open audit_log_file {str(path)!r}: {exc.strerror or exc}") from None
+    return audit
+
+
+def watch(
+    metrics: observe_metrics.Metrics,
+    pipeline: Pipeline,
+    signer: OutboundSigner,
+    outbound_tokens: TokenCache,
+    external: ExternalJwtVerifier | None,
+    audit: AuditLog | None,
+) -> None:
+    """Point the metrics at the counts the caches, the JWKS sources and the token cache keep."""
+    metrics.watch_cache("credentials", pipeline.credentials)
+    metrics.watch_cache("applications", pipeline.applications)
+    metrics.watch_cache("memberships", pipeline.memberships)
+    metrics.watch_cache("revocations", pipeline.revocations)
+    metrics.watch_cache("verified_tokens", pipeline.verified_tokens)
+    metrics.watch_cache("outbound_credentials", signer.credentials)
+    metrics.watch_token_fetches(outbound_tokens.stats)
+    if external is not None:
+        metrics.watch_jwks(lambda: {issuer: source.stats for issuer, source in external.sources.items()})
+    if audit is not None:
+        metrics.watch_audit(audit)
+
+
+async def _stop_observing(
+    metrics_server: observe_metrics.MetricsServer | None, audit: AuditLog | None
+) -> None:
+    if metrics_server is not None:
+        await asyncio.to_thread(metrics_server.stop)
+    if audit is not None:
+        await asyncio.to_thread(audit.close)  # after the last RPC: every record is written
+
+
 async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     catalogue = Catalogue.load(settings.catalogue_file)
+    routes = route_table(settings, catalogue)
     ensure_data_dir(settings)
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
     external: ExternalJwtVerifier | None = None
+    bus: InvalidationBus | None = None
+    metrics = observe_metrics.Metrics()
+    metrics_server: observe_metrics.MetricsServer | None = None
+    audit: AuditLog | None = None
     try:
+        audit = start_audit(settings, out)
+        recorder = Recorder(metrics, audit)
         if settings.issuers:
             external = ExternalJwtVerifier(settings.issuers, max_token_bytes=settings.max_token_bytes)
             try:
@@ -217,8 +327,16 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             raise StartupError(f"cannot use the stored signing key: {exc}") from None
         admin_token = await bootstrap_admin_token(store)
         admin_interceptor = admin_token_checker(store)
+        # Observing first, so every answer is timed and audited with its request id; then the bound: an
+        # excess call is refused before anything else is done for it (#8).
+        overload = OverloadInterceptor(settings.max_concurrent_rpcs)
         server = grpc.aio.server(
-            interceptors=[admin_interceptor, GuardInterceptor()],
+            interceptors=[
+                ObserveInterceptor(metrics, audit),
+                overload,
+                admin_interceptor,
+                GuardInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -230,8 +348,20 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             settings.token_audience,
             settings.token_endpoint_url,
         )
-        pipeline = Pipeline(store, catalogue, transport_settings(settings), master_key, jwt, external)
+        pipeline = Pipeline(
+            store,
+            catalogue,
+            transport_settings(settings),
+            master_key,
+            jwt,
+            external,
+            cache_ttl=settings.cache_ttl_seconds,
+        )
         pipeline.signing_keys.local = keyring.active
+        # Store outages (#8): known credentials keep answering from cache for a bounded time.
+        stale_safe = (pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations)
+        for lookups in stale_safe:
+            lookups.serve_stale_during_outage(settings.store_outage_grace_seconds)
         token_settings = TokenSettings(
             issuer=settings.token_issuer,
             audience=settings.token_audience,
@@ -246,7 +376,11 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             ),
         )
         outbound_tokens = TokenCache(guard=guard)
-        signer = OutboundSigner(store, master_key, outbound_tokens)
+        signer = OutboundSigner(store, master_key, outbound_tokens, settings.cache_ttl_seconds)
+        bus = for_replica(store, pipeline, signer, keyring, settings.effective_database_url)
+        await bus.start()
+        bus.delay_observers.append(lambda _change, seconds: metrics.revocation_delay.observe(seconds))
+        watch(metrics, pipeline, signer, outbound_tokens, external, audit)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline,
@@ -256,6 +390,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 grants,
                 signer,
                 admin_interceptor.check,
+                recorder,
             ),
             server,
         )
@@ -263,18 +398,11 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             store,
             catalogue,
             master_key,
-            caches=(
-                pipeline.credentials,
-                pipeline.applications,
-                pipeline.memberships,
-                pipeline.revocations,
-                signer.credentials,
-            ),
             revocation_lifetime=settings.max_token_lifetime_seconds,
             keyring=keyring,
-            on_rotated=pipeline.signing_keys.reload,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
+        add_ext_authz(server, settings, pipeline, keyring, routes, recorder)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -293,11 +421,25 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             port = server.add_secure_port(address, credentials)
         else:
             port = server.add_insecure_port(address)
+        # Before the gRPC server starts: a port in use stops the start before anything is served.
+        if settings.metrics_enabled:
+            try:
+                metrics_server = observe_metrics.serve(metrics, settings.metrics_host, settings.metrics_port)
+            except OSError as exc:
+                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                raise StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
         await server.start()
-        http = await start_http(settings, grants, keyring, catalogue) if settings.http_enabled else None
+        http = (
+            await start_http(settings, grants, keyring, catalogue, recorder)
+            if settings.http_enabled
+            else None
+        )
     except BaseException:
         if external is not None:
             await external.close()
+        if bus is not None:
+            await bus.stop()
+        await _stop_observing(metrics_server, audit)
         await store.close()
         raise
     for name in ("", *SERVICE_NAMES):
@@ -313,6 +455,12 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     scheme = "tls" if settings.tls_cert_file else "plaintext"
     if http is not None:
         print(f"watchword http listening on {settings.http_host}:{http.port}", file=out, flush=True)
+    if metrics_server is not None:
+        print(
+            f"watchword metrics listening on {settings.metrics_host}:{metrics_server.port}",
+            file=out,
+            flush=True,
+        )
     # Last: tools and tests wait for this line to know that everything is up.
     print(f"watchword listening on {settings.host}:{port} ({scheme})", file=out, flush=True)
     return RunningServer(
@@ -324,6 +472,11 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         external=external,
         http=http,
         outbound_tokens=outbound_tokens,
+        invalidation=bus,
+        overload=overload,
+        metrics=metrics,
+        metrics_server=metrics_server,
+        audit=audit,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,9 +17,10 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from watchword import config
-from watchword.app import StartupError, ensure_data_dir, serve
+from watchword.app import StartupError, ensure_data_dir, route_table, serve
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
+from watchword.observe import logging_setup
 from watchword.store import database
 from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
@@ -54,9 +54,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every request URL at INFO; JWKS fetches are reported by Watchword itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging_setup.configure(settings.log_level, settings.effective_log_format)
     asyncio.run(serve(settings))
     return 0
 
@@ -71,7 +69,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    Catalogue.load(settings.catalogue_file)
+    route_table(settings, Catalogue.load(settings.catalogue_file))  # E1: routes name catalogue actions
     if settings.master_key:
         master_key.MasterKey.from_text(settings.master_key, "WATCHWORD_MASTER_KEY")
     elif settings.master_key_file is not None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from watchword.identify.issuer_settings import IssuerList
+from watchword.routes import RouteList
 from watchword.store.database import DatabaseUrlError, normalise_url
 
 ENV_PREFIX = "WATCHWORD_"
@@ -140,7 +141,75 @@ class Settings(BaseModel):
         max_length=4096,
         description="O3/O4: comma-separated token hosts allowed whatever they resolve to.",
     )
+    # Overload and faults (#8)
+    max_concurrent_rpcs: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Calls worked on at once; past it RESOURCE_EXHAUSTED (`overloaded`) at once. Health "
+        "checks are exempt.",
+    )
+    store_outage_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="While the store is unreachable, known credentials loaded this recently are still "
+        "served from cache; 0: never.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    # Several replicas (issue #8): how stale a cached credential may get when a change event is missed.
+    cache_ttl_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest time a replica serves a cached credential, application, membership, revocation "
+        "or outbound credential without re-reading it; changes arrive sooner through the change feed.",
+    )
+    # E1: Envoy ext_authz (envoy.service.auth.v3.Authorization/Check).
+    routes: RouteList = Field(
+        default=(),
+        description="E1: the route table, [[routes]] tables in the file: (method, path) -> action.",
+    )
+    ext_authz_remove_credential_headers: bool = Field(
+        default=False,
+        description="E1: on allow, remove the credential (Authorization, the connector header pair, the auth "
+        "cookie, the T5 query parameters) from the request Envoy forwards upstream.",
+    )
+    ext_authz_internal_token_enabled: bool = Field(
+        default=False,
+        description="E1: on allow, give the upstream a short-lived JWT for the principal in "
+        "x-watchword-internal-token.",
+    )
+    ext_authz_internal_token_audience: str = Field(
+        default="urn:watchword:internal",
+        min_length=1,
+        max_length=255,
+        description="E1: `aud` of the internal token; must differ from token_audience.",
+    )
+    ext_authz_internal_token_lifetime_seconds: int = Field(
+        default=60, ge=10, le=3600, description="E1: lifetime of the internal token."
+    )
+    # ---- metrics, audit log and structured logs (issue #8, "seeing what it does") ----
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at /metrics on metrics_host:metrics_port."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics endpoint listens on.")
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of the metrics endpoint (0: any free one)."
+    )
+    audit_enabled: bool = Field(
+        default=True, description="Write an audit record for every decision and every admin call."
+    )
+    audit_log_file: str = Field(
+        default="",
+        max_length=4096,
+        description="File the audit log's JSON lines are appended to (created owner-only); empty: stdout.",
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="Log lines as JSON objects or text (on stderr); auto: json in production mode, "
+        "text in development mode.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -175,11 +244,33 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _metrics_port_is_its_own(self) -> Settings:
+        if self.metrics_enabled and self.metrics_port and self.metrics_port in (self.port, self.http_port):
+            raise ValueError(f"metrics_port ({self.metrics_port}) must differ from port and http_port")
+        return self
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format == "auto":
+            return "json" if self.mode == "production" else "text"
+        return self.log_format
+
+    @model_validator(mode="after")
     def _token_lifetime_within_bound(self) -> Settings:
         if self.token_lifetime_seconds > self.max_token_lifetime_seconds:
             raise ValueError(
                 f"token_lifetime_seconds ({self.token_lifetime_seconds}) must not exceed "
                 f"max_token_lifetime_seconds ({self.max_token_lifetime_seconds})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _internal_token_is_not_a_credential(self) -> Settings:
+        # E1: with the same audience, the upstream's token would be accepted by Watchword as a C8 credential.
+        if self.ext_authz_internal_token_audience == self.token_audience:
+            raise ValueError(
+                "ext_authz_internal_token_audience must differ from token_audience, or the internal token "
+                "would be accepted as a Watchword token (C8)"
             )
         return self
 

@@ -16,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from watchword.domain import ClientAuthentication
+from watchword.domain import ClientAuthentication, CredentialKind
 from watchword.issue.grants import Grants, OAuthError, Outcome
+from watchword.observe import call, decisions, request_id
+from watchword.observe.decisions import Recorder
 
 log = logging.getLogger("watchword.http")
 
@@ -67,8 +69,26 @@ def _lifetime(form: dict[str, str]) -> int | OAuthError:
     return int(value)
 
 
-def build_app(grants: Grants, jwks: JwksSource, metadata: dict[str, Any]) -> Starlette:
+def build_app(
+    grants: Grants, jwks: JwksSource, metadata: dict[str, Any], recorder: Recorder | None = None
+) -> Starlette:
+    recorder = recorder or Recorder(None, None)
+
     async def token(request: Request) -> Response:
+        """As the gRPC calls: a request id (header `x-request-id`), and the decision audited."""
+        client = f"{request.client.host}:{request.client.port}" if request.client else ""
+        info = call.CallInfo(
+            request_id.choose(request.headers.items()), "POST /oauth/token", peer_address=client
+        )
+        entered = call.current.set(info)
+        try:
+            response = await issue(request)
+        finally:
+            call.current.reset(entered)
+        response.headers[request_id.HEADER] = info.request_id
+        return response
+
+    async def issue(request: Request) -> Response:
         form = await _form(request)
         if isinstance(form, OAuthError):
             return _error(form)
@@ -88,10 +108,16 @@ def build_app(grants: Grants, jwks: JwksSource, metadata: dict[str, Any]) -> Sta
                 client_assertion=form.get("client_assertion", ""),
             )
             outcome = await grants.client_credentials(client, scope, requested, audience)
+            claimed = decisions.claimed_credential_id(client.client_id) or decisions.basic_username(
+                authorization
+            )
+            _record(recorder, "client_credentials", CredentialKind.OAUTH_CLIENT, claimed, outcome)
         elif grant_type == API_KEY_GRANT:
             if not form.get("api_key"):
                 return _error(OAuthError("invalid_request", "api_key is required"))
             outcome = await grants.api_key_exchange(form["api_key"], scope, requested, audience)
+            claimed = decisions.secret_owner(form["api_key"])
+            _record(recorder, "api_key_exchange", CredentialKind.API_KEY, claimed, outcome)
         elif not grant_type:
             return _error(OAuthError("invalid_request", "grant_type is required"))
         else:
@@ -120,6 +146,13 @@ def build_app(grants: Grants, jwks: JwksSource, metadata: dict[str, Any]) -> Sta
         Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
     ]
     return Starlette(routes=routes)
+
+
+def _record(recorder: Recorder, grant: str, kind: CredentialKind, claimed: str, outcome: Outcome) -> None:
+    if isinstance(outcome, OAuthError):
+        recorder.issued(grant, kind, claimed, "", outcome.error)
+    else:
+        recorder.issued(grant, kind, claimed, outcome.token_id, "")
 
 
 def authorization_server_metadata(

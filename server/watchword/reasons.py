@@ -46,6 +46,9 @@ NOT_A_MEMBER = "not_a_member"
 ROLE_NOT_GRANTED = "role_not_granted"
 OBJECT_NOT_IN_PATTERNS = "object_not_in_patterns"
 SUBJECT_MISMATCH = "subject_mismatch"
+# HTTP answers in front of an API (E1 Envoy ext_authz).
+ROUTE_NOT_CONFIGURED = "route_not_configured"
+AUTHORIZATION_UNAVAILABLE = "authorization_unavailable"
 
 REASONS: dict[str, str] = {
     CREDENTIAL_MISSING: "No credential was found where credentials are read.",
@@ -94,6 +97,10 @@ REASONS: dict[str, str] = {
     SUBJECT_MISMATCH: "A subject-scoped token acting on another subject than its own (S5).",
     ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "
     "decided as usual (T7).",
+    ROUTE_NOT_CONFIGURED: "E1: the HTTP request matches no configured route (method and path template); "
+    "denied with 403 before any credential is read.",
+    AUTHORIZATION_UNAVAILABLE: "E1: Watchword could not decide (store unavailable, internal error); the "
+    "HTTP request is refused with 503, never allowed.",
 }
 
 

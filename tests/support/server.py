@@ -19,6 +19,7 @@ from watchword.v1 import admin_pb2_grpc, auth_pb2_grpc
 
 _LISTENING = re.compile(r"watchword listening on ([\d.]+):(\d+)")
 _HTTP_LISTENING = re.compile(r"watchword http listening on ([\d.]+):(\d+)")
+_METRICS_LISTENING = re.compile(r"watchword metrics listening on ([\d.]+):(\d+)")
 _ADMIN_TOKEN = re.compile(r"WATCHWORD_ADMIN_TOKEN=(wwad_\S+)")
 START_TIMEOUT = 60.0
 
@@ -34,6 +35,7 @@ class WatchwordProcess:
         self.args = args or []
         self.port = 0
         self.http_port = 0
+        self.metrics_port = 0
         self.admin_token = ""
         self.output: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -49,6 +51,8 @@ class WatchwordProcess:
                 self.admin_token = token.group(1)
             if http := _HTTP_LISTENING.search(line):
                 self.http_port = int(http.group(2))
+            if metrics := _METRICS_LISTENING.search(line):
+                self.metrics_port = int(metrics.group(2))
             if match := _LISTENING.search(line):
                 self.port = int(match.group(2))
                 self._listening.set()
@@ -59,6 +63,7 @@ class WatchwordProcess:
             {
                 "WATCHWORD_PORT": "0",
                 "WATCHWORD_HTTP_PORT": "0",
+                "WATCHWORD_METRICS_PORT": "0",
                 "WATCHWORD_DATA_DIR": str(self.data_dir),
                 **self.extra_env,
             }

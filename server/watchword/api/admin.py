@@ -7,9 +7,9 @@ becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -19,7 +19,6 @@ from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
-from watchword.identify.cache import TtlCache
 from watchword.issue import signing_keys
 from watchword.issue.keyring import IssuingKeyring, public_jwk
 from watchword.store import models
@@ -94,29 +93,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         store: Store,
         catalogue: Catalogue,
         master_key: MasterKey,
-        caches: Sequence[TtlCache[Any]] = (),
         revocation_lifetime: float = 7 * 24 * 3600,
         *,
         keyring: IssuingKeyring | None = None,
-        on_rotated: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        # Every write announces what it changed through the store (`store.change_feed`): this replica's
+        # caches drop it after commit, before the answer leaves, and the others' when the event arrives.
         self._store = store
         self._catalogue = catalogue
         self._master_key = master_key
-        # Verification caches of this replica: dropped on every change so it is refused on the next call.
-        self._caches = tuple(caches)
         self._revocation_lifetime = revocation_lifetime
-        # I5: without a keyring RotateSigningKey stays UNIMPLEMENTED; `on_rotated` reloads this
-        # replica's verification ring so the new key verifies here at once.
+        # I5: without a keyring RotateSigningKey stays UNIMPLEMENTED.
         self._keyring = keyring
-        self._on_rotated = on_rotated
-
-    def _changed(self, key: str | None = None) -> None:
-        for cache in self._caches:
-            if key is None:
-                cache.clear()
-            else:
-                cache.invalidate(key)
 
     # ---- organizations ----
 
@@ -149,7 +137,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await _found(
             context, self._store.delete_organization(convert.required(request.id, "id", convert.MAX_ID))
         )
-        self._changed()
         return admin_pb2.DeleteOrganizationResponse()
 
     # ---- applications ----
@@ -188,7 +175,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await _found(
             context, self._store.delete_application(convert.required(request.id, "id", convert.MAX_ID))
         )
-        self._changed()
         return admin_pb2.DeleteApplicationResponse()
 
     # ---- memberships ----
@@ -209,7 +195,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         row = await _found(
             context, self._store.set_membership(organization_id, user_id, sorted(set(membership.roles)))
         )
-        self._changed(user_id)
         return membership_to_proto(row)
 
     async def ListMemberships(
@@ -228,7 +213,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
         user_id = convert.required(request.user_id, "user_id", convert.MAX_ID)
         await _found(context, self._store.delete_membership(organization_id, user_id))
-        self._changed(user_id)
         return admin_pb2.DeleteMembershipResponse()
 
     # ---- credentials ----
@@ -238,7 +222,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.CreateCredentialResponse:
         row, secret = new_credential.build(request, self._catalogue, self._master_key)
         stored = await _found(context, self._store.add_credential(row))
-        self._changed(stored.id)
         return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(stored), secret=secret)
 
     async def _credential(self, context: grpc.aio.ServicerContext, credential_id: str) -> models.Credential:
@@ -276,7 +259,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.Credential:
         credential_id = convert.required(request.id, "id", convert.MAX_ID)
         deactivated = await _found(context, self._store.deactivate_credential(credential_id))
-        self._changed(credential_id)
         return credential_to_proto(deactivated)
 
     async def DeleteCredential(
@@ -285,7 +267,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         await _found(
             context, self._store.delete_credential(convert.required(request.id, "id", convert.MAX_ID))
         )
-        self._changed(request.id)
         return admin_pb2.DeleteCredentialResponse()
 
     async def RotateCredential(
@@ -311,7 +292,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             row.id, secret_format.hash_secret(secret), sealed, previous_valid_until, now
         )
         rotated = await _found(context, rotation)
-        self._changed(rotated.id)
         return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(rotated), secret=secret)
 
     # ---- outbound credentials, signing keys, revocation: later issues ----
@@ -351,7 +331,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.OutboundCredential:
         credential_id = convert.required(request.id, "id", convert.MAX_ID)
         row = await _found(context, self._store.deactivate_outbound_credential(credential_id))
-        self._changed(credential_id)
         return outbound_admin.to_proto(row)
 
     async def DeleteOutboundCredential(
@@ -359,7 +338,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.DeleteOutboundCredentialResponse:
         credential_id = convert.required(request.id, "id", convert.MAX_ID)
         await _found(context, self._store.delete_outbound_credential(credential_id))
-        self._changed(credential_id)
         return admin_pb2.DeleteOutboundCredentialResponse()
 
     async def RotateOutboundCredential(
@@ -371,7 +349,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             await errors.not_found(context, "outbound credential not found")
         sealed, until, generated = outbound_admin.rotated(row, request, self._master_key)
         updated = await _found(context, self._store.rotate_outbound_credential(credential_id, sealed, until))
-        self._changed(credential_id)
         return admin_pb2.CreateOutboundCredentialResponse(
             credential=outbound_admin.to_proto(updated), payload_signing_secret=generated
         )
@@ -398,8 +375,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if request.algorithm and request.algorithm not in signing_keys.ALGORITHMS:
             raise FieldError("algorithm", f"must be empty or one of {', '.join(signing_keys.ALGORITHMS)}")
         row = await self._keyring.rotate(request.algorithm or None)
-        if self._on_rotated is not None:
-            await self._on_rotated()
         return signing_key_to_proto(row)
 
     # ---- revocation (I6) ----
@@ -414,7 +389,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             # Unknown expiry: keep the entry as long as any token Watchword issues can live.
             expires_at = datetime.now(UTC) + timedelta(seconds=self._revocation_lifetime)
         await self._store.revoke_token(token_id, expires_at)
-        self._changed(token_id)
         return admin_pb2.RevokeTokenResponse()
 
 

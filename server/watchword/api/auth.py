@@ -10,8 +10,10 @@ import grpc
 from watchword import reasons
 from watchword.api import convert, errors
 from watchword.api.errors import FieldError
-from watchword.domain import ClientAuthentication, Decision, Principal, Refusal
+from watchword.domain import ClientAuthentication, CredentialKind, Decision, Principal, Refusal
 from watchword.issue.grants import Grants, OAuthError, Outcome
+from watchword.observe import decisions
+from watchword.observe.decisions import Recorder
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
 from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
@@ -42,6 +44,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         grants: Grants | None = None,
         signer: OutboundSigner | None = None,
         admin_check: Callable[[str], Awaitable[str | None]] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_token_bytes = max_token_bytes
@@ -51,6 +54,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._signer = signer
         self._admin_check = admin_check
         self._principals = convert.PrincipalMessages()
+        # Counts and audits every decision; without one (unit tests) nothing is counted.
+        self._recorder = recorder or Recorder(None, None)
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -59,12 +64,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             request.credential, "credential", self._max_token_bytes, self._max_headers
         )
         result = await self._pipeline.authenticate(source)
+        self._recorder.authenticated(result)
         if isinstance(result, Refusal):
             return auth_pb2.AuthenticateResponse(refusal=convert.refusal_to_proto(result))
         return auth_pb2.AuthenticateResponse(principal=self._principals.get(result))
 
     async def _authorize_one(
-        self, request: auth_pb2.AuthorizeRequest, field: str, memo: Memo | None = None
+        self,
+        request: auth_pb2.AuthorizeRequest,
+        field: str,
+        memo: Memo | None = None,
+        entry: int | None = None,
     ) -> auth_pb2.AuthorizeResponse:
         source = convert.credential_source(
             request.credential, f"{field}credential", self._max_token_bytes, self._max_headers
@@ -72,6 +82,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         action = convert.required(request.action, f"{field}action", convert.MAX_ACTION)
         resource = convert.resource_from_proto(request.resource, f"{field}resource")
         outcome = await self._pipeline.authorize(source, action, resource, memo=memo)
+        decision = outcome.decision
+        self._recorder.authorized(
+            action,
+            resource,
+            outcome.principal,
+            outcome.refusal,
+            decision.allowed,
+            decision.reason,
+            decision.rule,
+            entry,
+        )
         return _outcome_to_proto(outcome, self._principals)
 
     async def Authorize(
@@ -90,11 +111,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         memo: Memo = {}  # each distinct credential of the batch is verified once
         for index, entry in enumerate(request.entries):
             try:
-                results.append(await self._authorize_one(entry, f"entries[{index}].", memo))
+                results.append(await self._authorize_one(entry, f"entries[{index}].", memo, index))
             except FieldError as exc:
                 # One bad entry gets its own refusal and never spoils the others (T7).
                 refusal = Refusal(reason=reasons.ENTRY_INVALID, message=str(exc))
                 denial = Decision(allowed=False, reason=reasons.ENTRY_INVALID, rule="S8", message=str(exc))
+                # The entry's fields are what was wrong: none of them goes to the audit log.
+                self._recorder.authorized("", None, None, None, False, reasons.ENTRY_INVALID, "S8", index)
                 outcome = AuthorizeOutcome(decision=denial, refusal=refusal)
                 results.append(_outcome_to_proto(outcome, self._principals))
         return auth_pb2.AuthorizeBatchResponse(results=results)
@@ -107,6 +130,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 context, grpc.StatusCode.UNIMPLEMENTED, errors.NOT_IMPLEMENTED, "IssueToken is not enabled"
             )
         outcome = await issue_token(self._grants, request, self._max_token_bytes)
+        self._record_issue(request, outcome)
         if isinstance(outcome, OAuthError):
             error = auth_pb2.OAuthError(error=outcome.error, error_description=outcome.description)
             return auth_pb2.IssueTokenResponse(error=error)
@@ -120,10 +144,34 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             )
         )
 
-    async def _check_signing_caller(self, context: grpc.aio.ServicerContext, credential_id: str) -> None:
+    def _record_issue(self, request: auth_pb2.IssueTokenRequest, outcome: Outcome) -> None:
+        """The audit names the credential the request claims (its id only, and only when it has the
+        shape of one), never the key, secret or assertion it carries."""
+        grant = request.WhichOneof("grant") or ""
+        kind: CredentialKind | None = None
+        claimed = ""
+        if grant == "api_key_exchange":
+            kind, claimed = CredentialKind.API_KEY, decisions.secret_owner(request.api_key_exchange.api_key)
+        elif grant == "client_credentials":
+            client = request.client_credentials.client
+            kind = CredentialKind.OAUTH_CLIENT
+            claimed = decisions.claimed_credential_id(client.client_id) or decisions.basic_username(
+                client.authorization
+            )
+        elif grant == "subject_token":
+            kind = CredentialKind.CONNECTOR
+            claimed = decisions.claimed_credential_id(request.subject_token.connector_id)
+        if isinstance(outcome, OAuthError):
+            self._recorder.issued(grant, kind, claimed, "", outcome.error)
+        else:
+            self._recorder.issued(grant, kind, claimed, outcome.token_id, "")
+
+    async def _check_signing_caller(
+        self, context: grpc.aio.ServicerContext, credential_id: str
+    ) -> Principal | str:
         """SignOutbound hands out what proves Watchword to customers (bearer tokens, passwords, fresh access
         tokens): only an admin token, or a credential of the outbound credential's own organization that
-        holds `outbound.sign`, may ask for it."""
+        holds `outbound.sign`, may ask for it. Returns the caller: the admin token's id, or its principal."""
         assert self._signer is not None
         token = _bearer(context)
         if not token:
@@ -133,8 +181,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 errors.CALLER_TOKEN_MISSING,
                 "SignOutbound needs `authorization: Bearer <token>` of a caller allowed to sign",
             )
-        if self._admin_check is not None and await self._admin_check(token) is not None:
-            return
+        if self._admin_check is not None and (admin_id := await self._admin_check(token)) is not None:
+            return admin_id
         principal = await self._pipeline.authenticate(BareInput(token=token))
         record = await self._signer.credentials.get(credential_id)
         allowed = (
@@ -151,6 +199,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 errors.CALLER_NOT_ALLOWED,
                 "the caller may not sign for this outbound credential",
             )
+        assert isinstance(principal, Principal)
+        return principal
 
     async def SignOutbound(
         self, request: auth_pb2.SignOutboundRequest, context: grpc.aio.ServicerContext
@@ -168,10 +218,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise FieldError("url", problem)
         convert.bounded(request.method, "method", convert.MAX_METHOD)
         message_id = convert.bounded(request.message_id, "message_id", 255)
-        await self._check_signing_caller(context, credential_id)
+        caller = await self._check_signing_caller(context, credential_id)
         result = await self._signer.sign(
             credential_id, url, request.body, message_id, request.previous_token_rejected
         )
+        self._recorder.signed(credential_id, caller, result.reason if isinstance(result, SignFailure) else "")
         if isinstance(result, SignFailure):
             error = auth_pb2.OutboundError(
                 reason=result.reason, message=result.message, retryable=result.retryable

@@ -13,6 +13,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from watchword.observe import call, request_id
+
 DOMAIN = "watchword"
 
 REQUEST_UNDECODABLE = "request_undecodable"
@@ -25,6 +27,10 @@ INTERNAL = "internal"
 NOT_IMPLEMENTED = "not_implemented"
 CALLER_TOKEN_MISSING = "caller_token_missing"
 CALLER_NOT_ALLOWED = "caller_not_allowed"
+# Overload and faults (#8)
+OVERLOADED = "overloaded"
+DEADLINE_EXCEEDED = "deadline_exceeded"
+SHUTTING_DOWN = "shutting_down"
 
 ERROR_REASONS: dict[str, str] = {
     REQUEST_UNDECODABLE: "INVALID_ARGUMENT: the request bytes are not a valid message (e.g. a string "
@@ -42,6 +48,12 @@ ERROR_REASONS: dict[str, str] = {
     "caller.",
     CALLER_NOT_ALLOWED: "PERMISSION_DENIED: the caller is no admin token and holds no `outbound.sign` grant "
     "in the outbound credential's organization.",
+    OVERLOADED: "RESOURCE_EXHAUSTED: `max_concurrent_rpcs` calls are already in flight on this replica; "
+    "retry with backoff, or on another replica.",
+    DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED: the call's deadline had passed before Watchword started on it; "
+    "no work was done.",
+    SHUTTING_DOWN: "UNAVAILABLE: this replica is draining after SIGTERM: calls already admitted finish, new "
+    "ones are refused; retry on another replica.",
 }
 
 
@@ -62,7 +74,15 @@ async def abort(
     message: str,
     metadata: dict[str, str] | None = None,
 ) -> NoReturn:
-    await context.abort_with_status(status_for(code, reason, message, metadata))
+    status = status_for(code, reason, message, metadata)
+    info = call.current.get()
+    if info is not None:
+        # The abort replaces the trailers set so far: the request id goes with it, the reason to the audit.
+        info.error_reason = reason
+        status = status._replace(  # type: ignore[attr-defined]
+            trailing_metadata=(*status.trailing_metadata, (request_id.HEADER, info.request_id))
+        )
+    await context.abort_with_status(status)
     raise AssertionError("unreachable: abort_with_status raises")
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from watchword.api import errors
+from watchword.observe.interceptor import note_admin_caller
 
 log = logging.getLogger("watchword.rpc")
 
@@ -168,4 +169,5 @@ class AdminAuthInterceptor(grpc.aio.ServerInterceptor):
             )
         if admin_id is None:
             return _rejecting(errors.ADMIN_TOKEN_INVALID, "the admin token is not valid")
+        note_admin_caller(admin_id)  # the audit record names the admin token
         return await continuation(handler_call_details)

@@ -1,9 +1,15 @@
 """A small time-bounded cache in front of the store, so verifying a known credential costs no query.
 
-Freshness: this replica drops an entry the moment its own admin service changes the credential
-(deactivation is refused on the very next call); changes made through another replica are seen within
-`ttl` seconds at most. Misses are cached too (bounded), so floods of unknown ids cost one query per id
+Freshness: an entry is dropped the moment a change to it is committed, on this replica at once and on the
+others when the change feed delivers the event (`watchword.invalidation`). Whatever happens to the feed
+(a lost event, the listen connection down), no entry is served more than `ttl` seconds after it was
+loaded. Misses are cached too (bounded), so floods of unknown ids cost one query per id
 per `ttl`; concurrent misses for one key share a single query.
+
+Store outages: with `serve_stale_during_outage(grace)`, a load that fails because the store cannot be
+reached answers with the last value loaded for that key, if it was loaded less than `grace` seconds ago.
+Only values are served stale, never an absence (a stale "not found" or "not revoked" could turn into an
+allow); an entry invalidated by this replica is gone and is never served; every other failure raises.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from watchword.store.database import is_store_outage
 
 ValueT = TypeVar("ValueT")
 
@@ -35,8 +43,10 @@ class TtlCache(Generic[ValueT]):
         self._entries: OrderedDict[str, tuple[float, ValueT | None]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[ValueT | None]] = {}
         self._generation = 0
+        self._outage_grace = 0.0
         self.hits = 0
         self.misses = 0
+        self.stale_served = 0  # answers given from a stale entry during a store outage
 
     async def get(self, key: str) -> ValueT | None:
         entry = self._entries.get(key)
@@ -54,6 +64,10 @@ class TtlCache(Generic[ValueT]):
         try:
             value = await self._load(key)
         except BaseException as exc:
+            stale = self._stale_during_outage(key, exc)
+            if stale is not None:
+                future.set_result(stale)
+                return stale
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
@@ -64,6 +78,22 @@ class TtlCache(Generic[ValueT]):
             self._remember(key, value)
         future.set_result(value)
         return value
+
+    def serve_stale_during_outage(self, grace: float) -> None:
+        """Answer from entries loaded less than `grace` seconds ago when the store is unreachable."""
+        self._outage_grace = grace
+
+    def _stale_during_outage(self, key: str, exc: BaseException) -> ValueT | None:
+        if self._outage_grace <= 0 or not is_store_outage(exc):
+            return None
+        entry = self._entries.get(key)
+        if entry is None or entry[1] is None:
+            return None  # never loaded, invalidated, or an absence: not safe to answer from
+        loaded_at = entry[0] - self._ttl
+        if self._clock() - loaded_at >= self._outage_grace:
+            return None
+        self.stale_served += 1
+        return entry[1]
 
     def _remember(self, key: str, value: ValueT | None) -> None:
         self._entries[key] = (self._clock() + self._ttl, value)

@@ -61,6 +61,7 @@ class JwksStats:
     """Counters for tests and metrics."""
 
     refreshes: int = 0  # refresh attempts (each is one or two HTTP requests)
+    succeeded: int = 0  # refresh attempts that brought a key set
     http_requests: int = 0
     failures: int = 0  # refresh attempts that kept the previous keys
     rate_limited: int = 0  # unknown-kid refreshes skipped by the rate limit
@@ -205,6 +206,7 @@ class JwksSource:
             log.info("issuer %s now has %d signing key(s)", self.settings.issuer, len(keys))
         self._keys = keys
         self._next_refresh_at = self._clock() + cache_seconds
+        self.stats.succeeded += 1
         return True
 
     def _record_failure(self, exc: Exception) -> None:

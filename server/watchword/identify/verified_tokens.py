@@ -52,6 +52,8 @@ class VerifiedTokens:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[Key, tuple[float, Principal, State]] = OrderedDict()
+        self.hits = 0  # for metrics
+        self.misses = 0
 
     @staticmethod
     def _key(presented: PresentedCredential) -> Key:
@@ -61,13 +63,16 @@ class VerifiedTokens:
         key = self._key(presented)
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
         verified_at, principal, state = entry
         expired = principal.expires_at is not None and principal.expires_at <= now
         stale = self._clock() - verified_at > self._max_age
         if expired or stale or not await self._unchanged(principal, state, now):
             self._entries.pop(key, None)
+            self.misses += 1
             return None
+        self.hits += 1
         return principal
 
     async def _backing(self, principal: Principal) -> Credential | None:
@@ -93,6 +98,14 @@ class VerifiedTokens:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+
+    def forget_credential(self, credential_id: str) -> None:
+        """Drop every token resting on this credential (it changed, here or on another replica). Entries
+        are re-checked against the credential anyway; dropping them also frees the memory at once."""
+        entries = self._entries.items()
+        stale = [key for key, (_, principal, _) in entries if principal.credential_id == credential_id]
+        for key in stale:
+            del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()

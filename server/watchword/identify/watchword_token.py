@@ -8,6 +8,7 @@ every token minted from it is refused on the next call (I6, S6).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -45,8 +46,10 @@ def _refuse(reason: str, message: str) -> Refusal:
 
 
 class SigningKeyRing:
-    """Watchword's public keys by `kid`, reloaded from the store when an unknown kid shows up (a key
-    rotated on another replica), at most once per second."""
+    """Watchword's public keys by `kid`. Reloaded when the change feed announces a new signing key, and,
+    should a token with an unknown kid arrive first (a key rotated on another replica moments ago), once
+    before refusing it: concurrent callers share that one reload, and there is at most one per
+    `REFRESH_MIN_INTERVAL` seconds, so a flood of made-up kids costs one query per second."""
 
     def __init__(self, list_keys: KeyLister, clock: Callable[[], float] = time.monotonic) -> None:
         self._list_keys = list_keys
@@ -56,9 +59,19 @@ class SigningKeyRing:
         self.local: Callable[[], Any] | None = None
         self._local_key: tuple[str, VerificationKey] | None = None
         self._keys: dict[str | None, tuple[VerificationKey, datetime | None]] = {}
-        self._loaded_at = float("-inf")
+        self._attempted_at = float("-inf")  # when the last reload began (successful or not)
+        self._pending: asyncio.Future[None] | None = None
+        # Reloads can overlap (an announced rotation during an unknown-kid reload): the one that began
+        # last wins, so a query that read the store before the rotation never installs after it.
+        self._begun = 0
+        self._installed = 0
+        self.reloads = 0  # completed reloads: for tests and metrics
 
     async def reload(self) -> None:
+        """Read every key from the store now (at start, and when a rotation is announced)."""
+        self._attempted_at = self._clock()  # a fresh ring needs no reload for an unknown kid right after
+        self._begun += 1
+        mine = self._begun
         keys: dict[str | None, tuple[VerificationKey, datetime | None]] = {}
         now = datetime.now(UTC)
         for row in await self._list_keys():
@@ -68,8 +81,21 @@ class SigningKeyRing:
                 keys[row.kid] = (load_jwk(json.loads(row.public_jwk)), row.retires_at)
             except (KeySetError, ValueError):
                 continue  # an unusable stored key verifies nothing; the others still do
-        self._keys = keys
-        self._loaded_at = self._clock()
+        if mine > self._installed:
+            self._keys, self._installed = keys, mine
+        self.reloads += 1
+
+    async def _reload_for_unknown_kid(self) -> None:
+        if self._pending is not None:
+            await asyncio.shield(self._pending)
+            return
+        if self._clock() - self._attempted_at < REFRESH_MIN_INTERVAL:
+            return
+        self._pending = asyncio.ensure_future(self.reload())
+        try:
+            await asyncio.shield(self._pending)
+        finally:
+            self._pending = None
 
     def _local_signing_key(self, kid: str | None) -> VerificationKey | None:
         if self.local is None or kid is None:
@@ -91,8 +117,8 @@ class SigningKeyRing:
             local = self._local_signing_key(kid)
             if local is not None:
                 return local
-        if entry is None and self._clock() - self._loaded_at >= REFRESH_MIN_INTERVAL:
-            await self.reload()
+        if entry is None:
+            await self._reload_for_unknown_kid()
             entry = self._keys.get(kid)
         if entry is None:
             return None

@@ -240,6 +240,8 @@ class TokenCacheStats:
     fetches: int = 0  # shared fetches started (each one or more HTTP requests)
     http_requests: int = 0
     failures: int = 0  # fetches that ended in an error
+    succeeded: int = 0  # fetches that brought a token
+    failure_reasons: dict[str, int] = field(default_factory=dict)  # failures by reason, for metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,6 +534,7 @@ class TokenCache:
                     raise self._failed(key, endpoint, exc, attempt) from None
                 await asyncio.sleep(wait)
                 continue
+            self.stats.succeeded += 1
             return self._store(key, access_token, expires_in, started)
 
     def _retry_wait(self, exc: OutboundTokenError, attempt: int) -> float | None:
@@ -550,6 +553,7 @@ class TokenCache:
         self, key: _Key, endpoint: TokenEndpoint, exc: OutboundTokenError, attempts: int
     ) -> OutboundTokenError:
         self.stats.failures += 1
+        self.stats.failure_reasons[exc.reason] = self.stats.failure_reasons.get(exc.reason, 0) + 1
         if exc.retry_after is not None:
             self._not_before[key] = self._clock() + exc.retry_after
         detail = exc.detail + (f" (after {attempts} attempts)" if attempts > 1 else "")

@@ -10,11 +10,25 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+# Seconds to wait for a PostgreSQL connection: an unreachable host fails the call instead of hanging it.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def is_store_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the store cannot be reached (down, restarting, pool exhausted), as opposed to
+    the store refusing a statement (a constraint, a value it cannot hold), which is no outage."""
+    if isinstance(exc, DataError | IntegrityError):
+        return False
+    return isinstance(exc, OperationalError | DBAPIError | PoolTimeoutError | ConnectionError | OSError)
 
 
 class DatabaseUrlError(ValueError):
@@ -63,7 +77,10 @@ def _enable_sqlite_pragmas(engine: sa.Engine) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
+    # pool_pre_ping: a connection broken by a database restart is found and replaced on checkout, so
+    # the service recovers by itself when the database returns.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
+    engine = create_async_engine(async_url(url), pool_pre_ping=True, connect_args=connect_args)
     _enable_sqlite_pragmas(engine.sync_engine)
     return engine
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from watchword.store.change_feed import CHANNEL, Change, ChangeKind
 from watchword.store.database import create_engine, session_factory
 from watchword.store.models import (
     Application,
@@ -33,6 +37,9 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 RowT = TypeVar("RowT", bound=SQLModel)
+ChangeObserver = Callable[[Change], Awaitable[None]]
+
+log = logging.getLogger("watchword.store")
 
 
 class NotFoundError(Exception):
@@ -85,6 +92,11 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        # This replica's name in change events (it applies its own changes itself, after commit).
+        self.origin = uuid.uuid4().hex[:16]
+        # Told of every committed change that affects a decision: this replica's invalidation bus.
+        self.change_observers: list[ChangeObserver] = []
+        self._notifies = engine.dialect.name == "postgresql"
 
     @classmethod
     def connect(cls, url: str) -> Store:
@@ -92,6 +104,29 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[tuple[AsyncSession, list[Change]]]:
+        """One write transaction. The changes the body appends are announced with it: on PostgreSQL by
+        pg_notify inside the transaction (delivered to every listening replica on commit, never for a
+        rollback), then to this replica's observers once committed."""
+        changes: list[Change] = []
+        async with self._sessions.begin() as session:
+            yield session, changes
+            changes[:] = [replace(change, at=time.time(), origin=self.origin) for change in changes]
+            if self._notifies:
+                for change in changes:
+                    await session.exec(select(sa.func.pg_notify(CHANNEL, change.encode())))
+        for change in changes:
+            await self._announce(change)
+
+    async def _announce(self, change: Change) -> None:
+        for observer in self.change_observers:
+            try:
+                await observer(change)
+            except Exception:
+                # The write has committed: a failing observer must not turn it into an error.
+                log.exception("applying change %s %s on this replica failed", change.kind, change.ids)
 
     async def _paginate(
         self, session: AsyncSession, query: Any, key: Any, page_size: int, page_token: str
@@ -130,7 +165,8 @@ class Store:
             )
 
     async def delete_organization(self, organization_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.ORGANIZATION, (organization_id,)))
             organization = await session.get(Organization, organization_id)
             if organization is None:
                 raise NotFoundError("organization", organization_id)
@@ -139,11 +175,12 @@ class Store:
     # ---- applications ----
 
     async def create_application(self, organization_id: str, name: str) -> Application:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
             if await session.get(Organization, organization_id) is None:
                 raise NotFoundError("organization", organization_id)
             application = Application(id=str(uuid.uuid4()), organization_id=organization_id, name=name)
             session.add(application)
+            changes.append(Change(ChangeKind.APPLICATION_CREATED, (application.id,)))
         return application
 
     async def get_application(self, application_id: str) -> Application | None:
@@ -159,7 +196,8 @@ class Store:
             return await self._paginate(session, query, col(Application.id), page_size, page_token)
 
     async def delete_application(self, application_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.APPLICATION_DELETED, (application_id,)))
             application = await session.get(Application, application_id)
             if application is None:
                 raise NotFoundError("application", application_id)
@@ -168,7 +206,8 @@ class Store:
     # ---- memberships ----
 
     async def set_membership(self, organization_id: str, user_id: str, roles: Sequence[str]) -> Membership:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.MEMBERSHIP, (user_id,)))
             if await session.get(Organization, organization_id) is None:
                 raise NotFoundError("organization", organization_id)
             membership = await session.get(Membership, (organization_id, user_id))
@@ -196,7 +235,8 @@ class Store:
             return list((await session.exec(query)).all())
 
     async def delete_membership(self, organization_id: str, user_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.MEMBERSHIP, (user_id,)))
             membership = await session.get(Membership, (organization_id, user_id))
             if membership is None:
                 raise NotFoundError("membership", f"{organization_id}/{user_id}")
@@ -205,7 +245,8 @@ class Store:
     # ---- credentials ----
 
     async def add_credential(self, credential: Credential) -> Credential:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.CREDENTIAL, (credential.id,)))
             organization_id = credential.organization_id
             if organization_id is not None and await session.get(Organization, organization_id) is None:
                 raise NotFoundError("organization", credential.organization_id)
@@ -244,7 +285,8 @@ class Store:
             return int((await session.exec(query)).one())
 
     async def deactivate_credential(self, credential_id: str, now: datetime | None = None) -> Credential:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.CREDENTIAL, (credential_id,)))
             credential = await session.get(Credential, credential_id)
             if credential is None:
                 raise NotFoundError("credential", credential_id)
@@ -253,7 +295,8 @@ class Store:
         return credential
 
     async def delete_credential(self, credential_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.CREDENTIAL, (credential_id,)))
             credential = await session.get(Credential, credential_id)
             if credential is None:
                 raise NotFoundError("credential", credential_id)
@@ -268,7 +311,8 @@ class Store:
         now: datetime | None = None,
     ) -> Credential:
         """Replace the secret; the old one stays valid until `previous_valid_until` (None: not at all)."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.CREDENTIAL, (credential_id,)))
             credential = await session.get(Credential, credential_id, with_for_update=True)
             if credential is None:
                 raise NotFoundError("credential", credential_id)
@@ -284,7 +328,8 @@ class Store:
     # ---- outbound credentials (O1-O6) ----
 
     async def add_outbound_credential(self, credential: OutboundCredential) -> OutboundCredential:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.OUTBOUND_CREDENTIAL, (credential.id,)))
             await self._require_organization(session, credential.organization_id)
             session.add(credential)
         return credential
@@ -302,7 +347,8 @@ class Store:
             return await self._paginate(session, query, col(OutboundCredential.id), page_size, page_token)
 
     async def deactivate_outbound_credential(self, credential_id: str) -> OutboundCredential:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.OUTBOUND_CREDENTIAL, (credential_id,)))
             credential = await session.get(OutboundCredential, credential_id)
             if credential is None:
                 raise NotFoundError("outbound credential", credential_id)
@@ -311,7 +357,8 @@ class Store:
         return credential
 
     async def delete_outbound_credential(self, credential_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.OUTBOUND_CREDENTIAL, (credential_id,)))
             credential = await session.get(OutboundCredential, credential_id)
             if credential is None:
                 raise NotFoundError("outbound credential", credential_id)
@@ -321,7 +368,8 @@ class Store:
         self, credential_id: str, new_sealed: bytes, previous_valid_until: datetime | None
     ) -> OutboundCredential:
         """New sealed secrets; the previous ones stay usable until `previous_valid_until` (None: no)."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.OUTBOUND_CREDENTIAL, (credential_id,)))
             credential = await session.get(OutboundCredential, credential_id, with_for_update=True)
             if credential is None:
                 raise NotFoundError("outbound credential", credential_id)
@@ -335,7 +383,8 @@ class Store:
 
     async def revoke_token(self, jti: str, expires_at: datetime) -> None:
         """Revoke a token by its `jti` until `expires_at` (idempotent); expired entries are dropped."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.TOKEN_REVOKED, (jti,)))
             await session.exec(  # type: ignore[call-overload]
                 sa.delete(RevokedToken).where(col(RevokedToken.expires_at) < utcnow())
             )
@@ -388,7 +437,7 @@ class Store:
     async def ensure_active_signing_key(self, candidate: SigningKey) -> SigningKey:
         """The active signing key: the existing one, or `candidate` stored as active when none is.
         Replicas starting together on a fresh database agree on one key (the advisory lock)."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
             await self._lock_signing_keys(session)
             query = select(SigningKey).where(col(SigningKey.active).is_(True)).with_for_update()
             existing = (await session.exec(query)).first()
@@ -396,13 +445,15 @@ class Store:
                 return existing
             candidate.active = True
             session.add(candidate)
+            changes.append(Change(ChangeKind.SIGNING_KEY, ()))
         return candidate
 
     async def rotate_signing_key(self, new_key: SigningKey, previous_retires_at: datetime) -> SigningKey:
         """Make `new_key` the active key and, in the same transaction, retire every key active until
         now at `previous_retires_at` (they keep verifying until then). Concurrent rotations, from this
         replica or others, serialize: exactly one key is active afterwards."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as (session, changes):
+            changes.append(Change(ChangeKind.SIGNING_KEY, ()))
             await self._lock_signing_keys(session)
             # The UPDATE locks the active rows (PostgreSQL). On SQLite it is the transaction's first
             # statement, so it takes the write lock (waiting out a concurrent rotation) before anything

@@ -1,0 +1,176 @@
+"""WatchwordClient: the blocking client. One channel per client; safe to share between threads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from watchword_client import convert
+from watchword_client._generated import auth_pb2, auth_pb2_grpc
+from watchword_client.channel import DEFAULT_DEADLINE_SECONDS, ChannelSettings, channel_settings
+from watchword_client.errors import NotFound, deadline_exceeded, from_rpc_error
+from watchword_client.retry import RetryPolicy
+from watchword_client.types import (
+    Authorization,
+    AuthorizeEntry,
+    Credential,
+    Grant,
+    HealthStatus,
+    IssuedToken,
+    OutboundError,
+    Principal,
+    Refusal,
+    Resource,
+    SignedHeaders,
+    TokenError,
+)
+
+_Response = TypeVar("_Response")
+
+
+class WatchwordClient:
+    """Blocking client of watchword.v1.AuthService.
+
+    `deadline` (seconds) bounds each method call, retries included; every method also takes its own
+    `deadline=`. UNAVAILABLE and RESOURCE_EXHAUSTED are retried per `retry`. `token` is the caller's
+    credential, sent as `authorization: Bearer` metadata (SignOutbound requires one). TLS: `root_ca_file`
+    (PEM), `channel_credentials`, or `tls=True` for the system's roots; none of these means plaintext.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        tls: bool = False,
+        root_ca_file: str | Path | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
+        retry: RetryPolicy | None = None,
+        options: tuple[tuple[str, object], ...] = (),
+    ) -> None:
+        self._settings: ChannelSettings = channel_settings(
+            target,
+            tls=tls,
+            root_ca_file=root_ca_file,
+            channel_credentials=channel_credentials,
+            token=token,
+            deadline=deadline,
+            retry=retry,
+            options=options,
+        )
+        self._channel = self._settings.sync_channel()
+        self._auth = auth_pb2_grpc.AuthServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    @property
+    def target(self) -> str:
+        return self._settings.target
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., _Response], request: object, deadline: float | None) -> _Response:
+        policy = self._settings.retry
+        budget = deadline if deadline is not None else self._settings.deadline
+        end = time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise deadline_exceeded(f"no answer within {budget:g} s ({attempt - 1} attempts)")
+            try:
+                return method(request, timeout=remaining, metadata=self._settings.metadata)
+            except grpc.RpcError as error:
+                code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+                pause = policy.delay(attempt)
+                if not policy.should_retry(code, attempt) or time.monotonic() + pause >= end:
+                    raise from_rpc_error(error) from None
+                time.sleep(pause)
+
+    def authenticate(self, credential: Credential, *, deadline: float | None = None) -> Principal | Refusal:
+        """Who is this? A `Principal`, or a `Refusal` with its reason (an answer, not an exception)."""
+        request = auth_pb2.AuthenticateRequest(credential=convert.credential_to_proto(credential))
+        return convert.authenticate_result(self._call(self._auth.Authenticate, request, deadline))
+
+    def authorize(
+        self,
+        credential: Credential,
+        action: str,
+        resource: Resource | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Authorization:
+        """Authenticate and decide one action in one round trip."""
+        request = convert.authorize_request(credential, action, resource or Resource())
+        return convert.authorization_from_proto(self._call(self._auth.Authorize, request, deadline))
+
+    def authorize_batch(
+        self, entries: Sequence[AuthorizeEntry], *, deadline: float | None = None
+    ) -> list[Authorization]:
+        """Many decisions, each with its own credential (T7); results in the order of `entries`."""
+        request = auth_pb2.AuthorizeBatchRequest(
+            entries=[convert.authorize_request(e.credential, e.action, e.resource) for e in entries]
+        )
+        response = self._call(self._auth.AuthorizeBatch, request, deadline)
+        return [convert.authorization_from_proto(result) for result in response.results]
+
+    def issue_token(
+        self,
+        grant: Grant,
+        *,
+        scope: str = "",
+        requested_lifetime_seconds: int = 0,
+        audience: str = "",
+        deadline: float | None = None,
+    ) -> IssuedToken | TokenError:
+        """Mint a token with one of the three grants (I1 `ApiKeyExchange`, I2 `ClientCredentials`,
+        I3 `SubjectTokenGrant`)."""
+        request = convert.grant_to_request(grant, scope, requested_lifetime_seconds, audience)
+        return convert.token_result(self._call(self._auth.IssueToken, request, deadline))
+
+    def sign_outbound(
+        self,
+        outbound_credential_id: str,
+        *,
+        method: str,
+        url: str,
+        body: bytes,
+        message_id: str = "",
+        previous_token_rejected: bool = False,
+        deadline: float | None = None,
+    ) -> SignedHeaders | OutboundError:
+        """The headers an outbound webhook must carry (needs a caller `token` on the client)."""
+        request = auth_pb2.SignOutboundRequest(
+            outbound_credential_id=outbound_credential_id,
+            method=method,
+            url=url,
+            body=body,
+            message_id=message_id,
+            previous_token_rejected=previous_token_rejected,
+        )
+        return convert.sign_result(self._call(self._auth.SignOutbound, request, deadline))
+
+    def health(self, service: str = "", *, deadline: float | None = None) -> HealthStatus:
+        """grpc.health.v1 status of the server ("") or of one service, e.g. "watchword.v1.AuthService"."""
+        request = health_pb2.HealthCheckRequest(service=service)
+        try:
+            response = self._call(self._health.Check, request, deadline)
+        except NotFound:
+            return HealthStatus.SERVICE_UNKNOWN
+        return HealthStatus(response.status)

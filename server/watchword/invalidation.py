@@ -1,0 +1,208 @@
+"""Dropping what a replica remembers when the store changes (issue #8: revocation everywhere within 1 s).
+
+One code path on both backends: every write that affects a decision yields a `Change` (see
+`store.change_feed`), and `InvalidationBus.apply` drops the matching entries of every cache:
+
+- on the replica that made the change, at once after commit (the store calls the bus), so the very next
+  call there is refused;
+- on PostgreSQL, on every other replica when the notification arrives over its LISTEN connection
+  (`PostgresInvalidationBus`). On (re)connection the bus flushes everything, since events may have been
+  lost while nobody listened. While the connection is down the caches still expire after their TTL, so a
+  replica is never staler than that.
+
+SQLite is embedded and single-process: the in-process bus is all there is.
+
+Observing propagation: `delay_observers` are called with each change received from the feed and its
+delay in seconds (now minus the commit-side timestamp it carries, so clock skew between replicas shows
+up in it). A metrics helper appends a callable there, e.g. to record "revocation delay".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchword.identify.cache import TtlCache
+from watchword.identify.verified_tokens import VerifiedTokens
+from watchword.issue.keyring import IssuingKeyring
+from watchword.outbound.signer import OutboundSigner
+from watchword.pipeline import Pipeline
+from watchword.store.change_feed import Change, ChangeKind
+from watchword.store.change_listener import ChangeListener
+from watchword.store.repository import Store
+
+log = logging.getLogger("watchword.invalidation")
+
+DelayObserver = Callable[[Change, float], None]
+FIRST_CONNECTION_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class Targets:
+    """Everything a replica caches that an admin change can make wrong."""
+
+    credentials: tuple[TtlCache[Any], ...] = ()  # keyed by credential id
+    applications: tuple[TtlCache[Any], ...] = ()  # keyed by application id
+    memberships: tuple[TtlCache[Any], ...] = ()  # keyed by user id
+    revocations: tuple[TtlCache[Any], ...] = ()  # keyed by jti
+    outbound_credentials: tuple[TtlCache[Any], ...] = ()  # keyed by outbound credential id
+    verified_tokens: tuple[VerifiedTokens, ...] = ()  # JWTs whose principal rests on a credential
+    # Reloaded when a signing key is created or rotated: verification rings and the issuing keyring.
+    key_rings: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    def all_caches(self) -> list[TtlCache[Any]]:
+        return [
+            *self.credentials,
+            *self.applications,
+            *self.memberships,
+            *self.revocations,
+            *self.outbound_credentials,
+        ]
+
+
+@dataclass
+class InvalidationBus:
+    """In-process: applies this replica's own changes. The base of the PostgreSQL bus."""
+
+    targets: Targets
+    delay_observers: list[DelayObserver] = field(default_factory=list)
+    applied: int = 0  # changes applied so far (own and received): for tests and metrics
+    flushes: int = 0
+
+    def attach(self, store: Store) -> None:
+        """Hear every change this replica's store commits."""
+        store.change_observers.append(self.apply)
+
+    async def start(self) -> None:
+        """Nothing to start in process."""
+
+    async def stop(self) -> None:
+        """Nothing to stop in process."""
+
+    async def apply(self, change: Change) -> None:
+        self.applied += 1
+        kind, ids, targets = change.kind, change.ids, self.targets
+        if kind is ChangeKind.CREDENTIAL:
+            _invalidate(targets.credentials, ids)
+            for tokens in targets.verified_tokens:
+                for credential_id in ids:
+                    tokens.forget_credential(credential_id)
+        elif kind is ChangeKind.MEMBERSHIP:
+            _invalidate(targets.memberships, ids)
+        elif kind is ChangeKind.TOKEN_REVOKED:
+            _invalidate(targets.revocations, ids)
+        elif kind is ChangeKind.OUTBOUND_CREDENTIAL:
+            _invalidate(targets.outbound_credentials, ids)
+        elif kind is ChangeKind.APPLICATION_CREATED:
+            _invalidate(targets.applications, ids)  # a lookup of its id may have been cached as a miss
+        elif kind is ChangeKind.APPLICATION_DELETED:
+            # Its credentials went with it (cascade), whichever they were: nothing cached may outlive it.
+            self._clear_caches()
+        elif kind is ChangeKind.ORGANIZATION:
+            self._clear_caches()
+        elif kind is ChangeKind.SIGNING_KEY:
+            await self._reload_key_rings()
+
+    async def flush(self) -> None:
+        """Forget everything: the next calls reload from the store."""
+        self.flushes += 1
+        self._clear_caches()
+        await self._reload_key_rings()
+
+    def _clear_caches(self) -> None:
+        for cache in self.targets.all_caches():
+            cache.clear()
+        for tokens in self.targets.verified_tokens:
+            tokens.clear()
+
+    async def _reload_key_rings(self) -> None:
+        for reload in self.targets.key_rings:
+            try:
+                await reload()
+            except Exception:
+                # A ring that failed to reload still reloads on the first unknown kid it meets.
+                log.exception("reloading signing keys after a change failed")
+
+
+def _invalidate(caches: Iterable[TtlCache[Any]], keys: Iterable[str]) -> None:
+    for cache in caches:
+        for key in keys:
+            cache.invalidate(key)
+
+
+@dataclass
+class PostgresInvalidationBus(InvalidationBus):
+    """Also applies the changes of every other replica, received over one LISTEN connection."""
+
+    database_url: str = ""
+    origin: str = ""  # this replica's name in events (the store's): its own were applied already
+    listener: ChangeListener | None = None
+
+    def attach(self, store: Store) -> None:
+        super().attach(store)
+        self.origin = store.origin
+
+    async def start(self) -> None:
+        """Start listening, and wait a little for the first connection so this replica serves with the
+        feed in place; past that, it serves anyway (caches bounded by their TTL) and keeps trying."""
+        if self.listener is None:
+            self.listener = ChangeListener(self.database_url, self.receive, self.flush)
+        self.listener.start()
+        try:
+            await asyncio.wait_for(self.listener.connected.wait(), FIRST_CONNECTION_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "change feed not connected after %ss; serving with cache TTLs only until it is",
+                FIRST_CONNECTION_WAIT_SECONDS,
+            )
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+
+    async def receive(self, change: Change) -> None:
+        delay = max(0.0, time.time() - change.at)
+        for observe in self.delay_observers:
+            try:
+                observe(change, delay)
+            except Exception:
+                log.exception("a change delay observer failed")
+        if change.origin and change.origin == self.origin:
+            return
+        await self.apply(change)
+
+
+def for_replica(
+    store: Store,
+    pipeline: Pipeline,
+    signer: OutboundSigner,
+    keyring: IssuingKeyring,
+    database_url: str,
+) -> InvalidationBus:
+    """The bus for this replica's caches, attached to its store: in process on SQLite, with the LISTEN
+    connection on PostgreSQL. `start()` it before serving, `stop()` it at shutdown."""
+
+    async def refresh_issuing_key() -> None:
+        # Another replica rotated: sign with the new key at once instead of after `refresh_seconds`.
+        await keyring.refresh_if_stale(max_age_seconds=0)
+
+    targets = Targets(
+        credentials=(pipeline.credentials,),
+        applications=(pipeline.applications,),
+        memberships=(pipeline.memberships,),
+        revocations=(pipeline.revocations,),
+        outbound_credentials=(signer.credentials,),
+        verified_tokens=(pipeline.verified_tokens,),
+        key_rings=(refresh_issuing_key, pipeline.signing_keys.reload),
+    )
+    bus: InvalidationBus
+    if store.engine.dialect.name == "postgresql":
+        bus = PostgresInvalidationBus(targets, database_url=database_url)
+    else:
+        bus = InvalidationBus(targets)
+    bus.attach(store)
+    return bus

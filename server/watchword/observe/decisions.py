@@ -1,0 +1,132 @@
+"""Where the servicers report what they decided: counted for the metrics, written to the audit log.
+
+Every audit record is built here or in `interceptor.py`, from ids, kinds, reason codes and rule ids
+only. A credential, a header, a token or an outbound secret never reaches a record: the functions below
+take the verified result (a Principal, a Decision, an issued token's id), not what the caller sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+from watchword import secret_format
+from watchword.domain import CredentialKind, Principal, Refusal, Resource
+from watchword.observe import call
+from watchword.observe.audit import KIND_LABELS, AuditLog, Record
+from watchword.observe.metrics import Metrics
+
+UNKNOWN_KIND = "unknown"
+ALLOW, DENY, REFUSED, ERROR = "allow", "deny", "refused", "error"
+# Who and what: plain fields, or a Principal / Resource the audit writer turns into fields (off the loop).
+Who = Principal | dict[str, str]
+# Shared by every Authenticate record (records are only read after they are queued).
+_AUTHENTICATE = {"action": "authenticate"}
+
+
+def claimed_credential_id(value: str) -> str:
+    """The credential id a caller names, only when it has the shape of one (never a secret by mistake)."""
+    return value if secret_format.is_credential_id(value) else ""
+
+
+def basic_username(authorization: str) -> str:
+    """The user part of `Basic base64(user:password)`, when it is a credential id; "" otherwise."""
+    if not authorization.lower().startswith("basic "):
+        return ""
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return claimed_credential_id(decoded.partition(":")[0])
+
+
+def secret_owner(token: str) -> str:
+    """The credential id a Watchword secret names in its prefix (not a secret itself), or ""."""
+    parsed = secret_format.parse(token)
+    return parsed.credential_id if parsed is not None else ""
+
+
+class Recorder:
+    """One per server; `metrics` and `audit` may each be off (None)."""
+
+    def __init__(self, metrics: Metrics | None, audit: AuditLog | None) -> None:
+        self._metrics = metrics
+        self._audit = audit
+
+    def _record(
+        self, kind: str, result: str, reason: str, who: Who, what: dict[str, Any], rule: str = ""
+    ) -> None:
+        info = call.current.get()
+        rpc = info.rpc if info is not None else ""
+        if self._metrics is not None:
+            self._metrics.count_decision((rpc, kind, result, reason))
+        if self._audit is not None:
+            record: Record = {
+                "ts": time.time(),
+                "request_id": info.request_id if info is not None else "",
+                "rpc": rpc,
+                "who": who,
+                "what": what,
+                "result": result,
+                "reason": reason,
+                "rule": rule,
+                "peer": info.peer() if info is not None else "",
+            }
+            self._audit.write(record)
+
+    def authenticated(self, result: Principal | Refusal) -> None:
+        what = _AUTHENTICATE
+        if isinstance(result, Principal):
+            self._record(KIND_LABELS[result.kind], ALLOW, "allowed", result, what)
+        else:
+            self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, what)
+
+    def authorized(
+        self,
+        action: str,
+        resource: Resource | None,
+        principal: Principal | None,
+        refusal: Refusal | None,
+        allowed: bool,
+        reason: str,
+        rule: str,
+        entry: int | None = None,
+    ) -> None:
+        what: dict[str, Any] = {"action": action}
+        if resource is not None:
+            what["resource"] = resource
+        if entry is not None:
+            what["entry"] = entry
+        who: Who = {}
+        kind = UNKNOWN_KIND
+        if principal is not None:
+            kind, who = KIND_LABELS[principal.kind], principal
+        if refusal is not None:
+            # Not authenticated: the refusal's reason says why (the decision's is `not_authenticated`).
+            self._record(kind, REFUSED, refusal.reason, who, what, rule)
+        else:
+            self._record(kind, ALLOW if allowed else DENY, reason, who, what, rule)
+
+    def issued(
+        self, grant: str, kind: CredentialKind | None, claimed_id: str, token_id: str, error: str
+    ) -> None:
+        """IssueToken: `kind` is the credential kind the grant takes, `claimed_id` the credential the
+        request names (see the helpers above), `error` the OAuth error code of a refusal."""
+        who = {"credential_id": claimed_id} if claimed_id else {}
+        what: dict[str, Any] = {"action": "issue_token", "grant": grant}
+        if token_id:
+            what["token_id"] = token_id
+        label = KIND_LABELS[kind] if kind is not None else UNKNOWN_KIND
+        self._record(label, DENY if error else ALLOW, error or "issued", who, what)
+
+    def signed(self, outbound_credential_id: str, caller: Principal | str, failure: str) -> None:
+        """SignOutbound: `caller` is the admin token id or the caller's principal."""
+        who: Who
+        if isinstance(caller, Principal):
+            kind, who = KIND_LABELS[caller.kind], caller
+        else:
+            kind, who = KIND_LABELS[CredentialKind.ADMIN_TOKEN], {"admin_token_id": caller}
+        what = {"action": "sign_outbound", "outbound_credential_id": outbound_credential_id}
+        self._record(kind, ERROR if failure else ALLOW, failure or "signed", who, what)

@@ -1,0 +1,232 @@
+"""Prometheus metrics, on an HTTP port of their own, from a registry per server (not the global one).
+
+The hot path only touches plain ints, dicts and lists owned by the event loop: counts are turned into
+metric families when Prometheus scrapes (`_Collector.collect`, in the exporter's thread, which only copies
+them). The one metric observed outside the RPC path, the revocation propagation delay, is an ordinary
+thread-safe prometheus_client Histogram.
+
+Revocation delay hook: whoever applies a revocation that another replica published calls
+`metrics.revocation_delay.observe(seconds_since_it_was_published)`.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+# RPC latency: from a warm-cache Authenticate (well under a millisecond) to a slow store or token server.
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+# Revocation propagation: the target is well under a second.
+REVOCATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# (rpc, credential kind, result, reason) -> decisions made
+DecisionKey = tuple[str, str, str, str]
+
+
+class HitCounting(Protocol):
+    hits: int
+    misses: int
+
+
+class JwksCounting(Protocol):
+    refreshes: int
+    succeeded: int
+    failures: int
+    rate_limited: int
+
+
+class TokenFetchCounting(Protocol):
+    succeeded: int
+    failure_reasons: dict[str, int]
+
+
+class AuditCounting(Protocol):
+    written: int
+    dropped: int
+
+
+class LoopHistogram:
+    """A histogram observed from the event loop only: a bisect and two additions per observation."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> tuple[list[tuple[str, float]], float]:
+        counts, total = list(self.counts), self.total
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return buckets, total
+
+
+class Metrics:
+    """Everything one server counts; `registry` is what its exporter serves."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.in_flight = 0
+        self.rpc_latency: dict[str, LoopHistogram] = {}
+        self.decisions: dict[DecisionKey, int] = {}
+        self._caches: dict[str, HitCounting] = {}
+        self._jwks: Callable[[], Mapping[str, JwksCounting]] = dict
+        self._token_fetches: TokenFetchCounting | None = None
+        self._audit: AuditCounting | None = None
+        self.revocation_delay = Histogram(
+            "watchword_revocation_propagation_seconds",
+            "Time from a revocation or deactivation on one replica to its cache drop on this one.",
+            buckets=REVOCATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Collector(self))
+
+    def latency(self, method: str) -> LoopHistogram:
+        """The latency histogram of one RPC method (created on its first call; methods are few)."""
+        histogram = self.rpc_latency.get(method)
+        if histogram is None:
+            histogram = self.rpc_latency[method] = LoopHistogram()
+        return histogram
+
+    def count_decision(self, key: DecisionKey) -> None:
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+
+    def watch_cache(self, name: str, cache: HitCounting) -> None:
+        self._caches[name] = cache
+
+    def watch_jwks(self, sources: Callable[[], Mapping[str, JwksCounting]]) -> None:
+        self._jwks = sources
+
+    def watch_token_fetches(self, stats: TokenFetchCounting) -> None:
+        self._token_fetches = stats
+
+    def watch_audit(self, audit: AuditCounting) -> None:
+        self._audit = audit
+
+
+class _Collector(Collector):
+    """Turns the plain counts into metric families at scrape time (copies first: the loop keeps going)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[object]:
+        return ()
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        metrics = self._metrics
+        decisions = CounterMetricFamily(
+            "watchword_decisions",
+            "Decisions made, by RPC, credential kind, result (allow, deny, refused, error) and reason.",
+            labels=["rpc", "kind", "result", "reason"],
+        )
+        for key, count in sorted(dict(metrics.decisions).items()):
+            decisions.add_metric(list(key), count)
+        yield decisions
+
+        latency = HistogramMetricFamily(
+            "watchword_rpc_duration_seconds", "Time spent serving each RPC method.", labels=["method"]
+        )
+        for method, histogram in sorted(dict(metrics.rpc_latency).items()):
+            buckets, total = histogram.cumulative()
+            latency.add_metric([method], buckets, total)
+        yield latency
+
+        yield GaugeMetricFamily("watchword_rpcs_in_flight", "RPCs being served now.", value=metrics.in_flight)
+
+        caches = CounterMetricFamily(
+            "watchword_cache_requests",
+            "Cache lookups, by cache and result (hit or miss).",
+            labels=["cache", "result"],
+        )
+        for name, cache in sorted(dict(metrics._caches).items()):
+            caches.add_metric([name, "hit"], cache.hits)
+            caches.add_metric([name, "miss"], cache.misses)
+        yield caches
+
+        jwks = CounterMetricFamily(
+            "watchword_jwks_refreshes",
+            "JWKS refreshes of external issuers, by issuer and result (ok, failed, rate_limited).",
+            labels=["issuer", "result"],
+        )
+        for issuer, stats in sorted(dict(metrics._jwks()).items()):
+            jwks.add_metric([issuer, "ok"], stats.succeeded)
+            jwks.add_metric([issuer, "failed"], stats.failures)
+            jwks.add_metric([issuer, "rate_limited"], stats.rate_limited)
+        yield jwks
+
+        fetches = CounterMetricFamily(
+            "watchword_outbound_token_fetches",
+            "OAuth token fetches for outbound credentials, by result (ok, or the failure's reason).",
+            labels=["result"],
+        )
+        if metrics._token_fetches is not None:
+            fetches.add_metric(["ok"], metrics._token_fetches.succeeded)
+            for reason, count in sorted(dict(metrics._token_fetches.failure_reasons).items()):
+                fetches.add_metric([reason], count)
+        yield fetches
+
+        if metrics._audit is not None:
+            yield CounterMetricFamily(
+                "watchword_audit_records_written", "Audit records written.", value=metrics._audit.written
+            )
+            yield CounterMetricFamily(
+                "watchword_audit_records_dropped",
+                "Audit records dropped because the writer fell behind (its queue was full).",
+                value=metrics._audit.dropped,
+            )
+
+
+@dataclass
+class MetricsServer:
+    """The exporter's HTTP server (prometheus_client's, in a daemon thread)."""
+
+    httpd: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_port)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def serve(metrics: Metrics, host: str, port: int) -> MetricsServer:
+    httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return MetricsServer(httpd, thread)
