@@ -28,11 +28,14 @@ RUN groupadd --gid 10001 watchword \
     && useradd --uid 10001 --gid watchword --home-dir /var/lib/watchword \
        --no-create-home --shell /usr/sbin/nologin watchword \
     && install -d -o watchword -g watchword -m 0700 /var/lib/watchword
-ENV WATCHWORD_HOST=0.0.0.0 WATCHWORD_HTTP_HOST=0.0.0.0 WATCHWORD_DATA_DIR=/var/lib/watchword
+# Listen on the container's interfaces; the metrics endpoint has no authentication: publish 9464 only to
+# the network Prometheus scrapes from.
+ENV WATCHWORD_HOST=0.0.0.0 WATCHWORD_HTTP_HOST=0.0.0.0 WATCHWORD_METRICS_HOST=0.0.0.0 \
+    WATCHWORD_DATA_DIR=/var/lib/watchword
 WORKDIR /var/lib/watchword
 USER 10001:10001
-# gRPC, then the OAuth HTTP endpoints (token, JWKS, metadata)
-EXPOSE 50051 8080
+# gRPC, the OAuth HTTP endpoints (token, JWKS, metadata), Prometheus metrics
+EXPOSE 50051 8080 9464
 # gRPC health check of the whole server over plaintext on the configured port (replace it when TLS is on).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; r = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + os.environ.get('WATCHWORD_PORT', '50051'))).Check(h.HealthCheckRequest(), timeout=3); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]

@@ -59,6 +59,18 @@ class _Context:
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return METADATA
 
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        """The observe interceptor hands back the request id (and gRPC stores it)."""
+
+    def code(self) -> grpc.StatusCode | None:
+        return None
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    def time_remaining(self) -> float | None:
+        return None  # no deadline, as the benchmark clients send
+
 
 class InProcessServer:
     """The handlers and interceptors `app.start` registers, invoked the way gRPC's asyncio server does."""
