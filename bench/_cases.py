@@ -50,11 +50,12 @@ class Case:
         )
 
 
-def server_config(idp: JwksServer) -> str:
-    """watchword.toml for a benchmark server: quiet logs, and `idp` as a C1 issuer whose `orgs` claim
-    carries the user's roles."""
+def server_config(idp: JwksServer, audit_log_file: Path) -> str:
+    """watchword.toml for a benchmark server: quiet logs, the audit log (on, as by default) in a file as an
+    operator would keep it (on stdout the benchmark's own process would read every line through the pipe),
+    and `idp` as a C1 issuer whose `orgs` claim carries the user's roles."""
     return (
-        f'log_level = "WARNING"\n[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\n'
+        f'log_level = "WARNING"\naudit_log_file = "{audit_log_file}"\n[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\n'
         f'jwks_uri = "{idp.jwks_uri}"\nallow_insecure_http = true\norganizations_claim = "orgs"\n'
     )
 
@@ -154,7 +155,7 @@ def create_cases(server: WatchwordProcess, idp: JwksServer) -> dict[str, Case]:
 def bench_server(tmp: Path, idp: JwksServer) -> WatchwordProcess:
     """A `watchword serve` (not yet started) on a free port, configured by `server_config`."""
     config = tmp / "watchword.toml"
-    config.write_text(server_config(idp))
+    config.write_text(server_config(idp, tmp / "audit.jsonl"))
     return WatchwordProcess(tmp / "data", args=["--config", str(config)])
 
 
