@@ -292,6 +292,8 @@ def _not_for_verification(jwk: Mapping[str, object], name: str) -> str | None:
     ):
         raise KeySetError(f"{name}: key_ops must be an array of strings")
     alg = jwk.get("alg")
+    if alg is not None and not isinstance(alg, str):  # an array or object here is no algorithm name
+        raise KeySetError(f"{name}: alg must be a string")
     if use is not None and use != "sig":
         return f"{name}: use is {use!r}, not 'sig'"
     if key_ops is not None and "verify" not in key_ops:
