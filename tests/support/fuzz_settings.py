@@ -24,7 +24,14 @@ CI_DEADLINE = timedelta(milliseconds=200)
 # Bounded time still matters in long runs, with room for a loaded machine.
 LONG_DEADLINE = timedelta(seconds=2)
 
-_SLOW_GENERATION = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+# Generating huge values is slow by design. Fuzz tests check their fixtures (the servers) after all
+# examples, not between them, so a fixture shared by the examples is intended.
+_SUPPRESSED = [
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+    HealthCheck.large_base_example,
+    HealthCheck.function_scoped_fixture,
+]
 
 settings.register_profile(
     "ci",
@@ -33,7 +40,7 @@ settings.register_profile(
     derandomize=True,  # a fixed budget that finds the same things on every CI run
     database=None,
     print_blob=True,
-    suppress_health_check=_SLOW_GENERATION,
+    suppress_health_check=_SUPPRESSED,
 )
 settings.register_profile(
     "long",
@@ -41,7 +48,7 @@ settings.register_profile(
     deadline=LONG_DEADLINE,
     derandomize=False,  # new examples each run; failures are saved in .hypothesis/ and printed
     print_blob=True,
-    suppress_health_check=_SLOW_GENERATION,
+    suppress_health_check=_SUPPRESSED,
 )
 
 
