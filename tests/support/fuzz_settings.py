@@ -63,14 +63,15 @@ def is_long() -> bool:
     return profile_name() == "long"
 
 
-def fuzz(examples: int, *, rpc: bool = False) -> settings:
+def fuzz(examples: int, *, timeout_per_call: bool = False) -> settings:
     """The settings of one fuzz test: `examples` in CI, LONG_FACTOR times that in a long run.
 
-    `rpc=True` drops hypothesis' deadline: each call then carries its own gRPC deadline, which bounds the
-    server's time without counting the client's message generation.
+    `timeout_per_call=True` drops hypothesis' deadline, for tests that call a server or a store: each call
+    then carries its own timeout (a gRPC deadline, a future's), which bounds the code under test without
+    counting message generation or a first connection, and does not turn a busy machine into a flake.
     """
     base = settings.get_profile(profile_name())
     budget = examples * LONG_FACTOR if is_long() else examples
-    if rpc:
+    if timeout_per_call:
         return settings(base, max_examples=budget, deadline=None)
     return settings(base, max_examples=budget)
