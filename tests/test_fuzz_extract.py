@@ -128,7 +128,7 @@ noise_headers = st.lists(
 )
 
 
-@fuzz(examples=300)
+@fuzz(examples=200)
 @given(placements(), noise_headers, st.integers(0, 2), settings_choices)
 def test_t1_t5_t7_the_outcome_is_exactly_what_the_placed_credentials_predict(
     placed: list[Placement],

@@ -75,7 +75,7 @@ public_answers = st.lists(
 )
 
 
-@fuzz(examples=300)
+@fuzz(examples=150)
 @given(urls, public_answers, st.booleans())
 def test_o3_the_guard_passes_only_public_addresses_for_any_url_and_resolver_answer(
     url: str, answers: list[str], allow_private: bool

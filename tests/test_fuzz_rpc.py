@@ -103,7 +103,7 @@ def method_id(method: MethodDescriptor) -> str:
 
 
 @pytest.mark.parametrize("method", AUTH_METHODS, ids=method_id)
-@fuzz(examples=40, timeout_per_call=True)
+@fuzz(examples=30, timeout_per_call=True)
 @given(data=st.data())
 def test_auth_rpcs_answer_any_request_cleanly(
     shared: WatchwordProcess, method: MethodDescriptor, data: st.DataObject
@@ -118,7 +118,7 @@ def test_auth_rpcs_answer_any_request_cleanly(
 
 
 @pytest.mark.parametrize("method", ADMIN_METHODS, ids=method_id)
-@fuzz(examples=8, timeout_per_call=True)
+@fuzz(examples=5, timeout_per_call=True)
 @given(data=st.data())
 def test_admin_rpcs_without_a_valid_admin_token_are_unauthenticated(
     shared: WatchwordProcess, method: MethodDescriptor, data: st.DataObject
@@ -132,7 +132,7 @@ def test_admin_rpcs_without_a_valid_admin_token_are_unauthenticated(
 
 
 @pytest.mark.parametrize("method", ADMIN_METHODS, ids=method_id)
-@fuzz(examples=15, timeout_per_call=True)
+@fuzz(examples=10, timeout_per_call=True)
 @given(data=st.data())
 def test_admin_rpcs_with_the_admin_token_answer_any_request_cleanly(
     admin_server: WatchwordProcess, method: MethodDescriptor, data: st.DataObject
@@ -158,7 +158,7 @@ raw_bytes = st.one_of(
 
 
 @pytest.mark.parametrize("method", AUTH_METHODS + ADMIN_METHODS, ids=method_id)
-@fuzz(examples=10, timeout_per_call=True)
+@fuzz(examples=6, timeout_per_call=True)
 @given(payload=raw_bytes)
 def test_raw_random_bytes_are_answered_cleanly_by_every_rpc(
     admin_server: WatchwordProcess, method: MethodDescriptor, payload: bytes
