@@ -334,3 +334,35 @@ def test_c9_any_client_authentication_is_a_principal_only_for_the_registered_met
     else:
         assert (auth.client_id, auth.client_secret) == world.post_client
         assert found.credential_id == world.post_client[0]
+
+
+ROUTES = ["/oauth/token", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"]
+
+
+@fuzz(examples=100, timeout_per_call=True)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]),
+    path=st.one_of(
+        st.sampled_from(ROUTES),
+        st.builds(
+            lambda route, tail: route + tail,
+            st.sampled_from(ROUTES),
+            st.sampled_from(["/", "//", "%00", "/.."]),
+        ),
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40).map(lambda p: "/" + p),
+    ),
+)
+def test_i5_any_method_and_path_gets_a_client_error_or_the_route(
+    world: World, method: str, path: str
+) -> None:
+    """Routing: the three routes answer their methods; anything else is a 4xx, never a server error."""
+    response = world.run(world.client.request(method, path, headers={"content-type": "text/plain"}))
+    event(str(response.status_code))
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        assert (method, path) in {
+            ("GET", ROUTES[1]),
+            ("GET", ROUTES[2]),
+            ("HEAD", ROUTES[1]),
+            ("HEAD", ROUTES[2]),
+        }
