@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +28,14 @@ def test_c1_jwk_whose_alg_is_an_array_or_object_is_refused_not_a_type_error(alg:
         jwk.load_jwk({"kty": "EC", "crv": "P-256", "alg": alg})
     with pytest.raises(jwk.KeySetError, match="alg must be a string"):
         jwk.load_jwks({"keys": [{"kty": "EC", "crv": "P-256", "alg": alg}]})
+
+
+@pytest.mark.parametrize("crv", [[], ["P-256"], {}])
+def test_c1_ec_jwk_whose_crv_is_an_array_or_object_is_refused_not_a_type_error(crv: object) -> None:
+    with pytest.raises(jwk.KeySetError, match="unsupported EC curve"):
+        jwk.load_jwk({"kty": "EC", "crv": crv})
+    with pytest.raises(jwk.KeySetError, match="unsupported EC curve"):
+        jwk.load_jwks({"keys": [{"kty": "EC", "crv": crv}]})
 
 
 def test_a_settings_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
@@ -120,3 +130,39 @@ def test_an_error_that_echoes_a_huge_request_value_keeps_its_status_and_reason(
         "membership.roles",
     )
     assert len((error.details() or "").encode()) <= errors.MAX_STATUS_MESSAGE_BYTES
+
+
+def _jws(header: dict[str, object], claims: dict[str, object]) -> str:
+    def b64(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{b64(header)}.{b64(claims)}.AA"
+
+
+@pytest.mark.parametrize("typ", [[], {}, ["at+jwt"]])
+def test_c8_token_whose_typ_is_an_array_or_object_is_refused_not_internal(
+    server: WatchwordProcess, typ: object
+) -> None:
+    """A Watchword-issued-looking token with `"typ": []` made the verifier look a list up in a set."""
+    token = _jws({"alg": "ES256", "typ": typ}, {"iss": "urn:watchword", "aud": "urn:watchword:api"})
+    request = auth_pb2.AuthenticateRequest(
+        credential=common_pb2.CredentialSource(bare=common_pb2.BareCredential(token=token))
+    )
+    answer = server.auth().Authenticate(request, timeout=10)
+    assert answer.WhichOneof("result") == "refusal"
+    assert answer.refusal.reason == "token_claims_invalid"
+
+
+@pytest.mark.parametrize("typ", [[], {}])
+def test_c9_client_assertion_whose_typ_is_an_array_is_invalid_client_not_internal(
+    server: WatchwordProcess, typ: object
+) -> None:
+    assertion = _jws({"alg": "HS256", "typ": typ}, {"iss": "0123456789abcdef", "sub": "0123456789abcdef"})
+    client = auth_pb2.ClientAuthentication(
+        client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion=assertion,
+    )
+    request = auth_pb2.IssueTokenRequest(client_credentials=auth_pb2.ClientCredentialsGrant(client=client))
+    answer = server.auth().IssueToken(request, timeout=10)
+    assert answer.WhichOneof("result") == "error"
+    assert answer.error.error == "invalid_client"

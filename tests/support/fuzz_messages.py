@@ -59,6 +59,9 @@ def _token_shaped() -> list[str]:
         _jws({"alg": "HS256", "kid": "k"}, {"exp": 1}, "c2ln"),
         _jws({"alg": "none"}, {}, ""),
         _jws({"alg": "ES256", "kid": "../../etc/passwd"}, {"iss": "urn:watchword"}, "AA"),
+        # Members of the wrong JSON type, where a verifier looks them up.
+        _jws({"alg": "ES256", "typ": []}, {"iss": "urn:watchword"}, "AA"),
+        _jws({"alg": "HS256", "typ": {}}, {"iss": "0123456789abcdef", "sub": "0123456789abcdef"}, "AA"),
         _jws({"alg": "RS256", "typ": "at+jwt"}, {"iss": "0123456789abcdef", "sub": "0123456789abcdef"}, "AA"),
         "Bearer " + minted[0],
         "Basic " + base64.b64encode(b"id:secret").decode(),

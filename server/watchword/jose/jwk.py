@@ -309,7 +309,7 @@ def _load(jwk: Mapping[str, object], kid: str | None, default_algorithm: str | N
     if kty not in ("RSA", "EC", "OKP", "oct"):
         raise KeySetError(f"{name}: unsupported kty {kty!r}")
     crv = jwk.get("crv") if kty in ("EC", "OKP") else None
-    if kty == "EC" and crv not in _EC_CURVES:
+    if kty == "EC" and (not isinstance(crv, str) or crv not in _EC_CURVES):
         raise KeySetError(f"{name}: unsupported EC curve {crv!r}")
     if kty == "OKP" and crv != "Ed25519":
         raise KeySetError(f"{name}: unsupported OKP curve {crv!r} (only Ed25519 verifies)")
