@@ -1,6 +1,6 @@
 """Budgets of the fuzz tests (tests/test_fuzz_*.py): hypothesis profiles "ci" (default) and "long".
 
-    pytest tests/test_fuzz_*.py                        # ci: small fixed budget, same examples every run
+    pytest tests/test_fuzz_*.py                        # ci: small fixed budget, a fixed seed per test
     WATCHWORD_FUZZ=long pytest tests/test_fuzz_*.py    # long: 50x the examples, fresh random ones each run
 
 Each fuzz test names its CI budget, `@fuzz(examples=N)`; "long" multiplies it. The profiles are applied
