@@ -55,7 +55,8 @@ def server_config(idp: JwksServer, audit_log_file: Path) -> str:
     operator would keep it (on stdout the benchmark's own process would read every line through the pipe),
     and `idp` as a C1 issuer whose `orgs` claim carries the user's roles."""
     return (
-        f'log_level = "WARNING"\naudit_log_file = "{audit_log_file}"\n[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\n'
+        f'log_level = "WARNING"\naudit_log_file = "{audit_log_file}"\n'
+        f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\n'
         f'jwks_uri = "{idp.jwks_uri}"\nallow_insecure_http = true\norganizations_claim = "orgs"\n'
     )
 

@@ -319,6 +319,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {str(path)!r} is not UTF-8 text") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from None
 
 
 def _explain(exc: ValidationError, sources: dict[str, str]) -> str:

@@ -57,9 +57,23 @@ ERROR_REASONS: dict[str, str] = {
 }
 
 
+# The message travels twice in the trailers (grpc-message, and in grpc-status-details-bin). Request values
+# echoed in it (an unknown role, a field's text) must not push the trailers past the client's metadata
+# limit (8 KiB by default), which turns the answer into RESOURCE_EXHAUSTED without its reason.
+MAX_STATUS_MESSAGE_BYTES = 1024
+
+
+def _bounded(message: str) -> str:
+    encoded = message.encode("utf-8")
+    if len(encoded) <= MAX_STATUS_MESSAGE_BYTES:
+        return message
+    return encoded[: MAX_STATUS_MESSAGE_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
 def status_for(
     code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str] | None = None
 ) -> grpc.Status:
+    message = _bounded(message)
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {})
     detail = any_pb2.Any()
     detail.Pack(info)

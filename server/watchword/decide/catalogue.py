@@ -88,7 +88,7 @@ class Catalogue:
         else:
             try:
                 text = path.read_text("utf-8")
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 raise CatalogueError(f"cannot read catalogue file {str(path)!r}: {exc}") from None
             origin = str(path)
         try:

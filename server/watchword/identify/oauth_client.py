@@ -123,7 +123,8 @@ class ClientAuthenticator:
             parsed = jws.parse(auth.client_assertion, max_bytes=self._max_token_bytes)
         except jws.JwsError as exc:
             return _refuse(exc.reason, str(exc))
-        if parsed.header.get("typ") in ACCESS_TOKEN_TYPES:
+        typ = parsed.header.get("typ")
+        if isinstance(typ, str) and typ in ACCESS_TOKEN_TYPES:
             # An access token is never a client assertion, whoever signed it (RFC 8725 §3.11).
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "an access token is not a client assertion")
         client_id = parsed.claims.get("iss")

@@ -138,7 +138,8 @@ async def verify(
 ) -> Principal | Refusal:
     if presented.transport not in ACCEPTED_TRANSPORTS:
         return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "Watchword tokens are not accepted over this transport")
-    if parsed.header.get("typ") not in TOKEN_TYPES:
+    typ = parsed.header.get("typ")
+    if not isinstance(typ, str) or typ not in TOKEN_TYPES:  # a list or object cannot even be looked up
         return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a Watchword token has typ at+jwt")
     try:
         jws.allowed(parsed, ALGORITHMS)

@@ -292,6 +292,8 @@ def _not_for_verification(jwk: Mapping[str, object], name: str) -> str | None:
     ):
         raise KeySetError(f"{name}: key_ops must be an array of strings")
     alg = jwk.get("alg")
+    if alg is not None and not isinstance(alg, str):  # an array or object here is no algorithm name
+        raise KeySetError(f"{name}: alg must be a string")
     if use is not None and use != "sig":
         return f"{name}: use is {use!r}, not 'sig'"
     if key_ops is not None and "verify" not in key_ops:
@@ -307,7 +309,7 @@ def _load(jwk: Mapping[str, object], kid: str | None, default_algorithm: str | N
     if kty not in ("RSA", "EC", "OKP", "oct"):
         raise KeySetError(f"{name}: unsupported kty {kty!r}")
     crv = jwk.get("crv") if kty in ("EC", "OKP") else None
-    if kty == "EC" and crv not in _EC_CURVES:
+    if kty == "EC" and (not isinstance(crv, str) or crv not in _EC_CURVES):
         raise KeySetError(f"{name}: unsupported EC curve {crv!r}")
     if kty == "OKP" and crv != "Ed25519":
         raise KeySetError(f"{name}: unsupported OKP curve {crv!r} (only Ed25519 verifies)")

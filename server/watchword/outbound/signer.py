@@ -164,7 +164,11 @@ class OutboundSigner:
 
 def check_url(url: str) -> str | None:
     """Why a webhook URL is unusable, or None: absolute http(s) with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket, "http://[::1"
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not hostname:
         return "must be an absolute http or https URL"
     return None
