@@ -32,6 +32,8 @@ log = logging.getLogger("watchword.overload")
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
+# Wrapped handlers kept: one per served method (unknown methods have no handler and are never kept).
+MAX_WRAPPED_METHODS = 1024
 EXEMPT_PREFIXES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",
@@ -83,6 +85,7 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         self.refused = 0  # calls answered RESOURCE_EXHAUSTED: for tests and metrics
         self.expired = 0  # calls answered DEADLINE_EXCEEDED without work
         self.draining = False
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def drain(self) -> None:
         """From now on refuse new calls (UNAVAILABLE `shutting_down`); admitted ones carry on."""
@@ -112,11 +115,19 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
+        # Wrapped once per method, not per call (the admin interceptor's refusals are made per call and
+        # are not kept: only the handler the server hands out again is).
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
             self.bounded(handler.unary_unary, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        if len(self._wrapped) < MAX_WRAPPED_METHODS:  # method names come from callers: stay bounded
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     def bounded(self, behavior: Behavior, method: str = "") -> Behavior:
         """`behavior`, counted while it runs. The bound is checked again here: calls admitted by

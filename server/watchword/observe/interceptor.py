@@ -26,6 +26,8 @@ from watchword.observe.metrics import LoopHistogram, Metrics
 
 AUTH_PREFIX = "/watchword.v1.AuthService/"
 ADMIN_PREFIX = "/watchword.v1.AdminService/"
+# Wrapped handlers kept: one per served method (unknown methods have no handler and are never kept).
+MAX_WRAPPED_METHODS = 1024
 # Request fields an admin record names: ids, names, kinds and grants. Nothing else is ever read (the
 # requests also carry outbound secrets and public keys, which stay out of the log).
 _REQUEST_FIELDS = frozenset(
@@ -108,6 +110,7 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
         self._metrics = metrics
         self._audit = audit
         self._methods: dict[str, _Method] = {}
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _method(self, name: str) -> _Method:
         method = self._methods.get(name)
@@ -128,35 +131,54 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         name = handler_call_details.method
-        info = call.CallInfo(request_id.choose(handler_call_details.invocation_metadata), "")
         if name.startswith(ADMIN_PREFIX):
-            # Visible to the interceptors after this one (they run in this coroutine): the admin check
-            # notes here the admin token it accepted.
+            # The request id is chosen before the admin check, which runs in this coroutine and notes in
+            # it the admin token it accepted.
+            info = call.CallInfo(request_id.choose(handler_call_details.invocation_metadata), "")
             token = call.current.set(info)
             try:
                 handler = await continuation(handler_call_details)
             finally:
                 call.current.reset(token)
-        else:
-            handler = await continuation(handler_call_details)
+            if handler is None or handler.unary_unary is None:
+                return handler
+            method = self._methods.get(name) or self._method(name)
+            info.rpc = method.rpc
+            return grpc.unary_unary_rpc_method_handler(
+                self._observed(handler.unary_unary, method, info),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
+        # Every other call: the wrapper is made once per method (gRPC runs interceptors on every call),
+        # and the request id is read from the call's own metadata when it runs.
+        cached = self._wrapped.get(name)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         method = self._methods.get(name) or self._method(name)
-        info.rpc = method.rpc
-        return grpc.unary_unary_rpc_method_handler(
-            self._observed(handler.unary_unary, method, info),
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._observed(handler.unary_unary, method, None),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        if len(self._wrapped) < MAX_WRAPPED_METHODS:  # method names come from callers: stay bounded
+            self._wrapped[name] = (handler, wrapped)
+        return wrapped
 
-    def _observed(self, behavior: Behavior, method: _Method, info: call.CallInfo) -> Behavior:
+    def _observed(self, behavior: Behavior, method: _Method, admin_info: call.CallInfo | None) -> Behavior:
         metrics = self._metrics
-        trailer = ((request_id.HEADER, info.request_id),)
+        header = request_id.HEADER
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            info.context = context
+            if admin_info is None:
+                info = call.CallInfo(request_id.choose(context.invocation_metadata()), method.rpc, context)
+            else:
+                info = admin_info
+                info.context = context
             token = call.current.set(info)
-            context.set_trailing_metadata(trailer)
+            context.set_trailing_metadata(((header, info.request_id),))
             metrics.in_flight += 1
             started = time.perf_counter()
             response: Any = None
