@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import httpx
 import jwt
 import psycopg
 import pytest
@@ -372,3 +373,34 @@ def test_every_replica_reconnects_after_a_postgresql_restart_and_refuses_within_
     refused_everywhere_within_limit(
         cluster, "S6 after a PostgreSQL restart", lambda r: not accepted(r, key.secret), changed_at
     )
+
+
+def _propagation(replica: WatchwordProcess) -> tuple[float, float]:
+    """(count, sum) of the replica's `watchword_revocation_propagation_seconds` histogram."""
+    text = httpx.get(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(
+            ("watchword_revocation_propagation_seconds_count", "watchword_revocation_propagation_seconds_sum")
+        ):
+            name, value = line.split()
+            values[name.rpartition("_")[2]] = float(value)
+    return values["count"], values["sum"]
+
+
+def test_every_replica_that_receives_a_change_reports_its_propagation_delay_as_a_metric(cluster) -> None:
+    """#8 metrics: the revocation delay, as each replica measured it on receiving the change feed's event."""
+    before = [_propagation(replica) for replica in cluster.replicas]
+    key = api_key(cluster, "metric")
+    changed_at = deactivate(cluster, cluster.replicas[1], key.credential.id)
+    refused_everywhere_within_limit(
+        cluster, "S6 deactivated (metrics)", lambda r: not accepted(r, key.secret), changed_at
+    )
+    for index in (0, 2):  # the replicas the change reached over the feed (the writer drops its own at once)
+        deadline = time.monotonic() + 5
+        while _propagation(cluster.replicas[index])[0] < before[index][0] + 1:
+            assert time.monotonic() < deadline, f"replica {index + 1} reported no propagation delay"
+            time.sleep(0.05)
+        count, total = _propagation(cluster.replicas[index])
+        mean = (total - before[index][1]) / (count - before[index][0])
+        assert 0 <= mean < LIMIT_SECONDS, mean
