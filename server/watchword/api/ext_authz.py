@@ -45,6 +45,8 @@ CREDENTIAL_KIND = "x-watchword-credential-kind"
 CREDENTIAL_ID = "x-watchword-credential-id"
 INTERNAL_TOKEN = "x-watchword-internal-token"
 DEFAULT_CHALLENGE = 'Bearer realm="watchword"'
+# Allow answers kept, one per verified principal (see ExtAuthzServicer._allowed).
+MAX_PLAIN_ALLOWS = 10_000
 # Header values Envoy forwards as they are: printable ASCII; anything else is percent-encoded.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -122,6 +124,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         if transports.cookie_name:
             names.add("cookie")
         self._credential_headers = frozenset(names)
+        self._plain_allows: dict[int, tuple[Principal, external_auth_pb2.CheckResponse]] = {}
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
@@ -173,6 +176,30 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         return await self._allowed(outcome.principal, headers, query)
 
     async def _allowed(
+        self, principal: Principal, headers: list[tuple[str, str]], query: str
+    ) -> external_auth_pb2.CheckResponse:
+        plain = (
+            self._settings.internal_tokens is None
+            and not self._settings.remove_credential_headers
+            and not any(name.startswith(HEADER_PREFIX) for name, _ in headers)
+        )
+        if not plain:
+            return await self._build_allowed(principal, headers, query)
+        # The usual request (nothing to strip, no spoofed header, no internal token): its answer depends on
+        # the principal alone, so it is built once per verified Principal object (the identify caches keep
+        # those, and a changed credential makes a new one). Entries hold their principal, so an id is
+        # never reused while its entry lives. Bounded, oldest first.
+        entry = self._plain_allows.get(id(principal))
+        if entry is not None and entry[0] is principal:
+            return entry[1]
+        response = await self._build_allowed(principal, headers, query)
+        allows = self._plain_allows
+        allows[id(principal)] = (principal, response)
+        while len(allows) > MAX_PLAIN_ALLOWS:
+            del allows[next(iter(allows))]
+        return response
+
+    async def _build_allowed(
         self, principal: Principal, headers: list[tuple[str, str]], query: str
     ) -> external_auth_pb2.CheckResponse:
         values = {
