@@ -36,6 +36,9 @@ PRINCIPAL = Principal(
 )
 
 
+METADATA = (("user-agent", "grpc-python/1.85"), ("x-request-id", "bench-1"))
+
+
 class Context:
     """The parts of grpc.aio.ServicerContext the observe layer touches."""
 
@@ -48,10 +51,13 @@ class Context:
     def code(self) -> None:
         return None
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return METADATA
+
 
 class Details:
     method = METHOD
-    invocation_metadata = (("user-agent", "grpc-python/1.85"), ("x-request-id", "bench-1"))
+    invocation_metadata = METADATA
 
 
 async def behavior(_request: Any, _context: Any) -> int:
