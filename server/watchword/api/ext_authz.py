@@ -97,12 +97,14 @@ def unavailable(message: str) -> external_auth_pb2.CheckResponse:
 
 def request_headers(http: attribute_context_pb2.AttributeContext.HttpRequest) -> list[tuple[str, str]]:
     """Envoy sends `headers` (a map, repeated headers joined) or, with `encode_raw_headers`, `header_map`."""
-    if http.header_map.headers:
+    raw = http.header_map.headers
+    if raw:
         return [
-            (h.key.lower(), h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value)
-            for h in http.header_map.headers
+            (h.key.lower(), h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value) for h in raw
         ]
-    return [(name.lower(), value) for name, value in http.headers.items()]
+    headers = http.headers
+    # Keys, then lookups: iterating the map's items() goes through a slow Python view.
+    return [(name.lower(), headers[name]) for name in headers]
 
 
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
@@ -151,13 +153,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 reasons.ROUTE_NOT_CONFIGURED,
                 f"no route is configured for {http.method[:32]} requests to this path",
             )
-        headers = request_headers(http)
-        parts = HttpParts(
-            method=http.method,
-            path=path,
-            headers=tuple((name, value) for name, value in headers if name in self._credential_headers),
-            query=query,
-        )
+        credential_headers, spoofed = self._scan(http)
+        parts = HttpParts(method=http.method, path=path, headers=credential_headers, query=query)
         outcome = await self._pipeline.authorize(parts, match.route.action, match.resource)
         decision = outcome.decision
         self._recorder.authorized(
@@ -173,18 +170,37 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             return unauthenticated(outcome.refusal)
         if not outcome.decision.allowed or outcome.principal is None:
             return forbidden(outcome.decision.reason, outcome.decision.message)
-        return await self._allowed(outcome.principal, headers, query)
+        return await self._allowed(outcome.principal, http, spoofed, query)
+
+    def _scan(
+        self, http: attribute_context_pb2.AttributeContext.HttpRequest
+    ) -> tuple[tuple[tuple[str, str], ...], bool]:
+        """One pass over the headers: those that may carry a credential (the others cannot matter to the
+        extractor), and whether the client sent any `x-watchword-*` header of its own."""
+        wanted = self._credential_headers
+        found: list[tuple[str, str]] = []
+        spoofed = False
+        for name, value in request_headers(http):
+            if name in wanted:
+                found.append((name, value))
+            elif name.startswith(HEADER_PREFIX):
+                spoofed = True
+        return tuple(found), spoofed
 
     async def _allowed(
-        self, principal: Principal, headers: list[tuple[str, str]], query: str
+        self,
+        principal: Principal,
+        http: attribute_context_pb2.AttributeContext.HttpRequest,
+        spoofed: bool,
+        query: str,
     ) -> external_auth_pb2.CheckResponse:
         plain = (
             self._settings.internal_tokens is None
             and not self._settings.remove_credential_headers
-            and not any(name.startswith(HEADER_PREFIX) for name, _ in headers)
+            and not spoofed
         )
         if not plain:
-            return await self._build_allowed(principal, headers, query)
+            return await self._build_allowed(principal, request_headers(http), query)
         # The usual request (nothing to strip, no spoofed header, no internal token): its answer depends on
         # the principal alone, so it is built once per verified Principal object (the identify caches keep
         # those, and a changed credential makes a new one). Entries hold their principal, so an id is
@@ -192,7 +208,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         entry = self._plain_allows.get(id(principal))
         if entry is not None and entry[0] is principal:
             return entry[1]
-        response = await self._build_allowed(principal, headers, query)
+        response = await self._build_allowed(principal, [], query)
         allows = self._plain_allows
         allows[id(principal)] = (principal, response)
         while len(allows) > MAX_PLAIN_ALLOWS:
