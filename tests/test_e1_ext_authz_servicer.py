@@ -95,7 +95,8 @@ def test_e1_servicer_allows_with_overwritten_principal_headers_and_removes_spoof
     assert given["x-watchword-organization-id"]
     # The spoofed header Watchword sets is overwritten; the other one is removed; the credential stays
     # (ext_authz_remove_credential_headers is off by default).
-    assert list(response.ok_response.headers_to_remove) == ["x-watchword-roles"]
+    # The internal token (off here) is removed too, so a client can never pass one of its own upstream.
+    assert list(response.ok_response.headers_to_remove) == ["x-watchword-internal-token", "x-watchword-roles"]
 
 
 def test_e1_servicer_reads_raw_header_maps(server, tenant_secret) -> None:

@@ -148,7 +148,7 @@ def test_e1_the_internal_token_audience_cannot_be_watchwords_own(tmp_path: Path)
 
 SAFE_VALUE = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), min_size=1, max_size=40
-).filter(lambda value: value not in (".", "..") and "/" not in value and "\\" not in value)
+).filter(lambda value: value not in (".", "..") and not {"/", "\\", ";"} & set(value))
 
 
 @given(application_id=SAFE_VALUE)
@@ -164,6 +164,13 @@ def test_e1_property_matching_never_raises_and_only_yields_configured_actions(me
     if match is not None:
         assert match.route.method == method
         assert match.route.action in {"event_type.create", "application.get", "application.list", "track"}
+
+
+@pytest.mark.parametrize("segment", ["..;", ".;", "x;jsessionid=1", "..%3B", "a%3bb"])
+def test_e1_a_captured_value_with_a_semicolon_is_refused(segment: str) -> None:
+    """Upstreams that read path parameters (Tomcat, Spring) resolve "..;" as "..": another path than the
+    one decided on. Ids never hold ';', so such a segment matches no route."""
+    assert ROUTES.match("GET", f"/v1/applications/{segment}") is None
 
 
 DOT = st.sampled_from([".", "%2e", "%2E"])

@@ -112,6 +112,25 @@ def test_latency_histograms_per_method_and_in_flight(measured) -> None:
     assert "watchword_rpcs_in_flight" in families
 
 
+def test_method_names_no_service_serves_share_one_unknown_series(measured) -> None:
+    """Callers choose method names, and the admin check answers any admin name: such calls must not grow
+    the metrics (one latency series per name) or the server's memory."""
+    channel = measured.channel()
+    for number in range(30):
+        call = channel.unary_unary(
+            f"/watchword.v1.AdminService/NoSuchMethod{number}",
+            request_serializer=lambda request: request,
+            response_deserializer=lambda response: response,
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            call(b"", timeout=10)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    families = scrape(measured.metrics_port)
+    methods = {labels["method"] for _, labels, _ in families["watchword_rpc_duration_seconds"]}
+    assert not any("NoSuchMethod" in method for method in methods), methods
+    assert sample(families, "watchword_rpc_duration_seconds_count", method="unknown") >= 30
+
+
 def test_cache_hits_and_misses_per_cache(measured) -> None:
     tenant = make_tenant(measured, "cached")
     key = (

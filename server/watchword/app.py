@@ -16,7 +16,7 @@ from typing import TextIO
 
 import grpc
 import uvicorn
-from envoy.service.auth.v3 import external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -60,6 +60,19 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     ext_authz.SERVICE_NAME,
 )
+
+
+def served_methods() -> frozenset[str]:
+    """Every unary method the server serves, as gRPC names them ("/package.Service/Method")."""
+    services = (
+        auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+        external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"],
+        health_pb2.DESCRIPTOR.services_by_name["Health"],
+    )
+    return frozenset(
+        f"/{service.full_name}/{method.name}" for service in services for method in service.methods
+    )
 
 
 class StartupError(Exception):
@@ -332,7 +345,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         overload = OverloadInterceptor(settings.max_concurrent_rpcs)
         server = grpc.aio.server(
             interceptors=[
-                ObserveInterceptor(metrics, audit),
+                ObserveInterceptor(metrics, audit, served_methods()),
                 overload,
                 admin_interceptor,
                 GuardInterceptor(),

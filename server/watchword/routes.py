@@ -44,7 +44,8 @@ _METHOD = re.compile(r"[A-Z]{1,32}")
 _LITERAL = re.compile(r"[A-Za-z0-9._~-]+")
 _PARAMETER = re.compile(r"\{([a-z_]+)\}")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
-_FORBIDDEN_DECODED = re.compile(r"[\x00-\x1f\x7f/\\]")
+# ';' too: upstreams that read path parameters (Tomcat, Spring: "..;") would resolve another path.
+_FORBIDDEN_DECODED = re.compile(r"[\x00-\x1f\x7f/\\;]")
 
 
 class RouteSettings(BaseModel):

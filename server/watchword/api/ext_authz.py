@@ -44,6 +44,7 @@ ORGANIZATION_ID = "x-watchword-organization-id"
 CREDENTIAL_KIND = "x-watchword-credential-kind"
 CREDENTIAL_ID = "x-watchword-credential-id"
 INTERNAL_TOKEN = "x-watchword-internal-token"
+OWN_HEADERS = (PRINCIPAL_ID, ORGANIZATION_ID, CREDENTIAL_KIND, CREDENTIAL_ID, INTERNAL_TOKEN)
 DEFAULT_CHALLENGE = 'Bearer realm="watchword"'
 # Allow answers kept, one per verified principal (see ExtAuthzServicer._allowed).
 MAX_PLAIN_ALLOWS = 10_000
@@ -228,8 +229,11 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             values[INTERNAL_TOKEN] = await self._settings.internal_tokens.for_principal(principal)
         to_set = {name: quote(value, safe=_HEADER_SAFE) for name, value in values.items() if value}
         sent = {name for name, _ in headers}
-        # Spoofing: a client-sent x-watchword-* header that is not overwritten below is removed.
+        # Spoofing: a client-sent x-watchword-* header that is not overwritten below is removed, and so is
+        # every header Watchword may set but does not here (e.g. an organization id the principal lacks),
+        # also when Envoy did not send it to us (an `allowed_headers` list on the filter).
         to_remove = {name for name in sent if name.startswith(HEADER_PREFIX) and name not in to_set}
+        to_remove.update(name for name in OWN_HEADERS if name not in to_set)
         ok = external_auth_pb2.OkHttpResponse()
         if self._settings.remove_credential_headers:
             self._strip_credentials(ok, sent, headers, query, to_remove, to_set)

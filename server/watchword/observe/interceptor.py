@@ -26,6 +26,8 @@ from watchword.observe.metrics import LoopHistogram, Metrics
 
 AUTH_PREFIX = "/watchword.v1.AuthService/"
 ADMIN_PREFIX = "/watchword.v1.AdminService/"
+# The method label of calls to a method no service serves.
+UNKNOWN_METHOD = "unknown"
 # Wrapped handlers kept: one per served method (unknown methods have no handler and are never kept).
 MAX_WRAPPED_METHODS = 1024
 # Request fields an admin record names: ids, names, kinds and grants. Nothing else is ever read (the
@@ -106,16 +108,30 @@ class _Method:
 class ObserveInterceptor(grpc.aio.ServerInterceptor):
     """First in the chain, so it also sees the calls later interceptors turn away."""
 
-    def __init__(self, metrics: Metrics, audit: AuditLog | None) -> None:
+    def __init__(
+        self, metrics: Metrics, audit: AuditLog | None, served: frozenset[str] | None = None
+    ) -> None:
         self._metrics = metrics
         self._audit = audit
         self._methods: dict[str, _Method] = {}
+        # Method names come from callers, and the admin check and the overload bound answer any name, even
+        # one no service serves: only served methods get their own entry (and latency series); every
+        # other name shares one "unknown" entry, so no caller can grow the map or the metrics.
+        self._served = served
+        self._unknown = {
+            admin: _Method(
+                rpc=UNKNOWN_METHOD, latency=metrics.latency(UNKNOWN_METHOD), admin=admin, audited=True
+            )
+            for admin in (False, True)
+        }
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _method(self, name: str) -> _Method:
         method = self._methods.get(name)
         if method is None:
             admin = name.startswith(ADMIN_PREFIX)
+            if self._served is not None and name not in self._served:
+                return self._unknown[admin]
             method = _Method(
                 rpc=name.rpartition("/")[2],
                 latency=self._metrics.latency(name),
