@@ -24,8 +24,6 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from watchword import reasons
 from watchword.domain import HttpParts, Principal, Refusal
@@ -34,6 +32,7 @@ from watchword.issue.internal_token import InternalTokens
 from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
 from watchword.routes import RouteTable
+from watchword.store.database import is_store_outage
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -51,8 +50,6 @@ MAX_PLAIN_ALLOWS = 10_000
 # Header values Envoy forwards as they are: printable ASCII; anything else is percent-encoded.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-# Faults of the store or the network below it: Watchword cannot decide, so the request is refused.
-_STORE_FAULTS = (DBAPIError, PoolTimeoutError, ConnectionError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +131,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     ) -> external_auth_pb2.CheckResponse:
         try:
             return await self._check(request.attributes.request.http)
-        except _STORE_FAULTS:
-            log.warning("store unavailable during ext_authz Check", exc_info=True)
-            return unavailable("the authorization store is unavailable; retry")
-        except Exception:
+        except Exception as exc:
+            if is_store_outage(exc):
+                log.warning("store unavailable during ext_authz Check", exc_info=True)
+                return unavailable("the authorization store is unavailable; retry")
             incident = uuid.uuid4().hex[:16]
             log.exception("internal error in ext_authz Check (incident %s)", incident)
             return unavailable(f"internal error (incident {incident})")
