@@ -5,15 +5,20 @@
 #   docker run -d -p 50051:50051 -v watchword-data:/var/lib/watchword watchword
 #   docker logs <container> 2>&1 | grep WATCHWORD_ADMIN_TOKEN     # printed once, on first start
 
-# ---- builder: the project's wheel and the wheels of all its dependencies ----
+# ---- builder: the project's wheel and the wheels of the locked dependencies ----
 FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
+# Exactly the versions of requirements/serve.lock, hash-checked (the lock holds setuptools too, so the
+# project builds without fetching an unpinned build backend).
+COPY requirements/serve.lock ./requirements/
+RUN pip install --require-hashes -r requirements/serve.lock \
+    && pip wheel --require-hashes -r requirements/serve.lock --wheel-dir /wheels
 # The package is under server/ (generated stubs, migrations and the default catalogue included);
 # README.md is the package's long description, named in pyproject.toml.
 COPY pyproject.toml README.md ./
 COPY server ./server
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/project .
 
 # ---- runtime ----
 FROM python:3.11-slim
@@ -23,7 +28,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 # Install from the builder's wheels only: no compiler, no sources, no network needed here.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels watchword
+    --mount=type=bind,from=builder,source=/src/requirements,target=/requirements \
+    pip install --no-index --find-links=/wheels --require-hashes -r /requirements/serve.lock \
+    && pip install --no-index --no-deps /wheels/project/watchword-*.whl
 RUN groupadd --gid 10001 watchword \
     && useradd --uid 10001 --gid watchword --home-dir /var/lib/watchword \
        --no-create-home --shell /usr/sbin/nologin watchword \

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from pathlib import Path
 
 import grpc_tools
 import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
+from packaging.version import Version
+
+from support.lock import generated_grpc_version, locked_version, lower_bound
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -70,24 +74,26 @@ def test_e2_grpc_stubs_cover_every_service_method(proto: Path) -> None:
             )
 
 
-def test_e2_generated_files_are_byte_identical_when_the_same_generator_is_installed(tmp_path: Path) -> None:
-    import grpc
-
-    shipped_version = next(
-        line.split("'")[1]
-        for line in (GENERATED_DIR / "auth_pb2_grpc.py").read_text().splitlines()
-        if line.startswith("GRPC_GENERATED_VERSION")
+def test_e2_generated_files_are_what_the_locked_generator_writes(tmp_path: Path) -> None:
+    """Byte for byte against the locked grpcio-tools; the runtime grpcio's patch release plays no part."""
+    installed_tools = importlib.metadata.version("grpcio-tools")
+    assert installed_tools == locked_version("grpcio-tools"), (
+        f"grpcio-tools {installed_tools} is installed but requirements/test.lock pins "
+        f"{locked_version('grpcio-tools')}: install from the lock (bash .ci/run)"
     )
     _protoc(f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}")
     regenerated = sorted((tmp_path / "watchword" / "v1").iterdir())
     assert regenerated, "protoc generated nothing"
-    if shipped_version != grpc.__version__:
-        # Another generator version formats differently; the descriptor test above still guards drift.
-        return
     for path in regenerated:
         assert path.read_text() == (GENERATED_DIR / path.name).read_text(), (
             f"{path.name} is stale: regenerate with `{REGENERATE}`"
         )
+
+
+def test_e2_generated_stubs_import_with_every_grpcio_the_server_allows() -> None:
+    floor = lower_bound(ROOT / "pyproject.toml", "grpcio")
+    generated = Version(generated_grpc_version(GENERATED_DIR / "auth_pb2_grpc.py"))
+    assert generated <= floor, f"stubs need grpcio>={generated}; pyproject.toml admits grpcio>={floor}"
 
 
 def _undocumented_fields(file: descriptor_pb2.FileDescriptorProto) -> list[str]:
