@@ -22,6 +22,7 @@ from watchword.store import database, models
 from watchword.store.repository import InvalidPageTokenError, NotFoundError, Store
 
 _counter = itertools.count()
+IDP = "https://idp.example"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -72,8 +73,8 @@ async def test_organization_application_membership_round_trip(store: Store) -> N
     organization = await store.create_organization("acme")
     application = await store.create_application(organization.id, "billing")
     assert (await store.get_application(application.id)).organization_id == organization.id
-    await store.set_membership(organization.id, "user-1", ["viewer"])
-    await store.set_membership(organization.id, "user-1", ["admin", "editor"])
+    await store.set_membership(organization.id, IDP, "user-1", ["viewer"])
+    await store.set_membership(organization.id, IDP, "user-1", ["admin", "editor"])
     memberships = (await store.list_memberships(organization.id)).items
     assert [(m.user_id, m.roles) for m in memberships] == [("user-1", ["admin", "editor"])]
     fetched = await store.get_organization(organization.id)
@@ -86,7 +87,7 @@ async def test_deleting_an_organization_removes_everything_in_it(store: Store) -
     application = await store.create_application(organization.id, "billing")
     row, _ = new_credential(organization.id, CredentialKind.APPLICATION_SECRET, application_id=application.id)
     await store.add_credential(row)
-    await store.set_membership(organization.id, "u", ["viewer"])
+    await store.set_membership(organization.id, IDP, "u", ["viewer"])
     await store.delete_organization(organization.id)
     assert await store.get_application(application.id) is None
     assert await store.get_credential(row.id) is None

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +107,26 @@ async def prepare_store(settings: Settings) -> Store:
                 f"{database.head_revision()}: run `watchword migrate` with the same configuration first"
             )
     return Store.connect(url)
+
+
+async def bind_unbound_memberships(store: Store, issuers: Sequence[str], chosen: str = "") -> int:
+    """Migration 0006 leaves memberships stored before issuers were recorded unbound: they grant nothing.
+    They are bound to `chosen`, else to the only configured issuer (what such a row always meant). With
+    several issuers and none chosen they stay unbound, and a warning says how to bind them (S1, S7)."""
+    issuer = chosen or (issuers[0] if len(issuers) == 1 else "")
+    if issuer:
+        bound = await store.bind_unbound_memberships(issuer)
+        if bound:
+            log.info("%d memberships stored before issuers were recorded are now %r's", bound, issuer)
+        return bound
+    unbound = await store.count_unbound_memberships()
+    if unbound:
+        log.warning(
+            "%d memberships were stored before issuers were recorded and grant nothing until bound to one: "
+            "run `watchword migrate --bind-memberships-to ISSUER` with the same configuration",
+            unbound,
+        )
+    return 0
 
 
 async def bootstrap_admin_token(store: Store) -> str | None:
@@ -338,6 +359,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             await keyring.load()
         except SigningKeyError as exc:
             raise StartupError(f"cannot use the stored signing key: {exc}") from None
+        await bind_unbound_memberships(store, [entry.issuer for entry in settings.issuers])
         admin_token = await bootstrap_admin_token(store)
         admin_interceptor = admin_token_checker(store)
         # Observing first, so every answer is timed and audited with its request id; then the bound: an
@@ -413,6 +435,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             master_key,
             revocation_lifetime=settings.max_token_lifetime_seconds,
             keyring=keyring,
+            issuers=settings.issuers,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         add_ext_authz(server, settings, pipeline, keyring, routes, recorder)

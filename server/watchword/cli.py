@@ -17,11 +17,12 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from watchword import config
-from watchword.app import StartupError, ensure_data_dir, route_table, serve
+from watchword.app import StartupError, bind_unbound_memberships, ensure_data_dir, route_table, serve
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
 from watchword.observe import logging_setup
 from watchword.store import database
+from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 KIND_NAMES = {
@@ -43,6 +44,9 @@ CLIENT_AUTH_METHODS = {
 }
 
 
+_ISSUER_HELP = "the user's identity provider (`iss`); may be left out when exactly one is configured"
+
+
 def _fail(message: str) -> int:
     print(f"watchword: {message}", file=sys.stderr)
     return 2
@@ -61,10 +65,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    issuers = [entry.issuer for entry in settings.issuers]
+    if args.bind_memberships_to and args.bind_memberships_to not in issuers:
+        return _fail(f"--bind-memberships-to must name a configured issuer; configured: {issuers}")
     ensure_data_dir(settings)
     database.migrate(settings.effective_database_url)
     print(f"database schema at revision {database.current_revision(settings.effective_database_url)}")
+    bound = asyncio.run(_bind_memberships(settings.effective_database_url, issuers, args.bind_memberships_to))
+    if bound:
+        print(f"{bound} memberships stored before issuers were recorded are now bound to their issuer")
     return 0
+
+
+async def _bind_memberships(url: str, issuers: list[str], chosen: str | None) -> int:
+    store = Store.connect(url)
+    try:
+        return await bind_unbound_memberships(store, issuers, chosen or "")
+    finally:
+        await store.close()
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -131,18 +149,22 @@ ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
     ("member", "set"): (
         "SetMembership",
         lambda a: admin_pb2.SetMembershipRequest(
-            membership=admin_pb2.Membership(organization_id=a.org, user_id=a.user, roles=a.role)
+            membership=admin_pb2.Membership(
+                organization_id=a.org, user_id=a.user, roles=a.role, issuer=a.issuer or ""
+            )
         ),
     ),
     ("member", "list"): (
         "ListMemberships",
         lambda a: admin_pb2.ListMembershipsRequest(
-            organization_id=a.org, page_size=a.page_size, page_token=a.page_token
+            organization_id=a.org, page_size=a.page_size, page_token=a.page_token, issuer=a.issuer or ""
         ),
     ),
     ("member", "delete"): (
         "DeleteMembership",
-        lambda a: admin_pb2.DeleteMembershipRequest(organization_id=a.org, user_id=a.user),
+        lambda a: admin_pb2.DeleteMembershipRequest(
+            organization_id=a.org, user_id=a.user, issuer=a.issuer or ""
+        ),
     ),
     ("credential", "create"): (
         "CreateCredential",
@@ -239,13 +261,16 @@ def _admin_parsers(subparsers: Any) -> None:
     )
     setting = member.add_parser("set")
     setting.add_argument("--org", required=True)
-    setting.add_argument("--user", required=True)
+    setting.add_argument("--issuer", help=_ISSUER_HELP)
+    setting.add_argument("--user", required=True, help="the user id the issuer gives (its `sub`)")
     setting.add_argument("--role", action="append", default=[])
     listing = member.add_parser("list")
     listing.add_argument("--org", required=True)
+    listing.add_argument("--issuer", help="only this issuer's users")
     _add_paging(listing)
     deleting = member.add_parser("delete")
     deleting.add_argument("--org", required=True)
+    deleting.add_argument("--issuer", help=_ISSUER_HELP)
     deleting.add_argument("--user", required=True)
 
     credential = resources.add_parser("credential", help="inbound credentials").add_subparsers(
@@ -293,7 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="TOML configuration file (default: $WATCHWORD_CONFIG)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     subparsers.add_parser("serve", help="run the gRPC server (embedded defaults with no configuration)")
-    subparsers.add_parser("migrate", help="bring the database schema up to date")
+    migrate = subparsers.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument(
+        "--bind-memberships-to",
+        metavar="ISSUER",
+        help="give memberships stored before issuers were recorded to this configured issuer (needed "
+        "only with several [[issuers]]; with one, they are bound to it)",
+    )
     subparsers.add_parser("check-config", help="validate the configuration and catalogue, then exit")
     subparsers.add_parser("generate-master-key", help="print a new master key")
     _admin_parsers(subparsers)

@@ -96,6 +96,9 @@ class Principal:
     event_types_allowed: tuple[str, ...] = ()
     event_types_denied: tuple[str, ...] = ()
     token_id: str = ""
+    # C1: organizations the token claimed roles in that its issuer is not bound to (S7); those roles
+    # were dropped, and a decision there says so.
+    unbound_organizations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,10 @@ class Pipeline:
         self.external = external
         self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
         self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
-        self.memberships: cache.TtlCache[list[Membership]] = cache.TtlCache(store.user_memberships, cache_ttl)
+        # Keyed by subject (what the change feed names), valued by issuer: a user is (issuer, subject).
+        self.memberships: cache.TtlCache[dict[str, list[Membership]]] = cache.TtlCache(
+            store.user_memberships, cache_ttl
+        )
         self.revocations: cache.TtlCache[bool] = cache.TtlCache(store.is_revoked, cache_ttl)
         self.sealed_keys = SealedKeys(master_key)
         self.verified_tokens = VerifiedTokens(self.credentials.get)
@@ -169,16 +172,20 @@ class Pipeline:
         return Refusal(reason=reasons.TOKEN_ISSUER_UNKNOWN, message="the token's issuer is not configured")
 
     async def _with_stored_roles(self, user: Principal) -> Principal:
-        """S1: merge the memberships stored through the admin API, where the user's issuer says so."""
+        """S1: merge the memberships stored through the admin API, where the user's issuer says so. Only
+        the rows stored for this issuer and subject, in organizations the issuer is bound to (S7)."""
         assert self.external is not None
-        source = self.external.roles_source(user.issuer)
-        if source == "claims":
+        settings = self.external.settings(user.issuer)
+        if settings is None or settings.roles_source == "claims":
             return user
-        stored = {row.organization_id: set(row.roles) for row in await self.memberships.get(user.id) or []}
-        if source == "both":
+        rows = (await self.memberships.get(user.id) or {}).get(user.issuer, [])
+        stored = {row.organization_id: set(row.roles) for row in rows if settings.binds(row.organization_id)}
+        if settings.roles_source == "both":
             for organization, roles in user.memberships:
                 stored.setdefault(organization, set()).update(roles)
         merged = tuple((org, tuple(sorted(roles))) for org, roles in sorted(stored.items()) if roles)
+        if settings.roles_source == "memberships":  # the token's claims count for nothing, bound or not
+            return replace(user, memberships=merged, unbound_organizations=())
         return replace(user, memberships=merged)
 
     async def resolve(self, resource: Resource) -> Resource | None:

@@ -44,6 +44,7 @@ NO_RULE_ALLOWS = "no_rule_allows"
 ENTRY_INVALID = "entry_invalid"
 NOT_A_MEMBER = "not_a_member"
 ROLE_NOT_GRANTED = "role_not_granted"
+ISSUER_NOT_BOUND = "issuer_not_bound"
 OBJECT_NOT_IN_PATTERNS = "object_not_in_patterns"
 SUBJECT_MISMATCH = "subject_mismatch"
 # HTTP answers in front of an API (E1 Envoy ext_authz).
@@ -93,6 +94,8 @@ REASONS: dict[str, str] = {
     NO_RULE_ALLOWS: "No rule allowed the action: deny by default (S8).",
     NOT_A_MEMBER: "The user holds no role in the resource's organization (S1, S7).",
     ROLE_NOT_GRANTED: "None of the user's roles in the organization grants the action (S1).",
+    ISSUER_NOT_BOUND: "The user's token claims roles in the resource's organization, but its issuer is not "
+    "bound to that organization (`organizations` of its `[[issuers]]` table): the claim is ignored (S7).",
     OBJECT_NOT_IN_PATTERNS: "The object id matches none of the tenant token's data-provider patterns (S4).",
     SUBJECT_MISMATCH: "A subject-scoped token acting on another subject than its own (S5).",
     ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "

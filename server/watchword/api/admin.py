@@ -7,7 +7,7 @@ becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -19,6 +19,7 @@ from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.identify.issuer_settings import IssuerSettings, by_issuer
 from watchword.issue import signing_keys
 from watchword.issue.keyring import IssuingKeyring, public_jwk
 from watchword.store import models
@@ -31,6 +32,7 @@ T = TypeVar("T")
 
 MAX_NAME = new_credential.MAX_NAME
 MAX_OVERLAP = timedelta(days=30)
+MAX_ISSUER = 2048  # as an [[issuers]] table's `issuer`
 
 
 def organization_to_proto(row: models.Organization) -> admin_pb2.Organization:
@@ -48,7 +50,7 @@ def application_to_proto(row: models.Application) -> admin_pb2.Application:
 
 def membership_to_proto(row: models.Membership) -> admin_pb2.Membership:
     return admin_pb2.Membership(
-        organization_id=row.organization_id, user_id=row.user_id, roles=list(row.roles)
+        organization_id=row.organization_id, user_id=row.user_id, roles=list(row.roles), issuer=row.issuer
     )
 
 
@@ -96,6 +98,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         revocation_lifetime: float = 7 * 24 * 3600,
         *,
         keyring: IssuingKeyring | None = None,
+        issuers: Sequence[IssuerSettings] = (),
     ) -> None:
         # Every write announces what it changed through the store (`store.change_feed`): this replica's
         # caches drop it after commit, before the answer leaves, and the others' when the event arrives.
@@ -105,6 +108,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._revocation_lifetime = revocation_lifetime
         # I5: without a keyring RotateSigningKey stays UNIMPLEMENTED.
         self._keyring = keyring
+        # S1, S7: memberships are written for configured issuers only, in organizations bound to them.
+        self._issuers = by_issuer(issuers)
 
     # ---- organizations ----
 
@@ -192,8 +197,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise FieldError(
                 "membership.roles", f"unknown role(s) {unknown}; known: {sorted(self._catalogue.roles)}"
             )
+        issuer = convert.identifier(membership.issuer, "membership.issuer", MAX_ISSUER)
+        await _found(context, self._require_organization(organization_id))  # unknown ids: NOT_FOUND first
+        issuer = self._granting_issuer(issuer, organization_id)
         row = await _found(
-            context, self._store.set_membership(organization_id, user_id, sorted(set(membership.roles)))
+            context,
+            self._store.set_membership(organization_id, issuer, user_id, sorted(set(membership.roles))),
         )
         return membership_to_proto(row)
 
@@ -201,7 +210,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListMembershipsRequest, context: Context
     ) -> admin_pb2.ListMembershipsResponse:
         organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
-        listing = self._store.list_memberships(organization_id, request.page_size, request.page_token)
+        issuer = convert.identifier(request.issuer, "issuer", MAX_ISSUER) or None
+        listing = self._store.list_memberships(
+            organization_id, request.page_size, request.page_token, issuer=issuer
+        )
         page = await _listing(_found(context, listing))
         return admin_pb2.ListMembershipsResponse(
             memberships=[membership_to_proto(row) for row in page.items], next_page_token=page.next_page_token
@@ -212,8 +224,41 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.DeleteMembershipResponse:
         organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
         user_id = convert.required(request.user_id, "user_id", convert.MAX_ID)
-        await _found(context, self._store.delete_membership(organization_id, user_id))
+        issuer = convert.identifier(request.issuer, "issuer", MAX_ISSUER)
+        if not issuer and len(self._issuers) > 1:
+            raise FieldError("issuer", self._issuer_needed())
+        issuer = issuer or next(iter(self._issuers), models.UNBOUND_ISSUER)
+        await _found(context, self._store.delete_membership(organization_id, issuer, user_id))
         return admin_pb2.DeleteMembershipResponse()
+
+    async def _require_organization(self, organization_id: str) -> None:
+        if await self._store.get_organization(organization_id) is None:
+            raise NotFoundError("organization", organization_id)
+
+    def _granting_issuer(self, issuer: str, organization_id: str) -> str:
+        """The configured issuer a membership is written for, bound to the organization; else FieldError."""
+        if not issuer and len(self._issuers) == 1:
+            issuer = next(iter(self._issuers))
+        if not issuer:
+            raise FieldError("membership.issuer", self._issuer_needed())
+        settings = self._issuers.get(issuer)
+        if settings is None:
+            raise FieldError(
+                "membership.issuer",
+                f"{issuer!r} is not a configured issuer; configured: {sorted(self._issuers)}: a membership "
+                "of another issuer would grant roles to nobody, or to whoever it names later",
+            )
+        if not settings.binds(organization_id):
+            raise FieldError(
+                "membership.organization_id",
+                f"issuer {issuer!r} is not bound to this organization (its `organizations` setting, S7)",
+            )
+        return issuer
+
+    def _issuer_needed(self) -> str:
+        if not self._issuers:
+            return "no [[issuers]] is configured: stored memberships are roles of an issuer's users (C1)"
+        return f"is required: several issuers are configured ({sorted(self._issuers)}); name the user's"
 
     # ---- credentials ----
 

@@ -64,12 +64,22 @@ def event_type_decision(principal: Principal, event_type: str) -> Decision | Non
     return None
 
 
+def _not_a_member(principal: Principal, resource: Resource) -> Decision:
+    if resource.organization_id in principal.unbound_organizations:
+        return _deny(
+            reasons.ISSUER_NOT_BOUND,
+            "S7",
+            "the token's issuer is not bound to this organization: the roles it claims here are ignored",
+        )
+    return _deny(reasons.NOT_A_MEMBER, "S1", "the user holds no role in this organization")
+
+
 def _user(principal: Principal, action: Action, resource: Resource, catalogue: Catalogue) -> Decision:
     """S1: a user acts only in organizations where they hold a role, with that role's actions. Roles
     the catalogue does not know (an IdP's `offline_access`...) grant nothing."""
     roles = next((set(r) for org, r in principal.memberships if org == resource.organization_id), None)
     if roles is None:
-        return _deny(reasons.NOT_A_MEMBER, "S1", "the user holds no role in this organization")
+        return _not_a_member(principal, resource)
     granting = sorted(roles & action.roles & set(catalogue.roles))
     if not granting:
         return _deny(reasons.ROLE_NOT_GRANTED, "S1", f"none of the user's roles grants {action.name!r}")

@@ -139,6 +139,15 @@ def memberships(claims: Mapping[str, object], settings: IssuerSettings) -> Membe
     return tuple((org, tuple(sorted(roles))) for org, roles in sorted(found.items()) if roles)
 
 
+def bound_memberships(granted: Memberships, settings: IssuerSettings) -> tuple[Memberships, tuple[str, ...]]:
+    """S7: the memberships in organizations the issuer is bound to, and the organizations it is not
+    bound to (their roles are dropped: an issuer never grants roles beyond its `organizations`)."""
+    kept = tuple(entry for entry in granted if settings.binds(entry[0]))
+    if len(kept) == len(granted):
+        return granted, ()
+    return kept, tuple(org for org, _roles in granted if not settings.binds(org))
+
+
 class ExternalJwtVerifier:
     """Verifies C1 tokens of the configured issuers. `await start()` before use, `await close()` after."""
 
@@ -168,6 +177,9 @@ class ExternalJwtVerifier:
         """S1: "claims", "memberships" or "both" for this issuer's users."""
         settings = self._settings.get(issuer)
         return settings.roles_source if settings is not None else "claims"
+
+    def settings(self, issuer: str) -> IssuerSettings | None:
+        return self._settings.get(issuer)
 
     async def start(self, *, prime: bool = True) -> None:
         """Load every static JWKS file (a bad one raises JwksSourceError: a start-up error) and, with
@@ -243,7 +255,7 @@ class ExternalJwtVerifier:
         if not _non_empty_string(user_id):
             return _refuse(reasons.TOKEN_CLAIMS_INVALID)
         try:
-            granted = memberships(claims, settings)
+            granted, unbound = bound_memberships(memberships(claims, settings), settings)
         except _ClaimsInvalid:
             return _refuse(reasons.TOKEN_CLAIMS_INVALID)
         expires = claims["exp"]
@@ -255,6 +267,7 @@ class ExternalJwtVerifier:
             transport=transport,
             issuer=settings.issuer,
             memberships=granted,
+            unbound_organizations=unbound,
             expires_at=datetime.fromtimestamp(expires, UTC),
             token_id=token_id if isinstance(token_id, str) and len(token_id) <= MAX_ID_LENGTH else "",
         )

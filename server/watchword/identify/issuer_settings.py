@@ -37,6 +37,7 @@ SUPPORTED_ALGORITHMS = frozenset(
 )
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
 MIN_CACHE_SECONDS = 60
+EVERY_ORGANIZATION = "*"  # `organizations = ["*"]`: an issuer trusted in every organization (S7)
 MAX_CACHE_SECONDS = 86400
 
 # A dotted claim path: non-empty segments without dots or whitespace, e.g. `realm_access.roles`.
@@ -94,7 +95,14 @@ class IssuerSettings(BaseModel):
     roles_source: Literal["claims", "memberships", "both"] = Field(
         default="claims",
         description="S1: where a user's organization roles come from: the token's claims, the memberships "
-        "stored through the admin API (keyed by the user id), or both (merged).",
+        "stored through the admin API (keyed by this issuer and the user id), or both (merged).",
+    )
+    organizations: tuple[Annotated[str, Field(min_length=1, max_length=255)], ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="S7: the organization ids this issuer's users may hold roles in (from claims or "
+        'stored memberships); ["*"] trusts it in every organization. Unset: every organization with one '
+        "issuer; with several, required for an issuer that reads roles from claims.",
     )
     refresh_min_interval_seconds: float = Field(
         default=30, ge=1, le=3600, description="At most one unknown-kid JWKS refresh per this interval."
@@ -141,6 +149,24 @@ class IssuerSettings(BaseModel):
             )
         return value
 
+    @field_validator("organizations")
+    @classmethod
+    def _every_or_named(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and EVERY_ORGANIZATION in value and len(value) > 1:
+            raise ValueError('"*" (every organization) stands alone in organizations')
+        return value
+
+    @property
+    def reads_role_claims(self) -> bool:
+        """Whether this issuer's tokens can assert roles (S1)."""
+        configured = self.organizations_claim is not None or self.organization_claim is not None
+        return configured and self.roles_source != "memberships"
+
+    def binds(self, organization_id: str) -> bool:
+        """S7: whether this issuer's users may hold roles in the organization."""
+        bound = self.organizations
+        return bound is None or bound == (EVERY_ORGANIZATION,) or organization_id in bound
+
     @model_validator(mode="after")
     def _is_consistent(self) -> Self:
         self._check_key_source()
@@ -186,8 +212,25 @@ def _unique_issuers(issuers: tuple[IssuerSettings, ...]) -> tuple[IssuerSettings
     return issuers
 
 
-# The type of the `issuers` setting: a list of tables, each issuer at most once.
-IssuerList = Annotated[tuple[IssuerSettings, ...], AfterValidator(_unique_issuers)]
+def _bound_when_several(issuers: tuple[IssuerSettings, ...]) -> tuple[IssuerSettings, ...]:
+    """S7: with several issuers, one that asserts roles in its tokens must say where it may. Unbound, any
+    issuer's admin could grant its users roles in every organization, including other issuers' ones."""
+    if len(issuers) < 2:
+        return issuers
+    for entry in issuers:
+        if entry.reads_role_claims and entry.organizations is None:
+            raise ValueError(
+                f"issuer {entry.issuer!r} reads roles from its tokens' claims and several issuers are "
+                'configured: bind it with organizations = ["<organization id>", ...] (or ["*"] to trust '
+                "it in every organization)"
+            )
+    return issuers
+
+
+# The type of the `issuers` setting: a list of tables, each issuer at most once, bound when several.
+IssuerList = Annotated[
+    tuple[IssuerSettings, ...], AfterValidator(_unique_issuers), AfterValidator(_bound_when_several)
+]
 _ISSUER_LIST: TypeAdapter[tuple[IssuerSettings, ...]] = TypeAdapter(IssuerList)
 
 

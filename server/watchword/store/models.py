@@ -58,7 +58,15 @@ class Application(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
 
 
+# The issuer of memberships written before they were keyed by issuer (migration 0006): such a row matches
+# no token (no configured issuer is empty) until it is bound to an issuer (`Store.bind_unbound_memberships`).
+UNBOUND_ISSUER = ""
+
+
 class Membership(SQLModel, table=True):
+    """A user's stored roles in one organization (S1). A user is the pair (issuer, subject): the same
+    subject from two identity providers is two users, who never share roles (S7)."""
+
     __tablename__ = "memberships"
 
     organization_id: str = Field(
@@ -66,7 +74,8 @@ class Membership(SQLModel, table=True):
             sa.String(36), sa.ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
         )
     )
-    user_id: str = Field(primary_key=True, max_length=255)
+    issuer: str = Field(primary_key=True, max_length=2048)
+    user_id: str = Field(primary_key=True, max_length=255, index=True)
     roles: list[str] = _json_list()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import time
 import uuid
@@ -22,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from watchword.store.change_feed import CHANNEL, Change, ChangeKind
 from watchword.store.database import create_engine, session_factory
 from watchword.store.models import (
+    UNBOUND_ISSUER,
     Application,
     Credential,
     Membership,
@@ -74,6 +76,20 @@ def _decode_page_token(token: str) -> str | None:
 
 def _encode_page_token(last_key: str) -> str:
     return base64.urlsafe_b64encode(last_key.encode("utf-8")).decode("ascii")
+
+
+def _membership_position(page_token: str) -> tuple[str, str] | None:
+    """The (user id, issuer) a memberships page ended at: that listing's key is the pair."""
+    key = _decode_page_token(page_token)
+    if key is None:
+        return None
+    try:
+        position = json.loads(key)
+    except (ValueError, RecursionError):
+        position = None
+    if not (isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position)):
+        raise InvalidPageTokenError("page_token is not one this server handed out")
+    return position[0], position[1]
 
 
 def _page_size(requested: int) -> int:
@@ -204,43 +220,93 @@ class Store:
             await session.delete(application)
 
     # ---- memberships ----
+    # A user is (issuer, subject): the same `sub` from two identity providers is two users (S7).
 
-    async def set_membership(self, organization_id: str, user_id: str, roles: Sequence[str]) -> Membership:
+    async def set_membership(
+        self, organization_id: str, issuer: str, user_id: str, roles: Sequence[str]
+    ) -> Membership:
         async with self._writing() as (session, changes):
             changes.append(Change(ChangeKind.MEMBERSHIP, (user_id,)))
             if await session.get(Organization, organization_id) is None:
                 raise NotFoundError("organization", organization_id)
-            membership = await session.get(Membership, (organization_id, user_id))
+            membership = await session.get(Membership, (organization_id, issuer, user_id))
             if membership is None:
-                membership = Membership(organization_id=organization_id, user_id=user_id, roles=list(roles))
+                membership = Membership(
+                    organization_id=organization_id, issuer=issuer, user_id=user_id, roles=list(roles)
+                )
                 session.add(membership)
             else:
                 membership.roles = list(roles)
         return membership
 
     async def list_memberships(
-        self, organization_id: str, page_size: int = 0, page_token: str = ""
+        self, organization_id: str, page_size: int = 0, page_token: str = "", issuer: str | None = None
     ) -> Page[Membership]:
+        """One organization's memberships ordered by (user id, issuer); `issuer` narrows them to one."""
+        size = _page_size(page_size)
+        after = _membership_position(page_token)
         query = select(Membership).where(Membership.organization_id == organization_id)
+        if issuer is not None:
+            query = query.where(Membership.issuer == issuer)
+        if after is not None:
+            user_id, after_issuer = col(Membership.user_id), col(Membership.issuer)
+            query = query.where(
+                sa.or_(user_id > after[0], sa.and_(user_id == after[0], after_issuer > after[1]))
+            )
+        query = query.order_by(col(Membership.user_id), col(Membership.issuer)).limit(size + 1)
         async with self._sessions() as session:
             await self._require_organization(session, organization_id)
-            return await self._paginate(session, query, col(Membership.user_id), page_size, page_token)
+            rows = list((await session.exec(query)).all())
+        if len(rows) <= size:
+            return Page(rows, "")
+        last = rows[size - 1]
+        return Page(rows[:size], _encode_page_token(json.dumps([last.user_id, last.issuer])))
 
-    async def user_memberships(self, user_id: str) -> list[Membership]:
-        """Every organization where this user (the IdP's user id) holds stored roles (S1)."""
+    async def user_memberships(self, user_id: str) -> dict[str, list[Membership]]:
+        """The stored roles of every user with this subject, by issuer (S1). Grouped so that a caller
+        picks its own issuer's rows: one subject of two issuers never shares roles (S7)."""
         query = (
             select(Membership).where(Membership.user_id == user_id).order_by(col(Membership.organization_id))
         )
         async with self._sessions() as session:
-            return list((await session.exec(query)).all())
+            rows = (await session.exec(query)).all()
+        by_issuer: dict[str, list[Membership]] = {}
+        for row in rows:
+            by_issuer.setdefault(row.issuer, []).append(row)
+        return by_issuer
 
-    async def delete_membership(self, organization_id: str, user_id: str) -> None:
+    async def delete_membership(self, organization_id: str, issuer: str, user_id: str) -> None:
         async with self._writing() as (session, changes):
             changes.append(Change(ChangeKind.MEMBERSHIP, (user_id,)))
-            membership = await session.get(Membership, (organization_id, user_id))
+            membership = await session.get(Membership, (organization_id, issuer, user_id))
             if membership is None:
-                raise NotFoundError("membership", f"{organization_id}/{user_id}")
+                raise NotFoundError("membership", f"{organization_id}/{issuer}/{user_id}")
             await session.delete(membership)
+
+    async def count_unbound_memberships(self) -> int:
+        query = select(sa.func.count()).select_from(Membership).where(Membership.issuer == UNBOUND_ISSUER)
+        async with self._sessions() as session:
+            return int((await session.exec(query)).one())
+
+    async def bind_unbound_memberships(self, issuer: str) -> int:
+        """Give the memberships migrated without an issuer (migration 0006) to `issuer`; returns how many.
+        Where the user already holds roles from `issuer` in that organization, those (written since) win.
+        One transaction; replicas starting together bind each row once. Nothing to announce: an unbound
+        row granted nothing, so binding only adds roles, which caches pick up within their TTL."""
+        table = sa.inspect(Membership).local_table
+        twin = table.alias("twin")
+        unbound = table.c.issuer == UNBOUND_ISSUER
+        shadowed = sa.exists().where(
+            twin.c.organization_id == table.c.organization_id,
+            twin.c.user_id == table.c.user_id,
+            twin.c.issuer == issuer,
+        )
+        async with self._sessions.begin() as session:
+            await session.exec(sa.delete(table).where(unbound, shadowed))  # type: ignore[call-overload]
+            result = await session.exec(  # type: ignore[call-overload]
+                sa.update(table).where(unbound).values(issuer=issuer)
+            )
+        return int(result.rowcount or 0)
 
     # ---- credentials ----
 

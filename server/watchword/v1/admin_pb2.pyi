@@ -140,14 +140,16 @@ class DeleteApplicationResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Membership(_message.Message):
-    __slots__ = ("organization_id", "user_id", "roles")
+    __slots__ = ("organization_id", "user_id", "roles", "issuer")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     user_id: str
     roles: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+    issuer: str
+    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., issuer: _Optional[str] = ...) -> None: ...
 
 class SetMembershipRequest(_message.Message):
     __slots__ = ("membership",)
@@ -156,14 +158,16 @@ class SetMembershipRequest(_message.Message):
     def __init__(self, membership: _Optional[_Union[Membership, _Mapping]] = ...) -> None: ...
 
 class ListMembershipsRequest(_message.Message):
-    __slots__ = ("organization_id", "page_size", "page_token")
+    __slots__ = ("organization_id", "page_size", "page_token", "issuer")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     page_size: int
     page_token: str
-    def __init__(self, organization_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    issuer: str
+    def __init__(self, organization_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
 
 class ListMembershipsResponse(_message.Message):
     __slots__ = ("memberships", "next_page_token")
@@ -174,12 +178,14 @@ class ListMembershipsResponse(_message.Message):
     def __init__(self, memberships: _Optional[_Iterable[_Union[Membership, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteMembershipRequest(_message.Message):
-    __slots__ = ("organization_id", "user_id")
+    __slots__ = ("organization_id", "user_id", "issuer")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     user_id: str
-    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    issuer: str
+    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
 
 class DeleteMembershipResponse(_message.Message):
     __slots__ = ()

@@ -220,7 +220,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetMembership(self, request, context):
-        """Grants a user (by the IdP's user id) roles in an organization (S1); replaces the user's roles there.
+        """Grants a user (an issuer and the user id it gives) roles in an organization (S1); replaces the user's
+        roles there. The same user id from another issuer is another user, who gets none of them (S7).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
