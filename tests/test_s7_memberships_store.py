@@ -59,8 +59,8 @@ def _previous_schema_with_memberships(url: str) -> None:
         url,
         "INSERT INTO organizations (id, name, created_at) VALUES ('org-a', 'a', '2026-01-01 00:00:00+00')",
         "INSERT INTO organizations (id, name, created_at) VALUES ('org-b', 'b', '2026-01-01 00:00:00+00')",
-        """INSERT INTO memberships (organization_id, user_id, roles) VALUES ('org-a', 'alice', '["admin"]')""",
-        """INSERT INTO memberships (organization_id, user_id, roles) VALUES ('org-b', 'bob', '["viewer"]')""",
+        """INSERT INTO memberships (organization_id, user_id, roles)
+           VALUES ('org-a', 'alice', '["admin"]'), ('org-b', 'bob', '["viewer"]')""",
     )
 
 
@@ -109,7 +109,8 @@ async def test_s7_an_operator_binds_previous_memberships_when_several_issuers_ar
         await store.set_membership("org-a", IDP_B, "alice", ["viewer"])
         assert await bind_unbound_memberships(store, [IDP_A, IDP_B], chosen=IDP_B) == 1
         alice = await store.user_memberships("alice")
-        assert {issuer: [row.roles for row in rows] for issuer, rows in alice.items()} == {IDP_B: [["viewer"]]}
+        roles = {issuer: [row.roles for row in rows] for issuer, rows in alice.items()}
+        assert roles == {IDP_B: [["viewer"]]}
         assert [row.issuer for row in (await store.user_memberships("bob"))[IDP_B]] == [IDP_B]
     finally:
         await store.close()
