@@ -165,7 +165,12 @@ def _previous_release_database(data_dir: Path) -> None:
                 sa.text("INSERT INTO organizations (id, name, created_at) VALUES (:id, 'o', '2026-01-01')"),
                 {"id": org},
             )
-        connection.execute(sa.text("""INSERT INTO memberships VALUES ('org-a', 'alice', '["editor"]')"""))
+        connection.execute(
+            sa.text(
+                """INSERT INTO memberships
+                   VALUES ('org-a', 'alice', '["editor"]'), ('org-b', 'alice', '["admin"]')"""
+            )
+        )
     engine.dispose()
 
 
@@ -181,6 +186,10 @@ def test_s7_an_issuer_asserts_roles_only_in_organizations_bound_to_it(tmp_path: 
         with WatchwordProcess(tmp_path / "data", args=["--config", str(config)]) as server:
             # The previous release's membership is bound to the one configured issuer at start.
             assert _decide(server, _token(idp, "alice"), EDITOR_ACTION, "org-a").allowed
+            # Stored roles outside the issuer's organizations grant nothing either.
+            assert (
+                _decide(server, _token(idp, "alice"), EDITOR_ACTION, "org-b").reason == reasons.NOT_A_MEMBER
+            )
             claiming = _token(idp, "alice", orgs={"org-a": ["admin"], "org-b": ["admin"]})
             assert _decide(server, claiming, ADMIN_ACTION, "org-a").allowed
             elsewhere = _decide(server, claiming, ADMIN_ACTION, "org-b")
