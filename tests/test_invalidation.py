@@ -272,6 +272,27 @@ async def test_s6_every_admin_write_announces_its_change_after_commit(store: Sto
     assert all(c.origin == store.origin and abs(c.at - time.time()) < 60 for c in announced)
 
 
+async def test_s7_a_membership_change_of_one_issuers_user_refreshes_that_subjects_cached_roles(
+    store: Store,
+) -> None:
+    """Memberships are cached by subject (what the change feed names) and keyed inside by issuer: a write
+    for either issuer's user drops the entry, so neither issuer's roles are served stale."""
+    memberships = TtlCache(store.user_memberships, ttl=60)
+    InvalidationBus(Targets(memberships=(memberships,))).attach(store)
+    organization = await store.create_organization("o")
+    first, second = "https://a.example", "https://b.example"
+    await store.set_membership(organization.id, first, "user-1", ["admin"])
+    assert set(await memberships.get("user-1") or {}) == {first}
+    await store.set_membership(organization.id, second, "user-1", ["viewer"])
+    cached = await memberships.get("user-1") or {}
+    assert {issuer: [row.roles for row in rows] for issuer, rows in cached.items()} == {
+        first: [["admin"]],
+        second: [["viewer"]],
+    }
+    await store.delete_membership(organization.id, first, "user-1")
+    assert set(await memberships.get("user-1") or {}) == {second}
+
+
 async def test_a_failed_write_announces_nothing_and_a_failing_observer_fails_no_write(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from grpc_status import rpc_status
 
 from watchword import reasons
@@ -115,3 +116,46 @@ def test_serving_on_postgresql_needs_migrate_and_fails_closed_when_the_database_
         garbage = _bearer("wwak_0000000000000000_" + "0" * 38)
         garbage.resource.organization_id = tenant.organization_id
         assert server.auth().Authorize(garbage, timeout=10).refusal.reason == reasons.CREDENTIAL_MALFORMED
+
+
+def test_s7_migrate_binds_previous_memberships_to_the_issuer_named_on_postgresql(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.create_database(f"bind_{os.getpid()}_{time.monotonic_ns()}")
+    database.migrate(url, "0005")  # the release before memberships named their issuer
+    engine = sa.create_engine(database.sync_url(url))
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO organizations VALUES ('org-a', 'a', now())"))
+        connection.execute(sa.text("""INSERT INTO memberships VALUES ('org-a', 'alice', '["admin"]')"""))
+    config = tmp_path / "watchword.toml"
+    config.write_text(
+        "".join(
+            f'[[issuers]]\nissuer = "{issuer}"\naudiences = ["api"]\njwks_uri = "{issuer}/certs"\n'
+            'roles_source = "memberships"\n'
+            for issuer in ("https://a.example", "https://b.example")
+        )
+    )
+    env = {"WATCHWORD_DATABASE_URL": url, "WATCHWORD_DATA_DIR": str(tmp_path / "data")}
+
+    def issuers() -> list[str]:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text("SELECT issuer FROM memberships")).scalars())
+
+    try:
+        migrated = _cli("--config", str(config), "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "--bind-memberships-to" in migrated.stderr  # the warning says how to bind them
+        assert issuers() == [""]  # two issuers: which one alice was is not guessed; she holds nothing yet
+        unknown = _cli(
+            "--config", str(config), "migrate", "--bind-memberships-to", "https://c.example", env=env
+        )
+        assert unknown.returncode == 2
+        assert "configured issuer" in unknown.stderr
+        bound = _cli(
+            "--config", str(config), "migrate", "--bind-memberships-to", "https://b.example", env=env
+        )
+        assert bound.returncode == 0, bound.stderr
+        assert "1 memberships" in bound.stdout
+        assert issuers() == ["https://b.example"]
+    finally:
+        engine.dispose()

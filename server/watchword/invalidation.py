@@ -47,7 +47,7 @@ class Targets:
 
     credentials: tuple[TtlCache[Any], ...] = ()  # keyed by credential id
     applications: tuple[TtlCache[Any], ...] = ()  # keyed by application id
-    memberships: tuple[TtlCache[Any], ...] = ()  # keyed by user id
+    memberships: tuple[TtlCache[Any], ...] = ()  # keyed by subject, every issuer's rows in one entry
     revocations: tuple[TtlCache[Any], ...] = ()  # keyed by jti
     outbound_credentials: tuple[TtlCache[Any], ...] = ()  # keyed by outbound credential id
     verified_tokens: tuple[VerifiedTokens, ...] = ()  # JWTs whose principal rests on a credential

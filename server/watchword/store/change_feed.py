@@ -31,7 +31,7 @@ class ChangeKind(StrEnum):
     APPLICATION_CREATED = "application_created"  # ids = application ids
     APPLICATION_DELETED = "application_deleted"  # cascades to its credentials
     ORGANIZATION = "organization"  # deleted: cascades to everything in it
-    MEMBERSHIP = "membership"  # set or deleted: ids = user ids
+    MEMBERSHIP = "membership"  # set or deleted: ids = user ids (subjects, whichever issuer's)
     TOKEN_REVOKED = "token_revoked"  # ids = jti
     SIGNING_KEY = "signing_key"  # created or rotated: no ids, the whole ring reloads
     OUTBOUND_CREDENTIAL = "outbound_credential"  # created, deactivated, deleted or rotated
