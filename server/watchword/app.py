@@ -119,7 +119,7 @@ async def bind_unbound_memberships(store: Store, issuers: Sequence[str], chosen:
         if bound:
             log.info("%d memberships stored before issuers were recorded are now %r's", bound, issuer)
         return bound
-    unbound = await store.count_unbound_memberships()
+    unbound = await store.count_unbound_memberships() if issuers else 0  # without issuers none is used
     if unbound:
         log.warning(
             "%d memberships were stored before issuers were recorded and grant nothing until bound to one: "

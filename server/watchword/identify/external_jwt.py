@@ -265,9 +265,9 @@ class ExternalJwtVerifier:
             id=user_id,
             kind=CredentialKind.EXTERNAL_JWT,
             transport=transport,
+            unbound_organizations=unbound,
             issuer=settings.issuer,
             memberships=granted,
-            unbound_organizations=unbound,
             expires_at=datetime.fromtimestamp(expires, UTC),
             token_id=token_id if isinstance(token_id, str) and len(token_id) <= MAX_ID_LENGTH else "",
         )
