@@ -74,8 +74,9 @@ def secrets_from_proto(message: admin_pb2.OutboundSecrets) -> OutboundSecrets:
     bearer_token = _secret(message.bearer_token, "secrets.bearer_token")
     password = _secret(message.password, "secrets.password")
     # They become header values when signing (O1, O2): checked by the rules signing checks them with.
-    _header_part(bearer_token and header_values.bearer_token_problem(bearer_token), "secrets.bearer_token")
-    _header_part(password and header_values.basic_part_problem(password), "secrets.password")
+    if bearer_token:  # empty: not given (a rotation keeps the old one)
+        _header_part(header_values.bearer_token_problem(bearer_token), "secrets.bearer_token")
+    _header_part(header_values.basic_part_problem(password), "secrets.password")
     return OutboundSecrets(
         bearer_token=bearer_token,
         password=password,

@@ -13,8 +13,8 @@ silently folding would make two spellings one event type behind its back. Patter
 same form, where a segment may also hold the globs `*`, `?` and `[...]`; `*` may cross dots, so
 `invoice.*` covers `invoice.internal.audit`.
 
-Object ids (S4). Any id of visible characters, except that `/`, `\\`, `..` and control, format (Unicode
-Cc, Cf) and line/paragraph separator characters are refused: they make one id look like a path into
+Object ids (S4). Any id is accepted except one holding `/`, `\\`, `..`, or a control, format (Unicode
+Cc, Cf) or line/paragraph separator character: they make one id look like a path into
 another. A data-provider pattern is matched segment by segment on `/`, so `*` never crosses one, even in
 patterns compared against ids from before these checks.
 """
@@ -74,6 +74,8 @@ def object_id_problem(object_id: str) -> str | None:
         return "an object id must not contain '/' or '\\'"
     if ".." in object_id:
         return "an object id must not contain '..'"
+    if object_id.isascii() and object_id.isprintable():
+        return None  # the usual id, without a per-character lookup
     if any(_refused_char(char) for char in object_id):
         return "an object id must not contain control or invisible (format) characters"
     return None
