@@ -18,11 +18,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
+from watchword.api import outbound_admin
+from watchword.api.errors import FieldError
+from watchword.crypto.master_key import MasterKey, generate
 from watchword.outbound import network_guard, signer, standard_webhooks
 from watchword.outbound.network_guard import NetworkGuard, OutboundTokenError, is_forbidden_address
 from watchword.outbound.secrets import new_payload_signing_secret
+from watchword.outbound.token_fetcher import TokenEndpoint
+from watchword.v1 import admin_pb2
 
 from support.fuzz_settings import fuzz
+
+MASTER = MasterKey.from_text(generate(), "fuzz")
 
 hosts = st.one_of(
     st.ip_addresses(v=4).map(str),
@@ -102,6 +109,74 @@ def test_o3_the_guard_passes_only_public_addresses_for_any_url_and_resolver_answ
     assert set(addresses) <= set(answers)
     if not allow_private:
         assert not any(is_forbidden_address(network_guard._parse_address(a)) for a in addresses)
+
+
+def _admin_refuses(token_url: str) -> str:
+    """The field the admin API names when it refuses to store the URL; "" when it stores it."""
+    request = admin_pb2.CreateOutboundCredentialRequest(
+        credential=admin_pb2.OutboundCredential(
+            organization_id="org",
+            name="n",
+            scheme=admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+            token_url=token_url,
+            client_id="c",
+            client_auth_method=admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_POST,
+        ),
+        secrets=admin_pb2.OutboundSecrets(client_secret="s"),
+    )
+    try:
+        outbound_admin.build(request, MASTER)
+    except FieldError as exc:
+        return exc.field
+    return ""
+
+
+def _fetcher_accepts(token_url: str) -> bool:
+    try:
+        TokenEndpoint("oc_1", token_url, "c", "client_secret_post", client_secret="s")
+    except ValueError:
+        return False
+    return True
+
+
+def _guard_parses(token_url: str) -> bool:
+    try:
+        network_guard._parse_url(token_url)
+    except OutboundTokenError:
+        return False
+    return True
+
+
+odd_urls = st.sampled_from(
+    [
+        "http://0177.0.0.1/t",
+        "http://\uff11\uff12\uff17.0.0.1/t",
+        " https://token.example/t",
+        "https://token.example/t\t",
+        "https://token.example:65536/t",
+        "https://tok%65n.example/t",
+        "https://token.example/t",
+        "https://[::1]:8443/t",
+        "http://127.1/t",
+    ]
+)
+
+
+@fuzz(examples=300)
+@given(urls | odd_urls)
+def test_o3_a_token_url_is_stored_exactly_when_the_fetcher_and_the_guard_can_parse_it(url: str) -> None:
+    """One parser: the admin API never stores a token URL that every later signing would fail on."""
+    refused = _admin_refuses(url)
+    assert refused in ("", "credential.token_url")
+    stored = not refused
+    assert stored == _fetcher_accepts(url) == _guard_parses(url)
+    if stored:
+        parsed = network_guard.parse_token_url(url)
+        assert url.isascii()
+        assert url == url.strip()
+        assert parsed.scheme in ("http", "https")
+        assert not parsed.userinfo
+        assert parsed.port is None or 0 < parsed.port < 65536
 
 
 @fuzz(examples=400)

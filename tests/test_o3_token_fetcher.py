@@ -759,6 +759,38 @@ async def test_o3_unusable_answers_are_invalid(token_server, make_cache, reply):
     assert token_server.request_count == 1
 
 
+@pytest.mark.parametrize(
+    "token", ["t\r\nX-Injected: 1", "t\nX: 1", "t\x00", "t t", " t", "t\u2028", "t\u00e9"]
+)
+@pytest.mark.parametrize("method", ["client_secret_basic", "private_key_jwt"])
+async def test_o3_o4_an_access_token_a_header_cannot_carry_is_a_non_retryable_failure(
+    token_server, make_cache, method, token
+):
+    """The token becomes `Authorization: Bearer <token>`: checked by the rule SignOutbound checks stored
+    bearer tokens with (`header_values`), for O3 and O4 alike; the message says why, never the token."""
+    token_server.always(Reply.json(200, {"access_token": token, "token_type": "Bearer"}))
+    if method == "private_key_jwt":
+        private = ec.generate_private_key(ec.SECP256R1())
+        client = token_server.register(
+            Client("watchword-pk", public_key=private.public_key(), algorithm="ES256", audience=WEBHOOK_URL)
+        )
+        endpoint = TokenEndpoint(
+            credential_id="oc_pk",
+            token_url=token_server.token_url,
+            client_id=client.client_id,
+            auth_method="private_key_jwt",
+            private_key=private,
+            assertion_algorithm="ES256",
+        )
+    else:
+        endpoint = endpoint_for(token_server, secret_client(token_server), method)
+    error = await failure(make_cache(), endpoint)
+    assert (error.reason, error.retryable) == ("token_response_invalid", False)
+    assert "Bearer header cannot carry" in str(error)
+    assert "X-Injected" not in str(error)
+    assert token_server.request_count == 1, "not retried: asking again gets the same answer"
+
+
 async def test_o3_lowercase_bearer_and_missing_token_type_are_accepted(token_server, make_cache):
     token_server.then(Reply.json(200, {"access_token": "t1", "token_type": "bearer"}))
     cache = make_cache()

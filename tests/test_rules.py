@@ -118,6 +118,58 @@ def test_s3_globs_are_case_sensitive_and_do_not_escape() -> None:
     assert not decide(CATALOGUE, key, "event.send", on_app(event_type="Order.created")).allowed
 
 
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "invoice.INTERNAL.audit",  # case: a deny pattern is written for the lowercase name
+        "invoice.internal\u200b.audit",  # a zero-width space (Unicode Cf)
+        "invoice.internal.audit\n",
+        "invoice.internal.*",  # the request itself a glob
+        "invoice.intern?l.audit",
+        "invoice.[i]nternal.audit",
+        "invoice..audit",
+        "invoice.internal.\u0430udit",  # Cyrillic a
+    ],
+)
+def test_s3_an_event_type_outside_the_canonical_form_is_refused_before_any_pattern(event_type: str) -> None:
+    key = api_key({"event.send"}, denied=("invoice.internal.*",))
+    denied = decide(CATALOGUE, key, "event.send", on_app(event_type=event_type))
+    assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.EVENT_TYPE_INVALID, "S3")
+    # For every principal: an application secret (no patterns at all) is refused the same way.
+    assert decide(CATALOGUE, app_secret(), "event.send", on_app(event_type=event_type)).reason == (
+        reasons.EVENT_TYPE_INVALID
+    )
+    assert decide(CATALOGUE, key, "event.send", on_app(event_type="invoice.paid")).allowed
+
+
+def test_s3_a_deny_pattern_stored_in_another_case_still_denies() -> None:
+    key = api_key({"event.send"}, denied=("invoice.INTERNAL.*",))  # from before patterns were checked
+    denied = decide(CATALOGUE, key, "event.send", on_app(event_type="invoice.internal.audit"))
+    assert (denied.allowed, denied.reason) == (False, reasons.EVENT_TYPE_DENIED)
+    allow_only = api_key({"event.send"}, allowed=("Invoice.*",))  # an old allow pattern widens nothing
+    assert not decide(CATALOGUE, allow_only, "event.send", on_app(event_type="invoice.paid")).allowed
+
+
+@pytest.mark.parametrize(
+    "object_id", ["truck-1/../secret", "truck-1/x", "truck-1\\x", "truck-..", "truck-1\x07", "truck-\u200b1"]
+)
+def test_s4_object_ids_with_separators_dot_dot_or_controls_are_refused(object_id: str) -> None:
+    token = tenant_token({"object.publish", "object.read"}, ("truck-*",))
+    for action in ("object.publish", "object.read"):
+        denied = decide(CATALOGUE, token, action, Resource(organization_id=ORG_A, object_id=object_id))
+        assert (denied.allowed, denied.reason, denied.rule) == (False, reasons.OBJECT_ID_INVALID, "S4")
+
+
+def test_s4_a_star_never_crosses_a_separator() -> None:
+    from watchword.decide.names import object_matches
+
+    assert object_matches("obj-1", "obj-*")
+    assert not object_matches("obj-1/../secret", "obj-*")
+    assert not object_matches("obj-1/secret", "obj-*")
+    assert object_matches("fleet/truck-1", "fleet/truck-*")
+    assert not object_matches("fleet/truck-1/secret", "fleet/*")
+
+
 # ---- S7 / S8 ----
 
 

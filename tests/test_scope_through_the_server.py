@@ -336,3 +336,62 @@ def test_s3_a_token_minted_from_an_api_key_keeps_the_key_s_deny_list(ww, names) 
     )
     decision = ww.auth().Authorize(request, timeout=TIMEOUT).decision
     assert (decision.allowed, decision.reason) == (False, reasons.EVENT_TYPE_DENIED)
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "order.INTERNAL.audit",
+        "order.internal\u200b.audit",
+        "order.internal.audit\n",
+        "order.*",
+        "order.[i]nternal.x",
+    ],
+)
+def test_s3_spellings_that_could_slip_past_a_deny_pattern_are_refused_through_the_server(
+    ww, credentials, names, event_type: str
+) -> None:
+    for kind in ("C3", "C5"):  # C3 denies *.internal.*, C5 allows order.* and denies order.internal.*
+        request = auth_pb2.AuthorizeRequest(
+            credential=credentials[kind],
+            action="event.send",
+            resource=_resource({**A1, "event_type": event_type}, names),
+        )
+        decision = ww.auth().Authorize(request, timeout=TIMEOUT).decision
+        assert (decision.allowed, decision.reason, decision.rule) == (False, reasons.EVENT_TYPE_INVALID, "S3")
+
+
+@pytest.mark.parametrize(
+    "pattern", ["Order.Internal.*", "order.internal.*\n", "order\u200b.*", "order..*", ""]
+)
+def test_s3_event_patterns_outside_the_canonical_form_are_refused_at_creation(
+    ww, names, pattern: str
+) -> None:
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as caught:
+        create_credential(
+            ww,
+            kind=API_KEY,
+            organization_id=names["A"],
+            name="bad-pattern",
+            permissions=["event.send"],
+            event_types_denied=[pattern],
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "event_types_denied[0]" in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    "object_id", ["truck-1/../secret", "truck-1/x", "truck-..", "truck-\u200b1", "truck-1\x07"]
+)
+def test_s4_object_ids_that_look_like_paths_are_refused_through_the_server(
+    ww, credentials, names, object_id: str
+) -> None:
+    request = auth_pb2.AuthorizeRequest(
+        credential=credentials["C4"],
+        action="object.publish",
+        resource=_resource({**A, "object_id": object_id}, names),
+    )
+    decision = ww.auth().Authorize(request, timeout=TIMEOUT).decision
+    assert (decision.allowed, decision.reason, decision.rule) == (False, reasons.OBJECT_ID_INVALID, "S4")

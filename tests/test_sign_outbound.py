@@ -320,3 +320,152 @@ def test_only_allowed_callers_may_sign(server, org) -> None:
         with pytest.raises(grpc.RpcError) as refused:
             server.auth().SignOutbound(request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# ---- issue #12: header injection (O1-O5), token URLs parsed once, callers judged as Authorize judges ----
+
+
+def refused_field(server, **fields: object) -> str:
+    """Create must fail with INVALID_ARGUMENT; the ErrorInfo names the field."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    with pytest.raises(grpc.RpcError) as caught:
+        create(server, **fields)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, fields
+    status = rpc_status.from_call(caught.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info.metadata["field"]
+
+
+INJECTED = ["t\r\nX-Injected: 1", "t\nX: 1", "t\x00", "t\u0085"]
+
+
+@pytest.mark.parametrize("token", [*INJECTED, " t", "t t", "tök"])
+def test_o1_a_bearer_token_a_header_cannot_carry_is_refused_at_creation(server, org, token: str) -> None:
+    bearer = {"organization_id": org, "name": "b", "scheme": admin_pb2.OUTBOUND_SCHEME_BEARER}
+    assert refused_field(server, **bearer, secrets={"bearer_token": token}) == "secrets.bearer_token"
+
+
+def test_o1_o2_rotation_checks_new_secrets_as_creation_does(server, org) -> None:
+    created = create(
+        server,
+        organization_id=org,
+        name="r",
+        scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+        secrets={"bearer_token": "good"},
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        server.admin().RotateOutboundCredential(
+            admin_pb2.RotateOutboundCredentialRequest(
+                id=created.credential.id, secrets=admin_pb2.OutboundSecrets(bearer_token="t\r\nX: 1")
+            ),
+            metadata=server.admin_metadata,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert headers_of(sign(server, created.credential.id)) == {"Authorization": "Bearer good"}
+
+
+@pytest.mark.parametrize("password", INJECTED)
+def test_o2_a_password_with_control_characters_is_refused_at_creation(server, org, password: str) -> None:
+    basic = {"organization_id": org, "name": "b", "scheme": admin_pb2.OUTBOUND_SCHEME_BASIC}
+    fields = basic | {"username": "hooks", "secrets": {"password": password}}
+    assert refused_field(server, **fields) == "secrets.password"
+    fields = basic | {"username": "ho\r\noks", "secrets": {"password": "p"}}
+    assert refused_field(server, **fields) == "credential.username"
+
+
+@pytest.mark.parametrize(
+    "message_id", ["msg\r\nX-Injected: 1", "msg_1.1700000000", "msg 1", "msg\u200b1", "m" * 256]
+)
+def test_o5_a_message_id_outside_the_standard_webhooks_charset_is_invalid_argument(
+    server, org, message_id: str
+) -> None:
+    created = create(
+        server, organization_id=org, name="s", scheme=admin_pb2.OUTBOUND_SCHEME_NONE, sign_payload=True
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        sign(server, created.credential.id, message_id=message_id)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "X-Injected" not in (caught.value.details() or "")
+    uuid_id = "0b7e6b2e-51f0-4c4e-9a51-3bd3e1f8b0a2"
+    assert headers_of(sign(server, created.credential.id, message_id=uuid_id))["webhook-id"] == uuid_id
+
+
+@pytest.mark.parametrize(
+    "token_url",
+    [
+        "http://0177.0.0.1/token",  # an octal IPv4 form the fetcher cannot parse
+        "https://\uff11\uff12\uff17.0.0.1/token",  # full-width digits
+        " https://token.example/token",
+        "https://token.example/token ",
+        "https://token.example:99999/token",
+        "https://tok%65n.example/token",
+        "https://user:pw@token.example/token",
+        "https://token.example/t\r\nx",
+    ],
+)
+def test_o3_a_token_url_the_fetcher_cannot_parse_is_refused_at_creation(server, org, token_url: str) -> None:
+    fields = {
+        "organization_id": org,
+        "name": "u",
+        "scheme": admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+        "token_url": token_url,
+        "client_id": "c",
+        "client_auth_method": admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_POST,
+        "secrets": {"client_secret": "s"},
+    }
+    assert refused_field(server, **fields) == "credential.token_url"
+
+
+def test_o1_c1_a_user_whose_role_grants_outbound_sign_may_sign_as_authorize_says(tmp_path) -> None:
+    """SignOutbound asks Authorize's rule: a C1 user whose role grants `outbound.sign` (admin in the
+    default catalogue) signs; an editor, or an admin of another organization, does not; both answers
+    match what Authorize says for the same token."""
+    from support.jwks_server import JwksServer
+    from support.server import WatchwordProcess
+
+    with JwksServer(algorithms=("ES256",)) as idp:
+        config = tmp_path / "watchword.toml"
+        config.write_text(
+            f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["hook0-api"]\njwks_uri = "{idp.jwks_uri}"\n'
+            'allow_insecure_http = true\nroles_claim = "roles"\norganization_claim = "org"\n'
+        )
+        with WatchwordProcess(tmp_path / "data", args=["--config", str(config)]) as server:
+            org = make_tenant(server, "c1-signer").organization_id
+            other = make_tenant(server, "c1-other").organization_id
+            created = create(
+                server,
+                organization_id=org,
+                name="c1",
+                scheme=admin_pb2.OUTBOUND_SCHEME_BEARER,
+                secrets={"bearer_token": "for-users"},
+            )
+            request = auth_pb2.SignOutboundRequest(
+                outbound_credential_id=created.credential.id, url=URL, body=BODY
+            )
+            now = int(time.time())
+            for role, in_org, may in (("admin", org, True), ("editor", org, False), ("admin", other, False)):
+                token = idp.sign(
+                    {"iss": idp.issuer, "aud": "hook0-api", "sub": f"u-{role}", "iat": now,
+                     "exp": now + 300, "roles": [role], "org": in_org}
+                )  # fmt: skip
+                authorized = server.auth().Authorize(
+                    auth_pb2.AuthorizeRequest(
+                        credential=common_pb2.CredentialSource(bare=common_pb2.BareCredential(token=token)),
+                        action="outbound.sign",
+                        resource=auth_pb2.Resource(organization_id=org),
+                    ),
+                    timeout=10,
+                )
+                assert authorized.decision.allowed is may, role
+                metadata = (("authorization", f"Bearer {token}"),)
+                if may:
+                    signed = server.auth().SignOutbound(request, metadata=metadata, timeout=10)
+                    assert headers_of(signed) == {"Authorization": "Bearer for-users"}
+                else:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        server.auth().SignOutbound(request, metadata=metadata, timeout=10)
+                    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

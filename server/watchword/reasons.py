@@ -46,6 +46,8 @@ NOT_A_MEMBER = "not_a_member"
 ROLE_NOT_GRANTED = "role_not_granted"
 ISSUER_NOT_BOUND = "issuer_not_bound"
 OBJECT_NOT_IN_PATTERNS = "object_not_in_patterns"
+EVENT_TYPE_INVALID = "event_type_invalid"
+OBJECT_ID_INVALID = "object_id_invalid"
 SUBJECT_MISMATCH = "subject_mismatch"
 # HTTP answers in front of an API (E1 Envoy ext_authz).
 ROUTE_NOT_CONFIGURED = "route_not_configured"
@@ -98,6 +100,10 @@ REASONS: dict[str, str] = {
     "bound to that organization (`organizations` of its `[[issuers]]` table): the claim is ignored (S7).",
     OBJECT_NOT_IN_PATTERNS: "The object id matches none of the tenant token's data-provider patterns (S4).",
     SUBJECT_MISMATCH: "A subject-scoped token acting on another subject than its own (S5).",
+    EVENT_TYPE_INVALID: "The requested event type is not in canonical form (lowercase `[a-z0-9_-]` segments "
+    "separated by dots): uppercase, glob characters, control or invisible characters are refused (S3).",
+    OBJECT_ID_INVALID: "The requested object id contains `/`, `\\`, `..`, or control or invisible "
+    "characters (S4).",
     ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "
     "decided as usual (T7).",
     ROUTE_NOT_CONFIGURED: "E1: the HTTP request matches no configured route (method and path template); "
@@ -126,5 +132,8 @@ OUTBOUND_REASONS: dict[str, str] = {
     "token_url_forbidden": "O3/O4: the token URL resolves to a loopback, private or link-local address. "
     "Not retryable.",
     "redirect_refused": "O3/O4: the token server answered with a redirect, which Watchword never follows. "
+    "Not retryable.",
+    "message_id_invalid": "O5: the message id cannot be a `webhook-id`: only ASCII letters, digits, `_` "
+    "and `-`, 1 to 255 characters (Standard Webhooks forbids `.`; nothing a header cannot carry). "
     "Not retryable.",
 }

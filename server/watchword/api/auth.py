@@ -10,10 +10,12 @@ import grpc
 from watchword import reasons
 from watchword.api import convert, errors
 from watchword.api.errors import FieldError
-from watchword.domain import ClientAuthentication, CredentialKind, Decision, Principal, Refusal
+from watchword.decide.rules import decide
+from watchword.domain import ClientAuthentication, CredentialKind, Decision, Principal, Refusal, Resource
 from watchword.issue.grants import Grants, OAuthError, Outcome
 from watchword.observe import decisions
 from watchword.observe.decisions import Recorder
+from watchword.outbound import header_values
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
 from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
@@ -170,8 +172,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, context: grpc.aio.ServicerContext, credential_id: str
     ) -> Principal | str:
         """SignOutbound hands out what proves Watchword to customers (bearer tokens, passwords, fresh access
-        tokens): only an admin token, or a credential of the outbound credential's own organization that
-        holds `outbound.sign`, may ask for it. Returns the caller: the admin token's id, or its principal."""
+        tokens): only an admin token, or a caller whom Authorize would allow `outbound.sign` on the
+        outbound credential's organization (the same rule: a user's role, a credential's grant), may ask
+        for it. Returns the caller: the admin token's id, or its principal."""
         assert self._signer is not None
         token = _bearer(context)
         if not token:
@@ -185,12 +188,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             return admin_id
         principal = await self._pipeline.authenticate(BareInput(token=token))
         record = await self._signer.credentials.get(credential_id)
-        allowed = (
-            isinstance(principal, Principal)
-            and SIGN_ACTION in principal.permissions
-            and record is not None
-            and principal.organization_id == record.organization_id
-        )
+        organization = record.organization_id if record is not None else None
+        allowed = isinstance(principal, Principal) and self._may_sign(principal, organization)
         if not allowed:
             # One answer for an unknown caller, a foreign credential and a missing grant: nothing to probe.
             await errors.abort(
@@ -201,6 +200,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             )
         assert isinstance(principal, Principal)
         return principal
+
+    def _may_sign(self, principal: Principal, organization_id: str | None) -> bool:
+        """Authorize's own rule for `outbound.sign` on the organization (S1 roles, S3 grants, S7...)."""
+        if not organization_id:
+            return False
+        resource = Resource(organization_id=organization_id)
+        return decide(self._pipeline.catalogue, principal, SIGN_ACTION, resource).allowed
 
     async def SignOutbound(
         self, request: auth_pb2.SignOutboundRequest, context: grpc.aio.ServicerContext
@@ -217,7 +223,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if problem:
             raise FieldError("url", problem)
         convert.bounded(request.method, "method", convert.MAX_METHOD)
-        message_id = convert.bounded(request.message_id, "message_id", 255)
+        message_id = convert.bounded(request.message_id, "message_id", header_values.MAX_MESSAGE_ID)
+        problem = message_id and header_values.message_id_problem(message_id)
+        if problem:  # it becomes the `webhook-id` header (O5)
+            raise FieldError("message_id", problem)
         caller = await self._check_signing_caller(context, credential_id)
         result = await self._signer.sign(
             credential_id, url, request.body, message_id, request.previous_token_rejected

@@ -46,8 +46,8 @@ ERROR_REASONS: dict[str, str] = {
     NOT_IMPLEMENTED: "UNIMPLEMENTED: the RPC is part of the contract but not served by this version.",
     CALLER_TOKEN_MISSING: "UNAUTHENTICATED: SignOutbound without `authorization: Bearer <token>` of its "
     "caller.",
-    CALLER_NOT_ALLOWED: "PERMISSION_DENIED: the caller is no admin token and holds no `outbound.sign` grant "
-    "in the outbound credential's organization.",
+    CALLER_NOT_ALLOWED: "PERMISSION_DENIED: the caller is no admin token, and Authorize would not allow it "
+    "`outbound.sign` in the outbound credential's organization (no such grant, or no role granting it).",
     OVERLOADED: "RESOURCE_EXHAUSTED: `max_concurrent_rpcs` calls are already in flight on this replica; "
     "retry with backoff, or on another replica.",
     DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED: the call's deadline had passed before Watchword started on it; "

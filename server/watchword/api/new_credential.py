@@ -10,6 +10,7 @@ from watchword import secret_format
 from watchword.api import convert
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
+from watchword.decide import names
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.identify.oauth_client import CLIENT_SECRET_JWT, PRIVATE_KEY_ALGORITHMS, PRIVATE_KEY_JWT
@@ -51,9 +52,16 @@ TENANT_ALGORITHMS = ("HS256",)
 def _patterns(values: Sequence[str], field: str) -> list[str]:
     if len(values) > MAX_PATTERNS:
         raise FieldError(field, f"at most {MAX_PATTERNS} patterns")
-    return [
-        convert.required(value, f"{field}[{index}]", convert.MAX_ID) for index, value in enumerate(values)
-    ]
+    return [_pattern(value, f"{field}[{index}]") for index, value in enumerate(values)]
+
+
+def _pattern(value: str, field: str) -> str:
+    """S3: an event pattern is written in the event types' canonical form, which is what it matches."""
+    convert.required(value, field, convert.MAX_ID)
+    problem = names.event_pattern_problem(value)
+    if problem:
+        raise FieldError(field, problem)
+    return value
 
 
 def _kind(value: int) -> CredentialKind:

@@ -6,7 +6,6 @@ import binascii
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -16,9 +15,11 @@ from watchword import secret_format
 from watchword.api import convert
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
+from watchword.outbound import header_values
 from watchword.outbound import secrets as outbound_secrets
+from watchword.outbound.network_guard import parse_token_url
 from watchword.outbound.secrets import OutboundSecrets
-from watchword.outbound.signer import SCHEME_BASIC, SCHEME_BEARER, SCHEME_NONE, SCHEME_OAUTH2, check_url
+from watchword.outbound.signer import SCHEME_BASIC, SCHEME_BEARER, SCHEME_NONE, SCHEME_OAUTH2
 from watchword.store import models
 from watchword.v1 import admin_pb2, common_pb2
 
@@ -70,12 +71,24 @@ def secrets_from_proto(message: admin_pb2.OutboundSecrets) -> OutboundSecrets:
             raise FieldError(
                 "secrets.payload_signing_secret", "must be whsec_ and base64 of 24+ bytes"
             ) from None
+    bearer_token = _secret(message.bearer_token, "secrets.bearer_token")
+    password = _secret(message.password, "secrets.password")
+    # They become header values when signing (O1, O2): checked by the rules signing checks them with.
+    if bearer_token:  # empty: not given (a rotation keeps the old one)
+        _header_part(header_values.bearer_token_problem(bearer_token), "secrets.bearer_token")
+    _header_part(header_values.basic_part_problem(password), "secrets.password")
     return OutboundSecrets(
-        bearer_token=_secret(message.bearer_token, "secrets.bearer_token"),
-        password=_secret(message.password, "secrets.password"),
+        bearer_token=bearer_token,
+        password=password,
         client_secret=_secret(message.client_secret, "secrets.client_secret"),
         payload_signing_secret=signing,
     )
+
+
+def _header_part(problem: str | None, field: str) -> None:
+    """FieldError when a value that becomes (part of) a header is unusable; the value is never echoed."""
+    if problem:
+        raise FieldError(field, problem)
 
 
 def _form_fields(fields: Sequence[common_pb2.KeyValue]) -> list[list[str]]:
@@ -134,15 +147,15 @@ def build(
             raise FieldError("secrets.bearer_token", "is required for a Bearer credential")
     elif spec.scheme == SCHEME_BASIC:
         row.username = convert.required(spec.username, "credential.username", 255)
-        if ":" in row.username:
-            raise FieldError("credential.username", "must not contain ':' (RFC 7617)")
+        _header_part(header_values.basic_part_problem(row.username, user_id=True), "credential.username")
         if not given.password:
             raise FieldError("secrets.password", "is required for a Basic credential")
     elif spec.scheme == SCHEME_OAUTH2:
         row.token_url = convert.required(spec.token_url, "credential.token_url", 2048)
-        problem = check_url(row.token_url)
-        if problem or "@" in (urlsplit(row.token_url).netloc):
-            raise FieldError("credential.token_url", problem or "must not carry a user or password")
+        try:
+            parse_token_url(row.token_url)  # the fetcher's own parser: what is stored can be fetched
+        except ValueError as exc:
+            raise FieldError("credential.token_url", str(exc)) from None
         row.client_id = convert.required(spec.client_id, "credential.client_id", 255)
         row.client_auth_method = spec.client_auth_method
         if spec.client_auth_method not in (1, 2, 3, PRIVATE_KEY_JWT):

@@ -8,9 +8,9 @@ positively matches allows, and every decision names its reason and the rule that
 from __future__ import annotations
 
 from collections.abc import Callable
-from fnmatch import fnmatchcase
 
 from watchword import reasons
+from watchword.decide import names
 from watchword.decide.catalogue import APPLICATION_LEVELS, Action, Catalogue, Level
 from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Decision, Principal, Resource
 
@@ -52,13 +52,24 @@ def missing_resource_field(action: Action, resource: Resource) -> str | None:
     return None
 
 
+def malformed_name(action: Action, resource: Resource) -> Decision | None:
+    """A requested event type or object id outside its canonical form (see `names`): refused for every
+    principal, before any pattern sees it."""
+    if action.level is Level.EVENT_TYPE and (problem := names.event_type_problem(resource.event_type)):
+        return _deny(reasons.EVENT_TYPE_INVALID, "S3", problem)
+    if action.level is Level.OBJECT and (problem := names.object_id_problem(resource.object_id)):
+        return _deny(reasons.OBJECT_ID_INVALID, "S4", problem)
+    return None
+
+
 def event_type_decision(principal: Principal, event_type: str) -> Decision | None:
-    """S3 allow/deny globs on event types: deny wins; an empty allow list allows every event type."""
+    """S3 allow/deny globs on a canonical event type: deny wins; an empty allow list allows every event
+    type."""
     for pattern in principal.event_types_denied:
-        if fnmatchcase(event_type, pattern):
+        if names.event_type_matches(event_type, pattern, fold=True):
             return _deny(reasons.EVENT_TYPE_DENIED, "S3", f"event type matches deny pattern {pattern!r}")
     if principal.event_types_allowed and not any(
-        fnmatchcase(event_type, pattern) for pattern in principal.event_types_allowed
+        names.event_type_matches(event_type, pattern) for pattern in principal.event_types_allowed
     ):
         return _deny(reasons.EVENT_TYPE_NOT_ALLOWED, "S3", "event type matches no allow pattern")
     return None
@@ -116,7 +127,7 @@ def _tenant_token(principal: Principal, action: Action, resource: Resource, _: C
     if action.name not in principal.permissions:
         return _deny(reasons.ACTION_NOT_GRANTED, "S4", f"{action.name!r} is not granted by this token")
     if action.name == "object.publish" and not any(
-        fnmatchcase(resource.object_id, pattern) for pattern in principal.data_provider_patterns
+        names.object_matches(resource.object_id, pattern) for pattern in principal.data_provider_patterns
     ):
         return _deny(reasons.OBJECT_NOT_IN_PATTERNS, "S4", "the object matches no data-provider pattern")
     return _allow("S4", f"{action.name!r} is granted by this token")
@@ -158,6 +169,9 @@ def decide(catalogue: Catalogue, principal: Principal, action_name: str, resourc
         return _deny(
             reasons.RESOURCE_INCOMPLETE, "S8", f"{action.level.value}-level actions need resource.{missing}"
         )
+    malformed = malformed_name(action, resource)
+    if malformed is not None:
+        return malformed
     if principal.kind is CredentialKind.EXTERNAL_JWT:
         return _user(principal, action, resource, catalogue)
     # S7: every other principal belongs to exactly one organization and never acts outside it.

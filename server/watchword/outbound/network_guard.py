@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 
 import httpx
@@ -26,6 +27,8 @@ _SCHEMES = ("http", "https")
 # address in the low 32 bits, so 64:ff9b::a00:1 reaches 10.0.0.1.
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _SHARED_IPV4 = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598 carrier-grade NAT, not global
+# Host names as httpx leaves them (lowercased, IDNA-encoded): letters, digits, '-', '_' and dots.
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -135,16 +138,44 @@ def _normal_host(host: str) -> str:
     return host.lower().rstrip(".")
 
 
+def parse_token_url(url: str | httpx.URL) -> httpx.URL:
+    """The one parser of token URLs: the admin API at creation, `TokenEndpoint` and the guard all use it,
+    so a URL stored is a URL the fetcher can fetch. Raises ValueError naming the problem (never the URL,
+    whose query may be private). Stricter than httpx alone: nothing around the URL, ASCII only (an
+    international name goes in its xn-- form), a host of name characters or an IP address, a port in
+    range, no user information (httpx would send it as Basic auth beside the configured client auth)."""
+    if isinstance(url, str):
+        if not url.isascii() or not url.isprintable() or url != url.strip():
+            raise ValueError("token_url must be printable ASCII without surrounding spaces")
+        try:
+            url = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            raise ValueError("token_url is not a valid URL") from None
+    if url.scheme not in _SCHEMES or not url.raw_host:
+        raise ValueError("token_url must be an absolute http or https URL")
+    if url.userinfo:
+        raise ValueError("token_url must not carry user information")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError("token_url's port must be between 1 and 65535")
+    host = url.raw_host.decode("ascii")
+    if not _HOST_NAME.fullmatch(host) and not _is_address(host):
+        raise ValueError("token_url's host is neither a host name nor an IP address")
+    return url
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_url(url: str | httpx.URL) -> httpx.URL:
     try:
-        target = url if isinstance(url, httpx.URL) else httpx.URL(url)
-    except httpx.InvalidURL:
-        raise _forbidden("the token URL cannot be parsed") from None
-    if target.scheme not in _SCHEMES:
-        raise _forbidden("only http and https token URLs are fetched")
-    if not target.raw_host:
-        raise _forbidden("the token URL has no host")
-    return target
+        return parse_token_url(url)
+    except ValueError as exc:
+        raise _forbidden(str(exc)) from None
 
 
 async def _getaddrinfo(host: str, port: int) -> tuple[str, ...]:

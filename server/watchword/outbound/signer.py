@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from watchword.crypto.master_key import MasterKey
 from watchword.identify.cache import TtlCache
-from watchword.outbound import standard_webhooks
+from watchword.outbound import header_values, standard_webhooks
 from watchword.outbound.secrets import OutboundSecrets, unseal
 from watchword.outbound.token_fetcher import OutboundTokenError, TokenCache, TokenEndpoint
 from watchword.store.models import OutboundCredential
@@ -100,9 +100,15 @@ class OutboundSigner:
             return SignFailure(
                 "outbound_credential_deactivated", "the outbound credential has been deactivated"
             )
+        if message_id and (problem := header_values.message_id_problem(message_id)):
+            return SignFailure("message_id_invalid", f"the message id {problem}")
         now = datetime.fromtimestamp(self._clock(), UTC)
         in_use = self._secrets_in_use(record, now)
         current = in_use[0]
+        # Rows stored before the admin API checked these values are checked again here.
+        unusable = stored_values_problem(record, current)
+        if unusable:
+            return SignFailure("outbound_credential_invalid", unusable)
         headers: list[tuple[str, str]] = []
         valid_until = now + STATIC_VALIDITY
         if record.scheme == SCHEME_BEARER:
@@ -125,6 +131,9 @@ class OutboundSigner:
                     signing, message_id or standard_webhooks.new_message_id(), timestamp, body
                 )
             )
+        problem = header_values.headers_problem(headers)
+        if problem:  # unreachable after the checks above; the last gate stays anyway
+            return SignFailure("outbound_credential_invalid", problem)
         return Signed(headers=headers, valid_until=valid_until)
 
     async def _access_token(
@@ -158,8 +167,26 @@ class OutboundSigner:
             fetched = await self._tokens.token(endpoint, url, force_refresh=rejected)
         except OutboundTokenError as exc:
             return SignFailure(exc.reason, str(exc), exc.retryable, exc.retry_after)
+        problem = header_values.bearer_token_problem(fetched.access_token)
+        if problem:  # the fetcher refuses such answers; a cache filled by another path must not pass
+            return SignFailure("token_response_invalid", f"the access token {problem}")
         seconds_left = fetched.expires_at - time.monotonic()
         return fetched.access_token, datetime.now(UTC) + timedelta(seconds=max(0.0, seconds_left))
+
+
+def stored_values_problem(record: OutboundCredential, current: OutboundSecrets) -> str | None:
+    """Why the stored bearer token, user-id or password cannot go into a header, or None. Names the
+    field, never its value."""
+    if record.scheme == SCHEME_BEARER:
+        problem = header_values.bearer_token_problem(current.bearer_token)
+        return f"the stored bearer token {problem}" if problem else None
+    if record.scheme == SCHEME_BASIC:
+        problem = header_values.basic_part_problem(record.username, user_id=True)
+        if problem:
+            return f"the stored username {problem}"
+        problem = header_values.basic_part_problem(current.password)
+        return f"the stored password {problem}" if problem else None
+    return None
 
 
 def check_url(url: str) -> str | None:

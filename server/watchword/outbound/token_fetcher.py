@@ -73,7 +73,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from watchword.outbound.network_guard import NetworkGuard, OutboundTokenError
+from watchword.outbound import header_values
+from watchword.outbound.network_guard import NetworkGuard, OutboundTokenError, parse_token_url
 
 __all__ = [
     "ASSERTION_LIFETIME_SECONDS",
@@ -115,8 +116,6 @@ _PRIVATE_KEY_ALGORITHMS = ("RS256", "ES256")
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 # RFC 6749 §A.7: `error` is NQSCHAR; bounded here because it ends up in messages.
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
-# RFC 6749 §A.12 allows VSCHAR; no space either, since the token becomes `Authorization: Bearer <token>`.
-_ACCESS_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 # ---- what the caller describes ----
@@ -184,15 +183,9 @@ class TokenEndpoint:
 
 
 def _check_token_url(url: str) -> None:
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        raise ValueError("token_url is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-        raise ValueError("token_url must be an absolute http or https URL")
-    if parsed.userinfo:
-        # httpx would send it as Basic auth, beside (or instead of) the configured client authentication.
-        raise ValueError("token_url must not carry user information")
+    if not isinstance(url, str):
+        raise ValueError("token_url is not a valid URL")
+    parse_token_url(url)  # the parser the admin API used when the URL was stored
 
 
 def _check_private_key(key: object, algorithm: str) -> None:
@@ -391,9 +384,10 @@ def _parse_token(body: bytes, default_expires_in: float) -> tuple[str, float]:
     access_token = document.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise _invalid("the token response has no access_token")
-    if not _ACCESS_TOKEN.fullmatch(access_token):
+    problem = header_values.bearer_token_problem(access_token)
+    if problem:
         # It becomes a header value: CR, LF or a space would break (or inject into) the delivery request.
-        raise _invalid("the access_token has characters a Bearer header cannot carry")
+        raise _invalid(f"the access_token has characters a Bearer header cannot carry (it {problem})")
     token_type = document.get("token_type", "Bearer")  # REQUIRED by RFC 6749, but some servers omit it
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         # DPoP, MAC, ...: Watchword sends `Authorization: Bearer`, which would be wrong for them.
