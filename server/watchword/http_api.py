@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,8 @@ log = logging.getLogger("watchword.http")
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 32
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+FORM_CHARSETS = frozenset({"utf-8", "us-ascii"})
 CLIENT_CREDENTIALS = "client_credentials"
 API_KEY_GRANT = "urn:watchword:params:oauth:grant-type:api-key"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
@@ -40,10 +43,24 @@ def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
+def _media_type_error(content_type: str) -> OAuthError | None:
+    """RFC 9110 §8.3.1: type and subtype are case-insensitive and may carry parameters; the form is UTF-8
+    (RFC 6749 Appendix B), so a charset, when named, must be that."""
+    header = Message()
+    header["content-type"] = content_type
+    if header.get_content_type() != FORM_MEDIA_TYPE:
+        return OAuthError("invalid_request", f"the body must be {FORM_MEDIA_TYPE}")
+    charset = header.get_param("charset")
+    if charset is not None and str(charset).lower() not in FORM_CHARSETS:
+        return OAuthError("invalid_request", "the form must be UTF-8")
+    return None
+
+
 async def _form(request: Request) -> dict[str, str] | OAuthError:
     """RFC 6749 §3.2: form-encoded parameters, each sent at most once."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        return OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    refused = _media_type_error(request.headers.get("content-type", ""))
+    if refused is not None:
+        return refused
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -125,7 +142,9 @@ def build_app(
                 OAuthError("unsupported_grant_type", "this server does not support that grant type")
             )
         if isinstance(outcome, OAuthError):
-            return _error(outcome, basic_challenge=authorization.lower().startswith("basic "))
+            # RFC 6749 §5.2: a client that tried the Authorization header is challenged with the scheme
+            # this endpoint takes there, Basic.
+            return _error(outcome, basic_challenge=bool(authorization))
         body = {
             "access_token": outcome.access_token,
             "token_type": "Bearer",

@@ -9,9 +9,15 @@ refused on every replica sharing the database. IssueToken answers any refusal he
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from watchword import extract, reasons, secret_format
 from watchword.domain import (
@@ -27,7 +33,7 @@ from watchword.identify.credential_state import state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
-from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
+from watchword.jose.jwk import KeySetError, VerificationKey, hmac_key, load_jwk, public_key
 from watchword.store.models import Credential
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -47,6 +53,29 @@ UseAssertion = Callable[[str, str, datetime], Awaitable[bool]]
 
 def _refuse(reason: str, message: str) -> Refusal:
     return Refusal(reason=reason, message=message)
+
+
+@functools.cache
+def _stand_in_key(algorithm: str) -> VerificationKey:
+    """A key no client holds, per algorithm: made once, on first use."""
+    if algorithm in SECRET_JWT_ALGORITHMS:
+        return hmac_key(secrets.token_bytes(32), kid=None, algorithm=algorithm)
+    private: Any
+    if algorithm in ("RS256", "PS256"):
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
+    return public_key(private.public_key(), kid=None, algorithm=algorithm)
+
+
+def _verify_against_a_stand_in(parsed: jws.ParsedJws) -> None:
+    """The signature work a known client's assertion costs, for an unknown or unfit client: the time
+    taken does not tell which client ids exist (C9, I2). The result is ignored."""
+    if parsed.algorithm in SECRET_JWT_ALGORITHMS | PRIVATE_KEY_ALGORITHMS:
+        with contextlib.suppress(jws.JwsError):
+            jws.verify(parsed, _stand_in_key(parsed.algorithm))
 
 
 class ClientAuthenticator:
@@ -134,8 +163,10 @@ class ClientAuthenticator:
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "iss and sub must both be the client id")
         record = await self._lookup(client_id)
         if record is None or record.kind != int(CredentialKind.OAUTH_CLIENT):
+            _verify_against_a_stand_in(parsed)
             return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
         if record.client_auth_method not in (CLIENT_SECRET_JWT, PRIVATE_KEY_JWT):
+            _verify_against_a_stand_in(parsed)
             return _refuse(
                 reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method"
             )
