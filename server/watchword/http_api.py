@@ -24,6 +24,7 @@ from watchword.observe.decisions import Recorder
 
 log = logging.getLogger("watchword.http")
 
+TOKEN_PATH = "/oauth/token"
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 32
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -160,7 +161,7 @@ def build_app(
         return JSONResponse(metadata, headers={"Cache-Control": "max-age=3600"})
 
     routes = [
-        Route("/oauth/token", token, methods=["POST"]),
+        Route(TOKEN_PATH, token, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks_document, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
     ]
@@ -183,7 +184,9 @@ def authorization_server_metadata(
         "token_endpoint": token_endpoint,
         "jwks_uri": jwks_uri,
         "grant_types_supported": [CLIENT_CREDENTIALS, API_KEY_GRANT],
-        "response_types_supported": [],
+        # REQUIRED and non-empty (RFC 8414 §2; validators refuse []). There is no authorization endpoint,
+        # so the one true value is the registered `none` (OAuth 2.0 Multiple Response Type Encoding).
+        "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",

@@ -91,7 +91,8 @@ class Pipeline:
             self.credentials.get,
             self.sealed_keys,
             store.use_client_assertion,
-            self.jwt.token_endpoint,
+            # RFC 7523 names the token endpoint; draft-ietf-oauth-rfc7523bis the issuer identifier.
+            (self.jwt.token_endpoint, self.jwt.token_issuer),
             self.jwt.leeway_seconds,
             transports.max_token_bytes,
         )

@@ -2,7 +2,8 @@
 form-encoding), client_secret_post, client_secret_jwt and private_key_jwt (RFC 7523 §2.2, §3).
 
 Each client is registered for exactly one method and must use it, and only it (RFC 6749 §2.3). A client
-assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint, an `exp` at
+assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint URL or its
+issuer identifier (draft-ietf-oauth-rfc7523bis prefers the issuer), an `exp` at
 most an hour away, and a `jti` that is accepted once only: the store records it, so a replay is
 refused on every replica sharing the database. IssueToken answers any refusal here with `invalid_client`.
 """
@@ -13,7 +14,7 @@ import contextlib
 import functools
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,17 +85,21 @@ class ClientAuthenticator:
         lookup: CredentialLookup,
         sealed_keys: SealedKeys,
         use_assertion: UseAssertion,
-        token_endpoint: str,
+        audiences: str | Collection[str],
         leeway: float,
         max_token_bytes: int = 8192,
     ) -> None:
         self._lookup = lookup
         self._sealed_keys = sealed_keys
         self._use_assertion = use_assertion
-        self._token_endpoint = token_endpoint
+        self._audiences = frozenset({audiences} if isinstance(audiences, str) else audiences)
         self._leeway = leeway
         self._max_token_bytes = max_token_bytes
         self._public_keys: dict[tuple[str, str], VerificationKey] = {}
+
+    def accept_audience(self, audience: str) -> None:
+        """Also accept `audience` as an assertion's `aud` (the token endpoint's URL once it is known)."""
+        self._audiences = self._audiences | {audience}
 
     async def authenticate(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         used = [bool(auth.authorization), bool(auth.client_secret), bool(auth.client_assertion)]
@@ -186,7 +191,7 @@ class ClientAuthenticator:
                 now=now.timestamp(),
                 leeway=self._leeway,
                 issuer=client_id,
-                audience=self._token_endpoint,
+                audience=self._audiences,
                 required=("iss", "sub", "aud", "exp", "jti"),
             )
         except (jws.JwsError, jwt_claims.ClaimsError) as exc:
