@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from watchword import extract, reasons
+from watchword import challenge, extract, reasons
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
@@ -60,6 +60,13 @@ class JwtSettings:
     token_issuer: str = "urn:watchword"
     token_audience: str = "urn:watchword:api"
     token_endpoint: str = "urn:watchword:token"
+
+
+def _challenge(refusal: Refusal, source: CredentialInput) -> str:
+    # No HTTP around a bare token (T6): there is no response header to challenge with.
+    if isinstance(source, BareInput):
+        return ""
+    return challenge.for_refusal(refusal.reason, source.headers)
 
 
 class Pipeline:
@@ -116,9 +123,8 @@ class Pipeline:
             result = await self._identify(presented, now)
             if memo is not None:
                 memo[presented] = result
-        if isinstance(result, Refusal) and isinstance(source, BareInput):
-            # No HTTP around a bare token (T6): there is no response header to challenge with.
-            result = replace(result, www_authenticate="")
+        if isinstance(result, Refusal):
+            result = replace(result, www_authenticate=_challenge(result, source))
         return result
 
     async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
