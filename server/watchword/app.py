@@ -18,10 +18,9 @@ import grpc
 import uvicorn
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from watchword import secret_format
-from watchword.api import ext_authz
+from watchword.api import ext_authz, reflection
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
@@ -423,13 +422,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         add_ext_authz(server, settings, pipeline, keyring, routes, recorder)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        reflection.enable(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
         )
         address = f"{settings.host}:{settings.port}"
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
