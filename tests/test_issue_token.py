@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from watchword import reasons
+from watchword import reasons, secret_format
+from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from conftest import API_KEY, create_credential, make_tenant
@@ -26,6 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # authlib announces a future move of its httpx integration
     from authlib.integrations.httpx_client import OAuth2Client
     from authlib.oauth2.rfc7523 import ClientSecretJWT, PrivateKeyJWT
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 AUDIENCE = "urn:watchword:api"
@@ -212,6 +214,28 @@ def test_i2_client_credentials_over_grpc(issuer, tenant) -> None:
         issue(issuer, client_credentials=auth_pb2.ClientCredentialsGrant(client=wrong)).error.error
         == "invalid_client"
     )
+
+
+def test_c9_i2_grpc_answers_unknown_and_wrong_clients_alike(issuer, tenant) -> None:
+    """IssueToken runs the grants the HTTP endpoint runs: the same single refusal over gRPC."""
+    post = oauth_client(issuer, tenant.organization_id, 2)
+    basic = oauth_client(issuer, tenant.organization_id, 1)
+    unknown_id = "0123456789ABCDEF"
+    attempts = {
+        "unknown id": (unknown_id, secret_format.mint(CredentialKind.OAUTH_CLIENT, unknown_id)),
+        "wrong secret": (
+            post.credential.id,
+            secret_format.mint(CredentialKind.OAUTH_CLIENT, post.credential.id),
+        ),
+        "registered for basic": (basic.credential.id, basic.secret),
+    }
+    errors = {}
+    for name, (client_id, secret) in attempts.items():
+        auth = auth_pb2.ClientAuthentication(client_id=client_id, client_secret=secret)
+        errors[name] = issue(issuer, client_credentials=auth_pb2.ClientCredentialsGrant(client=auth)).error
+    assert {(e.error, e.error_description) for e in errors.values()} == {
+        ("invalid_client", "client authentication failed")
+    }, errors
 
 
 def test_i3_s5_subject_token_acts_only_as_its_subject(issuer, tenant) -> None:
@@ -484,8 +508,6 @@ def _metadata(server: WatchwordProcess) -> dict:
 
 
 def test_i5_i2_metadata_passes_authlibs_rfc8414_validator(public) -> None:
-    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
-
     document = _metadata(public)
     AuthorizationServerMetadata(document).validate()
     assert document["issuer"] == PUBLIC_ISSUER
@@ -495,8 +517,6 @@ def test_i5_i2_metadata_passes_authlibs_rfc8414_validator(public) -> None:
 
 
 def test_i5_development_metadata_lists_response_types_too(issuer) -> None:
-    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
-
     document = _metadata(issuer)
     AuthorizationServerMetadata(document).validate_response_types_supported()
     with pytest.raises(ValueError, match="https"):  # urn:watchword, allowed in development mode only

@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from watchword.api.reflection import v1_file_descriptor
 
 from conftest import APPLICATION_SECRET, create_credential, make_tenant
 from support.server import WatchwordProcess
@@ -249,10 +253,6 @@ def test_e3_grpcurl_calls_reflection_v1_itself(grpcurl: str, server: WatchwordPr
 
 def _v1_messages() -> tuple[type, type]:
     """v1 message classes from the descriptor the server itself publishes under v1 (no v1alpha types)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    from watchword.api.reflection import v1_file_descriptor
-
     pool = descriptor_pool.DescriptorPool()
     pool.Add(descriptor_pb2.FileDescriptorProto.FromString(v1_file_descriptor().SerializeToString()))
     request = message_factory.GetMessageClass(
@@ -265,9 +265,6 @@ def _v1_messages() -> tuple[type, type]:
 
 
 def test_e3_a_v1_server_reflection_stub_lists_services_and_fetches_files(server: WatchwordProcess) -> None:
-    import grpc
-    from google.protobuf import descriptor_pb2
-
     request_type, response_type = _v1_messages()
     call = server.channel().stream_stream(
         f"/{V1}/ServerReflectionInfo",
