@@ -14,7 +14,7 @@ from urllib.parse import quote_plus
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from watchword import reasons
@@ -23,6 +23,7 @@ from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import ClientAuthentication, CredentialKind, Principal, Refusal
 from watchword.extract import TransportSettings
+from watchword.identify import oauth_client
 from watchword.identify.oauth_client import ASSERTION_TYPE
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database
@@ -214,6 +215,41 @@ async def test_c9_private_key_jwt_with_the_registered_public_key(world, algorith
         client_assertion_type=ASSERTION_TYPE, client_assertion=assertion(client_id, stranger, algorithm)
     )
     assert (await check(pipeline, forged)).reason == reasons.TOKEN_SIGNATURE_INVALID
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "RS256", "PS256", "ES256", "EdDSA"])
+async def test_c9_i2_an_unknown_or_unfit_clients_assertion_is_checked_against_a_stand_in(
+    world, algorithm: str, monkeypatch
+) -> None:
+    """The signature work of a known client, for every algorithm (the refusal's reason stays internal)."""
+    store, pipeline, org = world
+    verified: list[str] = []
+    real_verify = oauth_client.jws.verify
+    monkeypatch.setattr(
+        oauth_client.jws,
+        "verify",
+        lambda parsed, key: verified.append(key.algorithm) or real_verify(parsed, key),
+    )
+    keys = {
+        "HS256": b"k" * 32,
+        "RS256": rsa.generate_private_key(65537, 2048),
+        "PS256": rsa.generate_private_key(65537, 2048),
+        "ES256": ec.generate_private_key(ec.SECP256R1()),
+        "EdDSA": ed25519.Ed25519PrivateKey.generate(),
+    }
+    post_client, _ = await register(store, org, POST)
+    for client_id, reason in (
+        ("0123456789abcdef", reasons.CREDENTIAL_UNKNOWN),
+        (post_client, reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED),
+    ):
+        auth = ClientAuthentication(
+            client_assertion_type=ASSERTION_TYPE,
+            client_assertion=assertion(client_id, keys[algorithm], algorithm),
+        )
+        refused = await check(pipeline, auth)
+        assert isinstance(refused, Refusal)
+        assert refused.reason == reason
+    assert verified == [algorithm, algorithm]
 
 
 async def test_c9_registration_refuses_private_or_secret_keys(world) -> None:

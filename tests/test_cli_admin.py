@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from watchword import reasons
 from watchword.v1 import auth_pb2, common_pb2
+
+from support.server import WatchwordProcess
 
 
 def admin_cli(server, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -129,3 +140,128 @@ def test_c9_oauth_client_through_the_cli(server) -> None:
     created = run_json(server, "credential", "create", *flags)
     assert created["secret"].startswith("wwoc_")
     assert created["credential"]["client_auth_method"] == "CLIENT_AUTH_METHOD_CLIENT_SECRET_POST"
+
+
+# ---- the admin commands find the server as the server finds its own address (issue #12, section 9) ----
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _admin_with_server_env(
+    server_env: dict[str, str], token: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`watchword admin` with the server's own WATCHWORD_* environment, no --address, no WATCHWORD_ADDRESS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    env.update(server_env)
+    env["WATCHWORD_ADMIN_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "watchword.cli", "admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_e3_admin_reads_the_servers_host_and_port_from_the_environment(tmp_path: Path) -> None:
+    port = _free_port()
+    server_env = {"WATCHWORD_PORT": str(port), "WATCHWORD_HOST": "0.0.0.0"}
+    with WatchwordProcess(tmp_path / "data", env=server_env) as server:
+        assert server.port == port
+        result = _admin_with_server_env(server_env, server.admin_token, "org", "create", "found-by-env")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["name"] == "found-by-env"
+        # The explicit address still wins.
+        elsewhere = _admin_with_server_env(
+            server_env,
+            server.admin_token,
+            "--address",
+            f"127.0.0.1:{_free_port()}",
+            "--timeout",
+            "2",
+            "org",
+            "list",
+        )
+        assert elsewhere.returncode != 0
+        assert "UNAVAILABLE" in elsewhere.stderr
+
+
+def test_e3_admin_reads_the_port_from_the_servers_config_file(tmp_path: Path) -> None:
+    port = _free_port()
+    config_file = tmp_path / "watchword.toml"
+    config_file.write_text(f"port = {port}\n")
+    with WatchwordProcess(tmp_path / "data", env={"WATCHWORD_PORT": str(port)}) as server:
+        result = _admin_with_server_env(
+            {"WATCHWORD_CONFIG": str(config_file)}, server.admin_token, "org", "list"
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def _loopback_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (an IP SAN): the address the CLI derives."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "watchword-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.crt", directory / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_e3_admin_uses_tls_when_the_server_settings_do(tmp_path: Path) -> None:
+    cert, key = _loopback_certificate(tmp_path)
+    port = _free_port()
+    server_env = {
+        "WATCHWORD_PORT": str(port),
+        "WATCHWORD_TLS_CERT_FILE": str(cert),
+        "WATCHWORD_TLS_KEY_FILE": str(key),
+    }
+    with WatchwordProcess(tmp_path / "data", env=server_env) as server:
+        trusted = {**server_env, "WATCHWORD_CA_FILE": str(cert)}
+        result = _admin_with_server_env(trusted, server.admin_token, "org", "create", "over-tls")
+        assert result.returncode == 0, result.stderr
+        # No CA file: TLS all the same (the server's settings say so), trusting gRPC's default roots,
+        # which this environment variable of gRPC's points at the test certificate.
+        default_roots = {**server_env, "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(cert)}
+        result = _admin_with_server_env(default_roots, server.admin_token, "org", "list")
+        assert result.returncode == 0, result.stderr
+        assert "over-tls" in result.stdout
+
+
+def test_e3_admin_explains_a_server_port_of_zero() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    env.update({"WATCHWORD_PORT": "0", "WATCHWORD_ADMIN_TOKEN": "wwad_x"})
+    result = subprocess.run(
+        [sys.executable, "-m", "watchword.cli", "admin", "org", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "pass --address or set WATCHWORD_ADDRESS" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -46,6 +46,36 @@ def test_invalid_settings_are_explained(environ: dict[str, str], expected: str) 
     assert expected in str(caught.value)
 
 
+PRODUCTION = {"WATCHWORD_MODE": "production", "WATCHWORD_MASTER_KEY": "A" * 43}
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "urn:watchword",
+        "http://watchword.example",
+        "https://watchword.example/?tenant=a",
+        "https://watchword.example/#x",
+        "https:///path-only",
+        "HTTPS//watchword.example",
+    ],
+)
+def test_i5_production_refuses_an_issuer_that_is_not_an_https_url(issuer: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(environ={**PRODUCTION, "WATCHWORD_TOKEN_ISSUER": issuer})
+    assert "production mode needs token_issuer to be an https URL" in str(caught.value)
+    assert repr(issuer) in str(caught.value)
+    assert "allow_non_https_issuer" in str(caught.value)
+
+
+def test_i5_production_takes_an_https_issuer_or_an_explicit_exception() -> None:
+    https = config.load(environ={**PRODUCTION, "WATCHWORD_TOKEN_ISSUER": "https://auth.example.com/ww"})
+    assert https.token_issuer == "https://auth.example.com/ww"
+    allowed = config.load(environ={**PRODUCTION, "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true"})
+    assert allowed.token_issuer == "urn:watchword"
+    assert config.load(environ={}).token_issuer == "urn:watchword"  # development mode may
+
+
 def test_unknown_key_in_file_is_refused_with_the_known_ones(tmp_path: Path) -> None:
     path = tmp_path / "watchword.toml"
     path.write_text("prot = 1\n")

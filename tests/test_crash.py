@@ -236,6 +236,7 @@ def postgres_database(postgres: PostgresServer, tmp_path: Path) -> dict[str, str
     env = {
         "WATCHWORD_DATABASE_URL": url,
         "WATCHWORD_MODE": "production",
+        "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
         "WATCHWORD_MASTER_KEY_FILE": str(key_file),
     }
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}

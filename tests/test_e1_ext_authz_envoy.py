@@ -308,6 +308,27 @@ def test_e1_c8_watchword_token_and_bad_signature(world) -> None:
     assert response.status_code == 401
     assert response.json()["reason"] == reasons.TOKEN_SIGNATURE_INVALID
     assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.headers["www-authenticate"] == 'Bearer realm="watchword", error="invalid_token"'
+
+
+def test_e1_refused_tokens_get_invalid_token_and_basic_gets_a_basic_challenge(world) -> None:
+    """Through Envoy (RFC 6750 §3.1, RFC 7617): expired and bad tokens carry `error="invalid_token"`; a
+    refused Basic credential is challenged with Basic, in whatever case the client spelled the scheme."""
+    path = f"/v1/organizations/{world.org}"
+    expired = watchword_token(world.watchword.data_dir, world.org, exp=int(time.time()) - 600)
+    response = send(world, "GET", path, bearer(expired))
+    assert (response.status_code, response.json()["reason"]) == (401, reasons.TOKEN_EXPIRED)
+    assert response.headers["www-authenticate"] == 'Bearer realm="watchword", error="invalid_token"'
+    wrong = base64.b64encode(f"{world.org}:{world.tokens['C5'][:-1]}x".encode()).decode()
+    for scheme in ("Basic", "BASIC"):
+        response = send(
+            world,
+            "POST",
+            f"/v1/applications/{world.app}/events/invoice.paid",
+            {"authorization": f"{scheme} {wrong}"},
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Basic realm="watchword"'
 
 
 def test_e1_two_credentials_are_refused_as_ambiguous(world) -> None:

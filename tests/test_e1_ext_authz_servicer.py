@@ -4,6 +4,7 @@ outage answered as a denied 503 CheckResponse, never as an allow or a gRPC error
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -21,14 +22,16 @@ from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from watchword import reasons
+from watchword import reasons, secret_format
 from watchword.api.ext_authz import SERVICE_NAME
 from watchword.crypto.master_key import generate
+from watchword.domain import CredentialKind
 
 from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.envoy import write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tokens import watchword_token
 
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -126,6 +129,54 @@ def test_e1_servicer_refusals_are_json_denied_responses(server, tenant_secret) -
     assert unrouted.status.code == code_pb2.PERMISSION_DENIED
     assert unrouted.denied_response.status.code == 403
     assert json.loads(unrouted.denied_response.body)["reason"] == reasons.ROUTE_NOT_CONFIGURED
+
+
+def _challenge(server: WatchwordProcess, app: str, headers: dict[str, str]) -> tuple[str, str]:
+    denied = check(server, check_request("GET", f"/v1/applications/{app}", headers)).denied_response
+    assert denied.status.code == 401
+    return json.loads(denied.body)["reason"], headers_of(denied.headers)["www-authenticate"]
+
+
+def test_e1_refused_credentials_are_challenged_with_invalid_token_in_the_clients_scheme(
+    server, tenant_secret
+) -> None:
+    """RFC 6750 §3.1: a bad, expired or revoked token gets `error="invalid_token"`; Basic gets Basic."""
+    app, secret, _ = tenant_secret
+    tenant = make_tenant(server, "challenges")
+    expired = watchword_token(server.data_dir, tenant.organization_id, exp=int(time.time()) - 600)
+    invalid = 'Bearer realm="watchword", error="invalid_token"'
+    cases = {
+        "expired token": ({"authorization": f"Bearer {expired}"}, reasons.TOKEN_EXPIRED, invalid),
+        "unknown secret": (
+            {"authorization": f"Bearer {secret[:-8]}AAAAAAAA"},
+            reasons.CREDENTIAL_MALFORMED,
+            invalid,
+        ),
+        "wrong secret": (
+            {
+                "authorization": "Bearer "
+                + secret_format.mint(CredentialKind.APPLICATION_SECRET, secret[5:21])
+            },
+            reasons.CREDENTIAL_UNKNOWN,
+            invalid,
+        ),
+        "basic, wrong password": (
+            {"authorization": "Basic " + base64.b64encode(b"someone:not-it").decode()},
+            reasons.CREDENTIAL_MALFORMED,
+            'Basic realm="watchword"',
+        ),
+        "basic, lower-case scheme": (
+            {
+                "authorization": "basic "
+                + base64.b64encode(f"{tenant.organization_id}:{secret}".encode()).decode()
+            },
+            reasons.TRANSPORT_NOT_ALLOWED,
+            'Basic realm="watchword"',
+        ),
+        "no credential": ({}, reasons.CREDENTIAL_MISSING, 'Bearer realm="watchword"'),
+    }
+    for name, (headers, reason, expected) in cases.items():
+        assert _challenge(server, app, headers) == (reason, expected), name
 
 
 def test_e1_servicer_denied_action_is_403_with_the_decision_reason(server, tenant_secret) -> None:

@@ -4,6 +4,8 @@ Watchword is down, spoofed x-watchword-* headers removed, websocket handshakes c
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -20,6 +22,7 @@ from watchword_client import (
     Route,
     WatchwordMiddleware,
 )
+from watchword_client.asgi import challenge
 
 from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.client_fake_watchword import FakeWatchword
@@ -127,6 +130,42 @@ async def test_e2_asgi_missing_or_bad_credential_is_401_with_a_challenge(http, s
     assert bad.status_code == 401
     assert bad.json()["reason"] == "credential_malformed"
     assert "www-authenticate" in bad.headers
+    # RFC 6750 §3.1: a refused token is `invalid_token`; a request without one gets a plain challenge.
+    assert bad.headers["www-authenticate"] == 'Bearer realm="watchword", error="invalid_token"'
+    assert missing.headers["www-authenticate"] == 'Bearer realm="watchword"'
+
+
+async def test_e2_asgi_a_refused_basic_credential_gets_a_basic_challenge(http, secrets) -> None:
+    tenant, _, key = secrets
+    path = f"/v1/applications/{tenant.application_id}/events/order.paid"
+    wrong = base64.b64encode(f"{tenant.organization_id}:{key.secret[:-1]}x".encode()).decode()
+    refused = await http.get(path, headers={"authorization": f"Basic {wrong}"})
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Basic realm="watchword"'
+
+
+@pytest.mark.parametrize(
+    ("reason", "headers", "expected"),
+    [
+        ("credential_missing", [], 'Bearer realm="watchword"'),
+        (
+            "token_expired",
+            [("Authorization", "Bearer x.y.z")],
+            'Bearer realm="watchword", error="invalid_token"',
+        ),
+        (
+            "credential_unknown",
+            [("hull-access-token", "x")],
+            'Bearer realm="watchword", error="invalid_token"',
+        ),
+        ("credential_unknown", [("authorization", " basic eDp5")], 'Basic realm="watchword"'),
+    ],
+)
+def test_e2_asgi_challenge_for_a_refusal_without_one_follows_the_servers_rule(
+    reason: str, headers: list[tuple[str, str]], expected: str
+) -> None:
+    """An older server's refusal may carry no challenge: the middleware applies the same rule."""
+    assert challenge(reason, headers) == expected
 
 
 async def test_e2_asgi_denied_is_403_with_the_decision_reason(http, secrets) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,18 +20,20 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
+import jwt
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from watchword import reasons
+from watchword import reasons, secret_format
 from watchword.api import new_credential
 from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
-from watchword.domain import ClientAuthentication, Principal, Refusal
+from watchword.domain import ClientAuthentication, CredentialKind, Principal, Refusal
 from watchword.extract import TransportSettings
 from watchword.http_api import API_KEY_GRANT, CLIENT_CREDENTIALS, build_app
+from watchword.identify import oauth_client
 from watchword.identify.oauth_client import ASSERTION_TYPE
 from watchword.issue.grants import Grants
 from watchword.issue.keyring import IssuingKeyring
@@ -366,3 +369,143 @@ def test_i5_any_method_and_path_gets_a_client_error_or_the_route(
             ("HEAD", ROUTES[1]),
             ("HEAD", ROUTES[2]),
         }
+
+
+# ---- C9/I2: one answer for an unknown client and a known one with a wrong secret, key or method ----
+
+UNKNOWN_ID = "0123456789abcdef"
+# Differ from request to request whatever is sent.
+_PER_REQUEST_HEADERS = frozenset({"x-request-id", "date"})
+
+
+def _assertion_form(client_id: str, secret: str) -> dict[str, str]:
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": ENDPOINT, "iat": now, "exp": now + 60}
+    token = jwt.encode({**claims, "jti": f"j{now}{secret[-6:]}{id(claims)}"}, secret.encode(), "HS256")
+    return {
+        "grant_type": CLIENT_CREDENTIALS,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": token,
+    }
+
+
+def _answer(world: World, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple:
+    response = world.run(world.client.post("/oauth/token", data=form, headers=headers or {}))
+    kept = {k: v for k, v in response.headers.items() if k not in _PER_REQUEST_HEADERS}
+    return response.status_code, response.json(), kept
+
+
+def test_c9_i2_unknown_and_wrong_clients_get_the_same_answer(world: World) -> None:
+    """An attacker who learns nothing from the answer cannot list the client ids that exist."""
+    post_id, post_secret = world.post_client
+    basic_id, basic_secret = world.basic_client
+    jwt_id, jwt_secret = world.jwt_client
+    forged = secret_format.mint(CredentialKind.OAUTH_CLIENT, UNKNOWN_ID)
+    grant = {"grant_type": CLIENT_CREDENTIALS}
+    answers = {
+        "post, unknown id": _answer(world, grant | {"client_id": UNKNOWN_ID, "client_secret": forged}),
+        "post, wrong secret": _answer(
+            world,
+            grant
+            | {
+                "client_id": post_id,
+                "client_secret": secret_format.mint(CredentialKind.OAUTH_CLIENT, post_id),
+            },
+        ),
+        "post, known client of another method": _answer(
+            world, grant | {"client_id": basic_id, "client_secret": basic_secret}
+        ),
+        "post, another client's secret": _answer(
+            world, grant | {"client_id": jwt_id, "client_secret": post_secret}
+        ),
+        "assertion, unknown client": _answer(world, _assertion_form(UNKNOWN_ID, jwt_secret)),
+        "assertion, wrong key": _answer(world, _assertion_form(jwt_id, post_secret)),
+        "assertion, client of another method": _answer(world, _assertion_form(post_id, post_secret)),
+    }
+    expected = (401, {"error": "invalid_client", "error_description": "client authentication failed"})
+    for name, (status, body, _) in answers.items():
+        assert (status, body) == expected, name
+    assert len({tuple(sorted(headers.items())) for _, _, headers in answers.values()}) == 1, answers
+    basic = {
+        "basic, unknown id": _answer(world, grant, {"authorization": basic_header(UNKNOWN_ID, forged)}),
+        "basic, wrong secret": _answer(
+            world,
+            grant,
+            {
+                "authorization": basic_header(
+                    basic_id, secret_format.mint(CredentialKind.OAUTH_CLIENT, basic_id)
+                )
+            },
+        ),
+        "basic, known client of another method": _answer(
+            world, grant, {"authorization": basic_header(post_id, post_secret)}
+        ),
+    }
+    assert len({repr(answer) for answer in basic.values()}) == 1, basic
+    assert next(iter(basic.values()))[2]["www-authenticate"] == 'Basic realm="watchword"'
+
+
+def test_c9_i2_an_unknown_client_costs_the_same_hashing_as_a_known_one(world: World, monkeypatch) -> None:
+    """Similar timing: the secret of an unknown client is hashed, and an unknown client's assertion
+    verified (against a stand-in key), as a known client's would be."""
+    hashed: list[str] = []
+    verified: list[str] = []
+    real_hash, real_verify = secret_format.hash_secret, oauth_client.jws.verify
+    monkeypatch.setattr(secret_format, "hash_secret", lambda token: hashed.append(token) or real_hash(token))
+    monkeypatch.setattr(
+        oauth_client.jws,
+        "verify",
+        lambda parsed, key: verified.append(key.algorithm) or real_verify(parsed, key),
+    )
+    post_id, post_secret = world.post_client
+    forged = secret_format.mint(CredentialKind.OAUTH_CLIENT, UNKNOWN_ID)
+    grant = {"grant_type": CLIENT_CREDENTIALS}
+    _answer(world, grant | {"client_id": UNKNOWN_ID, "client_secret": forged})
+    wrong = secret_format.mint(CredentialKind.OAUTH_CLIENT, post_id)  # well-formed, not its secret
+    _answer(world, grant | {"client_id": post_id, "client_secret": wrong})
+    assert len(hashed) == 2
+    _answer(world, _assertion_form(UNKNOWN_ID, post_secret))
+    _answer(world, _assertion_form(world.jwt_client[0], post_secret))
+    assert verified == ["HS256", "HS256"]
+
+
+@fuzz(examples=60)
+@given(
+    spelling=st.sampled_from(["application/x-www-form-urlencoded"]).flatmap(
+        lambda media: st.lists(st.booleans(), min_size=len(media), max_size=len(media)).map(
+            lambda upper: "".join(c.upper() if u else c for c, u in zip(media, upper, strict=True))
+        )
+    ),
+    charset=st.sampled_from(
+        ["", "; charset=utf-8", ";charset=UTF-8", '; Charset="utf-8"', "; charset=us-ascii"]
+    ),
+    space=st.sampled_from(["", " ", "\t"]),
+)
+def test_i2_the_form_media_type_is_matched_as_rfc_9110_says(
+    world: World, spelling: str, charset: str, space: str
+) -> None:
+    """Type and subtype are case-insensitive, parameters (a UTF-8 charset) allowed."""
+    post_id, post_secret = world.post_client
+    body = urlencode({"grant_type": CLIENT_CREDENTIALS, "client_id": post_id, "client_secret": post_secret})
+    headers = {"content-type": f"{space}{spelling}{space}{charset}"}
+    response = world.run(world.client.post("/oauth/token", content=body, headers=headers))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/x-www-form-urlencodedx",
+        "text/plain; x=application/x-www-form-urlencoded",
+        "application/x-www-form-urlencoded; charset=iso-8859-1",
+        "",
+    ],
+)
+def test_i2_other_media_types_are_invalid_request(world: World, content_type: str) -> None:
+    post_id, post_secret = world.post_client
+    body = urlencode({"grant_type": CLIENT_CREDENTIALS, "client_id": post_id, "client_secret": post_secret})
+    response = world.run(
+        world.client.post("/oauth/token", content=body, headers={"content-type": content_type})
+    )
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from watchword import reasons
+from watchword import reasons, secret_format
+from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from conftest import API_KEY, create_credential, make_tenant
@@ -26,6 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # authlib announces a future move of its httpx integration
     from authlib.integrations.httpx_client import OAuth2Client
     from authlib.oauth2.rfc7523 import ClientSecretJWT, PrivateKeyJWT
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 AUDIENCE = "urn:watchword:api"
@@ -212,6 +214,28 @@ def test_i2_client_credentials_over_grpc(issuer, tenant) -> None:
         issue(issuer, client_credentials=auth_pb2.ClientCredentialsGrant(client=wrong)).error.error
         == "invalid_client"
     )
+
+
+def test_c9_i2_grpc_answers_unknown_and_wrong_clients_alike(issuer, tenant) -> None:
+    """IssueToken runs the grants the HTTP endpoint runs: the same single refusal over gRPC."""
+    post = oauth_client(issuer, tenant.organization_id, 2)
+    basic = oauth_client(issuer, tenant.organization_id, 1)
+    unknown_id = "0123456789ABCDEF"
+    attempts = {
+        "unknown id": (unknown_id, secret_format.mint(CredentialKind.OAUTH_CLIENT, unknown_id)),
+        "wrong secret": (
+            post.credential.id,
+            secret_format.mint(CredentialKind.OAUTH_CLIENT, post.credential.id),
+        ),
+        "registered for basic": (basic.credential.id, basic.secret),
+    }
+    errors = {}
+    for name, (client_id, secret) in attempts.items():
+        auth = auth_pb2.ClientAuthentication(client_id=client_id, client_secret=secret)
+        errors[name] = issue(issuer, client_credentials=auth_pb2.ClientCredentialsGrant(client=auth)).error
+    assert {(e.error, e.error_description) for e in errors.values()} == {
+        ("invalid_client", "client authentication failed")
+    }, errors
 
 
 def test_i3_s5_subject_token_acts_only_as_its_subject(issuer, tenant) -> None:
@@ -464,3 +488,99 @@ def test_i5_rotation_under_load_refuses_no_token(issuer, tenant) -> None:
     checked, failures = asyncio.run(run())
     assert checked > 20
     assert failures == []
+
+
+# ---- RFC 8414 metadata a standard validator accepts; C9 assertion audiences (issue #12, section 9) ----
+
+PUBLIC_ISSUER = "https://watchword.example"
+
+
+@pytest.fixture(scope="module")
+def public(tmp_path_factory: pytest.TempPathFactory):
+    """A server behind a public https name: its metadata names that, not the loopback port."""
+    env = {"WATCHWORD_TOKEN_ISSUER": PUBLIC_ISSUER, "WATCHWORD_PUBLIC_HTTP_URL": PUBLIC_ISSUER + "/"}
+    with WatchwordProcess(tmp_path_factory.mktemp("public") / "data", env=env) as process:
+        yield process
+
+
+def _metadata(server: WatchwordProcess) -> dict:
+    return httpx.get(f"{base_url(server)}/.well-known/oauth-authorization-server", timeout=10).json()
+
+
+def test_i5_i2_metadata_passes_authlibs_rfc8414_validator(public) -> None:
+    document = _metadata(public)
+    AuthorizationServerMetadata(document).validate()
+    assert document["issuer"] == PUBLIC_ISSUER
+    assert document["token_endpoint"] == f"{PUBLIC_ISSUER}/oauth/token"
+    assert document["jwks_uri"] == f"{PUBLIC_ISSUER}/.well-known/jwks.json"
+    assert document["response_types_supported"] == ["none"]
+
+
+def test_i5_development_metadata_lists_response_types_too(issuer) -> None:
+    document = _metadata(issuer)
+    AuthorizationServerMetadata(document).validate_response_types_supported()
+    with pytest.raises(ValueError, match="https"):  # urn:watchword, allowed in development mode only
+        AuthorizationServerMetadata(document).validate_issuer()
+
+
+def _post_assertion(server: WatchwordProcess, assertion: str) -> httpx.Response:
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    return httpx.post(f"{base_url(server)}/oauth/token", data=form, timeout=10)
+
+
+def test_c9_assertion_audience_may_be_the_issuer_or_the_published_token_endpoint(public) -> None:
+    """draft-ietf-oauth-rfc7523bis: the issuer identifier; RFC 7523: the token endpoint URL, as the metadata
+    publishes it (derived from public_http_url, nothing else to configure)."""
+    tenant = make_tenant(public, "audiences")
+    client = oauth_client(public, tenant.organization_id, 3)
+    cid = client.credential.id
+    published = _metadata(public)["token_endpoint"]
+    for n, audience in enumerate([PUBLIC_ISSUER, published]):
+        response = _post_assertion(public, _assertion(cid, client.secret, audience, jti=f"aud-{n}"))
+        assert response.status_code == 200, (audience, response.text)
+    both = _assertion(cid, client.secret, "", aud=[published, "https://other.example"], jti="aud-list")
+    assert _post_assertion(public, both).status_code == 200
+    for n, audience in enumerate(
+        [
+            "https://other.example",
+            f"{base_url(public)}/oauth/token",  # where it listens, not what it publishes
+            PUBLIC_ISSUER + "/",
+            PUBLIC_ISSUER.upper(),
+        ]
+    ):
+        response = _post_assertion(public, _assertion(cid, client.secret, audience, jti=f"bad-{n}"))
+        assert (response.status_code, response.json()["error"]) == (401, "invalid_client"), audience
+
+
+def test_c9_authlib_private_key_jwt_configured_from_the_metadata_alone(public) -> None:
+    """As a standard client does: read the metadata, sign for its token_endpoint, post where it reaches."""
+    tenant = make_tenant(public, "from-metadata")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True) | {"alg": "RS256"}
+    client = oauth_client(public, tenant.organization_id, 4, public_jwk=json.dumps(public_jwk))
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    endpoint = _metadata(public)["token_endpoint"]
+    session = OAuth2Client(
+        client.credential.id, pem, token_endpoint_auth_method=PrivateKeyJWT(endpoint, alg="RS256")
+    )
+    token = _fetch(public, session)
+    assert authenticate(public, token["access_token"]).HasField("principal")
+
+
+def test_c9_the_default_endpoint_and_the_listening_url_are_audiences_without_configuration(tmp_path) -> None:
+    """No token_endpoint_url, no public_http_url: the metadata's token endpoint (the listening address)
+    and the issuer work as they come."""
+    with WatchwordProcess(tmp_path / "data") as server:
+        tenant = make_tenant(server, "defaults")
+        client = oauth_client(server, tenant.organization_id, 3)
+        published = _metadata(server)["token_endpoint"]
+        assert published == f"{base_url(server)}/oauth/token"
+        for n, audience in enumerate([published, "urn:watchword", "urn:watchword:token"]):
+            assertion = _assertion(client.credential.id, client.secret, audience, jti=f"d-{n}")
+            assert _post_assertion(server, assertion).status_code == 200, audience

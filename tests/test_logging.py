@@ -78,7 +78,7 @@ def test_text_lines_name_the_request_id_only_during_an_rpc() -> None:
     ],
 )
 def test_auto_format_follows_the_mode(mode: str, chosen: str, effective: str) -> None:
-    extra = {"master_key": "A" * 43} if mode == "production" else {}
+    extra = {"master_key": "A" * 43, "allow_non_https_issuer": True} if mode == "production" else {}
     settings = Settings(mode=mode, log_format=chosen, **extra)
     assert settings.effective_log_format == effective
 

@@ -61,6 +61,7 @@ def test_serving_on_postgresql_needs_migrate_and_fails_closed_when_the_database_
     env = {
         "WATCHWORD_DATABASE_URL": url,
         "WATCHWORD_MODE": "production",
+        "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
         "WATCHWORD_MASTER_KEY_FILE": str(key_file),
         "WATCHWORD_PORT": "0",
         # Serving known credentials from cache during an outage is tested in test_store_outage.py.

@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from watchword.api.reflection import v1_file_descriptor
 
 from conftest import APPLICATION_SECRET, create_credential, make_tenant
 from support.server import WatchwordProcess
@@ -219,3 +223,75 @@ def test_e3_grpcurl_admin_call_with_the_admin_token_succeeds(grpcurl: str, serve
     )
     assert answer["id"] == tenant.organization_id
     assert answer["name"] == "grpcurl-e3-admin"
+
+
+# ---- grpc.reflection.v1 beside v1alpha (issue #12, section 9) ----
+
+V1 = "grpc.reflection.v1.ServerReflection"
+V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
+
+
+def test_e3_grpcurl_lists_and_describes_reflection_v1_beside_v1alpha(
+    grpcurl: str, server: WatchwordProcess
+) -> None:
+    services = set(ok_output(run_grpcurl(grpcurl, server.address, "list")).split())
+    assert {V1, V1ALPHA} <= services
+    described = ok_output(run_grpcurl(grpcurl, server.address, "describe", V1))
+    assert f"{V1} is a service" in described
+    assert (
+        "rpc ServerReflectionInfo ( stream .grpc.reflection.v1.ServerReflectionRequest ) "
+        "returns ( stream .grpc.reflection.v1.ServerReflectionResponse );"
+    ) in described
+
+
+def test_e3_grpcurl_calls_reflection_v1_itself(grpcurl: str, server: WatchwordProcess) -> None:
+    """grpcurl learns v1's messages through reflection and calls its method: the v1 service answers."""
+    answer = invoke(grpcurl, server, f"{V1}/ServerReflectionInfo", {"list_services": ""})
+    names = {service["name"] for service in answer["list_services_response"]["service"]}
+    assert {"watchword.v1.AuthService", "watchword.v1.AdminService", V1, V1ALPHA} <= names
+
+
+def _v1_messages() -> tuple[type, type]:
+    """v1 message classes from the descriptor the server itself publishes under v1 (no v1alpha types)."""
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(v1_file_descriptor().SerializeToString()))
+    request = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest")
+    )
+    response = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse")
+    )
+    return request, response
+
+
+def test_e3_a_v1_server_reflection_stub_lists_services_and_fetches_files(server: WatchwordProcess) -> None:
+    request_type, response_type = _v1_messages()
+    call = server.channel().stream_stream(
+        f"/{V1}/ServerReflectionInfo",
+        request_serializer=request_type.SerializeToString,
+        response_deserializer=response_type.FromString,
+    )
+    requests = [
+        request_type(list_services=""),
+        request_type(file_containing_symbol="watchword.v1.AuthService"),
+        request_type(file_containing_symbol=V1),
+        request_type(file_containing_symbol="no.such.Symbol"),
+    ]
+    listed, auth, itself, missing = list(call(iter(requests), timeout=10))
+    assert {"watchword.v1.AuthService", V1, V1ALPHA} <= {
+        s.name for s in listed.list_services_response.service
+    }
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in auth.file_descriptor_response.file_descriptor_proto
+    ]
+    assert any(f.package == "watchword.v1" and any(s.name == "AuthService" for s in f.service) for f in files)
+    (reflection_file,) = (
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in itself.file_descriptor_response.file_descriptor_proto
+    )
+    assert (reflection_file.name, reflection_file.package) == (
+        "grpc/reflection/v1/reflection.proto",
+        "grpc.reflection.v1",
+    )
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]

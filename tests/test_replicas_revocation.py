@@ -77,6 +77,7 @@ def cluster(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) 
         "WATCHWORD_DATABASE_URL": url,
         "WATCHWORD_MASTER_KEY": generate(),
         "WATCHWORD_MODE": "production",
+        "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
         "WATCHWORD_CACHE_TTL_SECONDS": str(CACHE_TTL_SECONDS),
     }
     _migrate(env)

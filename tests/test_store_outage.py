@@ -55,6 +55,7 @@ def _serve_on(postgres: PostgresServer, tmp_path: Path) -> dict[str, str]:
     env = {
         "WATCHWORD_DATABASE_URL": url,
         "WATCHWORD_MODE": "production",
+        "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
         "WATCHWORD_MASTER_KEY_FILE": str(key_file),
         "WATCHWORD_STORE_OUTAGE_GRACE_SECONDS": str(GRACE_SECONDS),
     }

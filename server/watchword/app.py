@@ -19,10 +19,9 @@ import grpc
 import uvicorn
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from watchword import secret_format
-from watchword.api import ext_authz
+from watchword.api import ext_authz, reflection
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
@@ -32,7 +31,7 @@ from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.extract import TransportSettings
-from watchword.http_api import authorization_server_metadata, build_app
+from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_app
 from watchword.identify.credential_state import is_usable
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
@@ -166,6 +165,11 @@ def admin_token_checker(store: Store) -> AdminAuthInterceptor:
     return AdminAuthInterceptor(check)
 
 
+def public_base_url(settings: Settings, port: int) -> str:
+    """Where clients reach the HTTP endpoints: `public_http_url`, else the address they listen on."""
+    return settings.public_http_url.rstrip("/") or f"http://{settings.http_host}:{port}"
+
+
 @dataclass
 class HttpServer:
     """The OAuth HTTP endpoints, served by uvicorn on the same event loop as the gRPC server."""
@@ -188,10 +192,10 @@ async def start_http(
 ) -> HttpServer:
     listener = socket.create_server((settings.http_host, settings.http_port), reuse_port=False)
     port = listener.getsockname()[1]
-    base = settings.public_http_url or f"http://{settings.http_host}:{port}"
+    base = public_base_url(settings, port)
     metadata = authorization_server_metadata(
         issuer=settings.token_issuer,
-        token_endpoint=f"{base}/oauth/token",
+        token_endpoint=f"{base}{TOKEN_PATH}",
         jwks_uri=f"{base}/.well-known/jwks.json",
         scopes=sorted(catalogue.actions),
         signing_algorithm=settings.signing_algorithm,
@@ -441,13 +445,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         add_ext_authz(server, settings, pipeline, keyring, routes, recorder)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        reflection.enable(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
         )
         address = f"{settings.host}:{settings.port}"
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
@@ -470,6 +469,10 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             if settings.http_enabled
             else None
         )
+        # C9: the token endpoint's URL as the metadata publishes it is an assertion `aud` too, so a
+        # client configured from the metadata works out of the box.
+        public = public_base_url(settings, http.port if http is not None else settings.http_port)
+        pipeline.clients.accept_audience(f"{public}{TOKEN_PATH}")
     except BaseException:
         if external is not None:
             await external.close()

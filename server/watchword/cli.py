@@ -104,11 +104,40 @@ def _cmd_generate_master_key(_args: argparse.Namespace) -> int:
 # ---- admin commands: thin calls to the admin service ----
 
 
+# A server listening on every address is reached on loopback.
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1", "": "127.0.0.1"}  # noqa: S104 (not a bind)
+
+
+def _server_address(settings: config.Settings) -> str:
+    """Where a server started with these settings listens, as a client target."""
+    if settings.port == 0:
+        raise config.ConfigError(
+            "the server's port is 0 (any free one): pass --address or set WATCHWORD_ADDRESS to the port it "
+            "printed"
+        )
+    host = _ANY_ADDRESS.get(settings.host, settings.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{host}:{settings.port}"
+
+
+def _admin_target(args: argparse.Namespace) -> tuple[str, bool]:
+    """The admin service's address and whether to use TLS: --address (or $WATCHWORD_ADDRESS), with TLS when
+    a CA file is given; else where the server with this configuration and environment listens
+    (WATCHWORD_HOST, WATCHWORD_PORT, the config file), with TLS when it serves TLS."""
+    if args.address:
+        return args.address, bool(args.ca_file)
+    settings = _settings(args)
+    return _server_address(settings), bool(args.ca_file) or settings.tls_cert_file is not None
+
+
 def _channel(args: argparse.Namespace) -> grpc.Channel:
-    if args.ca_file:
-        credentials = grpc.ssl_channel_credentials(Path(args.ca_file).read_bytes())
-        return grpc.secure_channel(args.address, credentials)
-    return grpc.insecure_channel(args.address)
+    address, tls = _admin_target(args)
+    if tls:
+        # Without a CA file, the system's trusted roots.
+        roots = Path(args.ca_file).read_bytes() if args.ca_file else None
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(roots))
+    return grpc.insecure_channel(address)
 
 
 def _print(message: Message) -> None:
@@ -234,7 +263,12 @@ def _add_paging(parser: argparse.ArgumentParser) -> None:
 
 def _admin_parsers(subparsers: Any) -> None:
     admin = subparsers.add_parser("admin", help="call the admin service of a running Watchword")
-    admin.add_argument("--address", default=os.environ.get("WATCHWORD_ADDRESS", "127.0.0.1:50051"))
+    admin.add_argument(
+        "--address",
+        default=os.environ.get("WATCHWORD_ADDRESS", ""),
+        help="host:port (default: $WATCHWORD_ADDRESS, else where the server's own settings listen: "
+        "WATCHWORD_HOST and WATCHWORD_PORT, 127.0.0.1:50051 by default)",
+    )
     admin.add_argument("--token", default="", help="admin token (default: $WATCHWORD_ADMIN_TOKEN)")
     admin.add_argument("--ca-file", default=os.environ.get("WATCHWORD_CA_FILE", ""), help="CA bundle for TLS")
     admin.add_argument("--timeout", type=float, default=10.0, help="deadline per call, in seconds")

@@ -11,6 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,6 +23,15 @@ ENV_PREFIX = "WATCHWORD_"
 CONFIG_FILE_ENV = "WATCHWORD_CONFIG"
 # Read by the CLI's admin commands, not by the server; allowed beside the server's own variables.
 CLIENT_ENV = frozenset({"WATCHWORD_ADMIN_TOKEN", "WATCHWORD_ADDRESS", "WATCHWORD_CA_FILE"})
+
+
+def is_https_issuer(issuer: str) -> bool:
+    """RFC 8414 §2: an https URL with a host and no query or fragment."""
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and not parts.query and not parts.fragment
 
 
 class ConfigError(Exception):
@@ -91,6 +101,11 @@ class Settings(BaseModel):
         min_length=1,
         max_length=255,
         description="`iss` of Watchword's own tokens (C8).",
+    )
+    allow_non_https_issuer: bool = Field(
+        default=False,
+        description="Let production mode run with a token_issuer that is not an https URL (RFC 8414 §2 "
+        "wants one); development mode always may.",
     )
     token_audience: str = Field(
         default="urn:watchword:api",
@@ -240,6 +255,22 @@ class Settings(BaseModel):
             raise ValueError(
                 "production mode needs a master key: set master_key_file (or WATCHWORD_MASTER_KEY_FILE) "
                 "to a file holding one; `watchword generate-master-key` makes one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_issuer_is_https(self) -> Settings:
+        # RFC 8414 §2: the issuer identifier is an https URL without query or fragment; clients that
+        # validate the metadata (authlib, Spring, ...) refuse anything else.
+        if (
+            self.mode == "production"
+            and not self.allow_non_https_issuer
+            and not is_https_issuer(self.token_issuer)
+        ):
+            raise ValueError(
+                "production mode needs token_issuer to be an https URL without query or fragment (RFC 8414), "
+                f"not {self.token_issuer!r}: set it to Watchword's public URL, e.g. "
+                "https://auth.example.com, or set allow_non_https_issuer = true"
             )
         return self
 

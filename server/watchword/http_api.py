@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,8 +24,11 @@ from watchword.observe.decisions import Recorder
 
 log = logging.getLogger("watchword.http")
 
+TOKEN_PATH = "/oauth/token"
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 32
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+FORM_CHARSETS = frozenset({"utf-8", "us-ascii"})
 CLIENT_CREDENTIALS = "client_credentials"
 API_KEY_GRANT = "urn:watchword:params:oauth:grant-type:api-key"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
@@ -40,10 +44,24 @@ def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
+def _media_type_error(content_type: str) -> OAuthError | None:
+    """RFC 9110 §8.3.1: type and subtype are case-insensitive and may carry parameters; the form is UTF-8
+    (RFC 6749 Appendix B), so a charset, when named, must be that."""
+    header = Message()
+    header["content-type"] = content_type
+    if header.get_content_type() != FORM_MEDIA_TYPE:
+        return OAuthError("invalid_request", f"the body must be {FORM_MEDIA_TYPE}")
+    charset = header.get_param("charset")
+    if charset is not None and str(charset).lower() not in FORM_CHARSETS:
+        return OAuthError("invalid_request", "the form must be UTF-8")
+    return None
+
+
 async def _form(request: Request) -> dict[str, str] | OAuthError:
     """RFC 6749 §3.2: form-encoded parameters, each sent at most once."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        return OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    refused = _media_type_error(request.headers.get("content-type", ""))
+    if refused is not None:
+        return refused
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -125,7 +143,9 @@ def build_app(
                 OAuthError("unsupported_grant_type", "this server does not support that grant type")
             )
         if isinstance(outcome, OAuthError):
-            return _error(outcome, basic_challenge=authorization.lower().startswith("basic "))
+            # RFC 6749 §5.2: a client that tried the Authorization header is challenged with the scheme
+            # this endpoint takes there, Basic.
+            return _error(outcome, basic_challenge=bool(authorization))
         body = {
             "access_token": outcome.access_token,
             "token_type": "Bearer",
@@ -141,7 +161,7 @@ def build_app(
         return JSONResponse(metadata, headers={"Cache-Control": "max-age=3600"})
 
     routes = [
-        Route("/oauth/token", token, methods=["POST"]),
+        Route(TOKEN_PATH, token, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks_document, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
     ]
@@ -164,7 +184,9 @@ def authorization_server_metadata(
         "token_endpoint": token_endpoint,
         "jwks_uri": jwks_uri,
         "grant_types_supported": [CLIENT_CREDENTIALS, API_KEY_GRANT],
-        "response_types_supported": [],
+        # REQUIRED and non-empty (RFC 8414 §2; validators refuse []). There is no authorization endpoint,
+        # so the one true value is the registered `none` (OAuth 2.0 Multiple Response Type Encoding).
+        "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",

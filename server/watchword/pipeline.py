@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from watchword import extract, reasons
+from watchword import challenge, extract, reasons
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
@@ -62,6 +62,13 @@ class JwtSettings:
     token_endpoint: str = "urn:watchword:token"
 
 
+def _challenge(refusal: Refusal, source: CredentialInput) -> str:
+    # No HTTP around a bare token (T6): there is no response header to challenge with.
+    if isinstance(source, BareInput):
+        return ""
+    return challenge.for_refusal(refusal.reason, source.headers)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -94,7 +101,8 @@ class Pipeline:
             self.credentials.get,
             self.sealed_keys,
             store.use_client_assertion,
-            self.jwt.token_endpoint,
+            # RFC 7523 names the token endpoint; draft-ietf-oauth-rfc7523bis the issuer identifier.
+            (self.jwt.token_endpoint, self.jwt.token_issuer),
             self.jwt.leeway_seconds,
             transports.max_token_bytes,
         )
@@ -118,9 +126,8 @@ class Pipeline:
             result = await self._identify(presented, now)
             if memo is not None:
                 memo[presented] = result
-        if isinstance(result, Refusal) and isinstance(source, BareInput):
-            # No HTTP around a bare token (T6): there is no response header to challenge with.
-            result = replace(result, www_authenticate="")
+        if isinstance(result, Refusal):
+            result = replace(result, www_authenticate=_challenge(result, source))
         return result
 
     async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:

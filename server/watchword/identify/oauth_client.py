@@ -2,16 +2,23 @@
 form-encoding), client_secret_post, client_secret_jwt and private_key_jwt (RFC 7523 §2.2, §3).
 
 Each client is registered for exactly one method and must use it, and only it (RFC 6749 §2.3). A client
-assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint, an `exp` at
+assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint URL or its
+issuer identifier (draft-ietf-oauth-rfc7523bis prefers the issuer), an `exp` at
 most an hour away, and a `jti` that is accepted once only: the store records it, so a replay is
 refused on every replica sharing the database. IssueToken answers any refusal here with `invalid_client`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from watchword import extract, reasons, secret_format
 from watchword.domain import (
@@ -27,7 +34,7 @@ from watchword.identify.credential_state import state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
-from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk
+from watchword.jose.jwk import KeySetError, VerificationKey, hmac_key, load_jwk, public_key
 from watchword.store.models import Credential
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -49,23 +56,50 @@ def _refuse(reason: str, message: str) -> Refusal:
     return Refusal(reason=reason, message=message)
 
 
+@functools.cache
+def _stand_in_key(algorithm: str) -> VerificationKey:
+    """A key no client holds, per algorithm: made once, on first use."""
+    if algorithm in SECRET_JWT_ALGORITHMS:
+        return hmac_key(secrets.token_bytes(32), kid=None, algorithm=algorithm)
+    private: Any
+    if algorithm in ("RS256", "PS256"):
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
+    return public_key(private.public_key(), kid=None, algorithm=algorithm)
+
+
+def _verify_against_a_stand_in(parsed: jws.ParsedJws) -> None:
+    """The signature work a known client's assertion costs, for an unknown or unfit client: the time
+    taken does not tell which client ids exist (C9, I2). The result is ignored."""
+    if parsed.algorithm in SECRET_JWT_ALGORITHMS | PRIVATE_KEY_ALGORITHMS:
+        with contextlib.suppress(jws.JwsError):
+            jws.verify(parsed, _stand_in_key(parsed.algorithm))
+
+
 class ClientAuthenticator:
     def __init__(
         self,
         lookup: CredentialLookup,
         sealed_keys: SealedKeys,
         use_assertion: UseAssertion,
-        token_endpoint: str,
+        audiences: str | Collection[str],
         leeway: float,
         max_token_bytes: int = 8192,
     ) -> None:
         self._lookup = lookup
         self._sealed_keys = sealed_keys
         self._use_assertion = use_assertion
-        self._token_endpoint = token_endpoint
+        self._audiences = frozenset({audiences} if isinstance(audiences, str) else audiences)
         self._leeway = leeway
         self._max_token_bytes = max_token_bytes
         self._public_keys: dict[tuple[str, str], VerificationKey] = {}
+
+    def accept_audience(self, audience: str) -> None:
+        """Also accept `audience` as an assertion's `aud` (the token endpoint's URL once it is known)."""
+        self._audiences = self._audiences | {audience}
 
     async def authenticate(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         used = [bool(auth.authorization), bool(auth.client_secret), bool(auth.client_assertion)]
@@ -134,8 +168,10 @@ class ClientAuthenticator:
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "iss and sub must both be the client id")
         record = await self._lookup(client_id)
         if record is None or record.kind != int(CredentialKind.OAUTH_CLIENT):
+            _verify_against_a_stand_in(parsed)
             return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
         if record.client_auth_method not in (CLIENT_SECRET_JWT, PRIVATE_KEY_JWT):
+            _verify_against_a_stand_in(parsed)
             return _refuse(
                 reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method"
             )
@@ -155,7 +191,7 @@ class ClientAuthenticator:
                 now=now.timestamp(),
                 leeway=self._leeway,
                 issuer=client_id,
-                audience=self._token_endpoint,
+                audience=self._audiences,
                 required=("iss", "sub", "aud", "exp", "jti"),
             )
         except (jws.JwsError, jwt_claims.ClaimsError) as exc:

@@ -36,6 +36,8 @@ _REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 DEFAULT_MAX_ENTRIES = 50_000
+# What an unknown credential's secret is compared with (no secret hashes to it).
+_NO_SUCH_HASH = secret_format.hash_secret("unknown credential")
 
 
 def _refuse(reason: str, message: str) -> Refusal:
@@ -183,7 +185,12 @@ async def verify(
     if presented.transport not in allowed_transports:
         return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "this credential is not accepted over this transport")
     record = await lookup(parsed.credential_id)
-    matched = None if record is None or record.kind != parsed.kind else _secret_matches(token, record, now)
+    if record is None or record.kind != parsed.kind:
+        # The same hashing as for a known credential: the time taken does not tell which ids exist.
+        secret_format.secret_matches(token, _NO_SUCH_HASH)
+        matched = None
+    else:
+        matched = _secret_matches(token, record, now)
     if record is None or matched is None or not _id_matches(parsed.kind, record, presented, client_id):
         return _refuse(reasons.CREDENTIAL_UNKNOWN, "the credential is not recognised")
     refusal = state_refusal(record, now)

@@ -34,6 +34,10 @@ class OAuthError:
 
 Outcome = IssuedToken | OAuthError
 
+# C9/I2: one answer for every refused client authentication, so a caller cannot tell an unknown client
+# from a known one with a wrong secret, key or method (RFC 6749 §5.2 `invalid_client`).
+CLIENT_REFUSED = OAuthError("invalid_client", "client authentication failed", status=401)
+
 
 def _invalid_scope(description: str) -> OAuthError:
     return OAuthError("invalid_scope", description)
@@ -115,7 +119,7 @@ class Grants:
         """I2: RFC 6749 §4.4 with C9 client authentication; any failure is `invalid_client` (401)."""
         principal = await self._pipeline.clients.authenticate(client, datetime.now(UTC))
         if isinstance(principal, Refusal):
-            return OAuthError("invalid_client", principal.message, status=401)
+            return CLIENT_REFUSED
         return await self._mint(principal, scope, requested_lifetime, audience, principal.permissions)
 
     async def subject_token(
@@ -132,6 +136,6 @@ class Grants:
             BareInput(token=connector_secret, client_id=connector_id)
         )
         if isinstance(principal, Refusal) or principal.kind is not CredentialKind.CONNECTOR:
-            return OAuthError("invalid_client", "the connector id and secret are not valid", status=401)
+            return CLIENT_REFUSED
         held = SUBJECT_ACTIONS & principal.permissions
         return await self._mint(principal, scope, requested_lifetime, audience, held, acting_as=subject)

@@ -5,7 +5,8 @@ Pure ASGI, no framework needed. On allow, the typed `Principal` is put in `scope
 `watchword_decision`, and the `x-watchword-*` headers the application receives are Watchword's (any the
 client sent are removed first). Otherwise the request never reaches the application:
 
-- 401 + `WWW-Authenticate` when the credential is missing or refused,
+- 401 + `WWW-Authenticate` when the credential is missing or refused (Basic for a Basic credential,
+  else Bearer with `error="invalid_token"` for a refused one, RFC 6750 §3.1),
 - 403 when the decision denies, or no route matches (`route_not_configured`),
 - 400 when Watchword calls the request itself malformed (INVALID_ARGUMENT, e.g. too many headers),
 - 503 when Watchword cannot answer (down, overloaded, too slow, faulty): fail closed.
@@ -36,6 +37,8 @@ PRINCIPAL_KEY = "watchword_principal"
 DECISION_KEY = "watchword_decision"
 HEADER_PREFIX = b"x-watchword-"
 DEFAULT_CHALLENGE = 'Bearer realm="watchword"'
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="watchword", error="invalid_token"'
+BASIC_CHALLENGE = 'Basic realm="watchword"'
 WEBSOCKET_POLICY_VIOLATION = 1008
 WEBSOCKET_TRY_AGAIN_LATER = 1013
 
@@ -50,6 +53,16 @@ class _Refused(Exception):
         self.status = status
         self.body = json.dumps({"error": error, "reason": reason, "message": message}).encode()
         self.challenge = challenge
+
+
+def challenge(reason: str, headers: Iterable[tuple[str, str]]) -> str:
+    """The server's rule, for a refusal that came without a challenge (an older Watchword): the scheme
+    the client used (Basic for Basic, else Bearer), and `error="invalid_token"` (RFC 6750 §3.1) when a
+    credential was sent and refused."""
+    for name, value in headers:
+        if name.lower() == "authorization" and value.strip()[:6].lower() == "basic ":
+            return BASIC_CHALLENGE
+    return DEFAULT_CHALLENGE if reason == "credential_missing" else INVALID_TOKEN_CHALLENGE
 
 
 def upstream_headers(principal: Principal) -> list[tuple[bytes, bytes]]:
@@ -120,12 +133,13 @@ class WatchwordMiddleware:
         principal = result.principal
         if result.refusal is not None or principal is None:
             refusal = result.refusal
+            reason = refusal.reason if refusal else result.decision.reason
             raise _Refused(
                 401,
                 "unauthenticated",
-                refusal.reason if refusal else result.decision.reason,
+                reason,
                 refusal.message if refusal else result.decision.message,
-                (refusal.www_authenticate if refusal else "") or DEFAULT_CHALLENGE,
+                (refusal.www_authenticate if refusal else "") or challenge(reason, credential.headers),
             )
         if not result.allowed:
             raise _Refused(403, "forbidden", result.decision.reason, result.decision.message)
