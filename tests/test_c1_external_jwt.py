@@ -251,7 +251,7 @@ async def test_c1_iss_aud_exp_and_user_id_are_required_and_checked(idp, client, 
         (30, {"iat": int(NOW) + 29}, "accepted"),
         (30, {"iat": int(NOW) + 31}, reasons.TOKEN_NOT_YET_VALID),
         (30, {"iat": "yesterday"}, reasons.TOKEN_CLAIMS_INVALID),
-        (30, {"iat": None}, "accepted"),  # iat is optional; checked when present
+        (30, {"iat": None}, reasons.TOKEN_CLAIMS_INVALID),  # required by default: see required_claims
         (120, {"exp": int(NOW) - 119}, "accepted"),
         (120, {"exp": int(NOW) - 121}, reasons.TOKEN_EXPIRED),
     ],
