@@ -158,7 +158,9 @@ def test_c4_c7_unknown_key_and_wrong_signature_look_the_same_to_the_caller(serve
     wrong_signature = tenant_token(signing, _="x").rsplit(".", 1)[0] + ".c2lnbmF0dXJlLXdyb25n"
     c4 = [refusal(server, bare(token)) for token in (unknown_kid, wrong_signature)]
     unknown_connector = paired(connector, subject_token(connector), client_id="0123456789abcdef")
-    wrong_secret = paired(connector, subject_token(connector, secret="not-the-connector-secret"))
+    wrong_secret = paired(
+        connector, subject_token(connector, secret="not-the-connector-secret-but-32-bytes-long")
+    )
     c7 = [refusal(server, source) for source in (unknown_connector, wrong_secret)]
     for unknown, wrong in (c4, c7):
         assert unknown.reason == wrong.reason == reasons.TOKEN_SIGNATURE_INVALID
