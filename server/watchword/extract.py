@@ -53,7 +53,8 @@ def _check_token(token: str, max_bytes: int, pattern: re.Pattern[str] = _B64TOKE
         return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential is empty")
     if len(token) > max_bytes:
         return _refuse(reasons.CREDENTIAL_MALFORMED, f"the credential is longer than {max_bytes} bytes")
-    if token[0].isspace() or token[-1].isspace():
+    if pattern is _B64TOKEN and (token[0].isspace() or token[-1].isspace()):
+        # A Basic password is base64-wrapped: taken as decoded, spaces included, and simply not matching.
         return _refuse(
             reasons.CREDENTIAL_MALFORMED,
             "the credential has leading or trailing whitespace: it is compared exactly as sent",
