@@ -16,7 +16,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from watchword import extract, reasons
-from watchword.domain import HttpParts, PresentedCredential, Refusal, Transport
+from watchword.domain import CredentialKind, HttpParts, PresentedCredential, Refusal, Transport
+from watchword.secret_format import PREFIXES, mint, new_credential_id, parse
 
 from support.fuzz_settings import fuzz
 
@@ -317,3 +318,14 @@ def test_t6_t1_unicode_spaces_around_a_bearer_token_are_not_optional_whitespace(
     cookie = HttpParts(headers=(("Cookie", f"{COOKIE}={space}{token}"),))
     found = extract.from_http(cookie, extract.TransportSettings(cookie_name=COOKIE))
     assert isinstance(found, Refusal)
+
+
+@fuzz(examples=200)
+@given(st.sampled_from(list(PREFIXES)), surroundings, st.booleans())
+def test_t6_a_secret_with_surrounding_whitespace_is_not_a_secret(
+    kind: CredentialKind, space: str, before: bool
+) -> None:
+    """secret_format parses exactly what it is given: nothing is trimmed into a valid secret."""
+    secret = mint(kind, new_credential_id())
+    assert parse(secret) is not None
+    assert parse(space + secret if before else secret + space) is None
