@@ -874,6 +874,8 @@ async def test_c1_keycloak_26_organization_claim_names_the_organization(idp, cli
         (by_alias, ["acme", "globex"]),  # realm roles are not per organization: which one?
         (by_alias, {"acme": {}, "globex": {}}),
         (by_alias, [1]),
+        (by_alias, [["acme"]]),
+        (by_alias, [""]),
         (by_alias, {"acme": ["not", "attributes"]}),
         (by_id, ["acme"]),  # no id without the mapper's "Add organization id"
         (by_id, {"acme": {"id": 7}}),

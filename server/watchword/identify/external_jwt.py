@@ -133,26 +133,31 @@ def _one_organization(value: object, settings: IssuerSettings) -> str | None:
     return _keycloak_organization(value, settings.organization_claim_format == "keycloak_id")
 
 
-def _keycloak_organization(value: object, by_id: bool) -> str | None:
-    """Keycloak 26's organization membership mapper: "alias", ["alias", ...] or {alias: {"id": ...,
-    attributes}}. Realm roles are not per organization, so the claim must name one organization (the
-    client asks for it with the scope `organization:<alias>`); none grants nothing."""
-    entries: dict[str, object] = {}
+def _keycloak_entries(value: object) -> list[tuple[object, object]]:
+    """(alias, attributes) pairs of "alias", ["alias", ...] or {alias: {"id": ..., attributes}}."""
     if isinstance(value, str):
-        entries = {value: {}}
-    elif isinstance(value, list):
-        entries = {alias: {} for alias in value} if all(isinstance(a, str) for a in value) else {"": {}}
-    elif isinstance(value, Mapping):
-        entries = dict(value)
+        return [(value, {})]
+    if isinstance(value, list) and all(isinstance(alias, str) for alias in value):
+        return [(alias, {}) for alias in dict.fromkeys(value)]
+    if isinstance(value, Mapping):
+        return list(value.items())
+    raise _ClaimsInvalid
+
+
+def _keycloak_organization(value: object, by_id: bool) -> str | None:
+    """Keycloak 26's organization membership mapper. Realm roles are not per organization, so the claim
+    must name one organization (the client asks for it with the scope `organization:<alias>`); an empty
+    one grants nothing."""
+    entries = _keycloak_entries(value)
     if not entries:
-        if isinstance(value, list | Mapping):
-            return None
+        return None
+    if len(entries) > 1:
         raise _ClaimsInvalid
-    if len(entries) != 1:
+    alias, attributes = entries[0]
+    if not isinstance(attributes, Mapping):
         raise _ClaimsInvalid
-    alias, attributes = next(iter(entries.items()))
-    name = attributes.get("id") if by_id and isinstance(attributes, Mapping) else alias
-    if not _non_empty_string(name) or not isinstance(attributes, Mapping):
+    name = attributes.get("id") if by_id else alias
+    if not _non_empty_string(name):
         raise _ClaimsInvalid
     return name
 
