@@ -355,7 +355,8 @@ def test_t1_t6_random_garbage_tokens_are_refused_as_malformed(
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
-        ("eyJhbGciOiJIUzI1NiJ9.e30.c2ln", "token_key_unknown"),  # HS256 without a kid: no tenant secret
+        # HS256 without a kid: no tenant secret; answered as a bad signature (C4 oracle, issue #12).
+        ("eyJhbGciOiJIUzI1NiJ9.e30.c2ln", "token_signature_invalid"),
         ("eyJhbGciOiJub25lIn0.e30.", "token_algorithm_not_allowed"),  # alg none
         ("a.b.c", "token_malformed"),
         ("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", "token_issuer_unknown"),  # no issuer configured for it

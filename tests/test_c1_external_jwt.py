@@ -251,7 +251,7 @@ async def test_c1_iss_aud_exp_and_user_id_are_required_and_checked(idp, client, 
         (30, {"iat": int(NOW) + 29}, "accepted"),
         (30, {"iat": int(NOW) + 31}, reasons.TOKEN_NOT_YET_VALID),
         (30, {"iat": "yesterday"}, reasons.TOKEN_CLAIMS_INVALID),
-        (30, {"iat": None}, "accepted"),  # iat is optional; checked when present
+        (30, {"iat": None}, reasons.TOKEN_CLAIMS_INVALID),  # required by default: see required_claims
         (120, {"exp": int(NOW) - 119}, "accepted"),
         (120, {"exp": int(NOW) - 121}, reasons.TOKEN_EXPIRED),
     ],
@@ -764,3 +764,139 @@ def test_c1_keycloak_group_paths_name_organization_and_role() -> None:
     )
     claims = {"groups": ["/acme/admin", "/acme/viewer", "/orgs/globex/editor", "/staff"]}
     assert memberships(claims, settings) == (("acme", ("admin", "viewer")), ("globex", ("editor",)))
+
+
+# ---- issue #12: what strict verifiers refuse (S8, C1) ----
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [1e12, 10**13, 2**64, -1, True])
+async def test_s8_c1_signed_token_with_a_time_claim_out_of_range_is_refused_not_a_crash(
+    idp, client, clock, name, value
+):
+    async with started([settings_for(idp)], client, clock) as verifier:
+        outcome = await verify(verifier, idp.sign(claims_for(idp, **{name: value})))
+    assert reason(outcome) == reasons.TOKEN_CLAIMS_INVALID
+
+
+async def test_c1_cty_header_is_refused(idp, client, clock):
+    async with started([settings_for(idp)], client, clock) as verifier:
+        for cty in ("JWT", "application/json"):
+            token = idp.sign(claims_for(idp), headers={"cty": cty})
+            assert reason(await verify(verifier, token)) == reasons.TOKEN_HEADER_UNSUPPORTED, cty
+
+
+async def test_c1_required_claims_are_per_issuer_and_require_iat_by_default(idp, client, clock):
+    assert settings_for(idp).required_claims == ("iat",)
+    no_iat = idp.sign(claims_for(idp, iat=None))
+    async with started([settings_for(idp)], client, clock) as verifier:
+        assert reason(await verify(verifier, no_iat)) == reasons.TOKEN_CLAIMS_INVALID
+    # The previous default, on purpose: iat is optional, checked when present.
+    async with started([settings_for(idp, required_claims=[])], client, clock) as verifier:
+        assert reason(await verify(verifier, no_iat)) == "accepted"
+        future = idp.sign(claims_for(idp, iat=int(NOW) + 31))
+        assert reason(await verify(verifier, future)) == reasons.TOKEN_NOT_YET_VALID
+    async with started([settings_for(idp, required_claims=["iat", "jti", "nbf"])], client, clock) as verifier:
+        assert reason(await verify(verifier, idp.sign(claims_for(idp)))) == reasons.TOKEN_CLAIMS_INVALID
+        with_nbf = idp.sign(claims_for(idp, nbf=int(NOW)))
+        assert reason(await verify(verifier, with_nbf)) == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("claims", "headers", "expected"),
+    [
+        ({"typ": "ID", "azp": "hook0-app", "nonce": "n"}, {}, reasons.TOKEN_TYPE_NOT_ACCEPTED),  # Keycloak
+        ({"typ": "Refresh"}, {}, reasons.TOKEN_TYPE_NOT_ACCEPTED),
+        ({"typ": "Logout"}, {}, reasons.TOKEN_TYPE_NOT_ACCEPTED),
+        ({"typ": ["Bearer"]}, {}, reasons.TOKEN_TYPE_NOT_ACCEPTED),
+        ({}, {"typ": "id_token+jwt"}, reasons.TOKEN_TYPE_NOT_ACCEPTED),
+        ({}, {"typ": "logout+jwt"}, reasons.TOKEN_TYPE_NOT_ACCEPTED),
+        ({}, {"typ": 1}, reasons.TOKEN_TYPE_NOT_ACCEPTED),
+        ({"typ": "Bearer"}, {}, "accepted"),  # Keycloak's access tokens
+        ({}, {"typ": "at+jwt"}, "accepted"),  # RFC 9068
+        ({}, {"typ": "application/at+jwt"}, "accepted"),
+        ({}, {"typ": "jwt"}, "accepted"),
+    ],
+)
+async def test_c1_keycloak_id_token_is_not_accepted_as_an_access_token(
+    idp, client, clock, claims, headers, expected
+):
+    """Its audience matches (Keycloak puts the client in an ID token's aud), yet it is not an access token."""
+    async with started([settings_for(idp)], client, clock) as verifier:
+        token = idp.sign(claims_for(idp, **claims), headers=headers)
+        assert reason(await verify(verifier, token)) == expected
+
+
+async def test_c1_azp_is_checked_against_the_allowed_clients_where_set(idp, client, clock):
+    async with started([settings_for(idp, allowed_clients=["hook0-app", "cli"])], client, clock) as verifier:
+        for azp, expected in (
+            ("hook0-app", "accepted"),
+            ("cli", "accepted"),
+            ("attacker-app", reasons.TOKEN_CLIENT_NOT_ALLOWED),
+            (None, reasons.TOKEN_CLIENT_NOT_ALLOWED),
+            (["hook0-app"], reasons.TOKEN_CLIENT_NOT_ALLOWED),
+        ):
+            token = idp.sign(claims_for(idp, azp=azp))
+            assert reason(await verify(verifier, token)) == expected, azp
+    async with started([settings_for(idp)], client, clock) as verifier:  # not set: any client
+        assert reason(await verify(verifier, idp.sign(claims_for(idp, azp="attacker-app")))) == "accepted"
+
+
+async def test_c1_keycloak_26_organization_claim_names_the_organization(idp, client, clock):
+    roles = {"realm_access": {"roles": ["editor"]}}
+    by_alias = settings_for(
+        idp,
+        organization_claim="organization",
+        roles_claim="realm_access.roles",
+        organization_claim_format="keycloak_alias",
+    )
+    by_id = settings_for(
+        idp,
+        organization_claim="organization",
+        roles_claim="realm_access.roles",
+        organization_claim_format="keycloak_id",
+    )
+    attributes = {"acme": {"id": "42f5c3e0-org-uuid", "tier": ["gold"]}}
+    cases = [
+        (by_alias, ["acme"], (("acme", ("editor",)),)),
+        (by_alias, "acme", (("acme", ("editor",)),)),
+        (by_alias, attributes, (("acme", ("editor",)),)),
+        (by_alias, [], ()),
+        (by_alias, {}, ()),
+        (by_id, attributes, (("42f5c3e0-org-uuid", ("editor",)),)),
+    ]
+    for settings, claim, expected in cases:
+        async with started([settings], client, clock) as verifier:
+            outcome = await verify(verifier, idp.sign(claims_for(idp, organization=claim, **roles)))
+            assert isinstance(outcome, Principal), (claim, outcome)
+            assert outcome.memberships == expected, claim
+    broken = [
+        (by_alias, ["acme", "globex"]),  # realm roles are not per organization: which one?
+        (by_alias, {"acme": {}, "globex": {}}),
+        (by_alias, [1]),
+        (by_alias, [["acme"]]),
+        (by_alias, [""]),
+        (by_alias, {"acme": ["not", "attributes"]}),
+        (by_id, ["acme"]),  # no id without the mapper's "Add organization id"
+        (by_id, {"acme": {"id": 7}}),
+        (by_alias, 7),
+    ]
+    for settings, claim in broken:
+        async with started([settings], client, clock) as verifier:
+            outcome = await verify(verifier, idp.sign(claims_for(idp, organization=claim, **roles)))
+            assert reason(outcome) == reasons.TOKEN_CLAIMS_INVALID, claim
+
+
+def test_c1_organization_claim_format_needs_organization_claim():
+    with pytest.raises(ValidationError, match="organization_claim_format"):
+        _settings(jwks_uri="https://sso.example/jwks", organization_claim_format="keycloak_alias")
+    with pytest.raises(ValidationError):
+        _settings(jwks_uri="https://sso.example/jwks", required_claims=["i at"])
+
+
+async def test_c1_keycloak_group_paths_with_or_without_the_leading_slash(idp, client, clock):
+    async with started([settings_for(idp, organizations_claim="groups")], client, clock) as verifier:
+        groups = ["acme/admin", "/acme/viewer", "orgs/globex/editor", "/staff", "staff/"]
+        outcome = await verify(verifier, idp.sign(claims_for(idp, groups=groups)))
+        assert isinstance(outcome, Principal), outcome
+        assert outcome.memberships == (("acme", ("admin", "viewer")), ("globex", ("editor",)))

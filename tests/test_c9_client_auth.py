@@ -309,3 +309,14 @@ def test_c9_t2_authenticate_accepts_a_basic_oauth_client_through_the_server(serv
     )
     assert response.principal.kind == common_pb2.CREDENTIAL_KIND_OAUTH_CLIENT
     assert response.principal.credential_id == created.credential.id
+
+
+@pytest.mark.parametrize("changes", [{"exp": 10**12}, {"exp": 1e12}, {"nbf": 10**13}, {"iat": 2**64}])
+async def test_s8_c9_assertion_with_time_claims_out_of_range_is_refused(world, changes) -> None:
+    store, pipeline, org = world
+    client_id, secret = await register(store, org, SECRET_JWT)
+    token = assertion(client_id, secret.encode(), "HS256", **changes)
+    auth = ClientAuthentication(client_assertion_type=ASSERTION_TYPE, client_assertion=token)
+    refused = await check(pipeline, auth)
+    assert isinstance(refused, Refusal)
+    assert refused.reason == reasons.TOKEN_CLAIMS_INVALID

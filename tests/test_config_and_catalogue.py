@@ -208,3 +208,12 @@ def test_a_bad_catalogue_file_stops_the_server_at_start_with_its_reason(tmp_path
     assert result.returncode == 2
     assert "names unknown role(s) ['owner']" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["59", "604801", "-1", "a day"])
+def test_c4_c7_max_tenant_token_lifetime_is_validated(value: str) -> None:
+    with pytest.raises(config.ConfigError, match="max_tenant_token_lifetime_seconds"):
+        config.load(environ={"WATCHWORD_MAX_TENANT_TOKEN_LIFETIME_SECONDS": value})
+    assert config.load(environ={}).max_tenant_token_lifetime_seconds == 86400
+    settings = config.load(environ={"WATCHWORD_MAX_TENANT_TOKEN_LIFETIME_SECONDS": "600"})
+    assert settings.max_tenant_token_lifetime_seconds == 600

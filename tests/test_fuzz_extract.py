@@ -16,7 +16,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from watchword import extract, reasons
-from watchword.domain import HttpParts, PresentedCredential, Refusal, Transport
+from watchword.domain import CredentialKind, HttpParts, PresentedCredential, Refusal, Transport
+from watchword.secret_format import PREFIXES, mint, new_credential_id, parse
 
 from support.fuzz_settings import fuzz
 
@@ -282,3 +283,49 @@ def test_t1_bearer_round_trips(token: str, max_bytes: int, scheme: str) -> None:
         assert found.reason == reasons.CREDENTIAL_MALFORMED
     else:
         assert found == PresentedCredential(token=token, transport=Transport.BEARER)
+
+
+# ---- credentials are compared as sent (issue #12) -----------------------------------------------------
+
+# What str.strip() removes: ASCII blanks and controls, and Unicode spaces a copy-paste may add.
+UNICODE_SPACES = ["\u00a0", "\u2003", "\u3000", "\u2028", "\u1680", "\u205f", "\x0b", "\x0c", "\x1c"]
+surroundings = st.lists(
+    st.sampled_from([" ", "\t", "\n", "\r", *UNICODE_SPACES]), min_size=1, max_size=3
+).map("".join)
+
+
+@fuzz(examples=200)
+@given(tokens, surroundings, st.sampled_from(["before", "after", "both"]))
+def test_t6_bare_token_with_surrounding_whitespace_is_refused_never_trimmed(
+    token: str, space: str, where: str
+) -> None:
+    sent = (space if where != "after" else "") + token + (space if where != "before" else "")
+    found = extract.from_bare(sent, "", 8192)
+    assert isinstance(found, Refusal), sent
+    assert found.reason == reasons.CREDENTIAL_MALFORMED
+
+
+@fuzz(examples=200)
+@given(tokens, st.sampled_from(UNICODE_SPACES), st.sampled_from(["Bearer", "bearer"]))
+def test_t6_t1_unicode_spaces_around_a_bearer_token_are_not_optional_whitespace(
+    token: str, space: str, scheme: str
+) -> None:
+    """HTTP's optional whitespace is space and tab; U+00A0, U+2003, U+3000... are part of the value."""
+    for value in (f"{scheme} {space}{token}", f"{scheme} {token}{space}", f"{scheme} {token}{space} "):
+        found = extract.from_http(HttpParts(headers=(("Authorization", value),)), extract.TransportSettings())
+        assert isinstance(found, Refusal), value
+        assert found.reason == reasons.CREDENTIAL_MALFORMED
+    cookie = HttpParts(headers=(("Cookie", f"{COOKIE}={space}{token}"),))
+    found = extract.from_http(cookie, extract.TransportSettings(cookie_name=COOKIE))
+    assert isinstance(found, Refusal)
+
+
+@fuzz(examples=200)
+@given(st.sampled_from(list(PREFIXES)), surroundings, st.booleans())
+def test_t6_a_secret_with_surrounding_whitespace_is_not_a_secret(
+    kind: CredentialKind, space: str, before: bool
+) -> None:
+    """secret_format parses exactly what it is given: nothing is trimmed into a valid secret."""
+    secret = mint(kind, new_credential_id())
+    assert parse(secret) is not None
+    assert parse(space + secret if before else secret + space) is None

@@ -14,6 +14,7 @@ import hmac
 import json
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -21,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
@@ -41,6 +43,7 @@ from watchword.jose import (
     validate,
     verify,
 )
+from watchword.jose.claims import MAX_TIME
 
 CLAIMS = {"sub": "user-1", "iss": "https://idp.example", "aud": "watchword", "exp": 2_000_000_000}
 ORDERS = {
@@ -343,6 +346,16 @@ def test_c1_ecdsa_der_signature_refused() -> None:
 def test_c1_unknown_crit_refused(crit: Any) -> None:
     token = signed("HS256", {"alg": "HS256", "kid": "HS256", "crit": crit, "exp": 1}, CLAIMS)
     assert refusal(token) == reasons.TOKEN_HEADER_UNSUPPORTED
+
+
+@pytest.mark.parametrize("cty", ["JWT", "jwt", "application/json", "", None, {"nested": True}])
+def test_c1_c4_c8_cty_header_is_refused_on_a_jwt(cty: Any) -> None:
+    """RFC 8725 §3.11: a JWT's payload is its claims; a content type means nested or other content."""
+    token = signed("HS256", {"alg": "HS256", "kid": "HS256", "cty": cty}, CLAIMS)
+    assert refusal(token) == reasons.TOKEN_HEADER_UNSUPPORTED
+    # Cached headers are checked too: the second parse of the same header refuses it again.
+    assert refusal(token) == reasons.TOKEN_HEADER_UNSUPPORTED
+    check(token_for("HS256"), "HS256")  # the same header without cty verifies
 
 
 @pytest.mark.parametrize("b64_value", [False, 0, "false"])
@@ -770,3 +783,55 @@ def test_c1_leeway_is_bounded(leeway: Any) -> None:
 def test_c1_empty_expected_audience_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="audience"):
         validate({"exp": NOW + 60}, now=NOW, leeway=0, issuer=None, audience=[])
+
+
+# --- S8: time claims bounded at parsing, for every JWT kind (issue #12) --------------------------------
+
+TIME_NAMES = st.sampled_from(["exp", "nbf", "iat"])
+out_of_range = st.one_of(
+    st.integers(min_value=MAX_TIME + 1),
+    st.integers(max_value=-1),
+    st.floats(min_value=MAX_TIME + 1, allow_infinity=True, allow_nan=False),
+    st.floats(max_value=-0.001, allow_infinity=True, allow_nan=False),
+    st.just(float("nan")),
+    st.booleans(),
+    st.just(10**400),
+)
+
+
+def test_s8_far_future_exp_is_refused_with_a_reason() -> None:
+    for exp in (1e12, 10**12, 253402300800, 2**63, 10**30):
+        assert claims_refusal({"exp": exp}) == reasons.TOKEN_CLAIMS_INVALID
+
+
+@PROPERTY
+@given(TIME_NAMES, out_of_range)
+def test_s8_time_claims_out_of_range_are_refused_never_raise_otherwise(name: str, value: Any) -> None:
+    claims = {"exp": NOW + 60, name: value}
+    assert claims_refusal(claims) == reasons.TOKEN_CLAIMS_INVALID
+
+
+@PROPERTY
+@given(st.one_of(st.integers(0, MAX_TIME), st.floats(0, MAX_TIME)))
+def test_s8_every_accepted_time_converts_to_a_datetime_and_a_timestamp(value: float) -> None:
+    """What the verifiers do with an accepted exp (Principal.expires_at, proto Timestamps) cannot fail."""
+    times = {"exp": value, "nbf": value, "iat": value}
+    validate(times, now=value, leeway=1, issuer=None, audience=None, required=("exp", "iat"))
+    moment = datetime.fromtimestamp(float(value), UTC) + timedelta(days=365)
+    Timestamp().FromDatetime(moment)
+
+
+def test_c4_c7_lifetime_is_bounded_by_exp_minus_iat_and_exp_minus_now() -> None:
+    day = 86400
+    ok = {"exp": NOW + day, "iat": NOW}
+    validate(ok, now=NOW, leeway=30, issuer=None, audience=None, max_lifetime=day)
+    too_long = {"exp": NOW + day + 1, "iat": NOW}
+    assert claims_refusal(too_long, max_lifetime=day) == reasons.TOKEN_LIFETIME_TOO_LONG
+    # A backdated iat cannot stretch it, and without iat exp - now counts (beyond the leeway).
+    assert claims_refusal({"exp": NOW + 60, "iat": NOW - day}, max_lifetime=day) == (
+        reasons.TOKEN_LIFETIME_TOO_LONG
+    )
+    validate({"exp": NOW + day + 30}, now=NOW, leeway=30, issuer=None, audience=None, max_lifetime=day)
+    assert claims_refusal({"exp": NOW + day + 31}, max_lifetime=day) == reasons.TOKEN_LIFETIME_TOO_LONG
+    # Unbounded unless asked (C1 and C8 keep their own rules).
+    validate({"exp": NOW + 10 * day}, now=NOW, leeway=30, issuer=None, audience=None)

@@ -120,12 +120,16 @@ def test_c4_refusals(jwt_server, tenant_world) -> None:
     tenant, _, secret, foreign = tenant_world
     org, kid = tenant.organization_id, secret.credential.id
     cases = {
-        "no kid": (tenant_token(secret.secret, None, org), reasons.TOKEN_KEY_UNKNOWN),
-        "unknown kid": (tenant_token(secret.secret, "0123456789abcdef", org), reasons.TOKEN_KEY_UNKNOWN),
-        "kid path": (tenant_token(secret.secret, "../../etc/passwd", org), reasons.TOKEN_KEY_UNKNOWN),
+        # Unknown key and wrong signature answer alike (issue #12): nobody learns which kids exist.
+        "no kid": (tenant_token(secret.secret, None, org), reasons.TOKEN_SIGNATURE_INVALID),
+        "unknown kid": (
+            tenant_token(secret.secret, "0123456789abcdef", org),
+            reasons.TOKEN_SIGNATURE_INVALID,
+        ),
+        "kid path": (tenant_token(secret.secret, "../../etc/passwd", org), reasons.TOKEN_SIGNATURE_INVALID),
         "another org's kid": (
             tenant_token(foreign.secret, foreign.credential.id, org),
-            reasons.TOKEN_KEY_UNKNOWN,
+            reasons.TOKEN_SIGNATURE_INVALID,
         ),
         "HS384 not allowed": (
             tenant_token(secret.secret, kid, org, _alg="HS384"),
@@ -260,7 +264,7 @@ def test_c7_refusals(jwt_server, connector) -> None:
         "no exp": (pair(subject_token(created.secret, cid, exp=None)), reasons.TOKEN_CLAIMS_INVALID),
         "unknown connector": (
             pair(subject_token(created.secret, None), "0123456789abcdef"),
-            reasons.TOKEN_KEY_UNKNOWN,
+            reasons.TOKEN_SIGNATURE_INVALID,  # as a wrong signature (issue #12)
         ),
     }
     for name, (headers, expected) in cases.items():
@@ -268,7 +272,7 @@ def test_c7_refusals(jwt_server, connector) -> None:
     # As a Bearer token, an HS256 JWT is a tenant token: the connector's secret gives it no reach there.
     assert (
         reason(authenticate(jwt_server, bearer(subject_token(created.secret, cid))))
-        == reasons.TOKEN_KEY_UNKNOWN
+        == reasons.TOKEN_SIGNATURE_INVALID
     )
 
 

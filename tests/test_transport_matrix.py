@@ -36,6 +36,7 @@ REFUSALS = {
     reasons.TRANSPORT_NOT_ALLOWED,
     reasons.CREDENTIAL_UNKNOWN,
     reasons.TOKEN_KEY_UNKNOWN,
+    reasons.TOKEN_SIGNATURE_INVALID,  # a JWT beside an id that names no connector (C7, issue #12)
     reasons.CREDENTIAL_MALFORMED,
     reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED,
     reasons.TOKEN_CLAIMS_INVALID,  # a JWT beside a connector id that did not sign it

@@ -89,7 +89,12 @@ def test_the_same_credential_twice_is_not_an_error() -> None:
 
 
 def test_t6_bare_token() -> None:
-    assert extract.from_bare(" tok ", "", 8192) == PresentedCredential("tok", Transport.BARE)
+    assert extract.from_bare("tok", "", 8192) == PresentedCredential("tok", Transport.BARE)
+    # Issue #12: surrounding whitespace used to be stripped; a credential is now compared as sent.
+    refused = extract.from_bare(" tok ", "", 8192)
+    assert isinstance(refused, Refusal)
+    assert refused.reason == reasons.CREDENTIAL_MALFORMED
+    assert "whitespace" in refused.message
 
 
 _header_names = st.sampled_from(

@@ -386,6 +386,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             settings.token_issuer,
             settings.token_audience,
             settings.token_endpoint_url,
+            settings.max_tenant_token_lifetime_seconds,
         )
         pipeline = Pipeline(
             store,

@@ -132,6 +132,13 @@ class Settings(BaseModel):
         description="Longest lifetime an issued token may have; a superseded signing key verifies "
         "this long after a rotation.",
     )
+    max_tenant_token_lifetime_seconds: int = Field(
+        default=86400,
+        ge=60,
+        le=604800,
+        description="C4/C7: longest lifetime (exp - iat, and exp - now) a tenant- or connector-signed "
+        "token may claim.",
+    )
     issuers: IssuerList = Field(
         default=(), description="C1: trusted external OIDC issuers ([[issuers]] tables in the file)."
     )

@@ -108,6 +108,9 @@ class Refusal:
     reason: str
     message: str
     www_authenticate: str = 'Bearer realm="watchword"'
+    # For the audit log only, never the caller: what `reason` deliberately does not tell (e.g. an unknown
+    # key from a wrong signature).
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ _BASIC_PASSWORD = re.compile(r"[^\x00-\x1f\x7f]+")
 # Printable ASCII without separators: what an id in a header, cookie or query may hold.
 _CLIENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _BEARER_CHALLENGE = 'Bearer realm="watchword"'
+# HTTP's optional whitespace around a field value and its parts (RFC 9110 §5.6.3): space and tab only.
+# str.strip() would also remove U+00A0, U+2003, U+3000...: a credential is compared exactly as sent.
+OWS = " \t"
 MAX_COOKIE_HEADER = 16384
 
 
@@ -50,6 +53,12 @@ def _check_token(token: str, max_bytes: int, pattern: re.Pattern[str] = _B64TOKE
         return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential is empty")
     if len(token) > max_bytes:
         return _refuse(reasons.CREDENTIAL_MALFORMED, f"the credential is longer than {max_bytes} bytes")
+    if pattern is _B64TOKEN and (token[0].isspace() or token[-1].isspace()):
+        # A Basic password is base64-wrapped: taken as decoded, spaces included, and simply not matching.
+        return _refuse(
+            reasons.CREDENTIAL_MALFORMED,
+            "the credential has leading or trailing whitespace: it is compared exactly as sent",
+        )
     if pattern.fullmatch(token) is None:
         return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential contains characters no token has")
     return None
@@ -87,9 +96,9 @@ def basic_credentials(encoded: str, max_bytes: int) -> PresentedCredential | Ref
 
 
 def _from_authorization(value: str, max_bytes: int) -> PresentedCredential | Refusal:
-    scheme, _, rest = value.strip().partition(" ")
+    scheme, _, rest = value.strip(OWS).partition(" ")
     scheme = scheme.lower()
-    token = rest.strip()
+    token = rest.strip(OWS)
     if scheme == "bearer":
         return _presented(token, Transport.BEARER, "", max_bytes)
     if scheme == "basic":
@@ -101,12 +110,12 @@ def parse_cookie_header(value: str) -> list[tuple[str, str]]:
     """`name=value; name2=value2` (RFC 6265 §4.2.1), leniently: pairs without '=' are skipped."""
     pairs = []
     for part in value[:MAX_COOKIE_HEADER].split(";"):
-        name, separator, cookie_value = part.strip().partition("=")
+        name, separator, cookie_value = part.strip(OWS).partition("=")
         if separator and name:
-            cookie_value = cookie_value.strip()
+            cookie_value = cookie_value.strip(OWS)
             if len(cookie_value) >= 2 and cookie_value[0] == cookie_value[-1] == '"':
                 cookie_value = cookie_value[1:-1]
-            pairs.append((name.strip(), cookie_value))
+            pairs.append((name.strip(OWS), cookie_value))
     return pairs
 
 
@@ -117,7 +126,7 @@ def _wanted_headers(request: HttpParts, names: tuple[str, ...]) -> dict[str, set
     for header, value in request.headers:
         values = found.get(header.lower())
         if values is not None:
-            values.add(value.strip())
+            values.add(value.strip(OWS))
     return found
 
 
@@ -155,9 +164,9 @@ def _candidates(request: HttpParts, settings: TransportSettings) -> list[Present
 
 
 def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential | Refusal:
-    """T6: a bare token, e.g. the auth message of a persistent connection."""
-    token = token.strip()
-    if not token:
+    """T6: a bare token, e.g. the auth message of a persistent connection. There is no HTTP around it, so
+    no optional whitespace either: surrounding whitespace is refused, never removed."""
+    if not token or token.isspace():
         return _refuse(reasons.CREDENTIAL_MISSING, "no credential was given")
     return _presented(token, Transport.BARE, client_id, max_bytes)
 

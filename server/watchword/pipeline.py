@@ -60,6 +60,8 @@ class JwtSettings:
     token_issuer: str = "urn:watchword"
     token_audience: str = "urn:watchword:api"
     token_endpoint: str = "urn:watchword:token"
+    # Longest lifetime a tenant-signed (C4) or connector-signed (C7) token may claim.
+    max_tenant_token_lifetime_seconds: float = tenant_jwt.DEFAULT_MAX_LIFETIME
 
 
 def _challenge(refusal: Refusal, source: CredentialInput) -> str:
@@ -154,14 +156,14 @@ class Pipeline:
             parsed = jws.parse(presented.token, max_bytes=self.transports.max_token_bytes)
         except jws.JwsError as exc:
             return Refusal(reason=exc.reason, message=str(exc))
-        leeway = self.jwt.leeway_seconds
+        leeway, lifetime = self.jwt.leeway_seconds, self.jwt.max_tenant_token_lifetime_seconds
         if presented.transport in PAIRED_TRANSPORTS or presented.client_id:
             return await subject_jwt.verify(
-                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway
+                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway, lifetime
             )
         if parsed.algorithm.startswith("HS"):
             return await tenant_jwt.verify(
-                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway
+                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway, lifetime
             )
         if parsed.claims.get("iss") == self.jwt.token_issuer:
             return await watchword_token.verify(

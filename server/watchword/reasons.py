@@ -26,6 +26,9 @@ TOKEN_NOT_YET_VALID = "token_not_yet_valid"
 TOKEN_ISSUER_UNKNOWN = "token_issuer_unknown"
 TOKEN_AUDIENCE_MISMATCH = "token_audience_mismatch"
 TOKEN_CLAIMS_INVALID = "token_claims_invalid"
+TOKEN_LIFETIME_TOO_LONG = "token_lifetime_too_long"
+TOKEN_TYPE_NOT_ACCEPTED = "token_type_not_accepted"
+TOKEN_CLIENT_NOT_ALLOWED = "token_client_not_allowed"
 TOKEN_REPLAYED = "token_replayed"
 TOKEN_REVOKED = "token_revoked"
 CLIENT_AUTH_METHOD_NOT_ALLOWED = "client_auth_method_not_allowed"
@@ -69,14 +72,25 @@ REASONS: dict[str, str] = {
     "not a JSON object, or over the size bounds.",
     TOKEN_ALGORITHM_NOT_ALLOWED: "The JWS `alg` is not allowed for this issuer or key (never `none`; no "
     "HMAC with a public key).",
-    TOKEN_HEADER_UNSUPPORTED: "The JWS header carries a `crit` extension Watchword does not understand.",
-    TOKEN_KEY_UNKNOWN: "No key with the token's `kid` is known for its issuer, even after a refresh.",
-    TOKEN_SIGNATURE_INVALID: "The signature does not verify with the issuer's key.",
+    TOKEN_HEADER_UNSUPPORTED: "The JWS header carries a `crit` extension Watchword does not understand, or a "
+    "`cty` (nested or typed content: a JWT's payload is its claims).",
+    TOKEN_KEY_UNKNOWN: "No key with the token's `kid` is known for its issuer, even after a refresh (C1, C8, "
+    "C9).",
+    TOKEN_SIGNATURE_INVALID: "The signature does not verify with the issuer's key; for tenant (C4) and "
+    "subject (C7) tokens also a `kid` or connector id that names no signing secret or connector "
+    "(deliberately indistinguishable; the audit record's `detail` tells them apart).",
     TOKEN_EXPIRED: "The token's `exp` has passed (beyond the allowed leeway) (S6).",
     TOKEN_NOT_YET_VALID: "The token's `nbf` (or `iat`) is in the future (beyond the allowed leeway) (S6).",
     TOKEN_ISSUER_UNKNOWN: "The token's `iss` is not a configured issuer.",
     TOKEN_AUDIENCE_MISMATCH: "The token's `aud` does not name this service.",
-    TOKEN_CLAIMS_INVALID: "A required claim is missing or has the wrong type.",
+    TOKEN_CLAIMS_INVALID: "A required claim is missing or has the wrong type (a time claim `exp`, `nbf` or "
+    "`iat` that is not a number of seconds from 1970 to the year 3000).",
+    TOKEN_LIFETIME_TOO_LONG: "A tenant (C4) or subject (C7) token claims a longer lifetime (`exp` - `iat`, "
+    "or `exp` - now) than `max_tenant_token_lifetime_seconds`.",
+    TOKEN_TYPE_NOT_ACCEPTED: "C1: not an access token: an ID token (Keycloak's `typ` claim `ID`, or any "
+    "`typ` claim but `Bearer`) or a header `typ` naming another kind of token than `JWT` or `at+jwt`.",
+    TOKEN_CLIENT_NOT_ALLOWED: "C1: the token's `azp` (the client it was issued to) is not one of its "
+    "issuer's `allowed_clients`.",
     TOKEN_REPLAYED: "A client assertion whose `jti` was already used (C9); each is accepted once, across "
     "replicas sharing a database.",
     TOKEN_REVOKED: "The token was revoked by its `jti` (I6, S6).",

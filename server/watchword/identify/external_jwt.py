@@ -44,11 +44,15 @@ _MESSAGES = {
     reasons.TOKEN_ISSUER_UNKNOWN: "the token's issuer is not trusted",
     reasons.TOKEN_AUDIENCE_MISMATCH: "the token is not meant for this service",
     reasons.TOKEN_CLAIMS_INVALID: "the token's claims are missing or invalid",
+    reasons.TOKEN_TYPE_NOT_ACCEPTED: "an ID token (or another kind of token) is not an access token",
+    reasons.TOKEN_CLIENT_NOT_ALLOWED: "the token was issued to a client this service does not accept",
     reasons.TRANSPORT_NOT_ALLOWED: "this credential is not accepted over this transport",
 }
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_HEADER_CHARS = 4096
 _MISSING = object()
+# Keycloak's own `typ` claim: "Bearer" on access tokens, "ID" on ID tokens, "Refresh", "Logout"...
+BEARER_TYP = "bearer"
 
 
 class _ClaimsInvalid(Exception):
@@ -84,8 +88,9 @@ def _roles(value: object) -> tuple[str, ...]:
 
 
 def _group_path(entry: str) -> tuple[str, str] | None:
-    """Keycloak's `groups` claim: "/<organization>/<role>" (deeper paths: the last two segments). A
-    group of one segment names no organization and is ignored: such claims hold other groups too."""
+    """Keycloak's `groups` claim: "/<organization>/<role>", with or without the leading slash (deeper
+    paths: the last two segments). A group of one segment names no organization and is ignored: such
+    claims hold other groups too."""
     segments = [segment for segment in entry.split("/") if segment]
     if len(segments) < 2:
         return None
@@ -94,7 +99,7 @@ def _group_path(entry: str) -> tuple[str, str] | None:
 
 def _organizations(value: object) -> dict[str, set[str]]:
     """{org_id: [roles]}, ["org_id:role", ...] (the role after the last colon), or Keycloak group paths
-    ["/org_id/role", ...]."""
+    ["/org_id/role", ...] (any entry with a slash, leading or not)."""
     found: dict[str, set[str]] = {}
     if isinstance(value, Mapping):
         for organization, roles in value.items():
@@ -103,7 +108,7 @@ def _organizations(value: object) -> dict[str, set[str]]:
             found.setdefault(organization, set()).update(_roles(roles))
     elif isinstance(value, list):
         for entry in value:
-            if isinstance(entry, str) and entry.startswith("/"):
+            if isinstance(entry, str) and "/" in entry:
                 pair = _group_path(entry)
                 if pair is not None:
                     found.setdefault(pair[0], set()).add(pair[1])
@@ -117,6 +122,46 @@ def _organizations(value: object) -> dict[str, set[str]]:
     return found
 
 
+def _one_organization(value: object, settings: IssuerSettings) -> str | None:
+    """The organization named by `organization_claim`, None when it names none."""
+    if value is _MISSING:
+        return None
+    if settings.organization_claim_format == "id":
+        if not _non_empty_string(value):
+            raise _ClaimsInvalid
+        return value
+    return _keycloak_organization(value, settings.organization_claim_format == "keycloak_id")
+
+
+def _keycloak_entries(value: object) -> list[tuple[object, object]]:
+    """(alias, attributes) pairs of "alias", ["alias", ...] or {alias: {"id": ..., attributes}}."""
+    if isinstance(value, str):
+        return [(value, {})]
+    if isinstance(value, list) and all(isinstance(alias, str) for alias in value):
+        return [(alias, {}) for alias in dict.fromkeys(value)]
+    if isinstance(value, Mapping):
+        return list(value.items())
+    raise _ClaimsInvalid
+
+
+def _keycloak_organization(value: object, by_id: bool) -> str | None:
+    """Keycloak 26's organization membership mapper. Realm roles are not per organization, so the claim
+    must name one organization (the client asks for it with the scope `organization:<alias>`); an empty
+    one grants nothing."""
+    entries = _keycloak_entries(value)
+    if not entries:
+        return None
+    if len(entries) > 1:
+        raise _ClaimsInvalid
+    alias, attributes = entries[0]
+    if not isinstance(attributes, Mapping):
+        raise _ClaimsInvalid
+    name = attributes.get("id") if by_id else alias
+    if not _non_empty_string(name):
+        raise _ClaimsInvalid
+    return name
+
+
 def memberships(claims: Mapping[str, object], settings: IssuerSettings) -> Memberships:
     """The (organization, sorted roles) pairs the configured claims grant; a missing claim grants none, a
     claim of the wrong shape raises `_ClaimsInvalid` (a misconfiguration should be seen, not ignored)."""
@@ -128,11 +173,9 @@ def memberships(claims: Mapping[str, object], settings: IssuerSettings) -> Membe
         if value is not _MISSING:
             found = _organizations(value)
     elif settings.organization_claim is not None and settings.roles_claim is not None:
-        organization = claim_at(claims, settings.organization_claim)
+        organization = _one_organization(claim_at(claims, settings.organization_claim), settings)
         roles = claim_at(claims, settings.roles_claim)
-        if organization is not _MISSING:
-            if not _non_empty_string(organization):
-                raise _ClaimsInvalid
+        if organization is not None:
             found = {organization: set(_roles(roles)) if roles is not _MISSING else set()}
     if len(found) > MAX_MEMBERSHIPS:
         raise _ClaimsInvalid
@@ -146,6 +189,28 @@ def bound_memberships(granted: Memberships, settings: IssuerSettings) -> tuple[M
     if len(kept) == len(granted):
         return granted, ()
     return kept, tuple(org for org, _roles in granted if not settings.binds(org))
+
+
+def _is_access_token_typ(typ: str) -> bool:
+    # RFC 7515 §4.1.9: "application/" may be left out, compared case-insensitively. "JWT" is what most
+    # IdPs (Keycloak included) put on every token; "at+jwt" (RFC 9068) and vendor "...at+jwt" are access
+    # tokens; any other explicit type (id_token+jwt, logout+jwt, dpop+jwt...) is something else.
+    typ = typ.lower().removeprefix("application/")
+    return typ == "jwt" or typ.endswith("at+jwt")
+
+
+def _access_token_refusal(parsed: jws.ParsedJws, settings: IssuerSettings) -> Refusal | None:
+    """An ID token (Keycloak's `typ: ID` claim, or an explicit header type) is not an access token, even
+    when its audience matches; and the client it was issued to (`azp`) must be allowed, where configured."""
+    claims, header_typ = parsed.claims, parsed.header.get("typ")
+    typ_claim = claims.get("typ")
+    if header_typ is not None and not (isinstance(header_typ, str) and _is_access_token_typ(header_typ)):
+        return _refuse(reasons.TOKEN_TYPE_NOT_ACCEPTED)
+    if typ_claim is not None and not (isinstance(typ_claim, str) and typ_claim.lower() == BEARER_TYP):
+        return _refuse(reasons.TOKEN_TYPE_NOT_ACCEPTED)
+    if settings.allowed_clients and claims.get("azp") not in settings.allowed_clients:
+        return _refuse(reasons.TOKEN_CLIENT_NOT_ALLOWED)
+    return None
 
 
 class ExternalJwtVerifier:
@@ -165,6 +230,11 @@ class ExternalJwtVerifier:
             client = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
         self._client = client
         self._max_token_bytes = max_token_bytes
+        # Per issuer: the claims every token must carry (iss, aud, exp, then the issuer's own list).
+        self._required = {
+            issuer: tuple(dict.fromkeys(REQUIRED_CLAIMS + entry.required_claims))
+            for issuer, entry in self._settings.items()
+        }
         self.sources: dict[str, JwksSource] = {
             issuer: JwksSource(settings, client, clock) for issuer, settings in self._settings.items()
         }
@@ -224,10 +294,13 @@ class ExternalJwtVerifier:
                 leeway=settings.leeway_seconds,
                 issuer=settings.issuer,
                 audience=settings.audiences,
-                required=REQUIRED_CLAIMS,
+                required=self._required[issuer],
             )
         except jwt_claims.ClaimsError as exc:  # also iat in the future, and sub/jti of the wrong type
             return _refuse(exc.reason)
+        refusal = _access_token_refusal(parsed, settings)
+        if refusal is not None:
+            return refusal
         return self._principal(parsed.claims, settings, transport)
 
     async def _check_signature(self, parsed: jws.ParsedJws, settings: IssuerSettings) -> Refusal | None:

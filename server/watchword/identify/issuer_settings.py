@@ -43,6 +43,7 @@ MAX_CACHE_SECONDS = 86400
 # A dotted claim path: non-empty segments without dots or whitespace, e.g. `realm_access.roles`.
 _CLAIM_PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
 _ClaimPath = Annotated[str, Field(max_length=200)]
+_ClaimName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
 
 
 def check_url(name: str, url: str, allow_insecure_http: bool) -> None:
@@ -115,6 +116,23 @@ class IssuerSettings(BaseModel):
         f"(bounded to [{MIN_CACHE_SECONDS}, {MAX_CACHE_SECONDS}]).",
     )
     allow_insecure_http: bool = Field(default=False, description="Accept http:// URLs (tests only).")
+    required_claims: tuple[_ClaimName, ...] = Field(
+        default=("iat",),
+        max_length=32,
+        description="Claims a token must carry besides iss, aud and exp (always required); every "
+        "mainstream IdP sends iat.",
+    )
+    allowed_clients: tuple[_ClaimName, ...] = Field(
+        default=(),
+        max_length=1000,
+        description="When set, the token's `azp` (the client it was issued to) must be one of these.",
+    )
+    organization_claim_format: Literal["id", "keycloak_alias", "keycloak_id"] = Field(
+        default="id",
+        description="What organization_claim holds: the organization id (a string), or a Keycloak 26 "
+        "`organization` claim (a list of aliases, or a map alias -> attributes) naming one organization by "
+        "its alias or by its `id` attribute.",
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -195,6 +213,8 @@ class IssuerSettings(BaseModel):
                 "roles_claim and organization_claim go together: the roles are those in the one "
                 "organization named by organization_claim"
             )
+        if self.organization_claim_format != "id" and self.organization_claim is None:
+            raise ValueError("organization_claim_format applies to organization_claim: set it too")
         if self.organizations_claim is not None and self.roles_claim is not None:
             raise ValueError(
                 "set organizations_claim (many organizations) or organization_claim + roles_claim "

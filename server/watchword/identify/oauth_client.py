@@ -121,10 +121,10 @@ class ClientAuthenticator:
         return result
 
     async def _basic(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
-        scheme, _, encoded = auth.authorization.strip().partition(" ")
+        scheme, _, encoded = auth.authorization.strip(extract.OWS).partition(" ")
         if scheme.lower() != "basic":
             return _refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_basic needs `Authorization: Basic`")
-        presented = extract.basic_credentials(encoded.strip(), self._max_token_bytes)
+        presented = extract.basic_credentials(encoded.strip(extract.OWS), self._max_token_bytes)
         if isinstance(presented, Refusal):
             return presented
         if auth.client_id and auth.client_id != opaque_secret.form_decoded(presented.client_id):

@@ -23,6 +23,7 @@ from watchword.domain import (
 )
 from watchword.identify.credential_state import state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
+from watchword.identify.tenant_jwt import DEFAULT_MAX_LIFETIME, KEY_REASONS, key_refusal
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.store.models import Credential
@@ -61,6 +62,7 @@ async def verify(
     sealed_keys: SealedKeys,
     now: datetime,
     leeway: float,
+    max_lifetime: float = DEFAULT_MAX_LIFETIME,
 ) -> Principal | Refusal:
     if presented.transport not in ACCEPTED_TRANSPORTS:
         return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "subject tokens are not accepted over this transport")
@@ -70,13 +72,16 @@ async def verify(
         return _refuse(reasons.TOKEN_CLAIMS_INVALID, "the token's iss is not the connector that sent it")
     record = await lookup(connector_id) if 0 < len(connector_id) <= 64 else None
     if record is None or record.kind != int(CredentialKind.CONNECTOR):
-        return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no connector signs this token")
+        return key_refusal("no connector has the token's connector id")
     try:
         jws.allowed(parsed, ALGORITHMS)
         verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
-        refusal = state_refusal(record, now, "the token's connector")
-        if refusal is not None:
-            return refusal
+    except jws.JwsError as exc:
+        return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
+    refusal = state_refusal(record, now, "the token's connector")
+    if refusal is not None:
+        return refusal
+    try:
         jwt_claims.validate(
             parsed.claims,
             now=now.timestamp(),
@@ -84,8 +89,9 @@ async def verify(
             issuer=None,
             audience=None,
             required=REQUIRED_CLAIMS,
+            max_lifetime=max_lifetime,
         )
-    except (jws.JwsError, jwt_claims.ClaimsError) as exc:
+    except jwt_claims.ClaimsError as exc:
         return _refuse(exc.reason, str(exc))
     subject = _subject(parsed.claims)
     if subject is None:

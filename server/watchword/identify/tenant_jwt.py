@@ -25,6 +25,11 @@ PERMISSIONS_CLAIM = "permissions"
 DATA_PROVIDER_CLAIM = "data_provider_patterns"
 TENANT_CLAIM = "tnd"
 MAX_LIST_ITEMS = 256
+# Longest lifetime (exp - iat) a tenant- or connector-signed token may claim; configured by
+# `max_tenant_token_lifetime_seconds`.
+DEFAULT_MAX_LIFETIME = 86400.0
+KEY_REASONS = frozenset({reasons.TOKEN_SIGNATURE_INVALID, reasons.TOKEN_KEY_UNKNOWN})
+SIGNATURE_MESSAGE = "the token's signature does not verify with any key of its signer"
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 
@@ -46,6 +51,12 @@ def string_list(value: object, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def key_refusal(detail: str) -> Refusal:
+    """An unknown signing key and a wrong signature look the same to the caller, so nobody learns which
+    ids name a signing secret or a connector (C4, C7); `detail` tells them apart in the audit log only."""
+    return Refusal(reasons.TOKEN_SIGNATURE_INVALID, SIGNATURE_MESSAGE, detail=detail)
+
+
 async def verify(
     parsed: jws.ParsedJws,
     presented: PresentedCredential,
@@ -53,33 +64,51 @@ async def verify(
     sealed_keys: SealedKeys,
     now: datetime,
     leeway: float,
+    max_lifetime: float = DEFAULT_MAX_LIFETIME,
 ) -> Principal | Refusal:
     if presented.transport not in ACCEPTED_TRANSPORTS:
         return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "tenant tokens are not accepted over this transport")
     kid = parsed.kid
-    if not kid:
-        return _refuse(reasons.TOKEN_KEY_UNKNOWN, "a tenant token must name its signing secret in `kid`")
-    record = await lookup(kid) if len(kid) <= 64 else None
+    record = await lookup(kid) if kid and len(kid) <= 64 else None
     if record is None or record.kind != int(CredentialKind.TENANT_SIGNING_SECRET):
-        return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no signing secret has the token's kid")
+        return key_refusal("no signing secret has the token's kid")
     try:
         jws.allowed(parsed, record.algorithms)
         verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
-        refusal = state_refusal(record, now, "the token's signing secret")
-        if refusal is not None:
-            return refusal
-        claims = parsed.claims
+    except jws.JwsError as exc:
+        return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
+    refusal = state_refusal(record, now, "the token's signing secret")
+    if refusal is not None:
+        return refusal
+    return _principal(parsed.claims, record, presented, now, leeway, max_lifetime)
+
+
+def _principal(
+    claims: dict[str, object],
+    record: Credential,
+    presented: PresentedCredential,
+    now: datetime,
+    leeway: float,
+    max_lifetime: float,
+) -> Principal | Refusal:
+    try:
         jwt_claims.validate(
-            claims, now=now.timestamp(), leeway=leeway, issuer=None, audience=None, required=REQUIRED_CLAIMS
+            claims,
+            now=now.timestamp(),
+            leeway=leeway,
+            issuer=None,
+            audience=None,
+            required=REQUIRED_CLAIMS,
+            max_lifetime=max_lifetime,
         )
         if TENANT_CLAIM in claims and claims[TENANT_CLAIM] != record.organization_id:
-            return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no signing secret of the token's tenant has its kid")
+            return key_refusal("the token's tnd is not the signing secret's organization")
         subject, issuer, token_id = claims["sub"], claims["iss"], claims["jti"]
         if not all(isinstance(v, str) and v for v in (subject, issuer, token_id)):
             return _refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, iss and jti must be non-empty strings")
         requested = string_list(claims.get(PERMISSIONS_CLAIM), PERMISSIONS_CLAIM)
         patterns = string_list(claims.get(DATA_PROVIDER_CLAIM), DATA_PROVIDER_CLAIM)
-    except (jws.JwsError, jwt_claims.ClaimsError) as exc:
+    except jwt_claims.ClaimsError as exc:
         return _refuse(exc.reason, str(exc))
     return Principal(
         id=str(subject),

@@ -1,7 +1,8 @@
 """Registered JWT claims (RFC 7519 §4.1), checked after the signature verified.
 
 Order of the checks, so each refusal has one reason: required claims present, registered claims of the right
-type, issuer, audience, then time (`exp`, `nbf`, `iat`) with a small bounded leeway.
+type (a time claim: a finite number of seconds between 1970 and `MAX_TIME`), issuer, audience, then time
+(`exp`, `nbf`, `iat`) with a small bounded leeway, then the lifetime the token claims (when bounded).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections.abc import Collection, Mapping
 from watchword import reasons
 
 MAX_LEEWAY_SECONDS = 120
+# Latest time a time claim may name: 3000-01-01T00:00:00Z. Far beyond any real token, and far enough from
+# datetime's (and protobuf Timestamp's) year 9999 that any conversion or arithmetic on it cannot fail.
+MAX_TIME = 32503680000
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")
 _STRING_CLAIMS = ("iss", "sub", "jti")
@@ -35,8 +39,12 @@ def validate(
     issuer: str | None,
     audience: str | Collection[str] | None,
     required: Collection[str] = ("exp",),
+    max_lifetime: float | None = None,
 ) -> None:
-    """Raise ClaimsError unless the claims fit; ValueError for a bad `now`, `leeway` or `audience`."""
+    """Raise ClaimsError unless the claims fit; ValueError for a bad `now`, `leeway` or `audience`.
+
+    `max_lifetime` (seconds) bounds what the token claims: `exp - iat`, and `exp - now` (beyond the leeway),
+    so a token without `iat` cannot claim more either."""
     _check_arguments(now, leeway)
     expected_audiences = _expected_audiences(audience)
     for name in required:
@@ -45,8 +53,11 @@ def validate(
     # Registered claims of the right type (one pass, in line: this runs for every token verified).
     exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
     for name, value in zip(_TIME_CLAIMS, (exp, nbf, iat), strict=True):
-        if (value is not None or name in claims) and not _is_number(value):
-            raise ClaimsError(reasons.TOKEN_CLAIMS_INVALID, f"the claim {name!r} is not a number")
+        if (value is not None or name in claims) and not _is_time(value):
+            raise ClaimsError(
+                reasons.TOKEN_CLAIMS_INVALID,
+                f"the claim {name!r} is not a number of seconds between 1970 and the year 3000",
+            )
     for name in _STRING_CLAIMS:
         value = claims.get(name, _ABSENT)
         if value is not _ABSENT and not isinstance(value, str):
@@ -65,6 +76,20 @@ def validate(
         raise ClaimsError(reasons.TOKEN_NOT_YET_VALID, "the token is not valid yet (nbf)")
     if iat is not None and iat > now + leeway:  # type: ignore[operator]
         raise ClaimsError(reasons.TOKEN_NOT_YET_VALID, "the token was issued in the future (iat)")
+    if max_lifetime is not None and exp is not None:
+        _check_lifetime(exp, iat, now, leeway, max_lifetime)  # type: ignore[arg-type]
+
+
+def _is_time(value: object) -> bool:
+    """A NumericDate (RFC 7519 §2) any datetime conversion accepts: finite, not a bool, in range."""
+    return _is_number(value) and 0 <= value <= MAX_TIME  # type: ignore[operator]
+
+
+def _check_lifetime(exp: float, iat: float | None, now: float, leeway: float, max_lifetime: float) -> None:
+    if (iat is not None and exp - iat > max_lifetime) or exp - now > max_lifetime + leeway:
+        raise ClaimsError(
+            reasons.TOKEN_LIFETIME_TOO_LONG, f"the token claims a lifetime over {max_lifetime:g} seconds"
+        )
 
 
 def _is_number(value: object) -> bool:

@@ -92,6 +92,10 @@ def parse(token: str, *, max_bytes: int = MAX_TOKEN_BYTES, json_payload: bool = 
         if len(_HEADERS) >= MAX_CACHED_HEADERS:
             _HEADERS.clear()  # bounded, whatever the tokens sent; a flood only costs the uncached parse
         _HEADERS[header_b64] = header
+    if json_payload and "cty" in header:
+        # A JWT's payload is its claims: a content type means a nested JWT or something else to be
+        # processed another way, which would be a second verification path (RFC 8725 §3.11, 7519 §5.2).
+        raise JwsError(reasons.TOKEN_HEADER_UNSUPPORTED, "a JWT header must not carry 'cty'")
     payload = _decode(payload_b64, "payload")
     claims = _json_object(payload, "payload") if json_payload else {}
     signature = _decode(signature_b64, "signature")

@@ -48,6 +48,11 @@ def secret_owner(token: str) -> str:
     return parsed.credential_id if parsed is not None else ""
 
 
+def _with_detail(what: dict[str, Any], refusal: Refusal) -> dict[str, Any]:
+    """The refusal's audit-only detail (fixed texts, never what the caller sent), when it has one."""
+    return {**what, "detail": refusal.detail} if refusal.detail else what
+
+
 class Recorder:
     """One per server; `metrics` and `audit` may each be off (None)."""
 
@@ -81,7 +86,7 @@ class Recorder:
         if isinstance(result, Principal):
             self._record(KIND_LABELS[result.kind], ALLOW, "allowed", result, what)
         else:
-            self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, what)
+            self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, _with_detail(what, result))
 
     def authorized(
         self,
@@ -105,7 +110,7 @@ class Recorder:
             kind, who = KIND_LABELS[principal.kind], principal
         if refusal is not None:
             # Not authenticated: the refusal's reason says why (the decision's is `not_authenticated`).
-            self._record(kind, REFUSED, refusal.reason, who, what, rule)
+            self._record(kind, REFUSED, refusal.reason, who, _with_detail(what, refusal), rule)
         else:
             self._record(kind, ALLOW if allowed else DENY, reason, who, what, rule)
 
