@@ -55,6 +55,10 @@ from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 
 log = logging.getLogger("watchword")
 
+# How long the stop waits for clients to see what it did (a held refusal, a GOAWAY): loopback and LAN
+# round trips are far shorter.
+GOAWAY_SECONDS = 0.1
+
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -222,7 +226,7 @@ class RunningServer:
             await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
-        await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
+        await self._stop_grpc(grace_ends)
         if self.external is not None:
             await self.external.close()
         if self.outbound_tokens is not None:
@@ -231,6 +235,19 @@ class RunningServer:
             await self.invalidation.stop()
         await _stop_observing(self.metrics_server, self.audit)
         await self.store.close()
+
+    async def _stop_grpc(self, grace_ends: float) -> None:
+        """Stop the gRPC server so that every call it refuses sees UNAVAILABLE, never CANCELLED: refusals
+        are held while the server tells each connection to go away (GOAWAY), then answered."""
+        if self.overload is None:
+            await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
+            return
+        self.overload.hold_refusals()
+        await asyncio.sleep(GOAWAY_SECONDS)  # each busy client's next call is now held, not in flight
+        stopping = asyncio.create_task(self.server.stop(max(grace_ends - time.monotonic(), 0.1)))
+        await asyncio.sleep(GOAWAY_SECONDS)  # every client has read the GOAWAY: no new call comes here
+        self.overload.release_refusals()
+        await stopping
 
 
 def ensure_data_dir(settings: Settings) -> None:
