@@ -109,7 +109,14 @@ async def prepare_store(settings: Settings) -> Store:
                 f"the database schema is at revision {current or 'none'}, this release needs "
                 f"{database.head_revision()}: run `watchword migrate` with the same configuration first"
             )
-    return Store.connect(url)
+    return bounded_store(url, settings.store_timeout_seconds)
+
+
+def bounded_store(url: str, timeout: float) -> Store:
+    """The store, every call of it bounded in time: a hung database is an outage, not a hang (#8)."""
+    store = Store(database.create_engine(url, timeout))
+    database.bound_calls(store, database.TimeBound(timeout, database.engine_probe(store.engine)))
+    return store
 
 
 async def bootstrap_admin_token(store: Store) -> str | None:

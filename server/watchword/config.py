@@ -156,6 +156,13 @@ class Settings(BaseModel):
         description="While the store is unreachable, known credentials loaded this recently are still "
         "served from cache; 0: never.",
     )
+    store_timeout_seconds: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=60,
+        description="Longest wait for one store call (connecting, a free pooled connection, the query); "
+        "past it the store counts as down (the outage grace applies, then UNAVAILABLE).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     # Several replicas (issue #8): how stale a cached credential may get when a change event is missed.
     cache_ttl_seconds: float = Field(
