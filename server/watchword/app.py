@@ -20,7 +20,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from watchword import secret_format
+from watchword import listeners, secret_format
 from watchword.api import ext_authz
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
@@ -187,7 +187,14 @@ async def start_http(
         signing_algorithm=settings.signing_algorithm,
     )
     app = build_app(grants, keyring.jwks, metadata, recorder)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    bound = listeners.connection_bound(settings.max_connections, listeners.open_file_limit())
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        **listeners.uvicorn_options(bound, settings.idle_timeout_seconds),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
@@ -367,6 +374,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         # Observing first, so every answer is timed and audited with its request id; then the bound: an
         # excess call is refused before anything else is done for it (#8).
         overload = OverloadInterceptor(settings.max_concurrent_rpcs)
+        # Idle or slow clients of one port must not use up the descriptors the others need (#8).
+        per_port = listeners.connection_bound(settings.max_connections, listeners.open_file_limit())
         server = grpc.aio.server(
             interceptors=[
                 ObserveInterceptor(metrics, audit, served_methods()),
@@ -377,6 +386,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                *listeners.grpc_options(per_port),
             ],
         )
         jwt = JwtSettings(
@@ -461,7 +471,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         # Before the gRPC server starts: a port in use stops the start before anything is served.
         if settings.metrics_enabled:
             try:
-                metrics_server = observe_metrics.serve(metrics, settings.metrics_host, settings.metrics_port)
+                metrics_server = observe_metrics.serve(
+                    metrics, settings.metrics_host, settings.metrics_port, settings.idle_timeout_seconds
+                )
             except OSError as exc:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
@@ -519,6 +531,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully."""
+    log.info("open-file limit: %s", listeners.raise_open_file_limit())
     running = await start(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
