@@ -129,3 +129,35 @@ def test_a_warning_during_an_rpc_is_a_json_line_with_its_request_id(tmp_path) ->
         plain = [line for line in server.output if line.startswith(("20", "INFO", "WARNING"))]
         assert plain == []
         assert "never-logged-secret" not in "".join(server.output)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_s8_repeated_lines_are_rate_limited_and_the_left_out_ones_counted() -> None:
+    clock = _Clock()
+    stream = io.StringIO()
+    out = logging_setup.handler("text", stream)
+    out.filters.insert(0, logging_setup.RepeatFilter(burst=3, interval=10.0, clock=clock))
+    logger = logging.getLogger("test.repeat")
+    logger.propagate = False
+    logger.handlers = [out]
+    for n in range(50):
+        logger.warning("store unavailable during %s", f"call {n}")
+    logger.warning("another kind of line")  # a different template is not held back by the flood
+    clock.now += 10.0
+    logger.warning("store unavailable during %s", "call 50")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 5
+    assert [line.split(" during ")[-1] for line in lines[:3]] == ["call 0", "call 1", "call 2"]
+    assert lines[3].endswith("another kind of line")
+    assert lines[4].endswith("call 50 [47 more like this left out in 10s]")
+
+
+def test_the_server_log_handler_limits_repeats() -> None:
+    assert any(isinstance(f, logging_setup.RepeatFilter) for f in logging_setup.handler("json").filters)

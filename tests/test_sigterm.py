@@ -103,3 +103,44 @@ def test_sigterm_under_load_lets_every_call_in_flight_finish(tmp_path: Path) -> 
     assert refused <= {"UNAVAILABLE"}, refused
     # Refused by the drain itself, with the reason a client retries elsewhere on (not a broken call).
     assert any(errors.SHUTTING_DOWN in str(rpc_status.from_call(r)) for r in refusals), refusals  # type: ignore[arg-type]
+
+
+HAMMERS = 8
+
+
+def test_s8_a_draining_replica_refuses_with_unavailable_never_cancelled(tmp_path: Path) -> None:
+    """Clients that keep calling through the whole drain, as a retrying client does: every refusal is
+    UNAVAILABLE (retried by clients), even for the calls arriving while the gRPC server itself stops,
+    where gRPC would cancel a call it had read but not yet handed out (CANCELLED is never retried)."""
+    env = {"WATCHWORD_SHUTDOWN_GRACE_SECONDS": "2"}
+    server = WatchwordProcess(tmp_path / "data", env=env).start()
+    codes: list[str] = []
+    stop = threading.Event()
+    try:
+        tenant = make_tenant(server)
+        key = create_credential(server, kind=API_KEY, organization_id=tenant.organization_id, name="l").secret
+
+        def hammer() -> None:
+            with grpc.insecure_channel(server.address) as channel:
+                stub = auth_pb2_grpc.AuthServiceStub(channel)
+                while not stop.is_set():
+                    try:
+                        stub.Authenticate(_request(key), timeout=5)
+                        codes.append("OK")
+                    except grpc.RpcError as exc:
+                        codes.append(exc.code().name)
+
+        threads = [threading.Thread(target=hammer) for _ in range(HAMMERS)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        time.sleep(0.5)  # calls after the exit: refused by the client's own connection attempt
+    finally:
+        stop.set()
+        server.stop()
+    for thread in threads:
+        thread.join(10)
+    assert "OK" in codes
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, {code: codes.count(code) for code in set(codes)}

@@ -135,3 +135,39 @@ def test_callers_waiting_on_the_failed_reload_get_the_stale_value_too() -> None:
         assert store.queries == 2  # the first load, then one shared reload for the five callers
 
     asyncio.run(scenario())
+
+
+def test_s8_a_hung_store_call_gives_up_in_time_and_later_calls_fail_at_once_until_the_probe_answers() -> None:
+    from watchword.store.database import StoreTimeoutError, TimeBound, is_store_outage
+
+    async def scenario() -> None:
+        store_answers = asyncio.Event()
+        probes = 0
+
+        async def probe() -> None:
+            nonlocal probes
+            probes += 1
+            await store_answers.wait()
+
+        async def query() -> str:
+            await store_answers.wait()
+            return "row"
+
+        bound = TimeBound(0.05, probe)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StoreTimeoutError) as hung:
+            await bound.run(query())
+        assert is_store_outage(hung.value)  # so the outage grace applies, and the guard says UNAVAILABLE
+        assert asyncio.get_running_loop().time() - started < 0.5
+        with pytest.raises(StoreTimeoutError):
+            await bound.run(query())  # at once: nothing waits on a hung store
+        assert bound.timeouts == 1
+        await asyncio.sleep(0.2)
+        assert probes >= 2  # the probe keeps asking
+        store_answers.set()
+        await asyncio.sleep(0.2)
+        assert bound.hung_since is None
+        assert await bound.run(query()) == "row"
+        await bound.close()
+
+    asyncio.run(scenario())

@@ -20,7 +20,7 @@ import uvicorn
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from watchword import secret_format
+from watchword import listeners, secret_format
 from watchword.api import ext_authz, reflection
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
@@ -54,6 +54,10 @@ from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc
 
 log = logging.getLogger("watchword")
+
+# How long the stop waits for clients to see what it did (a held refusal, a GOAWAY): loopback and LAN
+# round trips are far shorter.
+GOAWAY_SECONDS = 0.1
 
 SERVICE_NAMES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
@@ -105,7 +109,14 @@ async def prepare_store(settings: Settings) -> Store:
                 f"the database schema is at revision {current or 'none'}, this release needs "
                 f"{database.head_revision()}: run `watchword migrate` with the same configuration first"
             )
-    return Store.connect(url)
+    return bounded_store(url, settings.store_timeout_seconds)
+
+
+def bounded_store(url: str, timeout: float) -> Store:
+    """The store, every call of it bounded in time: a hung database is an outage, not a hang (#8)."""
+    store = Store(database.create_engine(url, timeout))
+    database.bound_calls(store, database.TimeBound(timeout, database.engine_probe(store.engine)))
+    return store
 
 
 async def bind_unbound_memberships(store: Store, issuers: Sequence[str], chosen: str = "") -> int:
@@ -201,7 +212,14 @@ async def start_http(
         signing_algorithm=settings.signing_algorithm,
     )
     app = build_app(grants, keyring.jwks, metadata, recorder)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    bound = listeners.connection_bound(settings.max_connections, listeners.open_file_limit())
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        **listeners.uvicorn_options(bound, settings.idle_timeout_seconds),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
@@ -247,7 +265,7 @@ class RunningServer:
             await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
-        await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
+        await self._stop_grpc(grace_ends)
         if self.external is not None:
             await self.external.close()
         if self.outbound_tokens is not None:
@@ -256,6 +274,19 @@ class RunningServer:
             await self.invalidation.stop()
         await _stop_observing(self.metrics_server, self.audit)
         await self.store.close()
+
+    async def _stop_grpc(self, grace_ends: float) -> None:
+        """Stop the gRPC server so that every call it refuses sees UNAVAILABLE, never CANCELLED: refusals
+        are held while the server tells each connection to go away (GOAWAY), then answered."""
+        if self.overload is None:
+            await self.server.stop(max(grace_ends - time.monotonic(), 0.1))
+            return
+        self.overload.hold_refusals()
+        await asyncio.sleep(GOAWAY_SECONDS)  # each busy client's next call is now held, not in flight
+        stopping = asyncio.create_task(self.server.stop(max(grace_ends - time.monotonic(), 0.1)))
+        await asyncio.sleep(GOAWAY_SECONDS)  # every client has read the GOAWAY: no new call comes here
+        self.overload.release_refusals()
+        await stopping
 
 
 def ensure_data_dir(settings: Settings) -> None:
@@ -369,6 +400,8 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         # Observing first, so every answer is timed and audited with its request id; then the bound: an
         # excess call is refused before anything else is done for it (#8).
         overload = OverloadInterceptor(settings.max_concurrent_rpcs)
+        # Idle or slow clients of one port must not use up the descriptors the others need (#8).
+        per_port = listeners.connection_bound(settings.max_connections, listeners.open_file_limit())
         server = grpc.aio.server(
             interceptors=[
                 ObserveInterceptor(metrics, audit, served_methods()),
@@ -379,6 +412,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                *listeners.grpc_options(per_port),
             ],
         )
         jwt = JwtSettings(
@@ -460,7 +494,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         # Before the gRPC server starts: a port in use stops the start before anything is served.
         if settings.metrics_enabled:
             try:
-                metrics_server = observe_metrics.serve(metrics, settings.metrics_host, settings.metrics_port)
+                metrics_server = observe_metrics.serve(
+                    metrics, settings.metrics_host, settings.metrics_port, settings.idle_timeout_seconds
+                )
             except OSError as exc:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
@@ -522,6 +558,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully."""
+    log.info("open-file limit: %s", listeners.raise_open_file_limit())
     running = await start(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

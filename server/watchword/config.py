@@ -178,6 +178,27 @@ class Settings(BaseModel):
         description="While the store is unreachable, known credentials loaded this recently are still "
         "served from cache; 0: never.",
     )
+    store_timeout_seconds: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=60,
+        description="Longest wait for one store call (connecting, a free pooled connection, the query); "
+        "past it the store counts as down (the outage grace applies, then UNAVAILABLE).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=16,
+        le=100_000,
+        description="Connections the gRPC port and the HTTP port each keep open at most; past it a new "
+        "connection is closed at once.",
+    )
+    idle_timeout_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="The HTTP and metrics ports close a connection that has not sent a whole request "
+        "header this long after connecting, or sends nothing this long between requests.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     # Several replicas (issue #8): how stale a cached credential may get when a change event is missed.
     cache_ttl_seconds: float = Field(

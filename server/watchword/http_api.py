@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -165,7 +165,14 @@ def build_app(
         Route("/.well-known/jwks.json", jwks_document, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={ClientDisconnect: _client_gone})
+
+
+async def _client_gone(request: Request, _exc: Exception) -> Response:
+    """A client that hung up mid-request is ordinary on the internet: one info line, no traceback. The
+    response is never sent (there is no one to read it)."""
+    log.info("client disconnected before its request was read: %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 def _record(recorder: Recorder, grant: str, kind: CredentialKind, claimed: str, outcome: Outcome) -> None:

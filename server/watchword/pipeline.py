@@ -5,6 +5,8 @@ No gRPC here: the servicers in `api/` translate protos to these calls and back.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -28,8 +30,11 @@ from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.verified_tokens import VerifiedTokens
 from watchword.jose import jws
+from watchword.store.database import is_store_outage
 from watchword.store.models import Application, Credential, Membership
 from watchword.store.repository import Store
+
+log = logging.getLogger("watchword.pipeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,14 @@ class AuthorizeOutcome:
     decision: Decision
     principal: Principal | None = None
     refusal: Refusal | None = None
+
+
+def entry_fault(what: str) -> tuple[str, str]:
+    """Log the exception being handled once, with its traceback and an incident id (never a credential:
+    tracebacks carry no local values), and return the reason and message that name the incident (T7)."""
+    incident = uuid.uuid4().hex[:16]
+    log.exception("internal error %s (incident %s)", what, incident)
+    return reasons.INTERNAL_ERROR, f"internal error (incident {incident})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +135,25 @@ class Pipeline:
             presented = extract.from_http(source, self.transports)
         if isinstance(presented, Refusal):
             result: Principal | Refusal = presented
-        elif memo is not None and presented in memo:
-            result = memo[presented]
+        elif memo is not None:
+            result = memo[presented] if presented in memo else await self._identify_isolated(presented, now)
+            memo[presented] = result
         else:
             result = await self._identify(presented, now)
-            if memo is not None:
-                memo[presented] = result
         if isinstance(result, Refusal):
             result = replace(result, www_authenticate=_challenge(result, source))
         return result
+
+    async def _identify_isolated(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
+        """In a batch (T7), an unexpected fault verifying one credential is that credential's refusal,
+        remembered in the memo so it is logged once; a store outage still fails the call (retryable)."""
+        try:
+            return await self._identify(presented, now)
+        except Exception as exc:
+            if is_store_outage(exc):
+                raise
+            reason, message = entry_fault("verifying a batch entry's credential")
+            return Refusal(reason=reason, message=message)
 
     async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""

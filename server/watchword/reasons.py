@@ -45,6 +45,7 @@ EVENT_TYPE_DENIED = "event_type_denied"
 EVENT_TYPE_NOT_ALLOWED = "event_type_not_allowed"
 NO_RULE_ALLOWS = "no_rule_allows"
 ENTRY_INVALID = "entry_invalid"
+INTERNAL_ERROR = "internal_error"
 NOT_A_MEMBER = "not_a_member"
 ROLE_NOT_GRANTED = "role_not_granted"
 ISSUER_NOT_BOUND = "issuer_not_bound"
@@ -120,6 +121,8 @@ REASONS: dict[str, str] = {
     "characters (S4).",
     ENTRY_INVALID: "A batch entry is malformed (the message names the field); the other entries are "
     "decided as usual (T7).",
+    INTERNAL_ERROR: "A fault in Watchword while deciding this batch entry (the message carries an incident "
+    "id under which the server log has the details); the other entries are decided as usual (T7).",
     ROUTE_NOT_CONFIGURED: "E1: the HTTP request matches no configured route (method and path template); "
     "denied with 403 before any credential is read.",
     AUTHORIZATION_UNAVAILABLE: "E1: Watchword could not decide (store unavailable, internal error); the "

@@ -322,6 +322,30 @@ class PostgresServer:
         self.stop()
         self.start()
 
+    def processes(self) -> list[int]:
+        """The postmaster and every backend and helper it forked."""
+        root = self.pid
+        if root is None:
+            return []
+        found = [root]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == root:
+                found.append(int(stat.parent.name))
+        return found
+
+    def freeze(self) -> None:
+        """Every process stops (SIGSTOP): connections stay open, nothing is answered or refused."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
+
     def close(self) -> None:
         """Stop the server and delete the cluster if we created it outside base_dir."""
         try:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -28,9 +29,14 @@ class WatchwordProcess:
     """`with WatchwordProcess(tmp_path) as ww:` gives `ww.port`, `ww.admin_token`, stubs and the output."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn  # run in the child before the server starts (e.g. setrlimit)
         self.extra_env = env or {}
         self.args = args or []
         self.port = 0
@@ -74,6 +80,7 @@ class WatchwordProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=self.preexec_fn,
         )
         threading.Thread(target=self._read_output, daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT

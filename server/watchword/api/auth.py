@@ -17,7 +17,8 @@ from watchword.observe import decisions
 from watchword.observe.decisions import Recorder
 from watchword.outbound import header_values
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
-from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline
+from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline, entry_fault
+from watchword.store.database import is_store_outage
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
 
@@ -109,20 +110,32 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise FieldError("entries", "at least one entry is required")
         if len(request.entries) > self._max_batch_entries:
             raise FieldError("entries", f"at most {self._max_batch_entries} entries per batch")
-        results = []
         memo: Memo = {}  # each distinct credential of the batch is verified once
-        for index, entry in enumerate(request.entries):
-            try:
-                results.append(await self._authorize_one(entry, f"entries[{index}].", memo, index))
-            except FieldError as exc:
-                # One bad entry gets its own refusal and never spoils the others (T7).
-                refusal = Refusal(reason=reasons.ENTRY_INVALID, message=str(exc))
-                denial = Decision(allowed=False, reason=reasons.ENTRY_INVALID, rule="S8", message=str(exc))
-                # The entry's fields are what was wrong: none of them goes to the audit log.
-                self._recorder.authorized("", None, None, None, False, reasons.ENTRY_INVALID, "S8", index)
-                outcome = AuthorizeOutcome(decision=denial, refusal=refusal)
-                results.append(_outcome_to_proto(outcome, self._principals))
+        results = [
+            await self._authorize_entry(entry, index, memo) for index, entry in enumerate(request.entries)
+        ]
         return auth_pb2.AuthorizeBatchResponse(results=results)
+
+    async def _authorize_entry(
+        self, entry: auth_pb2.AuthorizeRequest, index: int, memo: Memo
+    ) -> auth_pb2.AuthorizeResponse:
+        """One batch entry: whatever goes wrong with it is its own denial and never spoils the others (T7).
+        Only a store outage fails the whole call (UNAVAILABLE, retryable)."""
+        try:
+            return await self._authorize_one(entry, f"entries[{index}].", memo, index)
+        except FieldError as exc:
+            return self._entry_denial(index, reasons.ENTRY_INVALID, str(exc))
+        except Exception as exc:
+            if is_store_outage(exc):
+                raise
+            return self._entry_denial(index, *entry_fault(f"deciding batch entry {index}"))
+
+    def _entry_denial(self, index: int, reason: str, message: str) -> auth_pb2.AuthorizeResponse:
+        refusal = Refusal(reason=reason, message=message)
+        denial = Decision(allowed=False, reason=reason, rule="S8", message=message)
+        # The entry's fields are what was wrong: none of them goes to the audit log.
+        self._recorder.authorized("", None, None, None, False, reason, "S8", index)
+        return _outcome_to_proto(AuthorizeOutcome(decision=denial, refusal=refusal), self._principals)
 
     async def IssueToken(
         self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext

@@ -74,8 +74,9 @@ def _guarded(behavior: Behavior, method: str) -> Behavior:
                 errors.FIELD_INVALID,
                 "a value in the request cannot be stored",
             )
-        except (OperationalError, PoolTimeoutError, DBAPIError, ConnectionError, OSError):
-            log.warning("store unavailable during %s", method, exc_info=True)
+        except (OperationalError, PoolTimeoutError, DBAPIError, ConnectionError, OSError) as exc:
+            # An outage fails every call alike: one line each (rate-limited), the cause without a traceback.
+            log.warning("store unavailable during %s: %s", method, _cause(exc))
             await errors.abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
@@ -90,6 +91,13 @@ def _guarded(behavior: Behavior, method: str) -> Behavior:
             )
 
     return guarded
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of what the driver said, e.g. "connection refused" or "did not answer within 2s"."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0] if lines else ''}"
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
@@ -162,8 +170,8 @@ class AdminAuthInterceptor(grpc.aio.ServerInterceptor):
             )
         try:
             admin_id = await self._check(values[0][7:].strip())
-        except (OperationalError, DBAPIError, OSError):
-            log.warning("store unavailable while checking an admin token", exc_info=True)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            log.warning("store unavailable while checking an admin token: %s", _cause(exc))
             return _rejecting(
                 errors.STORE_UNAVAILABLE, "the store is unavailable; retry", grpc.StatusCode.UNAVAILABLE
             )

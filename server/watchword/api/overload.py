@@ -9,7 +9,10 @@ a busy replica's health check fail would pull it and push its load onto the othe
 (health Watch, reflection) are not counted for the same reason.
 
 On shutdown, `drain()` makes new calls answer UNAVAILABLE (`shutting_down`, a reason clients retry
-elsewhere on) while the calls already admitted finish; `wait_idle` tells when none is left.
+elsewhere on) while the calls already admitted finish; `wait_idle` tells when none is left. Just before
+the gRPC server itself stops, `hold_refusals()` keeps those refusals waiting until `release_refusals()`:
+gRPC cancels (CANCELLED, which clients do not retry) every call that reaches a stopping server before its
+GOAWAY reached the client, so a client answered at that moment must not be sending its next call yet.
 
 grpc's own `maximum_concurrent_rpcs` server option is not used: it refuses without an ErrorInfo reason,
 and it counts health checks too, so a flood would make a busy replica look dead.
@@ -18,6 +21,7 @@ and it counts health checks too, so a flood would make a busy replica look dead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -67,11 +71,10 @@ async def _refuse_overloaded(_request: Any, context: grpc.aio.ServicerContext) -
 _OVERLOADED_HANDLER = grpc.unary_unary_rpc_method_handler(_refuse_overloaded)
 
 
-async def _refuse_shutting_down(_request: Any, context: grpc.aio.ServicerContext) -> Any:
-    await context.abort_with_status(_SHUTTING_DOWN)
-
-
-_SHUTTING_DOWN_HANDLER = grpc.unary_unary_rpc_method_handler(_refuse_shutting_down)
+# A held refusal is answered this long before its deadline, so a short deadline still sees UNAVAILABLE.
+HOLD_MARGIN_SECONDS = 0.05
+# Longest a refusal is held, whatever happens to the shutdown.
+MAX_HOLD_SECONDS = 2.0
 
 
 class OverloadInterceptor(grpc.aio.ServerInterceptor):
@@ -85,11 +88,39 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         self.refused = 0  # calls answered RESOURCE_EXHAUSTED: for tests and metrics
         self.expired = 0  # calls answered DEADLINE_EXCEEDED without work
         self.draining = False
+        self.held = 0  # refusals waiting for release_refusals()
+        self._holding = False
+        self._released = asyncio.Event()
+        self._shutting_down_handler = grpc.unary_unary_rpc_method_handler(self._refuse_shutting_down)
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def drain(self) -> None:
         """From now on refuse new calls (UNAVAILABLE `shutting_down`); admitted ones carry on."""
         self.draining = True
+
+    def hold_refusals(self) -> None:
+        """From now on a refused call waits for `release_refusals()` (bounded by its deadline)."""
+        self._holding = True
+
+    def release_refusals(self) -> None:
+        self._released.set()
+
+    async def _refuse_shutting_down(self, _request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if self._holding and self.held < self.max_concurrent:
+            self.held += 1
+            try:
+                await self._wait_release(context.time_remaining())
+            finally:
+                self.held -= 1
+        await context.abort_with_status(_SHUTTING_DOWN)
+
+    async def _wait_release(self, remaining: float | None) -> None:
+        hold = (
+            MAX_HOLD_SECONDS if remaining is None else min(remaining - HOLD_MARGIN_SECONDS, MAX_HOLD_SECONDS)
+        )
+        if hold > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), hold)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no admitted call is being worked on; False if some still are after `timeout`."""
@@ -107,7 +138,7 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         if method.startswith(EXEMPT_PREFIXES):
             return await continuation(handler_call_details)
         if self.draining:
-            return _SHUTTING_DOWN_HANDLER
+            return self._shutting_down_handler
         if self.in_flight >= self.max_concurrent:
             # Before the continuation: under overload even the admin token check is not worth a query.
             self.refused += 1

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
@@ -26,6 +29,55 @@ class RequestIdFilter(logging.Filter):
         record.request_id = rid
         record.request_suffix = f" request_id={rid}" if rid else ""
         return True
+
+
+# Lines of one kind (logger, level, message template) written per interval before the rest are counted.
+REPEAT_BURST = 20
+REPEAT_INTERVAL_SECONDS = 10.0
+# Kinds remembered (least recently seen forgotten first): templates are few, this only bounds memory.
+MAX_REPEAT_KINDS = 1024
+
+
+class RepeatFilter(logging.Filter):
+    """Rate-limits repeated lines: a flood (every call failing alike, a listener out of file descriptors)
+    must not cost more than the service, nor bury what came before it. Past `burst` lines of one kind in
+    `interval` seconds, lines of that kind are counted instead of written; the first one written after
+    the interval says how many were left out."""
+
+    def __init__(
+        self,
+        burst: int = REPEAT_BURST,
+        interval: float = REPEAT_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.burst = burst
+        self.interval = interval
+        self._clock = clock
+        # kind -> [window start, lines written in it, lines left out]
+        self._kinds: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        window = self._kinds.get(kind)
+        if window is None or now - window[0] >= self.interval:
+            left_out = int(window[2]) if window is not None else 0
+            self._remember(kind, [now, 1, 0])
+            if left_out:
+                record.msg = f"{record.msg} [{left_out} more like this left out in {self.interval:g}s]"
+            return True
+        if window[1] < self.burst:
+            window[1] += 1
+            return True
+        window[2] += 1
+        return False
+
+    def _remember(self, kind: tuple[str, int, str], window: list[float]) -> None:
+        self._kinds[kind] = window
+        self._kinds.move_to_end(kind)
+        while len(self._kinds) > MAX_REPEAT_KINDS:
+            self._kinds.popitem(last=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,6 +106,7 @@ class JsonFormatter(logging.Formatter):
 
 def handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler:
     out = logging.StreamHandler(stream or sys.stderr)
+    out.addFilter(RepeatFilter())
     out.addFilter(RequestIdFilter())
     out.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     return out

@@ -11,15 +11,17 @@ Revocation delay hook: whoever applies a revocation that another replica publish
 
 from __future__ import annotations
 
+import socket
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 # RPC latency: from a warm-cache Authenticate (well under a millisecond) to a slow store or token server.
@@ -227,6 +229,47 @@ class MetricsServer:
         self.thread.join(5)
 
 
-def serve(metrics: Metrics, host: str, port: int) -> MetricsServer:
-    httpd, thread = start_http_server(port, addr=host, registry=metrics.registry)
+# The exporter serves a scraper or two: a few connections, each closed when idle (a thread apiece).
+MAX_METRICS_CONNECTIONS = 16
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """A connection that sends nothing for `timeout` seconds is closed (StreamRequestHandler applies it);
+    requests are not logged."""
+
+    timeout = 10.0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _BoundedServer(ThreadingWSGIServer):
+    """prometheus_client's threading server, holding at most MAX_METRICS_CONNECTIONS connections: past
+    it a new one is closed at once instead of getting a thread of its own."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._slots = threading.BoundedSemaphore(MAX_METRICS_CONNECTIONS)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(metrics: Metrics, host: str, port: int, idle_seconds: float = 10.0) -> MetricsServer:
+    handler = type("Handler", (_QuietHandler,), {"timeout": idle_seconds})
+    server_class = type(
+        "Server", (_BoundedServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET}
+    )
+    httpd = make_server(host, port, make_wsgi_app(metrics.registry), server_class, handler_class=handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
     return MetricsServer(httpd, thread)

@@ -1,0 +1,111 @@
+"""Bounds on what clients can hold open on each listener (#8): connections, idle time, header size, and
+the process's file descriptors they all draw from.
+
+Idle or slowloris connections to one port must not starve the others: with no bound, a few thousand
+idle HTTP connections used up the open-file limit, the gRPC port could accept nothing (health checks
+timed out) and every failed accept logged a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("watchword.listeners")
+
+# File descriptors kept for everything but client connections: the store's pool, the audit and log
+# files, JWKS and token fetches, the metrics port.
+RESERVED_DESCRIPTORS = 128
+# The HTTP request line and headers together (uvicorn's h11 default, stated here on purpose).
+MAX_HEADER_BYTES = 16 * 1024
+# Connections waiting to be accepted on the HTTP port (also how many asyncio accepts in one go).
+ACCEPT_BACKLOG = 64
+# gRPC: concurrent calls on one connection (the replica-wide bound is max_concurrent_rpcs).
+MAX_STREAMS_PER_CONNECTION = 128
+# gRPC: a connection with no call for this long is closed (GOAWAY; clients reconnect when needed).
+GRPC_MAX_IDLE_MS = 300_000
+# gRPC: a connection that has not finished its HTTP/2 handshake (or TLS) after this long is closed.
+GRPC_HANDSHAKE_TIMEOUT_MS = 10_000
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one (what the operator allowed) and return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %s to %s: %s", soft, hard, exc)
+    return soft
+
+
+def open_file_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_bound(max_connections: int, open_files: int) -> int:
+    """Connections each port may hold: at most `max_connections`, and both ports together must leave
+    RESERVED_DESCRIPTORS free under the open-file limit."""
+    fits = max((open_files - RESERVED_DESCRIPTORS) // 2, 16)
+    if fits < max_connections:
+        log.warning(
+            "the open-file limit (%s) allows %s connections per port, not max_connections=%s; raise the "
+            "limit (ulimit -n, LimitNOFILE) to serve more",
+            open_files,
+            fits,
+            max_connections,
+        )
+    return min(max_connections, fits)
+
+
+def grpc_options(max_connections: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+        ("grpc.max_connection_idle_ms", GRPC_MAX_IDLE_MS),
+        ("grpc.server_handshake_timeout_ms", GRPC_HANDSHAKE_TIMEOUT_MS),
+    ]
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, with the two bounds it lacks: a connection past `limit_concurrency` is
+    closed at once (uvicorn would keep it and answer 503 to each request), and a connection must send a
+    whole request header within `timeout_keep_alive` of connecting (uvicorn waits for ever)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # One below uvicorn's own bound, which answers 503 to every request once it is reached.
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency - 1:
+            transport.abort()  # nothing was read: nothing to answer, no descriptor kept
+            return
+        super().connection_made(transport)
+        self._first_request_timer = self.loop.call_later(self.timeout_keep_alive, self._no_request_in_time)
+
+    def _no_request_in_time(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            log.debug("closing a connection that sent no whole request header in time")
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        timer = getattr(self, "_first_request_timer", None)
+        if timer is not None:
+            timer.cancel()
+        if self in self.connections or getattr(self, "transport", None) is not None:
+            super().connection_lost(exc)
+
+
+def uvicorn_options(max_connections: int, idle_seconds: float) -> dict[str, Any]:
+    return {
+        "http": BoundedH11Protocol,
+        "limit_concurrency": max_connections + 1,
+        "timeout_keep_alive": idle_seconds,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        # asyncio accepts up to `backlog` connections in one go, before any is counted: uvicorn's 2048
+        # let a burst of idle clients take every descriptor at once.
+        "backlog": ACCEPT_BACKLOG,
+    }
