@@ -36,6 +36,9 @@ _REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 DEFAULT_MAX_ENTRIES = 50_000
+# A remembered secret: the record it verified against, that record's state then, the principal, and
+# whether it matched the current secret (False: the previous one, during its overlap).
+_Entry = tuple[Credential, tuple[object, ...], Principal, bool]
 
 
 def _refuse(reason: str, message: str) -> Refusal:
@@ -81,8 +84,7 @@ class VerifiedSecrets:
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self._max_entries = max_entries
-        # presented -> (record it verified against, its state then, principal, whether by the current secret)
-        self._entries: dict[PresentedCredential, tuple[Credential, tuple[object, ...], Principal, bool]] = {}
+        self._entries: dict[PresentedCredential, _Entry] = {}
 
     async def get(
         self, presented: PresentedCredential, lookup: CredentialLookup, now: datetime
@@ -94,9 +96,15 @@ class VerifiedSecrets:
         seen, state, principal, current = entry
         record = await lookup(principal.credential_id)
         if record is not seen or _state(record) != state or not (current or _in_overlap(record, now)):
-            del self._entries[presented]
+            self._forget(presented, entry)
             return None
         return state_refusal(record, now) or principal
+
+    def _forget(self, presented: PresentedCredential, entry: _Entry) -> None:
+        """Drop `entry` if it is still the one kept: concurrent calls for one secret all reach here after
+        the lookup's await, and one of them may have dropped it or remembered a fresh one meanwhile."""
+        if self._entries.get(presented) is entry:
+            del self._entries[presented]
 
     def remember(
         self, presented: PresentedCredential, record: Credential, principal: Principal, current: bool

@@ -69,7 +69,9 @@ class VerifiedTokens:
         expired = principal.expires_at is not None and principal.expires_at <= now
         stale = self._clock() - verified_at > self._max_age
         if expired or stale or not await self._unchanged(principal, state, now):
-            self._entries.pop(key, None)
+            # After the await a concurrent call may have dropped it or kept a fresh one: drop only this.
+            if self._entries.get(key) is entry:
+                del self._entries[key]
             self.misses += 1
             return None
         self.hits += 1
