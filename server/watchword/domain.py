@@ -96,6 +96,9 @@ class Principal:
     event_types_allowed: tuple[str, ...] = ()
     event_types_denied: tuple[str, ...] = ()
     token_id: str = ""
+    # Which of its credential's secrets the caller proved (`credential_state.secret_version`): a token
+    # minted for this principal carries it and dies when that secret stops verifying (I6).
+    secret_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from watchword.domain import (
     Transport,
 )
 from watchword.identify import opaque_secret
-from watchword.identify.credential_state import state_refusal
+from watchword.identify.credential_state import secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
@@ -139,10 +139,11 @@ class ClientAuthenticator:
             return _refuse(
                 reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method"
             )
+        used = 0  # which secret signed: 0 the current one (and for private_key_jwt), 1 the previous
         try:
             if record.client_auth_method == CLIENT_SECRET_JWT:
                 jws.allowed(parsed, SECRET_JWT_ALGORITHMS)
-                verify_with_any(parsed, self._sealed_keys.keys(record, now, parsed.algorithm))
+                used = verify_with_any(parsed, self._sealed_keys.keys(record, now, parsed.algorithm))
             else:
                 jws.allowed(parsed, PRIVATE_KEY_ALGORITHMS)
                 key = self._public_key(record)
@@ -180,4 +181,5 @@ class ClientAuthenticator:
             permissions=frozenset(record.permissions),
             expires_at=record.expires_at,
             token_id=jti,
+            secret_version=secret_version(record.previous_secret_hash if used else record.secret_hash),
         )

@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus
 
 from watchword import reasons, secret_format
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
-from watchword.identify.credential_state import state_refusal
+from watchword.identify.credential_state import secret_version, state_refusal
 from watchword.store.models import Credential
 
 _DIRECT = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
@@ -147,8 +147,12 @@ def _id_matches(
 
 
 def principal_for(
-    record: Credential, presented: PresentedCredential, application_actions: frozenset[str]
+    record: Credential,
+    presented: PresentedCredential,
+    application_actions: frozenset[str],
+    current: bool = True,
 ) -> Principal:
+    """`current`: whether the current secret was presented (False: the previous one, in its overlap)."""
     kind = CredentialKind(record.kind)
     permissions = (
         application_actions if kind is CredentialKind.APPLICATION_SECRET else frozenset(record.permissions)
@@ -165,6 +169,7 @@ def principal_for(
         discouraged_transport=presented.transport is Transport.QUERY,
         event_types_allowed=tuple(record.event_types_allowed),
         event_types_denied=tuple(record.event_types_denied),
+        secret_version=secret_version(record.secret_hash if current else record.previous_secret_hash),
     )
 
 
@@ -203,7 +208,7 @@ async def verify(
     basic_api_key = presented.transport is Transport.BASIC and parsed.kind is CredentialKind.API_KEY
     if basic_api_key and not record.basic_auth_enabled:
         return _refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")
-    principal = principal_for(record, presented, application_actions)
+    principal = principal_for(record, presented, application_actions, matched)
     if verified is not None:
         verified.remember(presented, record, principal, matched)
     return principal
