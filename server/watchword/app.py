@@ -404,6 +404,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 signer,
                 admin_interceptor.check,
                 recorder,
+                max_batch_credentials=settings.max_batch_credentials,
             ),
             server,
         )

@@ -55,6 +55,9 @@ class Settings(BaseModel):
     )
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=300, description="SIGTERM drain time.")
     max_batch_entries: int = Field(default=1000, ge=1, le=10000, description="AuthorizeBatch bound (T7).")
+    max_batch_credentials: int = Field(
+        default=100, ge=1, le=10000, description="Most distinct credentials in one AuthorizeBatch (T7)."
+    )
     max_token_bytes: int = Field(default=8192, ge=256, le=65536, description="Longest credential read.")
     max_request_headers: int = Field(
         default=256, ge=8, le=4096, description="Most headers in one HttpRequest."

@@ -226,3 +226,26 @@ class Pipeline:
         return AuthorizeOutcome(
             decision=decide(self.catalogue, authenticated, action, resolved), principal=authenticated
         )
+
+    def batch_credentials(self, sources: list[CredentialInput]) -> set[PresentedCredential]:
+        """The distinct credentials a batch presents (T7): what it can make this replica verify."""
+        found: set[PresentedCredential] = set()
+        for source in sources:
+            if isinstance(source, BareInput):
+                presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
+            else:
+                presented = extract.from_http(source, self.transports)
+            if not isinstance(presented, Refusal):
+                found.add(presented)
+        return found
+
+    async def preload(self, credentials: set[PresentedCredential]) -> None:
+        """Look up the stored credentials that a batch's opaque secrets name together, in one query: a
+        batch of unknown keys once cost one query per entry."""
+        named = (opaque_secret.credential_id_of(p) for p in credentials if p.token.count(".") != 2)
+        try:
+            await self.credentials.load_many([i for i in named if i], self.store.get_credentials)
+        except Exception:
+            # Only a shortcut: each entry's own lookup meets the same fault and answers it as it always
+            # does (a stale entry during an outage, UNAVAILABLE, the entry's own refusal).
+            return

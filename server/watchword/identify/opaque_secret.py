@@ -134,6 +134,12 @@ def _secret_and_id(presented: PresentedCredential) -> tuple[str, str]:
     return token, client_id
 
 
+def credential_id_of(presented: PresentedCredential) -> str | None:
+    """The credential id an opaque secret names, read without the store (None: not one of ours)."""
+    parsed = secret_format.parse(_secret_and_id(presented)[0])
+    return None if parsed is None else parsed.credential_id
+
+
 def _id_matches(
     kind: CredentialKind, record: Credential, presented: PresentedCredential, client_id: str
 ) -> bool:
