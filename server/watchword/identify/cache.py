@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from watchword.store.database import is_store_outage
 
@@ -26,6 +26,13 @@ ValueT = TypeVar("ValueT")
 
 DEFAULT_TTL_SECONDS = 1.0
 DEFAULT_MAX_ENTRIES = 100_000
+
+
+def trim_oldest(entries: dict[Any, Any], max_entries: int) -> None:
+    """Keep a plain dict used as a cache within `max_entries`, dropping the oldest inserted first: every
+    cache a replica keeps is bounded by entries, so its memory is too (README, Performance)."""
+    while len(entries) > max_entries:
+        del entries[next(iter(entries))]
 
 
 class TtlCache(Generic[ValueT]):

@@ -23,6 +23,7 @@ from watchword.domain import (
     Transport,
 )
 from watchword.identify import opaque_secret
+from watchword.identify.cache import trim_oldest
 from watchword.identify.credential_state import secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
@@ -38,6 +39,7 @@ SECRET_JWT_ALGORITHMS = frozenset({"HS256"})
 PRIVATE_KEY_ALGORITHMS = frozenset({"RS256", "PS256", "ES256", "EdDSA"})
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+MAX_PUBLIC_KEYS = 10_000  # parsed private_key_jwt keys kept, by client and key
 # Values of admin.proto's ClientAuthMethod for the assertion methods.
 CLIENT_SECRET_JWT, PRIVATE_KEY_JWT = 3, 4
 
@@ -114,6 +116,7 @@ class ClientAuthenticator:
             except (KeySetError, ValueError):
                 return None
             self._public_keys[cache_key] = key
+            trim_oldest(self._public_keys, MAX_PUBLIC_KEYS)
         return key
 
     async def _assertion(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:

@@ -193,6 +193,8 @@ async def verify(
         event_types_allowed=tuple(source.event_types_allowed) if source is not None else (),
         event_types_denied=tuple(source.event_types_denied) if source is not None else (),
         token_id=str(token_id),
+        # Passed on (an internal token minted for this principal dies with the same secret).
+        secret_version=str(claims.get("secret_version") or ""),
     )
 
 

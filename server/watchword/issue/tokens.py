@@ -77,6 +77,7 @@ def mint(
     }
     if credential_id:
         claims["credential_id"] = credential_id
+    if credential_id and secret_version:
         # Which of the credential's secrets it was minted from: it dies when that one stops verifying (I6).
         claims["secret_version"] = secret_version
     if acting_as is not None:
