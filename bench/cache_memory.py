@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/cache_memory.py [--scale 1.0]
 
-Every cache a replica keeps is bounded by entries. This fills each one past its bound with realistic
+Every cache a replica keeps is bounded by entries (the per-credential ones by `cache_max_entries`, the
+others by constants). This fills each one past its bound with realistic
 entries (records, principals, JWTs of the usual size, parsed keys), checks it stayed at its bound, and
 reads the resident memory (`VmRSS`) before and after: the growth is what that cache costs when full.
 `--scale 0.01` shrinks every bound (and so the run) a hundredfold; the tests run it that way.
@@ -25,12 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from watchword import secret_format
 from watchword.api import convert
+from watchword.config import Settings
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Transport
 from watchword.identify import cache, opaque_secret, sealed_keys, verified_tokens
 from watchword.identify.oauth_client import MAX_PUBLIC_KEYS
 from watchword.jose.jwk import hmac_key, public_key
 from watchword.outbound import signer, token_fetcher
-from watchword.store.models import Application, Credential, Membership
+from watchword.store.models import Application, Credential, Membership, OutboundCredential
 
 NOW = datetime.now(UTC)
 JWT_BYTES = 600  # a typical C1/C8 access token
@@ -54,6 +56,16 @@ def credential(index: int) -> Credential:
         secret_hint=f"wwak_{credential_id}",
         permissions=["event.send", "application.list", "application.get"],
         event_types_allowed=["invoice.*"],
+    )
+
+
+def outbound(index: int) -> OutboundCredential:
+    return OutboundCredential(
+        id=f"{index:016d}",
+        organization_id=f"org-{index:032d}",
+        name=f"webhook {index}",
+        scheme=1,
+        sealed_secrets=secrets.token_bytes(120),
     )
 
 
@@ -185,17 +197,18 @@ def cases(scale: float) -> list[tuple[str, int, Callable[[int], Sized]]]:
     def scaled(bound: int) -> int:
         return max(10, int(bound * scale))
 
-    ttl_bound = scaled(cache.DEFAULT_MAX_ENTRIES)
+    per_credential = scaled(Settings.model_fields["cache_max_entries"].default)
     return [
-        ("credentials (TtlCache)", ttl_bound, lambda n: fill_ttl(n, credential)),
-        ("applications (TtlCache)", ttl_bound, lambda n: fill_ttl(n, lambda i: Application(
+        ("credentials (TtlCache)", per_credential, lambda n: fill_ttl(n, credential)),
+        ("applications (TtlCache)", per_credential, lambda n: fill_ttl(n, lambda i: Application(
             id=f"app-{i:032d}", organization_id=f"org-{i:032d}", name=f"application {i}"))),
-        ("memberships (TtlCache)", ttl_bound, lambda n: fill_ttl(n, lambda i: [Membership(
+        ("memberships (TtlCache)", per_credential, lambda n: fill_ttl(n, lambda i: [Membership(
             organization_id=f"org-{i:032d}", user_id=f"user-{i}", roles=["editor"])])),
-        ("revocations (TtlCache)", ttl_bound, lambda n: fill_ttl(n, lambda _i: True)),
-        ("outbound credentials (TtlCache)", ttl_bound, lambda n: fill_ttl(n, lambda _i: None)),
-        ("verified secrets", scaled(opaque_secret.DEFAULT_MAX_ENTRIES), fill_verified_secrets),
-        ("verified tokens (JWTs)", scaled(verified_tokens.DEFAULT_MAX_ENTRIES), fill_verified_tokens),
+        ("revocations (TtlCache)", per_credential, lambda n: fill_ttl(n, lambda _i: True)),
+        ("outbound credentials (TtlCache)", scaled(cache.DEFAULT_MAX_ENTRIES), lambda n: fill_ttl(
+            n, outbound)),
+        ("verified secrets", per_credential, fill_verified_secrets),
+        ("verified tokens (JWTs)", per_credential, fill_verified_tokens),
         ("principal messages", scaled(10_000), fill_principal_messages),
         ("sealed HMAC keys", scaled(sealed_keys.MAX_ENTRIES), fill_sealed_keys),
         ("private_key_jwt client keys", scaled(MAX_PUBLIC_KEYS), fill_client_keys),

@@ -168,6 +168,14 @@ class Settings(BaseModel):
         description="Longest time a replica serves a cached credential, application, membership, revocation "
         "or outbound credential without re-reading it; changes arrive sooner through the change feed.",
     )
+    # Memory: every cache is bounded by entries; this sizes the per-credential ones (README, Performance).
+    cache_max_entries: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="Entries each per-credential cache keeps (credentials, applications, memberships, "
+        "revocations, verified secrets and tokens), least recently used dropped first.",
+    )
     # E1: Envoy ext_authz (envoy.service.auth.v3.Authorization/Check).
     routes: RouteList = Field(
         default=(),

@@ -72,19 +72,25 @@ class Pipeline:
         jwt: JwtSettings | None = None,
         external: ExternalJwtVerifier | None = None,
         cache_ttl: float = cache.DEFAULT_TTL_SECONDS,
+        cache_max_entries: int = cache.DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.transports = transports
         self.jwt = jwt or JwtSettings()
         self.external = external
-        self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
-        self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
-        self.memberships: cache.TtlCache[list[Membership]] = cache.TtlCache(store.user_memberships, cache_ttl)
-        self.revocations: cache.TtlCache[bool] = cache.TtlCache(store.is_revoked, cache_ttl)
+        bound = cache_max_entries  # each cache's entries, so a replica's memory is bounded (README)
+        self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl, bound)
+        self.applications: cache.TtlCache[Application] = cache.TtlCache(
+            store.get_application, cache_ttl, bound
+        )
+        self.memberships: cache.TtlCache[list[Membership]] = cache.TtlCache(
+            store.user_memberships, cache_ttl, bound
+        )
+        self.revocations: cache.TtlCache[bool] = cache.TtlCache(store.is_revoked, cache_ttl, bound)
         self.sealed_keys = SealedKeys(master_key)
-        self.verified_tokens = VerifiedTokens(self.credentials.get)
-        self.verified_secrets = opaque_secret.VerifiedSecrets()  # speed: see its docstring
+        self.verified_tokens = VerifiedTokens(self.credentials.get, max_entries=bound)
+        self.verified_secrets = opaque_secret.VerifiedSecrets(bound)  # speed: see its docstring
         self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
         # C9: used by IssueToken's client credentials grant.
         self.clients = ClientAuthenticator(

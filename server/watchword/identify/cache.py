@@ -25,7 +25,7 @@ from watchword.store.database import is_store_outage
 ValueT = TypeVar("ValueT")
 
 DEFAULT_TTL_SECONDS = 1.0
-DEFAULT_MAX_ENTRIES = 100_000
+DEFAULT_MAX_ENTRIES = 10_000  # `cache_max_entries`; README, Performance, says what it costs
 
 
 def trim_oldest(entries: dict[Any, Any], max_entries: int) -> None:

@@ -35,7 +35,7 @@ _PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.FORM})
 _REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
-DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_MAX_ENTRIES = 10_000
 # A remembered secret: the record it verified against, that record's state then, the principal, and
 # whether it matched the current secret (False: the previous one, during its overlap).
 _Entry = tuple[Credential, tuple[object, ...], Principal, bool]

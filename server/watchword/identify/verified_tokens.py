@@ -18,7 +18,7 @@ from watchword.domain import CredentialKind, PresentedCredential, Principal
 from watchword.store.models import Credential
 
 DEFAULT_MAX_AGE = 60.0
-DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_MAX_ENTRIES = 10_000
 # Kinds whose principal rests on a stored credential that can be deactivated.
 _BACKED = frozenset({CredentialKind.TENANT_JWT, CredentialKind.SUBJECT_JWT, CredentialKind.WATCHWORD_TOKEN})
 
