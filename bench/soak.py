@@ -1,6 +1,6 @@
 """Soak: steady load with credential churn for minutes, and the slope of the replica's resident memory.
 
-    .venv/bin/python bench/soak.py [--seconds 600] [--warmup 120] [--rate 300]
+    .venv/bin/python bench/soak.py [--seconds 900] [--warmup 420] [--rate 300] [--unknown-every 10]
 
 Opt-in (minutes, not part of the test suite; tests/test_benchmarks_soak_run.py runs it for seconds so it
 cannot rot). Starts a real `watchword serve` on SQLite, creates a pool of API keys, then sends Authorize
@@ -37,7 +37,6 @@ from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
 
 POOL = 50
-UNKNOWN_EVERY = 10  # one call in ten carries a well-formed unknown key
 
 
 @dataclass
@@ -64,14 +63,17 @@ def request(secret: str, organization_id: str) -> auth_pb2.AuthorizeRequest:
 
 
 class Soak:
-    def __init__(self, server: WatchwordProcess, organization_id: str, pool: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, server: WatchwordProcess, organization_id: str, pool: list[tuple[str, str]], unknown_every: int
+    ) -> None:
         self.server = server
+        self.unknown_every = unknown_every
         self.organization_id = organization_id
         self.pool = pool  # (credential id, secret) of the live keys
         self.tally = Tally()
 
     async def call(self, auth: auth_pb2_grpc.AuthServiceStub, index: int) -> None:
-        if index % UNKNOWN_EVERY == 0:
+        if index % self.unknown_every == 0:
             secret = secret_format.mint(CredentialKind.API_KEY, secret_format.new_credential_id())
         else:
             secret = self.pool[index % len(self.pool)][1]
@@ -148,7 +150,8 @@ def report(tally: Tally, args: argparse.Namespace) -> None:
     answered = tally.allowed + sum(tally.denied.values())
     print(
         f"Soak: {args.rate:g} Authorize calls/s for {args.seconds:g} s (warm-up {args.warmup:g} s), "
-        f"{POOL} live keys, one created and one deactivated every {args.churn_seconds:g} s"
+        f"{POOL} live keys and one unknown key in {args.unknown_every} calls, one key created and one "
+        f"deactivated every {args.churn_seconds:g} s"
     )
     print(f"calls answered: {answered} (allowed {tally.allowed}, denied {sum(tally.denied.values())})")
     print(f"denials by reason: {dict(tally.denied.most_common())}")
@@ -166,11 +169,16 @@ def report(tally: Tally, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=600.0, help="length of the load")
-    parser.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the slope")
+    parser.add_argument("--seconds", type=float, default=900.0, help="length of the load")
+    # Long enough for the caches to reach their bounds at the default rate (the unknown keys' misses
+    # fill the credential cache's 10,000 entries in about 330 s).
+    parser.add_argument("--warmup", type=float, default=420.0, help="seconds left out of the slope")
     parser.add_argument("--rate", type=float, default=300.0, help="Authorize calls per second")
     parser.add_argument("--churn-seconds", type=float, default=1.0, help="one key replaced this often")
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="how often RSS is read")
+    parser.add_argument(
+        "--unknown-every", type=int, default=10, help="one call in this many carries an unknown key"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, WatchwordProcess(Path(tmp) / "data") as server:
         assert server.process is not None
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 permissions=["application.list"],
             )
             pool.append((created.credential.id, created.secret))
-        soak = Soak(server, organization_id, pool)
+        soak = Soak(server, organization_id, pool, args.unknown_every)
         asyncio.run(soak.run(server.process.pid, args))
     report(soak.tally, args)
     return 0
