@@ -204,6 +204,73 @@ def test_s6_i6_jwt_exchanged_from_a_deactivated_api_key_is_refused_by_every_repl
         assert authenticate(replica, token.access_token).refusal.reason == "credential_deactivated"
 
 
+def rotate(cluster: Cluster, replica: WatchwordProcess, credential_id: str, overlap: int) -> float:
+    """Rotate through `replica`; the monotonic time its answer arrived."""
+    request = admin_pb2.RotateCredentialRequest(id=credential_id, overlap_seconds=overlap)
+    replica.admin().RotateCredential(request, metadata=cluster.metadata, timeout=10)
+    return time.monotonic()
+
+
+def subject_token(replica: WatchwordProcess, connector_id: str, secret: str) -> str:
+    me = common_pb2.Subject(type=common_pb2.Subject.TYPE_USER, id="u-1")
+    grant = auth_pb2.SubjectTokenGrant(connector_id=connector_id, connector_secret=secret, subject=me)
+    response = replica.auth().IssueToken(auth_pb2.IssueTokenRequest(subject_token=grant), timeout=10)
+    assert response.HasField("token"), response
+    return response.token.access_token
+
+
+def test_i6_s6_tokens_of_a_secret_rotated_with_overlap_0_are_refused_by_every_replica_within_1s(
+    cluster,
+) -> None:
+    key = api_key(cluster, "i6-rotated")
+    connector = create_credential(
+        cluster.replicas[0],
+        kind=common_pb2.CREDENTIAL_KIND_CONNECTOR,
+        organization_id=cluster.tenant.organization_id,
+        name="hull",
+        permissions=["track"],
+    )
+    tokens = [
+        exchange(cluster.replicas[2], key.secret).access_token,
+        subject_token(cluster.replicas[0], connector.credential.id, connector.secret),
+    ]
+    for _ in range(2):  # verified, then served from each replica's verified-token cache
+        assert all(accepted(replica, token) for replica in cluster.replicas for token in tokens)
+    changed_at = rotate(cluster, cluster.replicas[1], key.credential.id, 0)
+    rotate(cluster, cluster.replicas[1], connector.credential.id, 0)
+    refused_everywhere_within_limit(
+        cluster,
+        "I6/S6 tokens of a secret rotated (overlap 0)",
+        lambda r: not any(accepted(r, token) for token in tokens),
+        changed_at,
+    )
+    for replica in cluster.replicas:
+        assert {authenticate(replica, t).refusal.reason for t in tokens} == {"credential_rotated"}
+
+
+def test_i6_s6_tokens_of_a_rotated_secret_are_refused_by_every_replica_when_the_overlap_ends(
+    cluster,
+) -> None:
+    overlap = 3
+    key = api_key(cluster, "i6-overlap")
+    token = exchange(cluster.replicas[0], key.secret).access_token
+    assert all(accepted(replica, token) for replica in cluster.replicas)
+    ends_at = rotate(cluster, cluster.replicas[1], key.credential.id, overlap) + overlap
+    during = exchange(cluster.replicas[2], key.secret).access_token  # the old secret still verifies
+    for _ in range(2):
+        assert all(accepted(replica, t) for replica in cluster.replicas for t in (token, during))
+    time.sleep(max(0.0, ends_at - time.monotonic() - 0.5))
+    assert all(accepted(replica, token) for replica in cluster.replicas), "refused before the overlap ended"
+    refused_everywhere_within_limit(
+        cluster,
+        "I6/S6 tokens of a rotated secret, overlap ended",
+        lambda r: not accepted(r, token) and not accepted(r, during),
+        ends_at,
+    )
+    for replica in cluster.replicas:
+        assert authenticate(replica, token).refusal.reason == "credential_rotated"
+
+
 def test_s1_membership_removed_through_one_replica_is_refused_by_every_replica_within_1s(cluster) -> None:
     organization = cluster.tenant.organization_id
     now = int(time.time())

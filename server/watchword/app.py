@@ -430,6 +430,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             jwt,
             external,
             cache_ttl=settings.cache_ttl_seconds,
+            cache_max_entries=settings.cache_max_entries,
         )
         pipeline.signing_keys.local = keyring.active
         # Store outages (#8): known credentials keep answering from cache for a bounded time.
@@ -465,6 +466,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 signer,
                 admin_interceptor.check,
                 recorder,
+                max_batch_credentials=settings.max_batch_credentials,
             ),
             server,
         )

@@ -65,6 +65,9 @@ class Settings(BaseModel):
     )
     shutdown_grace_seconds: float = Field(default=10.0, gt=0, le=300, description="SIGTERM drain time.")
     max_batch_entries: int = Field(default=1000, ge=1, le=10000, description="AuthorizeBatch bound (T7).")
+    max_batch_credentials: int = Field(
+        default=100, ge=1, le=10000, description="Most distinct credentials in one AuthorizeBatch (T7)."
+    )
     max_token_bytes: int = Field(default=8192, ge=256, le=65536, description="Longest credential read.")
     max_request_headers: int = Field(
         default=256, ge=8, le=4096, description="Most headers in one HttpRequest."
@@ -207,6 +210,14 @@ class Settings(BaseModel):
         le=60,
         description="Longest time a replica serves a cached credential, application, membership, revocation "
         "or outbound credential without re-reading it; changes arrive sooner through the change feed.",
+    )
+    # Memory: every cache is bounded by entries; this sizes the per-credential ones (README, Performance).
+    cache_max_entries: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="Entries each per-credential cache keeps (credentials, applications, memberships, "
+        "revocations, verified secrets and tokens), least recently used dropped first.",
     )
     # E1: Envoy ext_authz (envoy.service.auth.v3.Authorization/Check).
     routes: RouteList = Field(

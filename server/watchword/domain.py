@@ -99,6 +99,9 @@ class Principal:
     # C1: organizations the token claimed roles in that its issuer is not bound to (S7); those roles
     # were dropped, and a decision there says so.
     unbound_organizations: tuple[str, ...] = ()
+    # Which of its credential's secrets the caller proved (`credential_state.secret_version`): a token
+    # minted for this principal carries it and dies when that secret stops verifying (I6).
+    secret_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

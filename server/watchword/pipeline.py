@@ -94,22 +94,26 @@ class Pipeline:
         jwt: JwtSettings | None = None,
         external: ExternalJwtVerifier | None = None,
         cache_ttl: float = cache.DEFAULT_TTL_SECONDS,
+        cache_max_entries: int = cache.DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.transports = transports
         self.jwt = jwt or JwtSettings()
         self.external = external
-        self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl)
-        self.applications: cache.TtlCache[Application] = cache.TtlCache(store.get_application, cache_ttl)
+        bound = cache_max_entries  # each cache's entries, so a replica's memory is bounded (README)
+        self.credentials: cache.TtlCache[Credential] = cache.TtlCache(store.get_credential, cache_ttl, bound)
+        self.applications: cache.TtlCache[Application] = cache.TtlCache(
+            store.get_application, cache_ttl, bound
+        )
         # Keyed by subject (what the change feed names), valued by issuer: a user is (issuer, subject).
         self.memberships: cache.TtlCache[dict[str, list[Membership]]] = cache.TtlCache(
-            store.user_memberships, cache_ttl
+            store.user_memberships, cache_ttl, bound
         )
-        self.revocations: cache.TtlCache[bool] = cache.TtlCache(store.is_revoked, cache_ttl)
+        self.revocations: cache.TtlCache[bool] = cache.TtlCache(store.is_revoked, cache_ttl, bound)
         self.sealed_keys = SealedKeys(master_key)
-        self.verified_tokens = VerifiedTokens(self.credentials.get)
-        self.verified_secrets = opaque_secret.VerifiedSecrets()  # speed: see its docstring
+        self.verified_tokens = VerifiedTokens(self.credentials.get, max_entries=bound)
+        self.verified_secrets = opaque_secret.VerifiedSecrets(bound)  # speed: see its docstring
         self.signing_keys = watchword_token.SigningKeyRing(store.list_signing_keys)
         # C9: used by IssueToken's client credentials grant.
         self.clients = ClientAuthenticator(
@@ -265,3 +269,26 @@ class Pipeline:
         return AuthorizeOutcome(
             decision=decide(self.catalogue, authenticated, action, resolved), principal=authenticated
         )
+
+    def batch_credentials(self, sources: list[CredentialInput]) -> set[PresentedCredential]:
+        """The distinct credentials a batch presents (T7): what it can make this replica verify."""
+        found: set[PresentedCredential] = set()
+        for source in sources:
+            if isinstance(source, BareInput):
+                presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
+            else:
+                presented = extract.from_http(source, self.transports)
+            if not isinstance(presented, Refusal):
+                found.add(presented)
+        return found
+
+    async def preload(self, credentials: set[PresentedCredential]) -> None:
+        """Look up the stored credentials that a batch's opaque secrets name together, in one query: a
+        batch of unknown keys once cost one query per entry."""
+        named = (opaque_secret.credential_id_of(p) for p in credentials if p.token.count(".") != 2)
+        try:
+            await self.credentials.load_many([i for i in named if i], self.store.get_credentials)
+        except Exception:
+            # Only a shortcut: each entry's own lookup meets the same fault and answers it as it always
+            # does (a stale entry during an outage, UNAVAILABLE, the entry's own refusal).
+            return

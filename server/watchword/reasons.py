@@ -13,6 +13,7 @@ CREDENTIAL_AMBIGUOUS = "credential_ambiguous"
 CREDENTIAL_UNKNOWN = "credential_unknown"
 CREDENTIAL_DEACTIVATED = "credential_deactivated"
 CREDENTIAL_EXPIRED = "credential_expired"
+CREDENTIAL_ROTATED = "credential_rotated"
 CREDENTIAL_KIND_UNSUPPORTED = "credential_kind_unsupported"
 TRANSPORT_NOT_ALLOWED = "transport_not_allowed"
 BASIC_NOT_ENABLED = "basic_not_enabled"
@@ -66,6 +67,8 @@ REASONS: dict[str, str] = {
     "(the two are deliberately indistinguishable).",
     CREDENTIAL_DEACTIVATED: "The credential was deactivated (S6).",
     CREDENTIAL_EXPIRED: "The credential is past its expiry time (S6).",
+    CREDENTIAL_ROTATED: "A token minted from a secret that no longer verifies: its credential was rotated "
+    "and the overlap, if any, has ended (I6, S6).",
     CREDENTIAL_KIND_UNSUPPORTED: "The credential is of a kind this deployment does not accept yet.",
     TRANSPORT_NOT_ALLOWED: "The credential arrived over a transport not allowed for its kind.",
     BASIC_NOT_ENABLED: "An API key sent over HTTP Basic, but Basic was not enabled on that key (C5).",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import grpc
@@ -11,7 +12,15 @@ from watchword import reasons
 from watchword.api import convert, errors
 from watchword.api.errors import FieldError
 from watchword.decide.rules import decide
-from watchword.domain import ClientAuthentication, CredentialKind, Decision, Principal, Refusal, Resource
+from watchword.domain import (
+    ClientAuthentication,
+    CredentialKind,
+    Decision,
+    HttpParts,
+    Principal,
+    Refusal,
+    Resource,
+)
 from watchword.issue.grants import Grants, OAuthError, Outcome
 from watchword.observe import decisions
 from watchword.observe.decisions import Recorder
@@ -48,11 +57,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         signer: OutboundSigner | None = None,
         admin_check: Callable[[str], Awaitable[str | None]] | None = None,
         recorder: Recorder | None = None,
+        max_batch_credentials: int = 100,
     ) -> None:
         self._pipeline = pipeline
         self._max_token_bytes = max_token_bytes
         self._max_headers = max_headers
         self._max_batch_entries = max_batch_entries
+        self._max_batch_credentials = max_batch_credentials
         self._grants = grants
         self._signer = signer
         self._admin_check = admin_check
@@ -98,6 +109,30 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return _outcome_to_proto(outcome, self._principals)
 
+    async def _bound_and_preload(self, entries: Sequence[auth_pb2.AuthorizeRequest]) -> None:
+        """Bound what one batch can make this replica do, by its distinct credentials (each may cost a
+        verification and a query), and look the stored ones up together: one query for the batch."""
+        if not 0 < len(entries) <= self._max_batch_entries:
+            return  # refused by the entry bound
+        credentials = self._pipeline.batch_credentials(self._batch_sources(entries))
+        if len(credentials) > self._max_batch_credentials:
+            raise FieldError(
+                "entries",
+                f"at most {self._max_batch_credentials} distinct credentials per batch, "
+                f"this one carries {len(credentials)}",
+            )
+        await self._pipeline.preload(credentials)
+
+    def _batch_sources(self, entries: Sequence[auth_pb2.AuthorizeRequest]) -> list[BareInput | HttpParts]:
+        sources: list[BareInput | HttpParts] = []
+        limits = (self._max_token_bytes, self._max_headers)
+        for index, entry in enumerate(entries):
+            with contextlib.suppress(FieldError):  # the entry gets its own refusal when decided
+                sources.append(
+                    convert.credential_source(entry.credential, f"entries[{index}].credential", *limits)
+                )
+        return sources
+
     async def Authorize(
         self, request: auth_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.AuthorizeResponse:
@@ -106,6 +141,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def AuthorizeBatch(
         self, request: auth_pb2.AuthorizeBatchRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.AuthorizeBatchResponse:
+        await self._bound_and_preload(request.entries)
         if not request.entries:
             raise FieldError("entries", "at least one entry is required")
         if len(request.entries) > self._max_batch_entries:

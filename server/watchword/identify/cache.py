@@ -17,15 +17,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 from watchword.store.database import is_store_outage
 
 ValueT = TypeVar("ValueT")
 
 DEFAULT_TTL_SECONDS = 1.0
-DEFAULT_MAX_ENTRIES = 100_000
+DEFAULT_MAX_ENTRIES = 10_000  # `cache_max_entries`; README, Performance, says what it costs
+
+
+def trim_oldest(entries: dict[Any, Any], max_entries: int) -> None:
+    """Keep a plain dict used as a cache within `max_entries`, dropping the oldest inserted first: every
+    cache a replica keeps is bounded by entries, so its memory is too (README, Performance)."""
+    while len(entries) > max_entries:
+        del entries[next(iter(entries))]
 
 
 class TtlCache(Generic[ValueT]):
@@ -78,6 +85,29 @@ class TtlCache(Generic[ValueT]):
             self._remember(key, value)
         future.set_result(value)
         return value
+
+    async def load_many(
+        self, keys: Iterable[str], load: Callable[[list[str]], Awaitable[dict[str, ValueT]]]
+    ) -> int:
+        """Load every key not fresh here with one call of `load` (a batch's credentials: one query, not
+        one per key); absent keys are remembered as misses. How many keys were loaded."""
+        now = self._clock()
+        missing = [
+            key for key in dict.fromkeys(keys) if not self._fresh(key, now) and key not in self._loading
+        ]
+        if not missing:
+            return 0
+        generation = self._generation
+        values = await load(missing)
+        # As in `get`: a change made while the query ran must not be overwritten by what it saw before.
+        if generation == self._generation:
+            for key in missing:
+                self._remember(key, values.get(key))
+        return len(missing)
+
+    def _fresh(self, key: str, now: float) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry[0] > now
 
     def serve_stale_during_outage(self, grace: float) -> None:
         """Answer from entries loaded less than `grace` seconds ago when the store is unreachable."""

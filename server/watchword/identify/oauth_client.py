@@ -30,7 +30,8 @@ from watchword.domain import (
     Transport,
 )
 from watchword.identify import opaque_secret
-from watchword.identify.credential_state import state_refusal
+from watchword.identify.cache import trim_oldest
+from watchword.identify.credential_state import secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
@@ -45,6 +46,7 @@ SECRET_JWT_ALGORITHMS = frozenset({"HS256"})
 PRIVATE_KEY_ALGORITHMS = frozenset({"RS256", "PS256", "ES256", "EdDSA"})
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+MAX_PUBLIC_KEYS = 10_000  # parsed private_key_jwt keys kept, by client and key
 # Values of admin.proto's ClientAuthMethod for the assertion methods.
 CLIENT_SECRET_JWT, PRIVATE_KEY_JWT = 3, 4
 
@@ -148,6 +150,7 @@ class ClientAuthenticator:
             except (KeySetError, ValueError):
                 return None
             self._public_keys[cache_key] = key
+            trim_oldest(self._public_keys, MAX_PUBLIC_KEYS)
         return key
 
     async def _assertion(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
@@ -175,10 +178,11 @@ class ClientAuthenticator:
             return _refuse(
                 reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method"
             )
+        used = 0  # which secret signed: 0 the current one (and for private_key_jwt), 1 the previous
         try:
             if record.client_auth_method == CLIENT_SECRET_JWT:
                 jws.allowed(parsed, SECRET_JWT_ALGORITHMS)
-                verify_with_any(parsed, self._sealed_keys.keys(record, now, parsed.algorithm))
+                used = verify_with_any(parsed, self._sealed_keys.keys(record, now, parsed.algorithm))
             else:
                 jws.allowed(parsed, PRIVATE_KEY_ALGORITHMS)
                 key = self._public_key(record)
@@ -216,4 +220,5 @@ class ClientAuthenticator:
             permissions=frozenset(record.permissions),
             expires_at=record.expires_at,
             token_id=jti,
+            secret_version=secret_version(record.previous_secret_hash if used else record.secret_hash),
         )

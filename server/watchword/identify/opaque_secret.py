@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus
 
 from watchword import reasons, secret_format
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
-from watchword.identify.credential_state import state_refusal
+from watchword.identify.credential_state import secret_version, state_refusal
 from watchword.store.models import Credential
 
 _DIRECT = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
@@ -35,9 +35,12 @@ _PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.FORM})
 _REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
-DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_MAX_ENTRIES = 10_000
 # What an unknown credential's secret is compared with (no secret hashes to it).
 _NO_SUCH_HASH = secret_format.hash_secret("unknown credential")
+# A remembered secret: the record it verified against, that record's state then, the principal, and
+# whether it matched the current secret (False: the previous one, during its overlap).
+_Entry = tuple[Credential, tuple[object, ...], Principal, bool]
 
 
 def _refuse(reason: str, message: str) -> Refusal:
@@ -83,8 +86,7 @@ class VerifiedSecrets:
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self._max_entries = max_entries
-        # presented -> (record it verified against, its state then, principal, whether by the current secret)
-        self._entries: dict[PresentedCredential, tuple[Credential, tuple[object, ...], Principal, bool]] = {}
+        self._entries: dict[PresentedCredential, _Entry] = {}
 
     async def get(
         self, presented: PresentedCredential, lookup: CredentialLookup, now: datetime
@@ -96,9 +98,15 @@ class VerifiedSecrets:
         seen, state, principal, current = entry
         record = await lookup(principal.credential_id)
         if record is not seen or _state(record) != state or not (current or _in_overlap(record, now)):
-            del self._entries[presented]
+            self._forget(presented, entry)
             return None
         return state_refusal(record, now) or principal
+
+    def _forget(self, presented: PresentedCredential, entry: _Entry) -> None:
+        """Drop `entry` if it is still the one kept: concurrent calls for one secret all reach here after
+        the lookup's await, and one of them may have dropped it or remembered a fresh one meanwhile."""
+        if self._entries.get(presented) is entry:
+            del self._entries[presented]
 
     def remember(
         self, presented: PresentedCredential, record: Credential, principal: Principal, current: bool
@@ -128,6 +136,12 @@ def _secret_and_id(presented: PresentedCredential) -> tuple[str, str]:
     return token, client_id
 
 
+def credential_id_of(presented: PresentedCredential) -> str | None:
+    """The credential id an opaque secret names, read without the store (None: not one of ours)."""
+    parsed = secret_format.parse(_secret_and_id(presented)[0])
+    return None if parsed is None else parsed.credential_id
+
+
 def _id_matches(
     kind: CredentialKind, record: Credential, presented: PresentedCredential, client_id: str
 ) -> bool:
@@ -141,8 +155,12 @@ def _id_matches(
 
 
 def principal_for(
-    record: Credential, presented: PresentedCredential, application_actions: frozenset[str]
+    record: Credential,
+    presented: PresentedCredential,
+    application_actions: frozenset[str],
+    current: bool = True,
 ) -> Principal:
+    """`current`: whether the current secret was presented (False: the previous one, in its overlap)."""
     kind = CredentialKind(record.kind)
     permissions = (
         application_actions if kind is CredentialKind.APPLICATION_SECRET else frozenset(record.permissions)
@@ -159,6 +177,7 @@ def principal_for(
         discouraged_transport=presented.transport is Transport.QUERY,
         event_types_allowed=tuple(record.event_types_allowed),
         event_types_denied=tuple(record.event_types_denied),
+        secret_version=secret_version(record.secret_hash if current else record.previous_secret_hash),
     )
 
 
@@ -202,7 +221,7 @@ async def verify(
     basic_api_key = presented.transport is Transport.BASIC and parsed.kind is CredentialKind.API_KEY
     if basic_api_key and not record.basic_auth_enabled:
         return _refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")
-    principal = principal_for(record, presented, application_actions)
+    principal = principal_for(record, presented, application_actions, matched)
     if verified is not None:
         verified.remember(presented, record, principal, matched)
     return principal

@@ -54,13 +54,14 @@ class SealedKeys:
         return [current, *previous] if valid_until is not None and now < valid_until else [current]
 
 
-def verify_with_any(parsed: jws.ParsedJws, keys: list[VerificationKey]) -> None:
-    """Accept a signature by any of `keys` (the current secret, then the previous during an overlap)."""
+def verify_with_any(parsed: jws.ParsedJws, keys: list[VerificationKey]) -> int:
+    """Accept a signature by any of `keys` (the current secret, then the previous during an overlap);
+    the index of the one that verified."""
     failure: jws.JwsError | None = None
-    for key in keys:
+    for index, key in enumerate(keys):
         try:
             jws.verify(parsed, key)
-            return
+            return index
         except jws.JwsError as exc:
             failure = exc
     raise failure or jws.JwsError(reasons.TOKEN_KEY_UNKNOWN, "no key to verify with")

@@ -18,7 +18,7 @@ from watchword.domain import CredentialKind, PresentedCredential, Principal
 from watchword.store.models import Credential
 
 DEFAULT_MAX_AGE = 60.0
-DEFAULT_MAX_ENTRIES = 50_000
+DEFAULT_MAX_ENTRIES = 10_000
 # Kinds whose principal rests on a stored credential that can be deactivated.
 _BACKED = frozenset({CredentialKind.TENANT_JWT, CredentialKind.SUBJECT_JWT, CredentialKind.WATCHWORD_TOKEN})
 
@@ -69,7 +69,9 @@ class VerifiedTokens:
         expired = principal.expires_at is not None and principal.expires_at <= now
         stale = self._clock() - verified_at > self._max_age
         if expired or stale or not await self._unchanged(principal, state, now):
-            self._entries.pop(key, None)
+            # After the await a concurrent call may have dropped it or kept a fresh one: drop only this.
+            if self._entries.get(key) is entry:
+                del self._entries[key]
             self.misses += 1
             return None
         self.hits += 1

@@ -2,8 +2,9 @@
 
 Claims: `iss` (the configured token issuer), `aud`, `sub`, `iat`, `exp`, `jti`, `organization_id`,
 `scope` (space-separated action names) and, for tokens derived from a stored credential (an API key
-exchange, a client credentials grant), `credential_id`: when that credential is deactivated or gone,
-every token minted from it is refused on the next call (I6, S6).
+exchange, a client credentials grant, a subject token), `credential_id` and `secret_version` (which of
+its secrets it was minted from): when that credential is deactivated or gone, or that secret stops
+verifying (a rotation, at the end of its overlap), every token minted from it is refused (I6, S6).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from watchword.domain import (
     Subject,
     Transport,
 )
-from watchword.identify.credential_state import is_usable
+from watchword.identify.credential_state import is_usable, secret_still_verifies
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk, public_key
@@ -166,13 +167,9 @@ async def verify(
         return _refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, organization_id, jti and scope must be strings")
     source: Credential | None = None
     if credential_id is not None:
-        if not isinstance(credential_id, str):
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id must be a string")
-        source = await lookup(credential_id)
-        if source is None or not is_usable(source, now) or source.organization_id != organization_id:
-            return _refuse(
-                reasons.CREDENTIAL_DEACTIVATED, "the credential this token was minted from is deactivated"
-            )
+        source = await _source(credential_id, claims.get("secret_version"), organization_id, lookup, now)
+        if isinstance(source, Refusal):
+            return source
     acting_as = _acting_as(claims)
     if acting_as is _INVALID:
         return _refuse(
@@ -196,7 +193,28 @@ async def verify(
         event_types_allowed=tuple(source.event_types_allowed) if source is not None else (),
         event_types_denied=tuple(source.event_types_denied) if source is not None else (),
         token_id=str(token_id),
+        # Passed on (an internal token minted for this principal dies with the same secret).
+        secret_version=str(claims.get("secret_version") or ""),
     )
+
+
+async def _source(
+    credential_id: object, version: object, organization_id: str, lookup: CredentialLookup, now: datetime
+) -> Credential | Refusal:
+    """The credential a token was minted from, while it is usable and the secret the token was minted
+    from still verifies (I6, S6): a rotation ends the token with its secret's overlap."""
+    if not isinstance(credential_id, str) or not (version is None or isinstance(version, str)):
+        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id and secret_version must be strings")
+    source = await lookup(credential_id)
+    if source is None or not is_usable(source, now) or source.organization_id != organization_id:
+        return _refuse(
+            reasons.CREDENTIAL_DEACTIVATED, "the credential this token was minted from is deactivated"
+        )
+    if not secret_still_verifies(source, version, now):
+        return _refuse(
+            reasons.CREDENTIAL_ROTATED, "the secret this token was minted from has been rotated away"
+        )
+    return source
 
 
 _INVALID = object()

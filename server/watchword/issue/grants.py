@@ -98,6 +98,7 @@ class Grants:
             scope=granted,
             expires_in=expires_in,
             credential_id=principal.credential_id,
+            secret_version=principal.secret_version,
             acting_as=acting_as,
             audience=target,
         )

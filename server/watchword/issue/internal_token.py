@@ -62,6 +62,7 @@ class InternalTokens:
             scope=tuple(sorted(principal.permissions)),
             expires_in=max(expires_in, 1),
             credential_id=principal.credential_id or None,
+            secret_version=principal.secret_version,
             acting_as=principal.subject,
         )
         self.minted += 1

@@ -58,6 +58,7 @@ def mint(
     scope: tuple[str, ...],
     expires_in: int,
     credential_id: str | None = None,
+    secret_version: str = "",
     acting_as: Subject | None = None,
     audience: str = "",
 ) -> IssuedToken:
@@ -76,6 +77,9 @@ def mint(
     }
     if credential_id:
         claims["credential_id"] = credential_id
+    if credential_id and secret_version:
+        # Which of the credential's secrets it was minted from: it dies when that one stops verifying (I6).
+        claims["secret_version"] = secret_version
     if acting_as is not None:
         claims["subject_type"] = acting_as.type
         claims["subject_id"] = acting_as.id

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 
 from watchword.crypto.master_key import MasterKey
-from watchword.identify.cache import TtlCache
+from watchword.identify.cache import TtlCache, trim_oldest
 from watchword.outbound import header_values, standard_webhooks
 from watchword.outbound.secrets import OutboundSecrets, unseal
 from watchword.outbound.token_fetcher import OutboundTokenError, TokenCache, TokenEndpoint
@@ -36,6 +36,7 @@ AUTH_METHODS = {
 # How long static headers and a payload signature are good for: Standard Webhooks receivers accept a
 # timestamp within 5 minutes.
 STATIC_VALIDITY = timedelta(minutes=5)
+MAX_PRIVATE_KEYS = 10_000  # parsed O4 private keys kept, one per outbound credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,9 @@ class OutboundSigner:
         cached = self._private_keys.get(credential_id)
         if cached is None or cached[0] != version:
             cached = (version, serialization.load_pem_private_key(pem.encode(), password=None))
+            self._private_keys.pop(credential_id, None)  # re-inserted last: trimmed oldest first
             self._private_keys[credential_id] = cached
+            trim_oldest(self._private_keys, MAX_PRIVATE_KEYS)
         return cached[1]
 
     async def sign(

@@ -73,6 +73,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from watchword.identify.cache import trim_oldest
 from watchword.outbound import header_values
 from watchword.outbound.network_guard import NetworkGuard, OutboundTokenError, parse_token_url
 
@@ -112,6 +113,7 @@ MAX_BACKOFF_SECONDS = 5.0
 MAX_RETRY_AFTER_SECONDS = 300.0
 MAX_EXPIRES_IN_SECONDS = 365 * 24 * 3600.0  # bounds expires_at, so callers can turn it into a datetime
 _SWEEP_ABOVE_ENTRIES = 10_000
+MAX_ENTRIES = 20_000  # tokens (and Retry-After waits) kept, oldest dropped first
 _PRIVATE_KEY_ALGORITHMS = ("RS256", "ES256")
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
 # RFC 6749 §A.7: `error` is NQSCHAR; bounded here because it ends up in messages.
@@ -550,6 +552,7 @@ class TokenCache:
         self.stats.failure_reasons[exc.reason] = self.stats.failure_reasons.get(exc.reason, 0) + 1
         if exc.retry_after is not None:
             self._not_before[key] = self._clock() + exc.retry_after
+            trim_oldest(self._not_before, MAX_ENTRIES)
         detail = exc.detail + (f" (after {attempts} attempts)" if attempts > 1 else "")
         log.warning(
             "no access token for outbound credential %s from %s: %s: %s",
@@ -581,6 +584,7 @@ class TokenCache:
             now = self._clock()
             for other in [k for k, e in self._entries.items() if e.token.expires_at <= now]:
                 del self._entries[other]
+        trim_oldest(self._entries, MAX_ENTRIES)  # unexpired tokens of many audiences: still bounded
         return entry
 
     # ---- one HTTP attempt ----
