@@ -16,8 +16,13 @@ import jwt
 import pytest
 
 from watchword import reasons, secret_format
-from watchword.domain import CredentialKind
+from watchword.crypto import master_key
+from watchword.crypto.master_key import MasterKey
+from watchword.domain import CredentialKind, PresentedCredential, Principal, Transport
+from watchword.identify import tenant_jwt
 from watchword.identify.credential_state import secret_still_verifies, secret_version
+from watchword.identify.sealed_keys import SealedKeys, sealing_purpose
+from watchword.jose import jws
 from watchword.store.models import Credential
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
@@ -201,3 +206,56 @@ def test_i6_s6_which_secret_versions_still_verify() -> None:
     assert not secret_still_verifies(rotated, None, now)
     assert secret_version(rotated.secret_hash) != current
     assert never_rotated.secret_hash not in current
+
+
+def _tenant_record(
+    master: MasterKey, current: bytes, previous: bytes | None, until: datetime | None
+) -> Credential:
+    credential_id = secret_format.new_credential_id()
+    purpose = sealing_purpose(credential_id)
+    return Credential(
+        id=credential_id,
+        kind=int(CredentialKind.TENANT_SIGNING_SECRET),
+        name="signer",
+        organization_id="org",
+        permissions=["event.publish"],
+        algorithms=["HS256"],
+        secret_hash=secret_format.hash_secret(current.decode()),
+        previous_secret_hash=secret_format.hash_secret(previous.decode()) if previous else None,
+        previous_secret_valid_until=until,
+        rotated_at=datetime.now(UTC) if previous else None,
+        secret_hint="x",
+        sealed_secret=master.seal(current, purpose),
+        previous_sealed_secret=master.seal(previous, purpose) if previous else None,
+    )
+
+
+async def test_i6_c4_a_tenant_principal_records_which_signing_secret_signed() -> None:
+    """An internal token minted for a C4 principal carries the version of the secret that signed the
+    caller's token, so it lives exactly as long as that secret verifies (not only until any rotation)."""
+    master = MasterKey.from_text(master_key.generate(), "test")
+    now = datetime.now(UTC)
+    old, new = b"old-tenant-secret-" + b"o" * 24, b"new-tenant-secret-" + b"n" * 24
+    record = _tenant_record(master, new, old, now + timedelta(seconds=30))
+
+    async def lookup(_kid: str) -> Credential:
+        return record
+
+    for secret, version_of in ((new, record.secret_hash), (old, record.previous_secret_hash)):
+        claims = {
+            "sub": "u",
+            "iss": "t",
+            "jti": "j",
+            "iat": int(now.timestamp()),
+            "exp": int(now.timestamp()) + 60,
+        }
+        token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": record.id})
+        principal = await tenant_jwt.verify(
+            jws.parse(token), PresentedCredential(token, Transport.BEARER), lookup, SealedKeys(master), now, 0
+        )
+        assert isinstance(principal, Principal), principal
+        assert principal.secret_version == secret_version(version_of)
+        assert secret_still_verifies(record, principal.secret_version, now)
+    assert not secret_still_verifies(
+        record, secret_version(record.previous_secret_hash), now + timedelta(minutes=1)
+    )

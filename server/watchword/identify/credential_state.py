@@ -41,6 +41,11 @@ def _same(a: str, b: str) -> bool:
     return bool(a) and hmac.compare_digest(a.encode(), b.encode())
 
 
+def proved_secret_version(record: Credential, previous: bool) -> str:
+    """The version of the secret a caller proved: the current one, or the previous during its overlap."""
+    return secret_version(record.previous_secret_hash if previous else record.secret_hash)
+
+
 def secret_still_verifies(record: Credential, version: str | None, now: datetime) -> bool:
     """Whether the secret a token was minted from (its `version`) still verifies: the current secret, or
     the previous one until its rotation overlap ends. A token from before versions were recorded (None)

@@ -31,7 +31,7 @@ from watchword.domain import (
 )
 from watchword.identify import opaque_secret
 from watchword.identify.cache import trim_oldest
-from watchword.identify.credential_state import secret_version, state_refusal
+from watchword.identify.credential_state import proved_secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
@@ -220,5 +220,5 @@ class ClientAuthenticator:
             permissions=frozenset(record.permissions),
             expires_at=record.expires_at,
             token_id=jti,
-            secret_version=secret_version(record.previous_secret_hash if used else record.secret_hash),
+            secret_version=proved_secret_version(record, bool(used)),
         )

@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus
 
 from watchword import reasons, secret_format
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
-from watchword.identify.credential_state import secret_version, state_refusal
+from watchword.identify.credential_state import proved_secret_version, state_refusal
 from watchword.store.models import Credential
 
 _DIRECT = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
@@ -177,7 +177,7 @@ def principal_for(
         discouraged_transport=presented.transport is Transport.QUERY,
         event_types_allowed=tuple(record.event_types_allowed),
         event_types_denied=tuple(record.event_types_denied),
-        secret_version=secret_version(record.secret_hash if current else record.previous_secret_hash),
+        secret_version=proved_secret_version(record, previous=not current),
     )
 
 

@@ -21,7 +21,7 @@ from watchword.domain import (
     Subject,
     Transport,
 )
-from watchword.identify.credential_state import state_refusal
+from watchword.identify.credential_state import proved_secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.identify.tenant_jwt import DEFAULT_MAX_LIFETIME, KEY_REASONS, key_refusal
 from watchword.jose import claims as jwt_claims
@@ -75,7 +75,7 @@ async def verify(
         return key_refusal("no connector has the token's connector id")
     try:
         jws.allowed(parsed, ALGORITHMS)
-        verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
+        used = verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
     except jws.JwsError as exc:
         return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
     refusal = state_refusal(record, now, "the token's connector")
@@ -108,5 +108,7 @@ async def verify(
         expires_at=datetime.fromtimestamp(float(parsed.claims["exp"]), UTC),  # type: ignore[arg-type]
         discouraged_transport=presented.transport is Transport.QUERY,
         issuer=connector_id,
+        # I6: a token Watchword mints for this principal (the internal token) dies with the secret used.
+        secret_version=proved_secret_version(record, used > 0),
         token_id=token_id if isinstance(token_id, str) else "",
     )

@@ -9,11 +9,12 @@ principal's permissions are the token's `permissions` intersected with the secre
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from watchword import reasons
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
-from watchword.identify.credential_state import state_refusal
+from watchword.identify.credential_state import proved_secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
@@ -74,13 +75,17 @@ async def verify(
         return key_refusal("no signing secret has the token's kid")
     try:
         jws.allowed(parsed, record.algorithms)
-        verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
+        used = verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
     except jws.JwsError as exc:
         return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
     refusal = state_refusal(record, now, "the token's signing secret")
     if refusal is not None:
         return refusal
-    return _principal(parsed.claims, record, presented, now, leeway, max_lifetime)
+    principal = _principal(parsed.claims, record, presented, now, leeway, max_lifetime)
+    if isinstance(principal, Refusal):
+        return principal
+    # I6: a token Watchword mints for this principal (the internal token) dies with the secret used.
+    return replace(principal, secret_version=proved_secret_version(record, used > 0))
 
 
 def _principal(
