@@ -22,8 +22,8 @@ from watchword.domain import (
     Transport,
 )
 from watchword.identify.credential_state import proved_secret_version, state_refusal
-from watchword.identify.sealed_keys import SealedKeys, verify_with_any
-from watchword.identify.tenant_jwt import DEFAULT_MAX_LIFETIME, KEY_REASONS, key_refusal
+from watchword.identify.sealed_keys import SealedKeys
+from watchword.identify.tenant_jwt import DEFAULT_MAX_LIFETIME, key_refusal, verify_sealed
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.store.models import Credential
@@ -73,11 +73,9 @@ async def verify(
     record = await lookup(connector_id) if 0 < len(connector_id) <= 64 else None
     if record is None or record.kind != int(CredentialKind.CONNECTOR):
         return key_refusal("no connector has the token's connector id")
-    try:
-        jws.allowed(parsed, ALGORITHMS)
-        used = verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
-    except jws.JwsError as exc:
-        return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
+    used = verify_sealed(parsed, record, sealed_keys, now, ALGORITHMS)
+    if isinstance(used, Refusal):
+        return used
     refusal = state_refusal(record, now, "the token's connector")
     if refusal is not None:
         return refusal

@@ -8,7 +8,7 @@ principal's permissions are the token's `permissions` intersected with the secre
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -58,6 +58,22 @@ def key_refusal(detail: str) -> Refusal:
     return Refusal(reasons.TOKEN_SIGNATURE_INVALID, SIGNATURE_MESSAGE, detail=detail)
 
 
+def verify_sealed(
+    parsed: jws.ParsedJws,
+    record: Credential,
+    sealed_keys: SealedKeys,
+    now: datetime,
+    algorithms: Collection[str],
+) -> int | Refusal:
+    """C4/C7: check the signature with the record's current secret, or its previous one during an
+    overlap; the index of the one that verified (0 current, 1 previous), or the refusal."""
+    try:
+        jws.allowed(parsed, algorithms)
+        return verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
+    except jws.JwsError as exc:
+        return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
+
+
 async def verify(
     parsed: jws.ParsedJws,
     presented: PresentedCredential,
@@ -73,11 +89,9 @@ async def verify(
     record = await lookup(kid) if kid and len(kid) <= 64 else None
     if record is None or record.kind != int(CredentialKind.TENANT_SIGNING_SECRET):
         return key_refusal("no signing secret has the token's kid")
-    try:
-        jws.allowed(parsed, record.algorithms)
-        used = verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
-    except jws.JwsError as exc:
-        return key_refusal(str(exc)) if exc.reason in KEY_REASONS else _refuse(exc.reason, str(exc))
+    used = verify_sealed(parsed, record, sealed_keys, now, record.algorithms)
+    if isinstance(used, Refusal):
+        return used
     refusal = state_refusal(record, now, "the token's signing secret")
     if refusal is not None:
         return refusal
