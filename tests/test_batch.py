@@ -8,37 +8,21 @@ from pathlib import Path
 import pytest
 
 from watchword import reasons
-from watchword.api import new_credential
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import HttpParts, Resource
 from watchword.extract import TransportSettings
 from watchword.pipeline import Memo, Pipeline
-from watchword.store import database
-from watchword.store.repository import Store
-from watchword.v1 import admin_pb2, common_pb2
+
+from support.api_keys import store_with_api_keys
 
 MASTER = MasterKey.from_text(generate(), "test")
 
 
 @pytest.fixture
 async def pipeline(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, str, list[str]]]:
-    url = f"sqlite:///{tmp_path / 'batch.db'}"
-    await database.migrate_async(url)
-    store = Store.connect(url)
-    organization = await store.create_organization("firehose")
-    secrets = []
-    for _ in range(3):
-        request = admin_pb2.CreateCredentialRequest(
-            kind=common_pb2.CREDENTIAL_KIND_API_KEY,
-            organization_id=organization.id,
-            name="k",
-            permissions=["application.list"],
-        )
-        row, secret = new_credential.build(request, Catalogue.load(), MASTER)
-        await store.add_credential(row)
-        secrets.append(secret)
-    yield Pipeline(store, Catalogue.load(), TransportSettings(), MASTER), organization.id, secrets
+    store, organization_id, secrets = await store_with_api_keys(tmp_path, MASTER)
+    yield Pipeline(store, Catalogue.load(), TransportSettings(), MASTER), organization_id, secrets
     await store.close()
 
 

@@ -19,7 +19,6 @@ from sqlalchemy import event
 from test_bad_input import expect_invalid_field
 
 from watchword import reasons, secret_format
-from watchword.api import new_credential
 from watchword.api.auth import AuthServicer
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey, generate
@@ -28,10 +27,9 @@ from watchword.domain import CredentialKind
 from watchword.extract import TransportSettings
 from watchword.identify.cache import TtlCache
 from watchword.pipeline import Pipeline
-from watchword.store import database
-from watchword.store.repository import Store
-from watchword.v1 import admin_pb2, auth_pb2, common_pb2
+from watchword.v1 import auth_pb2, common_pb2
 
+from support.api_keys import store_with_api_keys
 from support.server import WatchwordProcess
 
 MASTER = MasterKey.from_text(generate(), "test")
@@ -51,21 +49,7 @@ class Batching:
 
 @pytest.fixture
 async def batching(tmp_path: Path) -> AsyncIterator[Batching]:
-    url = f"sqlite:///{tmp_path / 'batch.db'}"
-    await database.migrate_async(url)
-    store = Store.connect(url)
-    organization = await store.create_organization("firehose")
-    secrets = []
-    for _ in range(3):
-        request = admin_pb2.CreateCredentialRequest(
-            kind=common_pb2.CREDENTIAL_KIND_API_KEY,
-            organization_id=organization.id,
-            name="k",
-            permissions=["application.list"],
-        )
-        row, secret = new_credential.build(request, Catalogue.load(), MASTER)
-        await store.add_credential(row)
-        secrets.append(secret)
+    store, organization_id, secrets = await store_with_api_keys(tmp_path, MASTER)
     pipeline = Pipeline(store, Catalogue.load(), TransportSettings(), MASTER, cache_ttl=30.0)
     queries: list[str] = []
 
@@ -75,7 +59,7 @@ async def batching(tmp_path: Path) -> AsyncIterator[Batching]:
 
     event.listen(store.engine.sync_engine, "before_cursor_execute", counted)
     servicer = AuthServicer(pipeline, 8192, 256, 1000, max_batch_credentials=100)
-    yield Batching(servicer, pipeline, organization.id, secrets, queries)
+    yield Batching(servicer, pipeline, organization_id, secrets, queries)
     await store.close()
 
 
