@@ -31,6 +31,7 @@ from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from conftest import create_credential, make_tenant
+from support.tamper import change_last_character
 
 ENDPOINT = "https://watchword.example/oauth/token"
 BASIC, POST, SECRET_JWT, PRIVATE_KEY_JWT = 1, 2, 3, 4
@@ -100,7 +101,7 @@ async def test_c9_client_secret_basic_with_form_encoding(world) -> None:
     assert principal.kind is CredentialKind.OAUTH_CLIENT
     assert principal.permissions == frozenset({"event.send"})
     wrong = await check(
-        pipeline, ClientAuthentication(authorization=basic_header(client_id, secret[:-1] + "x"))
+        pipeline, ClientAuthentication(authorization=basic_header(client_id, change_last_character(secret)))
     )
     assert isinstance(wrong, Refusal)
 

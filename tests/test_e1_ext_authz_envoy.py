@@ -24,6 +24,7 @@ from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credentia
 from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
+from support.tamper import change_last_character
 from support.tokens import watchword_token
 
 COOKIE = "ww_session"
@@ -319,7 +320,7 @@ def test_e1_refused_tokens_get_invalid_token_and_basic_gets_a_basic_challenge(wo
     response = send(world, "GET", path, bearer(expired))
     assert (response.status_code, response.json()["reason"]) == (401, reasons.TOKEN_EXPIRED)
     assert response.headers["www-authenticate"] == 'Bearer realm="watchword", error="invalid_token"'
-    wrong = base64.b64encode(f"{world.org}:{world.tokens['C5'][:-1]}x".encode()).decode()
+    wrong = base64.b64encode(f"{world.org}:{change_last_character(world.tokens['C5'])}".encode()).decode()
     for scheme in ("Basic", "BASIC"):
         response = send(
             world,

@@ -26,6 +26,7 @@ from watchword_client.asgi import challenge
 
 from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.client_fake_watchword import FakeWatchword
+from support.tamper import change_last_character
 
 ROUTES = [
     Route.public("GET", "/healthz"),
@@ -138,7 +139,8 @@ async def test_e2_asgi_missing_or_bad_credential_is_401_with_a_challenge(http, s
 async def test_e2_asgi_a_refused_basic_credential_gets_a_basic_challenge(http, secrets) -> None:
     tenant, _, key = secrets
     path = f"/v1/applications/{tenant.application_id}/events/order.paid"
-    wrong = base64.b64encode(f"{tenant.organization_id}:{key.secret[:-1]}x".encode()).decode()
+    wrong_pair = f"{tenant.organization_id}:{change_last_character(key.secret)}"
+    wrong = base64.b64encode(wrong_pair.encode()).decode()
     refused = await http.get(path, headers={"authorization": f"Basic {wrong}"})
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Basic realm="watchword"'
