@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -201,7 +200,7 @@ async def start_http(
     catalogue: Catalogue,
     recorder: Recorder | None = None,
 ) -> HttpServer:
-    listener = socket.create_server((settings.http_host, settings.http_port), reuse_port=False)
+    listener = listeners.tcp_listener(settings.http_host, settings.http_port)
     port = listener.getsockname()[1]
     base = public_base_url(settings, port)
     metadata = authorization_server_metadata(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -62,6 +63,13 @@ def connection_bound(max_connections: int, open_files: int) -> int:
             max_connections,
         )
     return min(max_connections, fits)
+
+
+def tcp_listener(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A bound listening TCP socket for an HTTP listener. `shared` sets SO_REUSEPORT, so that several
+    worker processes of one replica can listen on the same port (the kernel spreads connections among
+    them); off otherwise, so that a port already in use stops the start instead of being shared by mistake."""
+    return socket.create_server((host, port), reuse_port=shared, backlog=ACCEPT_BACKLOG)
 
 
 def grpc_options(max_connections: int) -> list[tuple[str, int]]:
