@@ -20,12 +20,36 @@ def cpu_seconds(pid: int) -> float:
     """CPU time a process has used so far, all its threads (gRPC's included), from the scheduler's own
     nanosecond count: unlike wall-clock rates, it hardly moves when other work shares the machine."""
     total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # a process that ended meanwhile
+    for task in tasks:
         try:
             total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
         except (FileNotFoundError, ProcessLookupError):
             continue  # a thread that ended meanwhile
     return total / 1e9
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (the worker processes of `watchword serve --workers N`)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a process or thread that ended meanwhile
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by `pid` and every process below it (see `cpu_seconds`)."""
+    return sum(cpu_seconds(process) for process in process_tree(pid))
 
 
 async def rate(call: Call, calls: int, concurrency: int) -> float:
