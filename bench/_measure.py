@@ -74,7 +74,7 @@ async def interleaved(
     rate over the mean of the no-op runs just before and just after it, so a machine shared with other
     work (whose load comes and goes within seconds) weighs on both sides of each ratio alike. The order
     of the cases rotates every round; the median over the rounds is reported. With `server_pid`, the
-    server's CPU time is counted per case too."""
+    server's CPU time (its whole process tree: every worker) is counted per case too."""
     baseline = cases[BASELINE]
     await rate(baseline, max(calls // 5, 20), concurrency)  # warm-up
     names = [name for name in cases if name != BASELINE]
@@ -83,10 +83,10 @@ async def interleaved(
     cpu: dict[str, float] = dict.fromkeys(cases, 0.0)
 
     async def run(name: str) -> float:
-        started = cpu_seconds(server_pid) if server_pid is not None else 0.0
+        started = tree_cpu_seconds(server_pid) if server_pid is not None else 0.0
         measured = await rate(cases[name], calls, concurrency)
         if server_pid is not None:
-            cpu[name] += cpu_seconds(server_pid) - started
+            cpu[name] += tree_cpu_seconds(server_pid) - started
         rates[name].append(measured)
         return measured
 
