@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import jwt
-from _measure import BASELINE, Call, Row, interleaved, print_table, process_tree, tree_cpu_seconds
+from _measure import BASELINE, Call, Row, cpu_seconds, interleaved, print_table, process_tree
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
@@ -208,9 +208,9 @@ def _run_one(rpc: str, args: argparse.Namespace, workers: int | None) -> list[Ro
     ):
         assert server.process is not None
         cases = create_cases(server, idp)
-        before = {pid: tree_cpu_seconds(pid) for pid in process_tree(server.process.pid)}
+        before = {pid: cpu_seconds(pid) for pid in process_tree(server.process.pid)}
         rows = asyncio.run(_drive(server.address, rpc, cases, args, server.process.pid))
-        spent = {pid: tree_cpu_seconds(pid) - used for pid, used in before.items()}
+        spent = {pid: cpu_seconds(pid) - used for pid, used in before.items()}
     label = f", {workers} worker process(es)" if workers is not None else ""
     print_table(
         f"{rpc}, warm cache{label}: {args.calls} calls per case and round, {args.concurrency} in flight "
@@ -219,8 +219,8 @@ def _run_one(rpc: str, args: argparse.Namespace, workers: int | None) -> list[Ro
         rows,
     )
     if workers is not None:
-        shares = ", ".join(f"{seconds:.1f} s" for seconds in spent.values())
-        print(f"server CPU by process (the parent first, then each worker): {shares}")
+        shares = ", ".join(f"pid {pid} {seconds:.1f} s" for pid, seconds in spent.items())
+        print(f"server CPU by process during the run (the one started first, then below it): {shares}")
     return rows
 
 
