@@ -29,6 +29,7 @@ from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
 from watchword.extract import TransportSettings
 from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_app
 from watchword.identify.credential_state import is_usable
@@ -310,8 +311,8 @@ def add_ext_authz(
     keyring: IssuingKeyring,
     routes: RouteTable,
     recorder: Recorder,
-) -> None:
-    """E1: Envoy's ext_authz Check on the same server."""
+) -> ExtAuthzCore:
+    """E1: Envoy's ext_authz Check on the same server; the decision core is shared with E4's HTTP door."""
     internal_tokens = None
     if settings.ext_authz_internal_token_enabled:
         internal_tokens = InternalTokens(
@@ -320,9 +321,10 @@ def add_ext_authz(
             settings.ext_authz_internal_token_audience,
             settings.ext_authz_internal_token_lifetime_seconds,
         )
-    options = ext_authz.ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
-    servicer = ext_authz.ExtAuthzServicer(pipeline, routes, transport_settings(settings), options, recorder)
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+    options = ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
+    core = ExtAuthzCore(pipeline, routes, transport_settings(settings), options, recorder)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(ext_authz.ExtAuthzServicer(core), server)
+    return core
 
 
 def start_audit(settings: Settings, out: TextIO) -> AuditLog | None:
