@@ -177,6 +177,11 @@ class ExtAuthzCore:
             return forbidden(decision.reason, decision.message)
         return await self._allowed(outcome.principal, headers, spoofed, query)
 
+    def refuse(self, reason: str, message: str, rule: str = "E4") -> Denied:
+        """A 403 decided by a front door before routing (e.g. a path without the configured prefix)."""
+        self._recorder.authorized("", None, None, None, False, reason, rule)
+        return forbidden(reason, message)
+
     def _query_credential(self, query: str) -> bool:
         """A T5 credential parameter in the query, while the settings say it must never reach upstream."""
         if not query or not self.strips_query_credentials:
