@@ -267,7 +267,7 @@ async def start_ext_authz_http(
         app,
         listener,
         settings,
-        listeners.BoundedHttpToolsProtocol,
+        listeners.EnvoyFacingProtocol,
         ws="none",
         server_header=False,
         date_header=False,

@@ -24,6 +24,8 @@ log = logging.getLogger("watchword.listeners")
 RESERVED_DESCRIPTORS = 128
 # The HTTP request line and headers together (uvicorn's h11 default, stated here on purpose).
 MAX_HEADER_BYTES = 16 * 1024
+# The E4 ext_authz port: Envoy's default max_request_headers_kb (60 KiB), the path prefix and some slack.
+ENVOY_MAX_HEADER_BYTES = 64 * 1024
 # Connections waiting to be accepted on the HTTP port (also how many asyncio accepts in one go).
 ACCEPT_BACKLOG = 64
 # gRPC: concurrent calls on one connection (the replica-wide bound is max_concurrent_rpcs).
@@ -128,6 +130,7 @@ class BoundedHttpToolsProtocol(ConnectionBounds, HttpToolsProtocol):
     """uvicorn's httptools protocol (the fast C parser), bounded, and with the header size bound that h11
     has and httptools lacks: the request line and headers together at most MAX_HEADER_BYTES."""
 
+    max_header_bytes = MAX_HEADER_BYTES
     _header_bytes = 0
 
     def on_message_begin(self) -> None:
@@ -136,8 +139,8 @@ class BoundedHttpToolsProtocol(ConnectionBounds, HttpToolsProtocol):
 
     def _count(self, size: int) -> None:
         self._header_bytes += size
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise HeaderTooLarge(f"request header larger than {MAX_HEADER_BYTES} bytes")
+        if self._header_bytes > self.max_header_bytes:
+            raise HeaderTooLarge(f"request header larger than {self.max_header_bytes} bytes")
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -146,6 +149,14 @@ class BoundedHttpToolsProtocol(ConnectionBounds, HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)  # ": " and CRLF, as on the wire
         super().on_header(name, value)
+
+
+class EnvoyFacingProtocol(BoundedHttpToolsProtocol):
+    """The E4 ext_authz port: its client is Envoy, which passes request headers up to its own bound
+    (`max_request_headers_kb`, 60 KiB by default) to the check; a smaller bound here would answer such
+    requests 400 instead of deciding them (still never an allow)."""
+
+    max_header_bytes = ENVOY_MAX_HEADER_BYTES
 
 
 def uvicorn_options(
