@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -406,3 +407,21 @@ def test_e1_watchword_down_fails_closed_with_503(tmp_path: Path, mode: str) -> N
         response = httpx.get(url, headers=bearer(secret), timeout=10)
         assert response.status_code == 503
         assert response.status_code != 200
+
+
+def test_e4_http_mode_asks_another_replica_when_one_is_down(served) -> None:
+    """The HTTP example's retry policy: a check that finds a replica down goes to another one."""
+    watchword, upstream, directory = served
+    tenant = make_tenant(watchword, "e4-retry")
+    secret = create_credential(
+        watchword, kind=APPLICATION_SECRET, organization_id=tenant.organization_id,
+        application_id=tenant.application_id, name="retry",
+    ).secret  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]  # closed again before Envoy starts: nothing listens there
+    config = example_config([door(watchword, "http"), dead], upstream.port, "http")
+    with EnvoyProcess(config, directory / "envoy-dead") as envoy:
+        url = envoy.url(f"/v1/applications/{tenant.application_id}")
+        statuses = [httpx.get(url, headers=bearer(secret), timeout=10).status_code for _ in range(10)]
+    assert statuses == [200] * 10
