@@ -8,13 +8,18 @@ consulted.
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from watchword.ext_authz.core import Allowed, Answer, Denied, ExtAuthzCore
+from watchword.ext_authz.core import Allowed, Answer, Denied, ExtAuthzCore, unavailable
+
+log = logging.getLogger("watchword.ext_authz")
 
 SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -80,8 +85,13 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
     ) -> external_auth_pb2.CheckResponse:
-        http = request.attributes.request.http
-        path, _, query = http.path.partition("?")
-        query = query.partition("#")[0] or http.query
-        answer = await self._core.check(http.method, path, query, request_headers(http))
-        return check_response(answer)
+        try:
+            http = request.attributes.request.http
+            path, _, query = http.path.partition("?")
+            query = query.partition("#")[0] or http.query
+            answer = await self._core.check(http.method, path, query, request_headers(http))
+            return check_response(answer)
+        except Exception:  # the core answers its own faults; this is the adapter's: still a denial
+            incident = uuid.uuid4().hex[:16]
+            log.exception("internal error in the gRPC ext_authz adapter (incident %s)", incident)
+            return denied_response(unavailable(f"internal error (incident {incident})"))
