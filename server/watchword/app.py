@@ -308,10 +308,11 @@ class RunningServer:
             # New calls get a clean UNAVAILABLE with a reason while the admitted ones finish (#8).
             self.overload.drain()
             await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
-        if self.http is not None:
-            await self.http.stop()
+        # Last started, first stopped: each uvicorn server restores the signal handlers it found.
         if self.ext_authz_http is not None:
             await self.ext_authz_http.stop()
+        if self.http is not None:
+            await self.http.stop()
         await self._stop_grpc(grace_ends)
         if self.external is not None:
             await self.external.close()
