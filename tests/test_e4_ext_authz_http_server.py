@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -132,7 +133,20 @@ def test_e4_sigterm_lets_every_http_check_in_flight_finish(tmp_path: Path) -> No
             headers = {"authorization": f"Bearer {idp.sign(claims, new_key)}"}
             fetches_before = idp.jwks_requests
             url = check_url(server, "/v1/organizations/o")
-            with ThreadPoolExecutor(max_workers=SLOW_CHECKS) as pool:
+            outcomes: list[str] = []
+            stop = threading.Event()
+
+            def hammer() -> None:  # checks without a credential, before, during and after the drain
+                while not stop.is_set():
+                    try:
+                        answer = httpx.get(url, timeout=5)
+                        outcomes.append(f"{answer.status_code} {answer.json()['reason']}")
+                    except httpx.TransportError:  # the listener is closed (or closing: a reset, no answer)
+                        outcomes.append("refused")
+                        return
+
+            with ThreadPoolExecutor(max_workers=SLOW_CHECKS + 1) as pool:
+                hammering = pool.submit(hammer)
                 slow = [pool.submit(httpx.get, url, headers=headers, timeout=20) for _ in range(SLOW_CHECKS)]
                 deadline = time.monotonic() + 5
                 while idp.jwks_requests == fetches_before and time.monotonic() < deadline:
@@ -142,11 +156,16 @@ def test_e4_sigterm_lets_every_http_check_in_flight_finish(tmp_path: Path) -> No
                 signalled_at = time.monotonic()
                 server.signal(signal.SIGTERM)
                 answers = [f.result(timeout=30) for f in slow]
-            exit_code = server.wait(30)
-            exited_after = time.monotonic() - signalled_at
+                exit_code = server.wait(30)
+                exited_after = time.monotonic() - signalled_at
+                stop.set()
+                hammering.result(timeout=10)
         finally:
             server.stop()
     # Decided (the user is no member of organization "o"), not cut off and not a 503.
     assert {answer.status_code for answer in answers} == {403}, [a.text for a in answers]
     assert exit_code == 0, "".join(server.output)
     assert exited_after < JWKS_DELAY + 8, exited_after
+    # Before: decided; during the drain: refused with the reason to retry elsewhere; after: no listener.
+    assert set(outcomes) <= {"401 credential_missing", "503 shutting_down", "refused"}, set(outcomes)
+    assert {"401 credential_missing", "503 shutting_down"} <= set(outcomes), set(outcomes)
