@@ -425,3 +425,18 @@ def test_e4_http_mode_asks_another_replica_when_one_is_down(served) -> None:
         url = envoy.url(f"/v1/applications/{tenant.application_id}")
         statuses = [httpx.get(url, headers=bearer(secret), timeout=10).status_code for _ in range(10)]
     assert statuses == [200] * 10
+
+
+def test_e4_http_mode_audits_each_check_under_envoys_request_id(served, tmp_path: Path) -> None:
+    """Envoy's x-request-id reaches Watchword as a header of the check (in gRPC mode the call has its own),
+    names the audit record, and the client sees it on a refusal."""
+    watchword, upstream, _directory = served
+    config = example_config([door(watchword, "http")], upstream.port, "http")
+    with EnvoyProcess(config, tmp_path / "envoy") as envoy:
+        response = httpx.get(envoy.url("/v1/applications/app-1"), timeout=10)
+    assert response.status_code == 401
+    record = f'"request_id":"{response.headers["x-request-id"]}","rpc":"ext_authz http"'
+    deadline = time.monotonic() + 5  # the audit log is written off the event loop
+    while record not in "".join(watchword.output) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert record in "".join(watchword.output)
