@@ -1,12 +1,14 @@
-"""E1 end to end: a real Envoy (the shipped clients/envoy/envoy.yaml, ports filled in) with its ext_authz
-filter asking a real Watchword, in front of an upstream that echoes the headers it received. Real HTTP
-requests carry every credential kind (C1-C8) over every HTTP transport (T1-T5)."""
+"""E1 and E4 end to end: a real Envoy (a shipped example, ports filled in) with its ext_authz filter asking a
+real Watchword, in front of an upstream that echoes the headers it received. Real HTTP requests carry every
+credential kind (C1-C8) over every HTTP transport (T1-T5). Every test runs in both modes against the same
+Watchword: gRPC (`clients/envoy/envoy.yaml`, E1) and HTTP (`clients/envoy/envoy-http.yaml`, E4)."""
 
 from __future__ import annotations
 
 import base64
 import http.client
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,17 +23,27 @@ from watchword import reasons
 from watchword.v1 import common_pb2
 
 from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
-from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
+from support.envoy import (
+    CLUSTERS,
+    HTTP_MODE_SETTINGS,
+    EchoUpstream,
+    EnvoyProcess,
+    example_config,
+    write_config,
+)
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
 from support.tamper import change_last_character
 from support.tokens import watchword_token
 
 COOKIE = "ww_session"
+# Envoy's ext_authz modes: gRPC (E1) and HTTP (E4); the ids put the catalogue id in each test's name.
+MODES = pytest.mark.parametrize("mode", ["grpc", "http"], ids=["e1-grpc", "e4-http"])
 
 
 @dataclass(frozen=True)
 class World:
+    mode: str
     envoy: EnvoyProcess
     watchword: WatchwordProcess
     org: str
@@ -48,26 +60,43 @@ def idp() -> Iterator[JwksServer]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, idp: JwksServer) -> Iterator[World]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, idp: JwksServer
+) -> Iterator[tuple[WatchwordProcess, EchoUpstream, Path]]:
+    """One Watchword serving both front doors (gRPC Check and HTTP ext_authz), and the upstream."""
     directory = tmp_path_factory.mktemp("e1")
     settings = (
         f'auth_cookie_name = "{COOKIE}"\nquery_credentials_enabled = true\n'
         "ext_authz_remove_credential_headers = true\next_authz_internal_token_enabled = true\n"
-        f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\njwks_uri = "{idp.jwks_uri}"\n'
+        + HTTP_MODE_SETTINGS
+        + f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\njwks_uri = "{idp.jwks_uri}"\n'
         'allow_insecure_http = true\norganization_claim = "org"\nroles_claim = "roles"\n'
     )
     config = write_config(directory, settings)
     with (
         WatchwordProcess(directory / "data", args=["--config", str(config)]) as watchword,
         EchoUpstream() as upstream,
-        EnvoyProcess(example_config([watchword.port], upstream.port), directory / "envoy") as envoy,
     ):
-        envoy.wait_healthy("watchword", 1)
-        yield _populate(envoy, watchword, idp)
+        yield watchword, upstream, directory
 
 
-def _populate(envoy: EnvoyProcess, watchword: WatchwordProcess, idp: JwksServer) -> World:
-    tenant = make_tenant(watchword, "e1")
+def door(watchword: WatchwordProcess, mode: str) -> int:
+    """The port Envoy asks in this mode: the gRPC port, or the ext_authz HTTP port."""
+    return watchword.port if mode == "grpc" else watchword.ext_authz_http_port
+
+
+@pytest.fixture(scope="module", params=["grpc", "http"], ids=["e1-grpc", "e4-http"])
+def world(request: pytest.FixtureRequest, served, idp: JwksServer) -> Iterator[World]:
+    watchword, upstream, directory = served
+    mode = request.param
+    config = example_config([door(watchword, mode)], upstream.port, mode)
+    with EnvoyProcess(config, directory / f"envoy-{mode}") as envoy:
+        envoy.wait_healthy(CLUSTERS[mode], 1)
+        yield _populate(mode, envoy, watchword, idp)
+
+
+def _populate(mode: str, envoy: EnvoyProcess, watchword: WatchwordProcess, idp: JwksServer) -> World:
+    tenant = make_tenant(watchword, f"e1-{mode}")
     org = tenant.organization_id
 
     def create(kind: int, **fields: object):
@@ -109,7 +138,7 @@ def _populate(envoy: EnvoyProcess, watchword: WatchwordProcess, idp: JwksServer)
         "C6": connector.credential.id,
         "C4": tenant_secret.credential.id,
     }
-    return World(envoy, watchword, org, tenant.application_id, tenant.other_application_id, tokens, ids)
+    return World(mode, envoy, watchword, org, tenant.application_id, tenant.other_application_id, tokens, ids)
 
 
 def send(world: World, method: str, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -267,6 +296,11 @@ def test_e1_c6_connector_header_pair_t4_and_query_t5(world) -> None:
     assert "hull-app-id" not in seen
     assert "hull-access-token" not in seen
     response = send(world, "POST", f"{path}?id={world.ids['C6']}&secret={world.tokens['C6']}&page=2")
+    if world.mode == "http":
+        # Envoy's HTTP mode cannot remove query parameters: the credential must not reach the upstream.
+        assert response.status_code == 403
+        assert response.json()["reason"] == reasons.QUERY_CREDENTIAL_NOT_REMOVABLE
+        return
     assert_principal(upstream_saw(response), "connector", world.org, world.ids["C6"])
     assert response.json()["path"] == f"{path}?page=2"  # the query credentials are removed
 
@@ -351,12 +385,15 @@ def test_e1_huge_and_odd_inputs_get_clean_answers(world) -> None:
     )
 
 
-def test_e1_watchword_down_fails_closed_with_503(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+@MODES
+def test_e1_watchword_down_fails_closed_with_503(tmp_path: Path, mode: str) -> None:
+    config = write_config(tmp_path, HTTP_MODE_SETTINGS)
     with (
         WatchwordProcess(tmp_path / "data", args=["--config", str(config)]) as watchword,
         EchoUpstream() as upstream,
-        EnvoyProcess(example_config([watchword.port], upstream.port), tmp_path / "envoy") as envoy,
+        EnvoyProcess(
+            example_config([door(watchword, mode)], upstream.port, mode), tmp_path / "envoy"
+        ) as envoy,
     ):
         tenant = make_tenant(watchword, "down")
         secret = create_credential(
@@ -364,9 +401,42 @@ def test_e1_watchword_down_fails_closed_with_503(tmp_path: Path) -> None:
             application_id=tenant.application_id, name="s",
         ).secret  # fmt: skip
         url = envoy.url(f"/v1/applications/{tenant.application_id}")
-        envoy.wait_healthy("watchword", 1)
+        envoy.wait_healthy(CLUSTERS[mode], 1)
         assert httpx.get(url, headers=bearer(secret), timeout=10).status_code == 200
         watchword.stop()
         response = httpx.get(url, headers=bearer(secret), timeout=10)
         assert response.status_code == 503
         assert response.status_code != 200
+
+
+def test_e4_http_mode_asks_another_replica_when_one_is_down(served) -> None:
+    """The HTTP example's retry policy: a check that finds a replica down goes to another one."""
+    watchword, upstream, directory = served
+    tenant = make_tenant(watchword, "e4-retry")
+    secret = create_credential(
+        watchword, kind=APPLICATION_SECRET, organization_id=tenant.organization_id,
+        application_id=tenant.application_id, name="retry",
+    ).secret  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]  # closed again before Envoy starts: nothing listens there
+    config = example_config([door(watchword, "http"), dead], upstream.port, "http")
+    with EnvoyProcess(config, directory / "envoy-dead") as envoy:
+        url = envoy.url(f"/v1/applications/{tenant.application_id}")
+        statuses = [httpx.get(url, headers=bearer(secret), timeout=10).status_code for _ in range(10)]
+    assert statuses == [200] * 10
+
+
+def test_e4_http_mode_audits_each_check_under_envoys_request_id(served, tmp_path: Path) -> None:
+    """Envoy's x-request-id reaches Watchword as a header of the check (in gRPC mode the call has its own),
+    names the audit record, and the client sees it on a refusal."""
+    watchword, upstream, _directory = served
+    config = example_config([door(watchword, "http")], upstream.port, "http")
+    with EnvoyProcess(config, tmp_path / "envoy") as envoy:
+        response = httpx.get(envoy.url("/v1/applications/app-1"), timeout=10)
+    assert response.status_code == 401
+    record = f'"request_id":"{response.headers["x-request-id"]}","rpc":"ext_authz http"'
+    deadline = time.monotonic() + 5  # the audit log is written off the event loop
+    while record not in "".join(watchword.output) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert record in "".join(watchword.output)

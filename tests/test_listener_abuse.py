@@ -103,10 +103,16 @@ def _timed(call: Callable[[], object]) -> float:
     return time.monotonic() - started
 
 
-def test_e3_idle_and_slowloris_http_clients_cannot_starve_grpc(tmp_path: Path) -> None:
+# The HTTP ports abused: the OAuth endpoints (h11), and E4's ext_authz front door (httptools).
+ABUSED_PORTS = pytest.mark.parametrize("abused", ["http", "ext_authz_http"], ids=["e3-oauth", "e4-ext-authz"])
+
+
+@ABUSED_PORTS
+def test_e3_idle_and_slowloris_http_clients_cannot_starve_grpc(tmp_path: Path, abused: str) -> None:
     env = {
         "WATCHWORD_IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS),
         "WATCHWORD_AUDIT_LOG_FILE": str(tmp_path / "audit.log"),  # the output is the server log alone
+        "WATCHWORD_EXT_AUTHZ_HTTP_PORT": "0",
     }
     limit = open_file_limit(OPEN_FILES, OPEN_FILES)
     server = WatchwordProcess(tmp_path / "data", env=env, preexec_fn=limit).start()
@@ -124,10 +130,11 @@ def test_e3_idle_and_slowloris_http_clients_cannot_starve_grpc(tmp_path: Path) -
         health = health_pb2_grpc.HealthStub(server.channel())
         logged_before = len(server.output)
         baseline = _descriptors(server)
+        port = server.http_port if abused == "http" else server.ext_authz_http_port
         for _ in range(ABUSERS):
             sock = socket.socket()
             sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", server.http_port))
+            sock.connect_ex(("127.0.0.1", port))
             sockets.append(sock)
         time.sleep(0.5)
         timings: list[float] = []

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
+from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
+from watchword.ext_authz.http import HttpFrontDoor
 from watchword.extract import TransportSettings
 from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_app
 from watchword.identify.credential_state import is_usable
@@ -211,13 +214,33 @@ async def start_http(
         signing_algorithm=settings.signing_algorithm,
     )
     app = build_app(grants, keyring.jwks, metadata, recorder)
-    bound = listeners.connection_bound(settings.max_connections, listeners.open_file_limit())
+    return await serve_uvicorn(app, listener, settings)
+
+
+def http_ports(settings: Settings) -> int:
+    """Ports clients hold connections on: gRPC, HTTP and, when on, the E4 ext_authz HTTP port."""
+    return 2 if settings.ext_authz_http_port is None else 3
+
+
+async def serve_uvicorn(
+    app: object,
+    listener: socket.socket,
+    settings: Settings,
+    protocol: type[asyncio.Protocol] = listeners.BoundedH11Protocol,
+    **options: object,
+) -> HttpServer:
+    """uvicorn on this event loop, with the bounds of #8, serving `app` on `listener`."""
+    port = listener.getsockname()[1]
+    bound = listeners.connection_bound(
+        settings.max_connections, listeners.open_file_limit(), http_ports(settings)
+    )
     config = uvicorn.Config(
-        app,
+        app,  # type: ignore[arg-type]
         log_level="warning",
         lifespan="off",
         access_log=False,
-        **listeners.uvicorn_options(bound, settings.idle_timeout_seconds),
+        **listeners.uvicorn_options(bound, settings.idle_timeout_seconds, protocol),
+        **options,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
@@ -227,6 +250,28 @@ async def start_http(
             raise StartupError("the HTTP endpoints stopped during start")
         await asyncio.sleep(0.01)
     return HttpServer(server=server, task=task, port=port)
+
+
+async def start_ext_authz_http(
+    settings: Settings, core: ExtAuthzCore, overload: OverloadInterceptor, metrics: observe_metrics.Metrics
+) -> HttpServer:
+    """E4: Envoy's HTTP ext_authz on its own port: httptools (the fast parser), no Server/Date headers
+    (Envoy would pass them to the client), checks bounded together with the gRPC calls."""
+    host, port = settings.ext_authz_http_host, settings.ext_authz_http_port or 0
+    try:
+        listener = listeners.tcp_listener(host, port)
+    except OSError as exc:
+        raise StartupError(f"cannot serve ext_authz HTTP on {host}:{port}: {exc.strerror or exc}") from None
+    app = HttpFrontDoor(core, settings.ext_authz_http_path_prefix, overload, metrics)
+    return await serve_uvicorn(
+        app,
+        listener,
+        settings,
+        listeners.EnvoyFacingProtocol,
+        ws="none",
+        server_header=False,
+        date_header=False,
+    )
 
 
 def transport_settings(settings: Settings) -> TransportSettings:
@@ -247,6 +292,7 @@ class RunningServer:
     settings: Settings
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
+    ext_authz_http: HttpServer | None = None
     outbound_tokens: TokenCache | None = None
     invalidation: InvalidationBus | None = None
     overload: OverloadInterceptor | None = None
@@ -262,6 +308,9 @@ class RunningServer:
             # New calls get a clean UNAVAILABLE with a reason while the admitted ones finish (#8).
             self.overload.drain()
             await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
+        # Last started, first stopped: each uvicorn server restores the signal handlers it found.
+        if self.ext_authz_http is not None:
+            await self.ext_authz_http.stop()
         if self.http is not None:
             await self.http.stop()
         await self._stop_grpc(grace_ends)
@@ -310,8 +359,8 @@ def add_ext_authz(
     keyring: IssuingKeyring,
     routes: RouteTable,
     recorder: Recorder,
-) -> None:
-    """E1: Envoy's ext_authz Check on the same server."""
+) -> ExtAuthzCore:
+    """E1: Envoy's ext_authz Check on the same server; the decision core is shared with E4's HTTP door."""
     internal_tokens = None
     if settings.ext_authz_internal_token_enabled:
         internal_tokens = InternalTokens(
@@ -320,9 +369,10 @@ def add_ext_authz(
             settings.ext_authz_internal_token_audience,
             settings.ext_authz_internal_token_lifetime_seconds,
         )
-    options = ext_authz.ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
-    servicer = ext_authz.ExtAuthzServicer(pipeline, routes, transport_settings(settings), options, recorder)
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+    options = ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
+    core = ExtAuthzCore(pipeline, routes, transport_settings(settings), options, recorder)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(ext_authz.ExtAuthzServicer(core), server)
+    return core
 
 
 def start_audit(settings: Settings, out: TextIO) -> AuditLog | None:
@@ -400,7 +450,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         # excess call is refused before anything else is done for it (#8).
         overload = OverloadInterceptor(settings.max_concurrent_rpcs)
         # Idle or slow clients of one port must not use up the descriptors the others need (#8).
-        per_port = listeners.connection_bound(settings.max_connections, listeners.open_file_limit())
+        per_port = listeners.connection_bound(
+            settings.max_connections, listeners.open_file_limit(), http_ports(settings)
+        )
         server = grpc.aio.server(
             interceptors=[
                 ObserveInterceptor(metrics, audit, served_methods()),
@@ -478,7 +530,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             issuers=settings.issuers,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
-        add_ext_authz(server, settings, pipeline, keyring, routes, recorder)
+        ext_authz_core = add_ext_authz(server, settings, pipeline, keyring, routes, recorder)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable(
@@ -507,6 +559,14 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             if settings.http_enabled
             else None
         )
+        ext_authz_http = None
+        if settings.ext_authz_http_port is not None:
+            try:
+                ext_authz_http = await start_ext_authz_http(settings, ext_authz_core, overload, metrics)
+            except BaseException:
+                if http is not None:
+                    await http.stop()
+                raise
         # C9: the token endpoint's URL as the metadata publishes it is an assertion `aud` too, so a
         # client configured from the metadata works out of the box.
         public = public_base_url(settings, http.port if http is not None else settings.http_port)
@@ -532,6 +592,9 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     scheme = "tls" if settings.tls_cert_file else "plaintext"
     if http is not None:
         print(f"watchword http listening on {settings.http_host}:{http.port}", file=out, flush=True)
+    if ext_authz_http is not None:
+        where = f"{settings.ext_authz_http_host}:{ext_authz_http.port}"
+        print(f"watchword ext_authz http listening on {where}", file=out, flush=True)
     if metrics_server is not None:
         print(
             f"watchword metrics listening on {settings.metrics_host}:{metrics_server.port}",
@@ -548,6 +611,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         settings=settings,
         external=external,
         http=http,
+        ext_authz_http=ext_authz_http,
         outbound_tokens=outbound_tokens,
         invalidation=bus,
         overload=overload,

@@ -243,6 +243,23 @@ class Settings(BaseModel):
     ext_authz_internal_token_lifetime_seconds: int = Field(
         default=60, ge=10, le=3600, description="E1: lifetime of the internal token."
     )
+    # E4: the HTTP ext_authz front door (Envoy's `http_service`), beside the gRPC Check.
+    ext_authz_http_host: str = Field(
+        default="127.0.0.1", description="E4: address the HTTP ext_authz front door listens on."
+    )
+    ext_authz_http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="E4: port of the HTTP ext_authz front door (0: pick a free one); off unless set.",
+    )
+    ext_authz_http_path_prefix: str = Field(
+        default="",
+        max_length=255,
+        pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+        description="E4: the `path_prefix` Envoy's http_service adds to every checked path; a request "
+        "without it is denied (`path_prefix_missing`). Empty: none.",
+    )
     # ---- metrics, audit log and structured logs (issue #8, "seeing what it does") ----
     metrics_enabled: bool = Field(
         default=True, description="Serve Prometheus metrics at /metrics on metrics_host:metrics_port."
@@ -317,6 +334,16 @@ class Settings(BaseModel):
     def _metrics_port_is_its_own(self) -> Settings:
         if self.metrics_enabled and self.metrics_port and self.metrics_port in (self.port, self.http_port):
             raise ValueError(f"metrics_port ({self.metrics_port}) must differ from port and http_port")
+        return self
+
+    @model_validator(mode="after")
+    def _ext_authz_http_port_is_its_own(self) -> Settings:
+        port = self.ext_authz_http_port
+        others = (self.port, self.http_port, self.metrics_port if self.metrics_enabled else 0)
+        if port and port in others:
+            raise ValueError(
+                f"ext_authz_http_port ({port}) must differ from port, http_port and metrics_port"
+            )
         return self
 
     @property

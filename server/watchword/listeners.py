@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("watchword.listeners")
 
@@ -23,6 +24,8 @@ log = logging.getLogger("watchword.listeners")
 RESERVED_DESCRIPTORS = 128
 # The HTTP request line and headers together (uvicorn's h11 default, stated here on purpose).
 MAX_HEADER_BYTES = 16 * 1024
+# The E4 ext_authz port: Envoy's default max_request_headers_kb (60 KiB), the path prefix and some slack.
+ENVOY_MAX_HEADER_BYTES = 64 * 1024
 # Connections waiting to be accepted on the HTTP port (also how many asyncio accepts in one go).
 ACCEPT_BACKLOG = 64
 # gRPC: concurrent calls on one connection (the replica-wide bound is max_concurrent_rpcs).
@@ -50,10 +53,10 @@ def open_file_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def connection_bound(max_connections: int, open_files: int) -> int:
-    """Connections each port may hold: at most `max_connections`, and both ports together must leave
-    RESERVED_DESCRIPTORS free under the open-file limit."""
-    fits = max((open_files - RESERVED_DESCRIPTORS) // 2, 16)
+def connection_bound(max_connections: int, open_files: int, ports: int = 2) -> int:
+    """Connections each port may hold: at most `max_connections`, and the `ports` together (gRPC, HTTP,
+    and the E4 ext_authz HTTP port when on) must leave RESERVED_DESCRIPTORS free under the open-file limit."""
+    fits = max((open_files - RESERVED_DESCRIPTORS) // ports, 16)
     if fits < max_connections:
         log.warning(
             "the open-file limit (%s) allows %s connections per port, not max_connections=%s; raise the "
@@ -87,17 +90,25 @@ def grpc_options(max_connections: int) -> list[tuple[str, int]]:
     ]
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with the two bounds it lacks: a connection past `limit_concurrency` is
-    closed at once (uvicorn would keep it and answer 503 to each request), and a connection must send a
-    whole request header within `timeout_keep_alive` of connecting (uvicorn waits for ever)."""
+class ConnectionBounds:
+    """The two bounds uvicorn's HTTP protocols lack, for either of them (mixed in before the protocol): a
+    connection past `limit_concurrency` is closed at once (uvicorn would keep it and answer 503 to each
+    request), and a connection must send a whole request header within `timeout_keep_alive` of
+    connecting (uvicorn waits for ever)."""
+
+    limit_concurrency: int | None
+    connections: set[Any]
+    timeout_keep_alive: float
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # One below uvicorn's own bound, which answers 503 to every request once it is reached.
         if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency - 1:
             transport.abort()  # nothing was read: nothing to answer, no descriptor kept
             return
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         self._first_request_timer = self.loop.call_later(self.timeout_keep_alive, self._no_request_in_time)
 
     def _no_request_in_time(self) -> None:
@@ -110,12 +121,55 @@ class BoundedH11Protocol(H11Protocol):
         if timer is not None:
             timer.cancel()
         if self in self.connections or getattr(self, "transport", None) is not None:
-            super().connection_lost(exc)
+            super().connection_lost(exc)  # type: ignore[misc]
 
 
-def uvicorn_options(max_connections: int, idle_seconds: float) -> dict[str, Any]:
+class BoundedH11Protocol(ConnectionBounds, H11Protocol):
+    """uvicorn's h11 protocol, bounded; h11 bounds the header size (`h11_max_incomplete_event_size`)."""
+
+
+class HeaderTooLarge(ValueError):
+    """From a parser callback: httptools makes it a parse error; uvicorn answers 400 and closes."""
+
+
+class BoundedHttpToolsProtocol(ConnectionBounds, HttpToolsProtocol):
+    """uvicorn's httptools protocol (the fast C parser), bounded, and with the header size bound that h11
+    has and httptools lacks: the request line and headers together at most MAX_HEADER_BYTES."""
+
+    max_header_bytes = MAX_HEADER_BYTES
+    _header_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self._header_bytes = 0
+        super().on_message_begin()
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.max_header_bytes:
+            raise HeaderTooLarge(f"request header larger than {self.max_header_bytes} bytes")
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF, as on the wire
+        super().on_header(name, value)
+
+
+class EnvoyFacingProtocol(BoundedHttpToolsProtocol):
+    """The E4 ext_authz port: its client is Envoy, which passes request headers up to its own bound
+    (`max_request_headers_kb`, 60 KiB by default) to the check; a smaller bound here would answer such
+    requests 400 instead of deciding them (still never an allow)."""
+
+    max_header_bytes = ENVOY_MAX_HEADER_BYTES
+
+
+def uvicorn_options(
+    max_connections: int, idle_seconds: float, protocol: type[asyncio.Protocol] = BoundedH11Protocol
+) -> dict[str, Any]:
     return {
-        "http": BoundedH11Protocol,
+        "http": protocol,
         "limit_concurrency": max_connections + 1,
         "timeout_keep_alive": idle_seconds,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,

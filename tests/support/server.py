@@ -21,6 +21,7 @@ from watchword.v1 import admin_pb2_grpc, auth_pb2_grpc
 _LISTENING = re.compile(r"watchword listening on ([\d.]+):(\d+)")
 _HTTP_LISTENING = re.compile(r"watchword http listening on ([\d.]+):(\d+)")
 _METRICS_LISTENING = re.compile(r"watchword metrics listening on ([\d.]+):(\d+)")
+_EXT_AUTHZ_HTTP_LISTENING = re.compile(r"watchword ext_authz http listening on ([\d.]+):(\d+)")
 _ADMIN_TOKEN = re.compile(r"WATCHWORD_ADMIN_TOKEN=(wwad_\S+)")
 START_TIMEOUT = 60.0
 
@@ -42,6 +43,7 @@ class WatchwordProcess:
         self.port = 0
         self.http_port = 0
         self.metrics_port = 0
+        self.ext_authz_http_port = 0  # E4, when WATCHWORD_EXT_AUTHZ_HTTP_PORT is set
         self.admin_token = ""
         self.output: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -59,6 +61,8 @@ class WatchwordProcess:
                 self.http_port = int(http.group(2))
             if metrics := _METRICS_LISTENING.search(line):
                 self.metrics_port = int(metrics.group(2))
+            if ext_authz := _EXT_AUTHZ_HTTP_LISTENING.search(line):
+                self.ext_authz_http_port = int(ext_authz.group(2))
             if match := _LISTENING.search(line):
                 self.port = int(match.group(2))
                 self._listening.set()

@@ -1,0 +1,177 @@
+"""E4: Envoy's external authorization over plain HTTP (`http_service`), a raw ASGI app served by uvicorn
+with httptools on the same event loop as the gRPC server (so it shares the pipeline and its caches).
+
+Envoy sends each request's method and `path_prefix` + path (with its query) as the check request's own
+method and path, and the headers its `allowed_headers` lets through (Authorization, Host, the method and
+the path always). The answer, from the decision core:
+
+- 200: allow; the `x-watchword-*` headers (and the rewritten cookie) go upstream through Envoy's
+  `allowed_upstream_headers`, and `x-envoy-auth-headers-to-remove` lists the headers Envoy removes
+  (spoofed `x-watchword-*` ones, the credential);
+- 401/403: Envoy answers the client with this status, the JSON body and the headers its
+  `allowed_client_headers` lets through (`WWW-Authenticate` always);
+- 503: Watchword cannot decide (store down, a fault, overload, shutting down). Envoy treats every 5xx as
+  an error and answers `status_on_error` without the body: never an allow.
+
+Envoy's HTTP mode cannot remove query parameters, so a T5 credential that must be removed is refused
+(`query_credential_not_removable`); use the gRPC front door for those.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+from watchword import reasons
+from watchword.ext_authz.core import Allowed, Answer, ExtAuthzCore, unavailable
+from watchword.observe import call, request_id
+from watchword.observe.metrics import Metrics
+
+log = logging.getLogger("watchword.ext_authz")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+# The `rpc` label of this door's decisions and its latency histogram.
+RPC = "ext_authz http"
+REMOVE_HEADER = b"x-envoy-auth-headers-to-remove"
+# The gRPC OverloadInterceptor's reasons (api/errors.py), in this door's 503 bodies.
+OVERLOADED = "overloaded"
+SHUTTING_DOWN = "shutting_down"
+_JSON = (b"content-type", b"application/json")
+_EMPTY = (b"content-length", b"0")
+# Where an Allowed answer keeps its encoding (see Allowed.rendered).
+_RENDERED = "http"
+
+
+class Admission(Protocol):
+    """The replica-wide bound on checks in flight (the gRPC OverloadInterceptor is one)."""
+
+    max_concurrent: int
+    in_flight: int
+    refused: int
+    draining: bool
+
+
+class _Unbounded:
+    def __init__(self) -> None:
+        self.max_concurrent, self.in_flight, self.refused, self.draining = 1 << 30, 0, 0, False
+
+
+def _latin1(pairs: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+
+
+def allowed_headers(allowed: Allowed) -> list[tuple[bytes, bytes]]:
+    """The 200 answer's headers, made once per Allowed (plain allows are reused per principal)."""
+    rendered = allowed.rendered.get(_RENDERED)
+    if rendered is None:
+        rendered = [_EMPTY, *_latin1(allowed.headers)]
+        if allowed.remove:
+            rendered.append((REMOVE_HEADER, ", ".join(allowed.remove).encode("latin-1")))
+        allowed.rendered[_RENDERED] = rendered
+    return rendered
+
+
+def strip_prefix(raw_path: bytes, prefix: bytes) -> bytes | None:
+    """The path Envoy checks, without the `path_prefix` it added; None when the prefix is missing (a
+    request that did not come through the filter as configured)."""
+    if not prefix:
+        return raw_path
+    if raw_path.startswith(prefix) and raw_path[len(prefix) : len(prefix) + 1] == b"/":
+        return raw_path[len(prefix) :]
+    return None
+
+
+def decode_path(raw: bytes) -> str:
+    """The path exactly as sent, for the route table; "" (matches no route) when it is not ASCII."""
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+
+
+class HttpFrontDoor:
+    """The ASGI app. `admission` bounds checks in flight with the gRPC calls (one bound per replica)."""
+
+    def __init__(
+        self,
+        core: ExtAuthzCore,
+        path_prefix: str = "",
+        admission: Admission | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._core = core
+        self._prefix = path_prefix.encode("ascii")
+        self._admission = admission or _Unbounded()
+        self._metrics = metrics or Metrics()
+        self._latency = self._metrics.latency(RPC)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan is off, websockets are not served
+            return
+        # Latin-1 both ways: the bytes Envoy sent come back unchanged (e.g. the cookies kept).
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        info = call.CallInfo(request_id.choose(headers), RPC, peer_address=_peer(scope))
+        entered = call.current.set(info)
+        started = time.perf_counter()
+        rid = info.request_id.encode("ascii")
+        try:
+            status, response_headers, body = encode(await self._admitted(scope, headers), rid)
+        except Exception:  # a fault here must still be a clean 503, never an allow
+            incident = uuid.uuid4().hex[:16]
+            log.exception("internal error in the HTTP ext_authz door (incident %s)", incident)
+            status, response_headers, body = encode(unavailable(f"internal error (incident {incident})"), rid)
+        finally:
+            call.current.reset(entered)
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+        self._latency.observe(time.perf_counter() - started)
+
+    async def _admitted(self, scope: Scope, headers: list[tuple[str, str]]) -> Answer:
+        admission = self._admission
+        if admission.draining:
+            return unavailable("this replica is shutting down; retry on another replica", SHUTTING_DOWN)
+        if admission.in_flight >= admission.max_concurrent:
+            admission.refused += 1
+            return unavailable("too many checks in flight on this replica; retry", OVERLOADED)
+        admission.in_flight += 1
+        self._metrics.in_flight += 1
+        try:
+            return await self._check(scope, headers)
+        finally:
+            admission.in_flight -= 1
+            self._metrics.in_flight -= 1
+
+    async def _check(self, scope: Scope, headers: list[tuple[str, str]]) -> Answer:
+        raw_path = strip_prefix(scope["raw_path"], self._prefix)
+        if raw_path is None:
+            return self._core.refuse(
+                reasons.PATH_PREFIX_MISSING, "the path lacks the configured ext_authz_http_path_prefix"
+            )
+        query = scope["query_string"].decode("utf-8", "replace")
+        path = decode_path(raw_path)
+        answer = await self._core.check(scope["method"], path, query, headers, query_removable=False)
+        if isinstance(answer, Allowed) and answer.remove_query:
+            # Unreachable (the core refuses such requests first); if it ever happens, fail closed.
+            log.error("an allow needed query parameters removed, which HTTP mode cannot do")
+            return unavailable("this allow cannot be enforced over HTTP")
+        return answer
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+def encode(answer: Answer, rid: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the answer to Envoy."""
+    if isinstance(answer, Allowed):
+        return 200, [*allowed_headers(answer), (b"x-request-id", rid)], b""
+    body = answer.body.encode("utf-8")
+    length = (b"content-length", str(len(body)).encode("ascii"))
+    return answer.status, [_JSON, length, *_latin1(answer.headers), (b"x-request-id", rid)], body
