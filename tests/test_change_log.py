@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -294,8 +293,8 @@ _MALFORMED = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def fuzz_path() -> Path:
-    path = Path(tempfile.mkdtemp()) / "fuzz.db"
+def fuzz_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     database.migrate(f"sqlite:///{path}")
     return path
 
