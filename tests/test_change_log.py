@@ -332,3 +332,10 @@ def _as_change(payload: object) -> list[Change]:
         return [parse(payload)]
     except BadPayload:
         return []
+
+
+async def test_a_reader_of_a_missing_file_fails_without_creating_it(tmp_path: Path) -> None:
+    reader = SqliteChangeLog(tmp_path / "not yet?#.db")
+    with pytest.raises(sqlite3.OperationalError):
+        await reader.position()
+    assert list(tmp_path.iterdir()) == []

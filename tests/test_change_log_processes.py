@@ -79,9 +79,13 @@ def within_limit(case: str, done: Callable[[], bool], changed_at: float) -> floa
 
 
 def api_key(pair: Pair, name: str) -> admin_pb2.CreateCredentialResponse:
-    return create_credential(
+    created = create_credential(
         pair.writer, kind=API_KEY, organization_id=pair.organization_id, name=name, permissions=["event.send"]
     )
+    # The creation is an entry too: let the other process read it first, or it would drop what it
+    # cached of the key on that entry, and the change under test would find nothing cached.
+    time.sleep(0.3)
+    return created
 
 
 def exchange(process: WatchwordProcess, secret: str) -> auth_pb2.TokenResponse:

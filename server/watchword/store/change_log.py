@@ -28,7 +28,7 @@ from watchword.store.change_feed import BadPayload, Change, parse
 log = logging.getLogger("watchword.change_feed")
 
 # 100 ms: a change reaches the other processes in about that (the bound is 1 s) for an idle cost of
-# about 0.3% of a core per process, most of it the wake-up itself (see the README, Replicas).
+# 0.1-0.2% of a core per process, most of it the wake-up itself (measured: README, Several replicas).
 POLL_SECONDS = 0.1
 BATCH = 256  # entries read per query; a longer backlog is read in several
 # Writers keep this many newest entries: 100 ms of polling falls that far behind only in a burst of
@@ -61,8 +61,10 @@ class SqliteChangeLog:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            # Autocommit: each poll reads the newest commit, never an old snapshot held open.
-            self._connection = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            # mode=rw: never create a stray empty file. Autocommit: each poll reads the newest commit,
+            # never an old snapshot held open.
+            uri = f"{Path(self._path).absolute().as_uri()}?mode=rw"
+            self._connection = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
         return self._connection
 
     def _query(self, sql: str, parameters: tuple[int, ...] = ()) -> list[Any]:
