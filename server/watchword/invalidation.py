@@ -10,7 +10,9 @@ One code path on both backends: every write that affects a decision yields a `Ch
   lost while nobody listened. While the connection is down the caches still expire after their TTL, so a
   replica is never staler than that.
 
-SQLite is embedded and single-process: the in-process bus is all there is.
+- on SQLite, on every other process sharing the file (`watchword serve --workers N`) when its follower
+  reads the change log entry the write appended (`SqliteInvalidationBus`, `store.change_log`), within
+  about 100 ms. A follower that fell behind pruned entries flushes everything.
 
 Observing propagation: `delay_observers` are called with each change received from the feed and its
 delay in seconds (now minus the commit-side timestamp it carries, so clock skew between replicas shows
@@ -33,6 +35,7 @@ from watchword.outbound.signer import OutboundSigner
 from watchword.pipeline import Pipeline
 from watchword.store.change_feed import Change, ChangeKind
 from watchword.store.change_listener import ChangeListener
+from watchword.store.change_log import ChangeLogFollower, SqliteChangeLog
 from watchword.store.repository import Store
 
 log = logging.getLogger("watchword.invalidation")
@@ -66,7 +69,7 @@ class Targets:
 
 @dataclass
 class InvalidationBus:
-    """In-process: applies this replica's own changes. The base of the PostgreSQL bus."""
+    """In-process: applies this replica's own changes. The base of the feed-following buses."""
 
     targets: Targets
     delay_observers: list[DelayObserver] = field(default_factory=list)
@@ -135,16 +138,33 @@ def _invalidate(caches: Iterable[TtlCache[Any]], keys: Iterable[str]) -> None:
 
 
 @dataclass
-class PostgresInvalidationBus(InvalidationBus):
-    """Also applies the changes of every other replica, received over one LISTEN connection."""
+class FeedInvalidationBus(InvalidationBus):
+    """Also applies the changes of every other replica or process, received from a feed."""
 
-    database_url: str = ""
-    origin: str = ""  # this replica's name in events (the store's): its own were applied already
-    listener: ChangeListener | None = None
+    origin: str = ""  # this store's name in events: its own were applied already
 
     def attach(self, store: Store) -> None:
         super().attach(store)
         self.origin = store.origin
+
+    async def receive(self, change: Change) -> None:
+        delay = max(0.0, time.time() - change.at)
+        for observe in self.delay_observers:
+            try:
+                observe(change, delay)
+            except Exception:
+                log.exception("a change delay observer failed")
+        if change.origin and change.origin == self.origin:
+            return
+        await self.apply(change)
+
+
+@dataclass
+class PostgresInvalidationBus(FeedInvalidationBus):
+    """The changes of every other replica, received over one LISTEN connection."""
+
+    database_url: str = ""
+    listener: ChangeListener | None = None
 
     async def start(self) -> None:
         """Start listening, and wait a little for the first connection so this replica serves with the
@@ -164,16 +184,34 @@ class PostgresInvalidationBus(InvalidationBus):
         if self.listener is not None:
             await self.listener.stop()
 
-    async def receive(self, change: Change) -> None:
-        delay = max(0.0, time.time() - change.at)
-        for observe in self.delay_observers:
-            try:
-                observe(change, delay)
-            except Exception:
-                log.exception("a change delay observer failed")
-        if change.origin and change.origin == self.origin:
-            return
-        await self.apply(change)
+
+@dataclass
+class SqliteInvalidationBus(FeedInvalidationBus):
+    """The changes of every other process on the same SQLite file, read from its change log."""
+
+    follower: ChangeLogFollower | None = None
+
+    def attach(self, store: Store) -> None:
+        super().attach(store)
+        if self.follower is None:
+            reader = SqliteChangeLog(str(store.engine.url.database))
+            self.follower = ChangeLogFollower(reader, self.receive, self.flush)
+
+    async def start(self) -> None:
+        """Start following from the newest entry; wait a little for that first read, like the
+        PostgreSQL bus for its connection (an unreadable store is followed once it answers)."""
+        assert self.follower is not None, "attach the bus to its store first"
+        self.follower.start()
+        try:
+            await asyncio.wait_for(self.follower.started.wait(), FIRST_CONNECTION_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "change log not readable after %ss; following it once it is", FIRST_CONNECTION_WAIT_SECONDS
+            )
+
+    async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
 
 
 def for_replica(
@@ -183,8 +221,8 @@ def for_replica(
     keyring: IssuingKeyring,
     database_url: str,
 ) -> InvalidationBus:
-    """The bus for this replica's caches, attached to its store: in process on SQLite, with the LISTEN
-    connection on PostgreSQL. `start()` it before serving, `stop()` it at shutdown."""
+    """The bus for this replica's caches, attached to its store: following the change log on SQLite,
+    with the LISTEN connection on PostgreSQL. `start()` it before serving, `stop()` it at shutdown."""
 
     async def refresh_issuing_key() -> None:
         # Another replica rotated: sign with the new key at once instead of after `refresh_seconds`.
@@ -202,7 +240,9 @@ def for_replica(
     bus: InvalidationBus
     if store.engine.dialect.name == "postgresql":
         bus = PostgresInvalidationBus(targets, database_url=database_url)
+    elif store.engine.url.database not in (None, "", ":memory:"):
+        bus = SqliteInvalidationBus(targets)
     else:
-        bus = InvalidationBus(targets)
+        bus = InvalidationBus(targets)  # an in-memory database: no other process can share it
     bus.attach(store)
     return bus

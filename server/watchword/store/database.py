@@ -79,11 +79,13 @@ def sync_url(url: str) -> URL:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Foreign keys are off by default in SQLite; WAL lets readers run beside the one writer, and the
-    # busy timeout makes concurrent writers wait instead of failing at once.
+    # busy timeout makes concurrent writers (this process's pool, or other processes on the file) wait
+    # instead of failing at once. The timeout comes first: switching to WAL takes a lock itself, which
+    # another process may hold at that moment.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 

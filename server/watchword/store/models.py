@@ -188,3 +188,14 @@ class OutboundCredential(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     deactivated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     rotated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ChangeLogEntry(SQLModel, table=True):
+    """One committed change (`change_feed.Change.encode()`), for the processes sharing an SQLite file
+    (`store.change_log`). AUTOINCREMENT: ids are never reused, so a follower can tell what it missed."""
+
+    __tablename__ = "change_log"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    payload: str = Field(sa_type=sa.Text, nullable=False)

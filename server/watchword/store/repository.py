@@ -21,10 +21,12 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from watchword.store.change_feed import CHANNEL, Change, ChangeKind
+from watchword.store.change_log import KEEP_ENTRIES
 from watchword.store.database import create_engine, session_factory
 from watchword.store.models import (
     UNBOUND_ISSUER,
     Application,
+    ChangeLogEntry,
     Credential,
     Membership,
     Organization,
@@ -113,6 +115,8 @@ class Store:
         # Told of every committed change that affects a decision: this replica's invalidation bus.
         self.change_observers: list[ChangeObserver] = []
         self._notifies = engine.dialect.name == "postgresql"
+        # SQLite has no NOTIFY: the processes sharing its file follow the change log instead.
+        self._logs_changes = engine.dialect.name == "sqlite"
 
     @classmethod
     def connect(cls, url: str) -> Store:
@@ -125,7 +129,8 @@ class Store:
     async def _writing(self) -> AsyncIterator[tuple[AsyncSession, list[Change]]]:
         """One write transaction. The changes the body appends are announced with it: on PostgreSQL by
         pg_notify inside the transaction (delivered to every listening replica on commit, never for a
-        rollback), then to this replica's observers once committed."""
+        rollback), on SQLite by a change log entry in the transaction (`store.change_log`), then to this
+        replica's observers once committed."""
         changes: list[Change] = []
         async with self._sessions.begin() as session:
             yield session, changes
@@ -133,8 +138,20 @@ class Store:
             if self._notifies:
                 for change in changes:
                     await session.exec(select(sa.func.pg_notify(CHANNEL, change.encode())))
+            elif self._logs_changes and changes:
+                await self._append_to_change_log(session, changes)
         for change in changes:
             await self._announce(change)
+
+    @staticmethod
+    async def _append_to_change_log(session: AsyncSession, changes: list[Change]) -> None:
+        """Log the changes; the entries beyond the newest KEEP_ENTRIES go in the same transaction, which
+        holds SQLite's write lock, so the table stays bounded however many processes write."""
+        session.add_all(ChangeLogEntry(payload=change.encode()) for change in changes)
+        await session.flush()
+        table = ChangeLogEntry.__table__
+        newest = sa.select(sa.func.max(table.c.id)).scalar_subquery()
+        await session.exec(sa.delete(table).where(table.c.id <= newest - KEEP_ENTRIES))  # type: ignore[call-overload]
 
     async def _announce(self, change: Change) -> None:
         for observer in self.change_observers:
