@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -30,6 +31,7 @@ from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
 from conftest import API_KEY, create_credential, make_tenant
+from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
 
@@ -57,12 +59,12 @@ def metrics_text(server: WatchwordProcess) -> str:
     return response.text
 
 
-def samples(server: WatchwordProcess, name: str) -> dict[str, float]:
-    """Each worker's sum of the samples called `name`, by worker index."""
+def samples(server: WatchwordProcess, name: str, **labels: str) -> dict[str, float]:
+    """Each worker's sum of the samples called `name` (with these labels), by worker index."""
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text(server)):
         for sample in family.samples:
-            if sample.name == name:
+            if sample.name == name and labels.items() <= sample.labels.items():
                 worker = sample.labels.get("worker", "")
                 totals[worker] = totals.get(worker, 0.0) + sample.value
     return totals
@@ -233,6 +235,47 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+ENVOY_REQUESTS = 200
+
+
+def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_connections(
+    tmp_path: Path,
+) -> None:
+    config = ["--config", str(write_config(tmp_path))]
+    server = WatchwordProcess(tmp_path / "data", env={"WATCHWORD_WORKERS": str(WORKERS)}, args=config)
+    server.start()
+    try:
+        with EchoUpstream() as upstream:
+            envoy_config = example_config([server.port], upstream.port)
+            # The README's advice: Envoy opens another connection past one call per connection, and the
+            # kernel hands each new connection to one of the workers.
+            cluster = next(
+                c for c in envoy_config["static_resources"]["clusters"] if c["name"] == "watchword"
+            )
+            protocol = cluster["typed_extension_protocol_options"][
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+            ]
+            protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
+            with EnvoyProcess(envoy_config, tmp_path / "envoy") as envoy:
+                envoy.wait_healthy("watchword", 1)
+                url = envoy.url("/v1/organizations/org_1")
+                with ThreadPoolExecutor(16) as pool:
+                    statuses = list(
+                        pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
+                    )
+        assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
+        checks = samples(
+            server,
+            "watchword_rpc_duration_seconds_count",
+            method="/envoy.service.auth.v3.Authorization/Check",
+        )
+        print(f"\nCheck calls per worker through one Envoy: {checks}")
+        assert sum(checks.values()) == ENVOY_REQUESTS
+        assert all(checks.get(worker, 0) >= ENVOY_REQUESTS // 10 for worker in ("0", "1")), checks
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("value", ["-1", "257", "many"])
