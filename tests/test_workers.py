@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchword import config
+from watchword import cli, config
 from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
@@ -51,6 +52,12 @@ def worker_pids(server: WatchwordProcess) -> list[int]:
         if found := _PIDS.search(line):
             return [int(pid) for pid in found.group(2).split(", ")]
     raise AssertionError("no `watchword workers` line:\n" + "".join(server.output))
+
+
+def every_worker_pid(server: WatchwordProcess) -> set[int]:
+    """The first workers' pids and those of the workers restarted since."""
+    restarted = re.findall(r"worker \d+ restarted \(pid (\d+)\)", "".join(server.output))
+    return set(worker_pids(server)) | {int(pid) for pid in restarted}
 
 
 def metrics_text(server: WatchwordProcess) -> str:
@@ -104,9 +111,109 @@ def channel_per_worker(server: WatchwordProcess, tries: int = 40) -> dict[str, g
     raise AssertionError(f"{tries} connections all reached workers {sorted(found)}")
 
 
+ENVOY_REQUESTS = 200
+CHECK = "/envoy.service.auth.v3.Authorization/Check"
+
+
+@pytest.mark.parametrize("value", ["-1", "257", "many"])
+def test_an_out_of_range_workers_setting_is_refused_with_a_clear_message(value: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(environ={"WATCHWORD_WORKERS": value})
+    assert "workers (from WATCHWORD_WORKERS)" in str(caught.value)
+
+
+def test_check_config_and_the_serve_flag_validate_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [name for name in os.environ if name.startswith("WATCHWORD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WATCHWORD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WATCHWORD_WORKERS", "0")
+    assert cli.main(["check-config"]) == 0
+    assert f"configuration is valid (workers: {len(os.sched_getaffinity(0))})" in capsys.readouterr().out
+    monkeypatch.setenv("WATCHWORD_WORKERS", "-2")
+    assert cli.main(["check-config"]) == 2
+    assert (
+        "workers (from WATCHWORD_WORKERS): Input should be greater than or equal to 0"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["serve", "--workers", "-1"])
+    assert refused.value.code == 2
+    assert "--workers: -1 is out of range: 0 (one per usable core) to 256" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_a_port_in_use_stops_the_start_before_any_worker_runs(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+        env.update(
+            {
+                "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+                "WATCHWORD_PORT": str(port),
+                "WATCHWORD_WORKERS": "2",
+            }
+        )
+        done = subprocess.run(
+            [*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "watchword workers:" not in done.stdout
+    assert not (tmp_path / "data").exists()  # the ports are bound before anything is written
+
+
+def test_s6_e1_deactivation_through_one_worker_is_refused_by_the_other_within_1s_on_postgresql(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.create_database(f"workers_{uuid.uuid4().hex[:8]}")
+    env = {
+        "WATCHWORD_DATABASE_URL": url,
+        "WATCHWORD_MASTER_KEY": generate(),
+        "WATCHWORD_CACHE_TTL_SECONDS": "30",  # only the change feed can make the other worker refuse in 1 s
+    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    migrated = subprocess.run(
+        [*CLI, "migrate"], env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    server = _started(tmp_path / "data", env)
+    try:
+        channels = channel_per_worker(server)
+        tenant = make_tenant(server, "workers")
+        key = create_credential(
+            server, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"]
+        )
+        for channel in channels.values():  # both workers have it cached
+            assert authenticate(channel, key.secret).HasField("principal")
+        admin_pb2_grpc.AdminServiceStub(channels["0"]).DeactivateCredential(
+            admin_pb2.DeactivateCredentialRequest(id=key.credential.id),
+            metadata=server.admin_metadata,
+            timeout=10,
+        )
+        changed = time.monotonic()
+        while authenticate(channels["1"], key.secret).HasField("principal"):
+            assert time.monotonic() - changed < 1.0, "worker 1 still accepts the deactivated key"
+            time.sleep(0.01)
+        print(f"\nworker 1 refused {time.monotonic() - changed:.3f}s after the deactivation through worker 0")
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchwordProcess]:
-    server = _started(tmp_path_factory.mktemp("workers") / "data", None)
+    """One replica of 2 workers for the module; the drain test, last, stops it."""
+    directory = tmp_path_factory.mktemp("workers")
+    server = WatchwordProcess(
+        directory / "data",
+        env={
+            "WATCHWORD_WORKERS": str(WORKERS),
+            "WATCHWORD_SHUTDOWN_GRACE_SECONDS": "20",
+            "WATCHWORD_STORE_TIMEOUT_SECONDS": "20",  # the drain test holds SQLite's lock that long at most
+        },
+        args=["--config", str(write_config(directory))],  # the E1 routes, for the Envoy test
+    ).start()
     try:
         yield server
     finally:
@@ -180,54 +287,6 @@ def test_a_killed_worker_is_restarted_and_counted_while_the_other_serves(replica
     assert sorted(channel_per_worker(replica)) == ["0", "1"]  # and it serves again
 
 
-def test_sigterm_drains_both_workers_in_flight_calls_finish_new_ones_unavailable(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    env = {"WATCHWORD_SHUTDOWN_GRACE_SECONDS": "20", "WATCHWORD_STORE_TIMEOUT_SECONDS": "20"}
-    server = _started(data, env)
-    try:
-        channels = channel_per_worker(server)
-        md = server.admin_metadata
-        # Hold SQLite's write lock: each worker's next admin write stays in flight.
-        blocker = sqlite3.connect(
-            data / "watchword.db", timeout=10, isolation_level=None, check_same_thread=False
-        )
-        blocker.execute("BEGIN IMMEDIATE")
-        in_flight = {
-            worker: admin_pb2_grpc.AdminServiceStub(channel).CreateOrganization.future(
-                admin_pb2.CreateOrganizationRequest(name=f"in-flight-{worker}"), metadata=md, timeout=30
-            )
-            for worker, channel in channels.items()
-        }
-        time.sleep(0.5)
-        assert not any(call.done() for call in in_flight.values())
-        server.signal(signal.SIGTERM)
-        time.sleep(0.5)
-        assert server.process is not None
-        assert server.process.poll() is None
-        statuses = set()
-        for _ in range(6):  # fresh connections reach both draining workers
-            with own_channel(server) as fresh:
-                check = health_pb2_grpc.HealthStub(fresh).Check(health_pb2.HealthCheckRequest(), timeout=3)
-                statuses.add(check.status)
-                with pytest.raises(grpc.RpcError) as refused:
-                    admin_pb2_grpc.AdminServiceStub(fresh).CreateOrganization(
-                        admin_pb2.CreateOrganizationRequest(name="late"), metadata=md, timeout=3
-                    )
-                assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert statuses == {health_pb2.HealthCheckResponse.NOT_SERVING}
-        threading.Timer(0.3, blocker.rollback).start()
-        for worker, call in in_flight.items():
-            assert call.result(timeout=20).name == f"in-flight-{worker}"
-        assert server.wait(30) == 0
-        blocker.close()
-    finally:
-        server.stop()
-    with sqlite3.connect(data / "watchword.db") as connection:
-        names = {row[0] for row in connection.execute("SELECT name FROM organizations")}
-    assert names == {"in-flight-0", "in-flight-1"}
-    assert not any(_alive(pid) for pid in worker_pids(server))
-
-
 def _alive(pid: int) -> bool:
     """Running (not gone, not a zombie waiting for its parent)."""
     try:
@@ -237,138 +296,77 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-ENVOY_REQUESTS = 200
-
-
 def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_connections(
-    tmp_path: Path,
+    replica: WatchwordProcess, tmp_path: Path
 ) -> None:
-    config = ["--config", str(write_config(tmp_path))]
-    server = WatchwordProcess(tmp_path / "data", env={"WATCHWORD_WORKERS": str(WORKERS)}, args=config)
-    server.start()
-    try:
-        with EchoUpstream() as upstream:
-            envoy_config = example_config([server.port], upstream.port)
-            # The README's advice: Envoy opens another connection past one call per connection, and the
-            # kernel hands each new connection to one of the workers.
-            cluster = next(
-                c for c in envoy_config["static_resources"]["clusters"] if c["name"] == "watchword"
-            )
-            protocol = cluster["typed_extension_protocol_options"][
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-            ]
-            protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
-            with EnvoyProcess(envoy_config, tmp_path / "envoy") as envoy:
-                envoy.wait_healthy("watchword", 1)
-                url = envoy.url("/v1/organizations/org_1")
-                with ThreadPoolExecutor(16) as pool:
-                    statuses = list(
-                        pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
-                    )
-        assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
-        checks = samples(
-            server,
-            "watchword_rpc_duration_seconds_count",
-            method="/envoy.service.auth.v3.Authorization/Check",
-        )
-        print(f"\nCheck calls per worker through one Envoy: {checks}")
-        assert sum(checks.values()) == ENVOY_REQUESTS
-        assert all(checks.get(worker, 0) >= ENVOY_REQUESTS // 10 for worker in ("0", "1")), checks
-    finally:
-        server.stop()
+    before = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
+    with EchoUpstream() as upstream:
+        config = example_config([replica.port], upstream.port)
+        # The README's advice: Envoy opens another connection past one call per connection, and the
+        # kernel hands each new connection to one of the workers.
+        cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "watchword")
+        protocol = cluster["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]
+        protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
+        with EnvoyProcess(config, tmp_path / "envoy") as envoy:
+            envoy.wait_healthy("watchword", 1)
+            url = envoy.url("/v1/organizations/org_1")
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(
+                    pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
+                )
+    assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
+    after = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
+    checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
+    print(f"\nCheck calls per worker through one Envoy: {checks}")
+    assert sum(checks.values()) == ENVOY_REQUESTS
+    assert all(checks.get(worker, 0) >= ENVOY_REQUESTS // 10 for worker in ("0", "1")), checks
 
 
-@pytest.mark.parametrize("value", ["-1", "257", "many"])
-def test_an_out_of_range_workers_setting_is_refused_with_a_clear_message(value: str) -> None:
-    with pytest.raises(config.ConfigError) as caught:
-        config.load(environ={"WATCHWORD_WORKERS": value})
-    assert "workers (from WATCHWORD_WORKERS)" in str(caught.value)
-
-
-def test_check_config_and_serve_flag_validate_workers(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    env["WATCHWORD_DATA_DIR"] = str(tmp_path / "data")
-    ok = subprocess.run(
-        [*CLI, "check-config"],
-        env={**env, "WATCHWORD_WORKERS": "0"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert ok.returncode == 0, ok.stderr
-    assert f"(workers: {len(os.sched_getaffinity(0))})" in ok.stdout
-    bad = subprocess.run(
-        [*CLI, "check-config"],
-        env={**env, "WATCHWORD_WORKERS": "-2"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert bad.returncode == 2
-    assert "workers (from WATCHWORD_WORKERS)" in bad.stderr
-    flag = subprocess.run(
-        [*CLI, "serve", "--workers", "-1"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert flag.returncode == 2
-    assert "--workers: -1 is out of range" in flag.stderr
-    assert not (tmp_path / "data").exists()  # nothing was started
-
-
-def test_a_port_in_use_stops_the_start_before_any_worker_runs(tmp_path: Path) -> None:
-    import socket
-
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-        env.update(
-            {
-                "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
-                "WATCHWORD_PORT": str(port),
-                "WATCHWORD_WORKERS": "2",
-            }
-        )
-        done = subprocess.run(
-            [*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
-        )
-    assert done.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
-    assert "watchword workers:" not in done.stdout
-
-
-def test_s6_e1_deactivation_through_one_worker_is_refused_by_the_other_within_1s_on_postgresql(
-    postgres: PostgresServer, tmp_path: Path
+def test_sigterm_drains_both_workers_in_flight_calls_finish_new_ones_unavailable(
+    replica: WatchwordProcess,
 ) -> None:
-    url = postgres.create_database(f"workers_{uuid.uuid4().hex[:8]}")
-    env = {
-        "WATCHWORD_DATABASE_URL": url,
-        "WATCHWORD_MASTER_KEY": generate(),
-        "WATCHWORD_CACHE_TTL_SECONDS": "30",  # only the change feed can make the other worker refuse in 1 s
+    # Last in the module: it stops the module's replica.
+    channels = channel_per_worker(replica)
+    md = replica.admin_metadata
+    # Hold SQLite's write lock: each worker's next admin write stays in flight.
+    database = replica.data_dir / "watchword.db"
+    blocker = sqlite3.connect(database, timeout=10, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    in_flight = {
+        worker: admin_pb2_grpc.AdminServiceStub(channel).CreateOrganization.future(
+            admin_pb2.CreateOrganizationRequest(name=f"in-flight-{worker}"), metadata=md, timeout=30
+        )
+        for worker, channel in channels.items()
     }
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    migrated = subprocess.run(
-        [*CLI, "migrate"], env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    server = _started(tmp_path / "data", env)
-    try:
-        channels = channel_per_worker(server)
-        tenant = make_tenant(server, "workers")
-        key = create_credential(
-            server, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"]
-        )
-        for channel in channels.values():  # both workers have it cached
-            assert authenticate(channel, key.secret).HasField("principal")
-        admin_pb2_grpc.AdminServiceStub(channels["0"]).DeactivateCredential(
-            admin_pb2.DeactivateCredentialRequest(id=key.credential.id),
-            metadata=server.admin_metadata,
-            timeout=10,
-        )
-        changed = time.monotonic()
-        while authenticate(channels["1"], key.secret).HasField("principal"):
-            assert time.monotonic() - changed < 1.0, "worker 1 still accepts the deactivated key"
-            time.sleep(0.01)
-        print(f"\nworker 1 refused {time.monotonic() - changed:.3f}s after the deactivation through worker 0")
-    finally:
-        server.stop()
+    time.sleep(0.5)
+    assert not any(call.done() for call in in_flight.values())
+    replica.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert replica.process is not None
+    assert replica.process.poll() is None
+    statuses = set()
+    for _ in range(6):  # fresh connections reach both draining workers
+        with own_channel(replica) as fresh:
+            check = health_pb2_grpc.HealthStub(fresh).Check(health_pb2.HealthCheckRequest(), timeout=3)
+            statuses.add(check.status)
+            with pytest.raises(grpc.RpcError) as refused:
+                admin_pb2_grpc.AdminServiceStub(fresh).CreateOrganization(
+                    admin_pb2.CreateOrganizationRequest(name="late"), metadata=md, timeout=3
+                )
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert statuses == {health_pb2.HealthCheckResponse.NOT_SERVING}
+    threading.Timer(0.3, blocker.rollback).start()
+    for worker, call in in_flight.items():
+        assert call.result(timeout=20).name == f"in-flight-{worker}"
+    assert replica.wait(30) == 0
+    blocker.close()
+    with sqlite3.connect(database) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM organizations")}
+    assert {"in-flight-0", "in-flight-1"} <= names
+    assert "late" not in names
+    output = "".join(replica.output)
+    for worker in ("0", "1"):  # each worker's log lines name it
+        assert f"worker draining in-flight calls for up to 20.0s worker={worker}" in output
+    assert not any(_alive(pid) for pid in every_worker_pid(replica))

@@ -448,16 +448,20 @@ class Listening:
         return cls(running.port, http, metrics)
 
 
+def show_admin_token(admin_token: str, out: TextIO) -> None:
+    # Shown once, on stdout (never in the logs): the only way to reach the admin service at first.
+    print(
+        "Watchword created its first admin token. It is shown once; store it now:\n"
+        f"  WATCHWORD_ADMIN_TOKEN={admin_token}",
+        file=out,
+        flush=True,
+    )
+
+
 def announce(settings: Settings, listening: Listening, out: TextIO, admin_token: str | None) -> None:
     """The start's lines on stdout: the bootstrap admin token once, then where each listener is."""
     if admin_token is not None:
-        # Shown once, on stdout (never in the logs): the only way to reach the admin service at first.
-        print(
-            "Watchword created its first admin token. It is shown once; store it now:\n"
-            f"  WATCHWORD_ADMIN_TOKEN={admin_token}",
-            file=out,
-            flush=True,
-        )
+        show_admin_token(admin_token, out)
     scheme = "tls" if settings.tls_cert_file else "plaintext"
     if listening.http_port is not None:
         print(f"watchword http listening on {settings.http_host}:{listening.http_port}", file=out, flush=True)

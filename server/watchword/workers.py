@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TextIO
@@ -166,22 +166,21 @@ class Worker:
     backoff: float = RESTART_BACKOFF_SECONDS
 
 
-@dataclass
 class Pool:
     """The worker processes of one replica, kept running until `stop()`."""
 
-    settings: Settings
-    count: int
-    workers: list[Worker] = field(default_factory=list)
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    restarts: Counter | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, settings: Settings, count: int, restarts: Counter | None = None) -> None:
+        self.settings = settings
+        self.count = count
+        self.restarts = restarts
         self.context = multiprocessing.get_context("spawn")
-        self.workers = [Worker(index) for index in range(self.count)]
+        self.workers = [Worker(index) for index in range(count)]
+        self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
     def spawn(self, worker: Worker) -> None:
+        if worker.connection is not None:
+            worker.connection.close()  # the previous process's pipe
         ours, theirs = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=worker_main,
@@ -212,10 +211,7 @@ class Pool:
         for worker, answer in zip(self.workers, answers, strict=True):
             if not isinstance(answer, Ready):
                 await self.stop()
-                reason = (
-                    answer.message if isinstance(answer, Failed) else "it exited or did not start in time"
-                )
-                raise app.StartupError(f"worker {worker.index} did not start: {reason}")
+                raise app.StartupError(f"worker {worker.index} did not start: {_why(answer)}")
         self.tasks = [asyncio.create_task(self.keep(worker)) for worker in self.workers]
 
     async def keep(self, worker: Worker) -> None:
@@ -250,14 +246,17 @@ class Pool:
         answer = await self.wait_ready(worker)
         if isinstance(answer, Ready):
             log.info("worker %d restarted (pid %d)", worker.index, answer.pid)
+            return
+        log.error("worker %d did not start again: %s", worker.index, _why(answer))
+        if worker.process is not None and worker.process.is_alive():
+            worker.process.kill()  # hung in its start: `keep` sees it end and tries again, later
 
     async def stop(self) -> None:
         """SIGTERM every worker (each drains as one server does), then kill any that outlive the grace."""
         self.stopping.set()
         live = [w.process for w in self.workers if w.process is not None and w.process.is_alive()]
         for process in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid or 0, signal.SIGTERM)
+            process.terminate()  # SIGTERM
         deadline = time.monotonic() + self.settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS
         for process in live:
             await asyncio.to_thread(process.join, max(deadline - time.monotonic(), 0.1))
@@ -268,6 +267,10 @@ class Pool:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _why(answer: Failed | None) -> str:
+    return answer.message if isinstance(answer, Failed) else "it exited or did not start in time"
 
 
 class WorkersCollector(Collector):
@@ -320,34 +323,41 @@ def restart_counter(registry: CollectorRegistry, count: int) -> Counter:
 
 
 async def supervise(settings: Settings, count: int, out: TextIO = sys.stdout) -> None:
-    """Prepare the replica once, run `count` workers until SIGTERM or SIGINT, then drain them all."""
-    prepared = await app.prepare(settings)
-    await prepared.store.close()
+    """Run `count` workers until SIGTERM or SIGINT, then drain them all. The ports are bound first, so
+    that a port in use stops the start before anything is written."""
     reserved = reserve_ports(settings)
     try:
-        await _run_pool(settings, count, reserved, prepared.admin_token, out)
+        ports = {name: sock.getsockname()[1] for name, sock in reserved.items()}
+        registry = CollectorRegistry(auto_describe=False)  # the supervisor's: its workers' and the restarts
+        pool = Pool(worker_settings(settings, ports), count, restart_counter(registry, count))
+        registry.register(WorkersCollector(pool))
+        metrics_server = start_metrics(settings, registry)
+        try:
+            await _run(settings, pool, ports, metrics_server, out)
+        finally:
+            if metrics_server is not None:
+                await asyncio.to_thread(metrics_server.stop)
     finally:
         close_all(reserved.values())
 
 
-async def _run_pool(
-    settings: Settings, count: int, reserved: dict[str, socket.socket], admin_token: str | None, out: TextIO
+async def _run(
+    settings: Settings,
+    pool: Pool,
+    ports: dict[str, int],
+    metrics_server: observe_metrics.MetricsServer | None,
+    out: TextIO,
 ) -> None:
-    ports = {name: sock.getsockname()[1] for name, sock in reserved.items()}
-    pool = Pool(worker_settings(settings, ports), count)
-    registry = CollectorRegistry(auto_describe=False)  # the supervisor's: its workers' and the restarts
-    registry.register(WorkersCollector(pool))
-    pool.restarts = restart_counter(registry, count)
-    metrics_server = start_metrics(settings, registry)
-    try:
-        await pool.start()
-        _announce(settings, ports, pool, admin_token, metrics_server, out)
-        await _until_signalled()
-        log.info("shutting down: draining %d workers for up to %ss", count, settings.shutdown_grace_seconds)
-        await pool.stop()
-    finally:
-        if metrics_server is not None:
-            await asyncio.to_thread(metrics_server.stop)
+    prepared = await app.prepare(settings)  # once for the replica: schema, signing key, admin token
+    await prepared.store.close()
+    if prepared.admin_token is not None:
+        app.show_admin_token(prepared.admin_token, out)  # at once: a worker failing to start cannot lose it
+    signalled = _on_signal()  # from here on, a SIGTERM during the start stops it as well
+    await pool.start()
+    _announce(settings, ports, pool, metrics_server, out)
+    await signalled.wait()
+    log.info("shutting down: draining %d workers for up to %ss", pool.count, settings.shutdown_grace_seconds)
+    await pool.stop()
 
 
 def start_metrics(settings: Settings, registry: CollectorRegistry) -> observe_metrics.MetricsServer | None:
@@ -362,19 +372,19 @@ def start_metrics(settings: Settings, registry: CollectorRegistry) -> observe_me
         raise app.StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
 
 
-async def _until_signalled() -> None:
-    stopping = asyncio.Event()
+def _on_signal() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT."""
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
+        loop.add_signal_handler(signum, signalled.set)
+    return signalled
 
 
 def _announce(
     settings: Settings,
     ports: dict[str, int],
     pool: Pool,
-    admin_token: str | None,
     metrics_server: observe_metrics.MetricsServer | None,
     out: TextIO,
 ) -> None:
@@ -386,7 +396,7 @@ def _announce(
         ports.get("http_port"),
         metrics_server.port if metrics_server is not None else None,
     )
-    app.announce(settings, listening, out, admin_token)
+    app.announce(settings, listening, out, None)
 
 
 def run(settings: Settings, count: int) -> None:
