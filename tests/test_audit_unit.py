@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Resource, Transport
-from watchword.observe.audit import AuditLog, rfc3339, to_line
+from watchword.observe.audit import AuditLog, rfc3339, to_line, whole_line_chunks
 
 
 def record(**fields: object) -> dict[str, object]:
@@ -87,3 +87,12 @@ def test_rfc3339_timestamps(timestamp: float) -> None:
     parsed = datetime.fromisoformat(text)
     assert parsed.tzinfo == UTC
     assert abs(parsed.timestamp() - timestamp) < 0.001 + 1e-6
+
+
+def test_records_are_written_in_whole_line_chunks_that_a_pipe_writes_atomically() -> None:
+    # Worker processes (#13) share stdout or one file: no write may carry part of a record.
+    lines = [f'{{"n":{n},"pad":"{"x" * (n * 37 % 900)}"}}\n' for n in range(300)]
+    chunks = list(whole_line_chunks(lines, limit=4096))
+    assert [line for chunk in chunks for line in chunk] == lines
+    assert all(sum(map(len, chunk)) <= 4096 for chunk in chunks)
+    assert list(whole_line_chunks(["y" * 5000 + "\n"], limit=4096)) == [["y" * 5000 + "\n"]]

@@ -202,8 +202,9 @@ async def start_http(
     keyring: IssuingKeyring,
     catalogue: Catalogue,
     recorder: Recorder | None = None,
+    shared_port: bool = False,
 ) -> HttpServer:
-    listener = listeners.tcp_listener(settings.http_host, settings.http_port)
+    listener = listeners.tcp_listener(settings.http_host, settings.http_port, shared=shared_port)
     port = listener.getsockname()[1]
     base = public_base_url(settings, port)
     metadata = authorization_server_metadata(
@@ -253,13 +254,17 @@ async def serve_uvicorn(
 
 
 async def start_ext_authz_http(
-    settings: Settings, core: ExtAuthzCore, overload: OverloadInterceptor, metrics: observe_metrics.Metrics
+    settings: Settings,
+    core: ExtAuthzCore,
+    overload: OverloadInterceptor,
+    metrics: observe_metrics.Metrics,
+    shared_port: bool = False,
 ) -> HttpServer:
     """E4: Envoy's HTTP ext_authz on its own port: httptools (the fast parser), no Server/Date headers
     (Envoy would pass them to the client), checks bounded together with the gRPC calls."""
     host, port = settings.ext_authz_http_host, settings.ext_authz_http_port or 0
     try:
-        listener = listeners.tcp_listener(host, port)
+        listener = listeners.tcp_listener(host, port, shared=shared_port)
     except OSError as exc:
         raise StartupError(f"cannot serve ext_authz HTTP on {host}:{port}: {exc.strerror or exc}") from None
     app = HttpFrontDoor(core, settings.ext_authz_http_path_prefix, overload, metrics)
@@ -418,12 +423,124 @@ async def _stop_observing(
         await asyncio.to_thread(audit.close)  # after the last RPC: every record is written
 
 
-async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
+@dataclass
+class Prepared:
+    """What a worker serves from: the catalogue, the routes, the master key, the store and the signing key
+    ring. `admin_token` is the bootstrap admin token when this start minted it (to be shown once)."""
+
+    catalogue: Catalogue
+    routes: RouteTable
+    master_key: MasterKey
+    store: Store
+    keyring: IssuingKeyring
+    admin_token: str | None = None
+
+
+async def load_keyring(store: Store, master_key: MasterKey, settings: Settings) -> IssuingKeyring:
+    """The signing key ring, with its active key (created on the very first start)."""
+    keyring = IssuingKeyring.from_settings(store, master_key, settings)
+    try:
+        await keyring.load()
+    except SigningKeyError as exc:
+        raise StartupError(f"cannot use the stored signing key: {exc}") from None
+    return keyring
+
+
+async def prepare(settings: Settings) -> Prepared:
+    """What a replica does once, before any worker serves: the data directory, the master key, the
+    schema, the signing key, unbound memberships and the bootstrap admin token."""
     catalogue = Catalogue.load(settings.catalogue_file)
     routes = route_table(settings, catalogue)
     ensure_data_dir(settings)
     master_key = load_master_key(settings)
     store = await prepare_store(settings)
+    try:
+        keyring = await load_keyring(store, master_key, settings)
+        await bind_unbound_memberships(store, [entry.issuer for entry in settings.issuers])
+        admin_token = await bootstrap_admin_token(store)
+    except BaseException:
+        await store.close()
+        raise
+    return Prepared(catalogue, routes, master_key, store, keyring, admin_token)
+
+
+async def attach(settings: Settings) -> Prepared:
+    """What a worker process loads for itself once the supervisor has prepared the replica: no
+    migration, no bootstrap, no key creation (the supervisor did them)."""
+    catalogue = Catalogue.load(settings.catalogue_file)
+    routes = route_table(settings, catalogue)
+    master_key = load_master_key(settings)
+    store = bounded_store(settings.effective_database_url, settings.store_timeout_seconds)
+    try:
+        keyring = await load_keyring(store, master_key, settings)
+    except BaseException:
+        await store.close()
+        raise
+    return Prepared(catalogue, routes, master_key, store, keyring)
+
+
+async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
+    """One process serving everything (workers = 1): prepare, start, say where it listens."""
+    prepared = await prepare(settings)
+    running = await start_worker(settings, prepared, out)
+    announce(settings, Listening.of(running), out, prepared.admin_token)
+    return running
+
+
+@dataclass(frozen=True)
+class Listening:
+    """Where a started replica listens (None: that listener is off)."""
+
+    port: int
+    http_port: int | None = None
+    metrics_port: int | None = None
+    ext_authz_http_port: int | None = None
+
+    @classmethod
+    def of(cls, running: RunningServer) -> Listening:
+        http = running.http.port if running.http is not None else None
+        metrics = running.metrics_server.port if running.metrics_server is not None else None
+        ext_authz_http = running.ext_authz_http.port if running.ext_authz_http is not None else None
+        return cls(running.port, http, metrics, ext_authz_http)
+
+
+def show_admin_token(admin_token: str, out: TextIO) -> None:
+    # Shown once, on stdout (never in the logs): the only way to reach the admin service at first.
+    print(
+        "Watchword created its first admin token. It is shown once; store it now:\n"
+        f"  WATCHWORD_ADMIN_TOKEN={admin_token}",
+        file=out,
+        flush=True,
+    )
+
+
+def announce(settings: Settings, listening: Listening, out: TextIO, admin_token: str | None) -> None:
+    """The start's lines on stdout: the bootstrap admin token once, then where each listener is."""
+    if admin_token is not None:
+        show_admin_token(admin_token, out)
+    scheme = "tls" if settings.tls_cert_file else "plaintext"
+    if listening.http_port is not None:
+        print(f"watchword http listening on {settings.http_host}:{listening.http_port}", file=out, flush=True)
+    if listening.ext_authz_http_port is not None:
+        where = f"{settings.ext_authz_http_host}:{listening.ext_authz_http_port}"
+        print(f"watchword ext_authz http listening on {where}", file=out, flush=True)
+    if listening.metrics_port is not None:
+        print(
+            f"watchword metrics listening on {settings.metrics_host}:{listening.metrics_port}",
+            file=out,
+            flush=True,
+        )
+    # Last: tools and tests wait for this line to know that everything is up.
+    print(f"watchword listening on {settings.host}:{listening.port} ({scheme})", file=out, flush=True)
+
+
+async def start_worker(
+    settings: Settings, prepared: Prepared, out: TextIO = sys.stdout, shared_ports: bool = False
+) -> RunningServer:
+    """Start serving from a prepared replica: caches, change feed, gRPC server, HTTP endpoints, metrics.
+    `shared_ports`: one of several worker processes on the same ports (SO_REUSEPORT)."""
+    catalogue, routes, master_key = prepared.catalogue, prepared.routes, prepared.master_key
+    store, keyring = prepared.store, prepared.keyring
     external: ExternalJwtVerifier | None = None
     bus: InvalidationBus | None = None
     metrics = observe_metrics.Metrics()
@@ -438,13 +555,6 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 await external.start()
             except JwksSourceError as exc:
                 raise StartupError(str(exc)) from None
-        keyring = IssuingKeyring.from_settings(store, master_key, settings)
-        try:
-            await keyring.load()
-        except SigningKeyError as exc:
-            raise StartupError(f"cannot use the stored signing key: {exc}") from None
-        await bind_unbound_memberships(store, [entry.issuer for entry in settings.issuers])
-        admin_token = await bootstrap_admin_token(store)
         admin_interceptor = admin_token_checker(store)
         # Observing first, so every answer is timed and audited with its request id; then the bound: an
         # excess call is refused before anything else is done for it (#8).
@@ -464,6 +574,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 *listeners.grpc_options(per_port),
+                *(listeners.GRPC_WORKER_OPTIONS if shared_ports else ()),
             ],
         )
         jwt = JwtSettings(
@@ -531,8 +642,6 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         ext_authz_core = add_ext_authz(server, settings, pipeline, keyring, routes, recorder)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
         )
@@ -553,16 +662,21 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
             except OSError as exc:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        await set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)  # until started
         await server.start()
         http = (
-            await start_http(settings, grants, keyring, catalogue, recorder)
+            await start_http(settings, grants, keyring, catalogue, recorder, shared_ports)
             if settings.http_enabled
             else None
         )
         ext_authz_http = None
         if settings.ext_authz_http_port is not None:
             try:
-                ext_authz_http = await start_ext_authz_http(settings, ext_authz_core, overload, metrics)
+                ext_authz_http = await start_ext_authz_http(
+                    settings, ext_authz_core, overload, metrics, shared_ports
+                )
             except BaseException:
                 if http is not None:
                     await http.stop()
@@ -579,30 +693,7 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         await _stop_observing(metrics_server, audit)
         await store.close()
         raise
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if admin_token is not None:
-        # Shown once, on stdout (never in the logs): the only way to reach the admin service at first.
-        print(
-            "Watchword created its first admin token. It is shown once; store it now:\n"
-            f"  WATCHWORD_ADMIN_TOKEN={admin_token}",
-            file=out,
-            flush=True,
-        )
-    scheme = "tls" if settings.tls_cert_file else "plaintext"
-    if http is not None:
-        print(f"watchword http listening on {settings.http_host}:{http.port}", file=out, flush=True)
-    if ext_authz_http is not None:
-        where = f"{settings.ext_authz_http_host}:{ext_authz_http.port}"
-        print(f"watchword ext_authz http listening on {where}", file=out, flush=True)
-    if metrics_server is not None:
-        print(
-            f"watchword metrics listening on {settings.metrics_host}:{metrics_server.port}",
-            file=out,
-            flush=True,
-        )
-    # Last: tools and tests wait for this line to know that everything is up.
-    print(f"watchword listening on {settings.host}:{port} ({scheme})", file=out, flush=True)
+    await set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(
         server=server,
         store=store,
@@ -619,6 +710,11 @@ async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
         metrics_server=metrics_server,
         audit=audit,
     )
+
+
+async def set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+    for name in ("", *SERVICE_NAMES):
+        await servicer.set(name, status)
 
 
 async def serve(settings: Settings) -> None:

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from watchword import config
+from watchword import config, workers
 from watchword.app import StartupError, bind_unbound_memberships, ensure_data_dir, route_table, serve
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
@@ -58,9 +58,28 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.workers is not None:
+        settings = settings.model_copy(update={"workers": args.workers})
     logging_setup.configure(settings.log_level, settings.effective_log_format)
-    asyncio.run(serve(settings))
+    count = config.worker_count(settings.workers)
+    if count > 1:
+        workers.run(settings, count)  # a supervisor and `count` worker processes (#13)
+    else:
+        asyncio.run(serve(settings))
     return 0
+
+
+def _worker_count(text: str) -> int:
+    """--workers: the same bounds as the `workers` setting."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= config.MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range: 0 (one per usable core) to {config.MAX_WORKERS}"
+        )
+    return value
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -92,7 +111,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         master_key.MasterKey.from_text(settings.master_key, "WATCHWORD_MASTER_KEY")
     elif settings.master_key_file is not None:
         master_key.MasterKey.from_file(settings.master_key_file)
-    print("configuration is valid")
+    print(f"configuration is valid (workers: {config.worker_count(settings.workers)})")
     return 0
 
 
@@ -351,7 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="watchword", description=__doc__)
     parser.add_argument("--config", type=Path, help="TOML configuration file (default: $WATCHWORD_CONFIG)")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    subparsers.add_parser("serve", help="run the gRPC server (embedded defaults with no configuration)")
+    serve_parser = subparsers.add_parser(
+        "serve", help="run the gRPC server (embedded defaults with no configuration)"
+    )
+    serve_parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="worker processes on the same ports (default: the `workers` setting; 0: one per usable core)",
+    )
     migrate = subparsers.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument(
         "--bind-memberships-to",

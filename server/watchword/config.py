@@ -23,6 +23,18 @@ ENV_PREFIX = "WATCHWORD_"
 CONFIG_FILE_ENV = "WATCHWORD_CONFIG"
 # Read by the CLI's admin commands, not by the server; allowed beside the server's own variables.
 CLIENT_ENV = frozenset({"WATCHWORD_ADMIN_TOKEN", "WATCHWORD_ADDRESS", "WATCHWORD_CA_FILE"})
+# More worker processes than this is a typo, not a machine (each one is a whole server with its own caches).
+MAX_WORKERS = 256
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0))
+
+
+def worker_count(workers: int) -> int:
+    """How many worker processes `workers` means: 0 is one per usable core."""
+    return workers or usable_cores()
 
 
 def is_https_issuer(issuer: str) -> bool:
@@ -275,6 +287,14 @@ class Settings(BaseModel):
         default="",
         max_length=4096,
         description="File the audit log's JSON lines are appended to (created owner-only); empty: stdout.",
+    )
+    # Worker processes (#13): one Python process uses one core.
+    workers: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_WORKERS,
+        description="Processes serving the same ports (SO_REUSEPORT) with a supervisor; 1: one process, no "
+        "supervisor; 0: one per usable core.",
     )
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto",

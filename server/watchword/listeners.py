@@ -36,6 +36,19 @@ GRPC_MAX_IDLE_MS = 300_000
 GRPC_HANDSHAKE_TIMEOUT_MS = 10_000
 
 
+# gRPC with several worker processes on one port (#13): the kernel (SO_REUSEPORT) gives each new
+# connection to one worker, and an HTTP/2 connection (Envoy keeps one per upstream host and thread) stays
+# there. A connection is recycled after about WORKER_CONNECTION_AGE_MS (grpc adds +-10% jitter; GOAWAY,
+# calls in flight get the grace to finish), so the client reconnects and lands on a worker anew.
+WORKER_CONNECTION_AGE_MS = 30_000
+WORKER_CONNECTION_AGE_GRACE_MS = 10_000
+GRPC_WORKER_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.so_reuseport", 1),
+    ("grpc.max_connection_age_ms", WORKER_CONNECTION_AGE_MS),
+    ("grpc.max_connection_age_grace_ms", WORKER_CONNECTION_AGE_GRACE_MS),
+)
+
+
 def raise_open_file_limit() -> int:
     """Raise the soft limit on open files to the hard one (what the operator allowed) and return it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -79,6 +92,27 @@ def tcp_listener(host: str, port: int, *, shared: bool = False) -> socket.socket
     listener = socket.create_server((host, port), reuse_port=shared, backlog=ACCEPT_BACKLOG)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return listener
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A SO_REUSEPORT socket bound to (host, port) but not listening: it keeps the port (a concrete one
+    when `port` is 0) for the worker processes, which listen on it with SO_REUSEPORT too; a socket that is
+    not listening is never handed a connection. Raises OSError when another program holds the port."""
+    # First without SO_REUSEPORT: a port some other process listens on (even with SO_REUSEPORT) is in use.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
+    reserved = socket.socket(family, socket.SOCK_STREAM)
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        reserved.bind((host, port))
+    except OSError:
+        reserved.close()
+        raise
+    return reserved
 
 
 def grpc_options(max_connections: int) -> list[tuple[str, int]]:

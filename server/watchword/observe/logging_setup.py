@@ -31,6 +31,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class WorkerFilter(logging.Filter):
+    """Adds `worker` (the worker process's index, #13) to every record it passes."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
 # Lines of one kind (logger, level, message template) written per interval before the rest are counted.
 REPEAT_BURST = 20
 REPEAT_INTERVAL_SECONDS = 10.0
@@ -95,6 +107,9 @@ class JsonFormatter(logging.Formatter):
         rid = getattr(record, "request_id", "")
         if rid:
             line["request_id"] = rid
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            line["worker"] = worker
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -104,20 +119,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def handler(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler:
+def handler(
+    log_format: LogFormat, stream: TextIO | None = None, worker: int | None = None
+) -> logging.Handler:
+    """`worker`: the index of the worker process writing (its lines say so; #13)."""
     out = logging.StreamHandler(stream or sys.stderr)
     out.addFilter(RepeatFilter())
     out.addFilter(RequestIdFilter())
-    out.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    text_format = TEXT_FORMAT
+    if worker is not None:
+        out.addFilter(WorkerFilter(worker))
+        text_format = TEXT_FORMAT + " worker=%(worker)s"
+    out.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(text_format))
     return out
 
 
-def configure(level: str, log_format: LogFormat, stream: TextIO | None = None) -> None:
+def configure(
+    level: str, log_format: LogFormat, stream: TextIO | None = None, worker: int | None = None
+) -> None:
     """Replace the root logger's handlers with one that writes `log_format` to stderr."""
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    root.addHandler(handler(log_format, stream))
+    root.addHandler(handler(log_format, stream, worker))
     root.setLevel(level)
     # httpx logs every request URL at INFO; JWKS and token fetches are reported by Watchword itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)

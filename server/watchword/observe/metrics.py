@@ -265,11 +265,18 @@ class _BoundedServer(ThreadingWSGIServer):
 
 
 def serve(metrics: Metrics, host: str, port: int, idle_seconds: float = 10.0) -> MetricsServer:
+    return serve_registry(metrics.registry, host, port, idle_seconds)
+
+
+def serve_registry(
+    registry: CollectorRegistry, host: str, port: int, idle_seconds: float = 10.0
+) -> MetricsServer:
+    """Serve what `registry` collects (a server's Metrics, or a supervisor's view of its workers)."""
     handler = type("Handler", (_QuietHandler,), {"timeout": idle_seconds})
     server_class = type(
         "Server", (_BoundedServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET}
     )
-    httpd = make_server(host, port, make_wsgi_app(metrics.registry), server_class, handler_class=handler)
+    httpd = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     return MetricsServer(httpd, thread)

@@ -1,0 +1,375 @@
+"""Worker processes (#13): `watchword serve --workers 2` runs two processes behind the same ports.
+
+Real servers on loopback. Which worker served a call is read from the replica's metrics (every sample
+carries a `worker` label): a channel's connection stays with one worker, so a few channels of their own
+(`grpc.use_local_subchannel_pool`) reach both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from watchword import cli, config
+from watchword.crypto.master_key import generate
+from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
+
+from conftest import API_KEY, create_credential, make_tenant
+from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
+from support.postgres import PostgresServer
+from support.server import WatchwordProcess
+
+WORKERS = 2
+CLI = [sys.executable, "-m", "watchword.cli"]
+_PIDS = re.compile(r"watchword workers: (\d+) \(pids ([\d, ]+)\)")
+
+
+def _started(data: Path, env: dict[str, str] | None) -> WatchwordProcess:
+    """A replica of WORKERS worker processes on free loopback ports."""
+    process = WatchwordProcess(data, env={"WATCHWORD_WORKERS": str(WORKERS), **(env or {})})
+    return process.start()
+
+
+def worker_pids(server: WatchwordProcess) -> list[int]:
+    for line in server.output:
+        if found := _PIDS.search(line):
+            return [int(pid) for pid in found.group(2).split(", ")]
+    raise AssertionError("no `watchword workers` line:\n" + "".join(server.output))
+
+
+def every_worker_pid(server: WatchwordProcess) -> set[int]:
+    """The first workers' pids and those of the workers restarted since."""
+    restarted = re.findall(r"worker \d+ restarted \(pid (\d+)\)", "".join(server.output))
+    return set(worker_pids(server)) | {int(pid) for pid in restarted}
+
+
+def metrics_text(server: WatchwordProcess) -> str:
+    response = httpx.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10)
+    response.raise_for_status()
+    return response.text
+
+
+def samples(server: WatchwordProcess, name: str, **labels: str) -> dict[str, float]:
+    """Each worker's sum of the samples called `name` (with these labels), by worker index."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text(server)):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                worker = sample.labels.get("worker", "")
+                totals[worker] = totals.get(worker, 0.0) + sample.value
+    return totals
+
+
+def served(server: WatchwordProcess) -> dict[str, float]:
+    return samples(server, "watchword_rpc_duration_seconds_count")
+
+
+def own_channel(server: WatchwordProcess) -> grpc.Channel:
+    """A channel with a connection of its own (grpc shares them across channels otherwise)."""
+    return grpc.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def authenticate(channel: grpc.Channel, token: str) -> auth_pb2.AuthenticateResponse:
+    header = common_pb2.KeyValue(name="authorization", value=f"Bearer {token}")
+    source = common_pb2.CredentialSource(http=common_pb2.HttpRequest(headers=[header]))
+    request = auth_pb2.AuthenticateRequest(credential=source)
+    return auth_pb2_grpc.AuthServiceStub(channel).Authenticate(request, timeout=10)
+
+
+def channel_per_worker(server: WatchwordProcess, tries: int = 40) -> dict[str, grpc.Channel]:
+    """One channel connected to each worker, found by which worker's count a call on it raises."""
+    found: dict[str, grpc.Channel] = {}
+    for _ in range(tries):
+        channel = own_channel(server)
+        before = served(server)
+        authenticate(channel, "not-a-credential")
+        after = served(server)
+        worker = next(w for w, count in after.items() if count > before.get(w, 0.0))
+        if worker in found:
+            channel.close()
+        else:
+            found[worker] = channel
+        if len(found) == WORKERS:
+            return found
+    raise AssertionError(f"{tries} connections all reached workers {sorted(found)}")
+
+
+ENVOY_REQUESTS = 200
+CHECK = "/envoy.service.auth.v3.Authorization/Check"
+
+
+@pytest.mark.parametrize("value", ["-1", "257", "many"])
+def test_an_out_of_range_workers_setting_is_refused_with_a_clear_message(value: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(environ={"WATCHWORD_WORKERS": value})
+    assert "workers (from WATCHWORD_WORKERS)" in str(caught.value)
+
+
+def test_check_config_and_the_serve_flag_validate_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [name for name in os.environ if name.startswith("WATCHWORD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WATCHWORD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WATCHWORD_WORKERS", "0")
+    assert cli.main(["check-config"]) == 0
+    assert f"configuration is valid (workers: {len(os.sched_getaffinity(0))})" in capsys.readouterr().out
+    monkeypatch.setenv("WATCHWORD_WORKERS", "-2")
+    assert cli.main(["check-config"]) == 2
+    assert (
+        "workers (from WATCHWORD_WORKERS): Input should be greater than or equal to 0"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["serve", "--workers", "-1"])
+    assert refused.value.code == 2
+    assert "--workers: -1 is out of range: 0 (one per usable core) to 256" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_a_port_in_use_stops_the_start_before_any_worker_runs(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+        env.update(
+            {
+                "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+                "WATCHWORD_PORT": str(port),
+                "WATCHWORD_WORKERS": "2",
+            }
+        )
+        done = subprocess.run(
+            [*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "watchword workers:" not in done.stdout
+    assert not (tmp_path / "data").exists()  # the ports are bound before anything is written
+
+
+def test_s6_e1_deactivation_through_one_worker_is_refused_by_the_other_within_1s_on_postgresql(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.create_database(f"workers_{uuid.uuid4().hex[:8]}")
+    env = {
+        "WATCHWORD_DATABASE_URL": url,
+        "WATCHWORD_MASTER_KEY": generate(),
+        "WATCHWORD_CACHE_TTL_SECONDS": "30",  # only the change feed can make the other worker refuse in 1 s
+    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+    migrated = subprocess.run(
+        [*CLI, "migrate"], env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    server = _started(tmp_path / "data", env)
+    try:
+        channels = channel_per_worker(server)
+        tenant = make_tenant(server, "workers")
+        key = create_credential(
+            server, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"]
+        )
+        for channel in channels.values():  # both workers have it cached
+            assert authenticate(channel, key.secret).HasField("principal")
+        admin_pb2_grpc.AdminServiceStub(channels["0"]).DeactivateCredential(
+            admin_pb2.DeactivateCredentialRequest(id=key.credential.id),
+            metadata=server.admin_metadata,
+            timeout=10,
+        )
+        changed = time.monotonic()
+        while authenticate(channels["1"], key.secret).HasField("principal"):
+            assert time.monotonic() - changed < 1.0, "worker 1 still accepts the deactivated key"
+            time.sleep(0.01)
+        print(f"\nworker 1 refused {time.monotonic() - changed:.3f}s after the deactivation through worker 0")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchwordProcess]:
+    """One replica of 2 workers for the module; the drain test, last, stops it."""
+    directory = tmp_path_factory.mktemp("workers")
+    server = WatchwordProcess(
+        directory / "data",
+        env={
+            "WATCHWORD_WORKERS": str(WORKERS),
+            "WATCHWORD_SHUTDOWN_GRACE_SECONDS": "20",
+            "WATCHWORD_STORE_TIMEOUT_SECONDS": "20",  # the drain test holds SQLite's lock that long at most
+        },
+        args=["--config", str(write_config(directory))],  # the E1 routes, for the Envoy test
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_calls_are_served_by_both_workers_on_one_port(replica: WatchwordProcess) -> None:
+    channels = channel_per_worker(replica)
+    assert sorted(channels) == ["0", "1"]
+    for channel in channels.values():
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        channel.close()
+
+
+def test_admin_token_and_migrations_happen_once_and_listening_is_printed_last(
+    replica: WatchwordProcess,
+) -> None:
+    output = "".join(replica.output)
+    assert output.count("WATCHWORD_ADMIN_TOKEN=") == 1
+    assert output.count("Running upgrade  -> 0001") == 1
+    assert output.count("created a master key") == 1
+    assert len(set(worker_pids(replica))) == WORKERS
+    start_lines = [line for line in replica.output if line.startswith("watchword ")]
+    assert start_lines[-1].startswith("watchword listening on 127.0.0.1:")
+    # The admin token works on every worker: the supervisor minted it before they started.
+    admin = replica.admin()
+    for _ in range(4):
+        admin.ListOrganizations(admin_pb2.ListOrganizationsRequest(), metadata=replica.admin_metadata)
+
+
+def test_the_metrics_port_shows_every_workers_metrics_and_the_restart_count(
+    replica: WatchwordProcess,
+) -> None:
+    text = metrics_text(replica)
+    for worker in ("0", "1"):
+        assert f'watchword_rpcs_in_flight{{worker="{worker}"}}' in text
+        assert f'cache="credentials",result="hit",worker="{worker}"' in text
+    assert samples(replica, "watchword_worker_restarts_total") == {"0": 0.0, "1": 0.0}
+    assert "\nwatchword_rpcs_in_flight " not in text  # no sample without its worker
+
+
+def test_the_oauth_http_endpoints_answer_from_every_worker(replica: WatchwordProcess) -> None:
+    # A fresh connection each time: the kernel spreads them over both workers' listening sockets.
+    for _ in range(10):
+        with httpx.Client(timeout=10) as client:
+            jwks = client.get(f"http://127.0.0.1:{replica.http_port}/.well-known/jwks.json")
+        assert jwks.status_code == 200
+        assert jwks.json()["keys"]
+
+
+def test_a_killed_worker_is_restarted_and_counted_while_the_other_serves(replica: WatchwordProcess) -> None:
+    pids = worker_pids(replica)
+    os.kill(pids[0], signal.SIGKILL)
+    # Connections the kernel queued on the dying worker's socket are reset with it (as with any crash);
+    # every connection made once it is gone must be served. Gone means reaped by the supervisor: the
+    # main thread is a zombie while the other threads still hold the listening socket open.
+    exited = f"worker 0 (pid {pids[0]}) exited with -9"
+    deadline = time.monotonic() + 30
+    while exited not in "".join(replica.output) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with own_channel(replica) as channel:  # every new connection is served meanwhile
+            assert authenticate(channel, "not-a-credential").HasField("refusal")
+        restarts = samples(replica, "watchword_worker_restarts_total")
+        if restarts.get("0") == 1.0 and "0" in served(replica):
+            break
+        time.sleep(0.2)
+    assert samples(replica, "watchword_worker_restarts_total") == {"0": 1.0, "1": 0.0}
+    output = "".join(replica.output)
+    assert f"worker 0 (pid {pids[0]}) exited with -9; restarting it" in output
+    assert re.search(r"worker 0 restarted \(pid \d+\)", output)
+    assert sorted(channel_per_worker(replica)) == ["0", "1"]  # and it serves again
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_connections(
+    replica: WatchwordProcess, tmp_path: Path
+) -> None:
+    before = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
+    with EchoUpstream() as upstream:
+        config = example_config([replica.port], upstream.port)
+        # The README's advice: Envoy opens another connection past one call per connection, and the
+        # kernel hands each new connection to one of the workers.
+        cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "watchword")
+        protocol = cluster["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]
+        protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
+        with EnvoyProcess(config, tmp_path / "envoy") as envoy:
+            envoy.wait_healthy("watchword", 1)
+            url = envoy.url("/v1/organizations/org_1")
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(
+                    pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
+                )
+    assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
+    after = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
+    checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
+    print(f"\nCheck calls per worker through one Envoy: {checks}")
+    assert sum(checks.values()) == ENVOY_REQUESTS
+    assert all(checks.get(worker, 0) >= ENVOY_REQUESTS // 10 for worker in ("0", "1")), checks
+
+
+def test_sigterm_drains_both_workers_in_flight_calls_finish_new_ones_unavailable(
+    replica: WatchwordProcess,
+) -> None:
+    # Last in the module: it stops the module's replica.
+    channels = channel_per_worker(replica)
+    md = replica.admin_metadata
+    # Hold SQLite's write lock: each worker's next admin write stays in flight.
+    database = replica.data_dir / "watchword.db"
+    blocker = sqlite3.connect(database, timeout=10, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    in_flight = {
+        worker: admin_pb2_grpc.AdminServiceStub(channel).CreateOrganization.future(
+            admin_pb2.CreateOrganizationRequest(name=f"in-flight-{worker}"), metadata=md, timeout=30
+        )
+        for worker, channel in channels.items()
+    }
+    time.sleep(0.5)
+    assert not any(call.done() for call in in_flight.values())
+    replica.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert replica.process is not None
+    assert replica.process.poll() is None
+    statuses = set()
+    for _ in range(6):  # fresh connections reach both draining workers
+        with own_channel(replica) as fresh:
+            check = health_pb2_grpc.HealthStub(fresh).Check(health_pb2.HealthCheckRequest(), timeout=3)
+            statuses.add(check.status)
+            with pytest.raises(grpc.RpcError) as refused:
+                admin_pb2_grpc.AdminServiceStub(fresh).CreateOrganization(
+                    admin_pb2.CreateOrganizationRequest(name="late"), metadata=md, timeout=3
+                )
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert statuses == {health_pb2.HealthCheckResponse.NOT_SERVING}
+    threading.Timer(0.3, blocker.rollback).start()
+    for worker, call in in_flight.items():
+        assert call.result(timeout=20).name == f"in-flight-{worker}"
+    assert replica.wait(30) == 0
+    blocker.close()
+    with sqlite3.connect(database) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM organizations")}
+    assert {"in-flight-0", "in-flight-1"} <= names
+    assert "late" not in names
+    output = "".join(replica.output)
+    for worker in ("0", "1"):  # each worker's log lines name it
+        assert f"worker draining in-flight calls for up to 20.0s worker={worker}" in output
+    assert not any(_alive(pid) for pid in every_worker_pid(replica))
