@@ -14,7 +14,8 @@ is answered by Envoy itself (`direct_response`), so only the filter in front dif
 - (c) gRPC ext_authz asking the always-allow server, written the same way (grpc.aio, same interceptor);
 - (d) Envoy's native `jwt_authn` verifying an ES256 JWT against an inline JWKS (no JWT cache);
 - (e) gRPC ext_authz asking Watchword about an ES256 JWT of its own (C8, verified once then remembered);
-- (f) HTTP ext_authz (`http_service`) asking Watchword, the C3 token of (b);
+- (f) HTTP ext_authz (`http_service`: the filter of clients/envoy/envoy-http.yaml, as deployed) asking
+  Watchword, the C3 token of (b);
 - (g) HTTP ext_authz asking Watchword, the C8 token of (e);
 - (h) HTTP ext_authz asking a trivial always-allow server on the stack of Watchword's HTTP front door
   (a raw ASGI app, uvicorn with httptools, one process).
