@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import httpx
+import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,7 +33,7 @@ from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
 from conftest import API_KEY, create_credential, make_tenant
-from support.envoy import EchoUpstream, EnvoyProcess, example_config, write_config
+from support.envoy import HTTP_MODE_SETTINGS, EchoUpstream, EnvoyProcess, example_config, write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
 
@@ -211,8 +212,11 @@ def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchwordProce
             "WATCHWORD_WORKERS": str(WORKERS),
             "WATCHWORD_SHUTDOWN_GRACE_SECONDS": "20",
             "WATCHWORD_STORE_TIMEOUT_SECONDS": "20",  # the drain test holds SQLite's lock that long at most
+            # Only the change log can make another worker refuse within 1 s (S6, I6, I5 below).
+            "WATCHWORD_CACHE_TTL_SECONDS": "30",
         },
-        args=["--config", str(write_config(directory))],  # the E1 routes, for the Envoy test
+        # The E1 routes and the E4 ext_authz HTTP listener, for the Envoy tests.
+        args=["--config", str(write_config(directory, HTTP_MODE_SETTINGS))],
     ).start()
     try:
         yield server
@@ -263,6 +267,93 @@ def test_the_oauth_http_endpoints_answer_from_every_worker(replica: WatchwordPro
             jwks = client.get(f"http://127.0.0.1:{replica.http_port}/.well-known/jwks.json")
         assert jwks.status_code == 200
         assert jwks.json()["keys"]
+
+
+# ---- the embedded SQLite default: a change through one worker reaches the other through the change log
+
+LIMIT_SECONDS = 1.0
+
+
+def exchange(channel: grpc.Channel, secret: str) -> auth_pb2.TokenResponse:
+    grant = auth_pb2.ApiKeyExchangeGrant(api_key=secret)
+    request = auth_pb2.IssueTokenRequest(api_key_exchange=grant)
+    response = auth_pb2_grpc.AuthServiceStub(channel).IssueToken(request, timeout=10)
+    assert response.HasField("token"), response
+    return response.token
+
+
+def kid(token: auth_pb2.TokenResponse) -> str:
+    return str(jwt.get_unverified_header(token.access_token)["kid"])
+
+
+def api_key(replica: WatchwordProcess, writer: grpc.Channel, name: str) -> admin_pb2.CreateCredentialResponse:
+    """A new API key, created through `writer`; the other worker has read the creation's entry after."""
+    tenant = make_tenant(replica, name)
+    request = admin_pb2.CreateCredentialRequest(
+        kind=API_KEY, organization_id=tenant.organization_id, name=name, permissions=["event.send"]
+    )
+    admin = admin_pb2_grpc.AdminServiceStub(writer)
+    created = admin.CreateCredential(request, metadata=replica.admin_metadata, timeout=10)
+    # Else the other worker would drop what it cached of the key on that entry, after the change.
+    time.sleep(0.3)
+    return created
+
+
+def seen_within_limit(case: str, done: Callable[[], bool]) -> None:
+    """Poll `done` every 10 ms from now (the change's answer) until it holds; fail past LIMIT_SECONDS."""
+    changed_at = time.monotonic()
+    while not done():
+        assert time.monotonic() - changed_at < LIMIT_SECONDS, f"{case}: not seen by the other worker in 1 s"
+        time.sleep(0.01)
+    print(f"\n{case}: seen by the other worker after {time.monotonic() - changed_at:.3f}s")
+
+
+def test_s6_sqlite_a_credential_deactivated_through_one_worker_is_refused_by_the_other_within_1s(
+    replica: WatchwordProcess,
+) -> None:
+    channels = channel_per_worker(replica)
+    key = api_key(replica, channels["0"], "s6-workers")
+    secret = key.secret
+    assert authenticate(channels["1"], secret).HasField("principal")  # cached by worker 1 now
+    admin_pb2_grpc.AdminServiceStub(channels["0"]).DeactivateCredential(
+        admin_pb2.DeactivateCredentialRequest(id=key.credential.id),
+        metadata=replica.admin_metadata,
+        timeout=10,
+    )
+    seen_within_limit("S6", lambda: not authenticate(channels["1"], secret).HasField("principal"))
+    assert authenticate(channels["1"], secret).refusal.reason == "credential_deactivated"
+
+
+def test_i6_sqlite_a_token_revoked_through_one_worker_is_refused_by_the_other_within_1s(
+    replica: WatchwordProcess,
+) -> None:
+    channels = channel_per_worker(replica)
+    token = exchange(channels["0"], api_key(replica, channels["0"], "i6-workers").secret)
+    assert authenticate(channels["1"], token.access_token).HasField("principal")
+    admin_pb2_grpc.AdminServiceStub(channels["0"]).RevokeToken(
+        admin_pb2.RevokeTokenRequest(token_id=token.token_id), metadata=replica.admin_metadata, timeout=10
+    )
+    seen_within_limit("I6", lambda: not authenticate(channels["1"], token.access_token).HasField("principal"))
+    assert authenticate(channels["1"], token.access_token).refusal.reason == "token_revoked"
+
+
+def test_i5_sqlite_a_signing_key_rotated_through_one_worker_signs_on_the_other_within_1s(
+    replica: WatchwordProcess,
+) -> None:
+    channels = channel_per_worker(replica)
+    secret = api_key(replica, channels["0"], "i5-workers").secret
+    before = exchange(channels["1"], secret)
+    rotated = admin_pb2_grpc.AdminServiceStub(channels["0"]).RotateSigningKey(
+        admin_pb2.RotateSigningKeyRequest(), metadata=replica.admin_metadata, timeout=30
+    )
+    assert kid(before) != rotated.kid
+    # Worker 1 signs with the new key on the log's entry (its own periodic look at the ring is 5 s).
+    seen_within_limit("I5", lambda: kid(exchange(channels["1"], secret)) == rotated.kid)
+    fresh = exchange(channels["0"], secret)
+    assert kid(fresh) == rotated.kid
+    for channel in channels.values():  # both verify the new key and, during the overlap, the previous one
+        assert authenticate(channel, fresh.access_token).HasField("principal")
+        assert authenticate(channel, before.access_token).HasField("principal")
 
 
 def test_a_killed_worker_is_restarted_and_counted_while_the_other_serves(replica: WatchwordProcess) -> None:
