@@ -114,6 +114,7 @@ def channel_per_worker(server: WatchwordProcess, tries: int = 40) -> dict[str, g
 
 ENVOY_REQUESTS = 200
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
+HTTP_CHECK = "ext_authz http"  # the E4 door's method label
 
 
 @pytest.mark.parametrize("value", ["-1", "257", "many"])
@@ -414,6 +415,28 @@ def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_co
     after = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
     checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
     print(f"\nCheck calls per worker through one Envoy: {checks}")
+    assert sum(checks.values()) == ENVOY_REQUESTS
+    assert all(checks.get(worker, 0) >= ENVOY_REQUESTS // 10 for worker in ("0", "1")), checks
+
+
+def test_e4_envoy_in_http_mode_spreads_checks_over_both_workers(
+    replica: WatchwordProcess, tmp_path: Path
+) -> None:
+    """The HTTP example as shipped: Envoy's HTTP/1.1 pool opens a connection per concurrent check, and
+    the kernel hands each to one of the workers."""
+    before = samples(replica, "watchword_rpc_duration_seconds_count", method=HTTP_CHECK)
+    with EchoUpstream() as upstream:
+        config = example_config([replica.ext_authz_http_port], upstream.port, mode="http")
+        with EnvoyProcess(config, tmp_path / "envoy") as envoy:
+            url = envoy.url("/v1/organizations/org_1")
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(
+                    pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
+                )
+    assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
+    after = samples(replica, "watchword_rpc_duration_seconds_count", method=HTTP_CHECK)
+    checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
+    print(f"\nHTTP ext_authz checks per worker through one Envoy: {checks}")
     assert sum(checks.values()) == ENVOY_REQUESTS
     assert all(checks.get(worker, 0) >= ENVOY_REQUESTS // 10 for worker in ("0", "1")), checks
 
