@@ -7,6 +7,8 @@ carries a `worker` label): a channel's connection stays with one worker, so a fe
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import re
 import signal
@@ -20,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -28,7 +31,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchword import cli, config
+from watchword import app, cli, config, listeners
+from watchword.api import ext_authz
 from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
@@ -380,6 +384,117 @@ def test_a_killed_worker_is_restarted_and_counted_while_the_other_serves(replica
     assert f"worker 0 (pid {pids[0]}) exited with -9; restarting it" in output
     assert re.search(r"worker 0 restarted \(pid \d+\)", output)
     assert sorted(channel_per_worker(replica)) == ["0", "1"]  # and it serves again
+
+
+# ---- in process, on real servers: one worker's start, and the recycling of its gRPC connections
+
+AUTHENTICATE = "/watchword.v1.AuthService/Authenticate"
+
+
+def in_process_settings(tmp_path: Path, port: int, **environ: str) -> config.Settings:
+    """A worker's settings on `port` (reserved, so several can share it) with a data dir of its own."""
+    return config.load(
+        environ={
+            "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+            "WATCHWORD_PORT": str(port),
+            "WATCHWORD_HTTP_ENABLED": "false",
+            "WATCHWORD_METRICS_ENABLED": "false",
+            "WATCHWORD_AUDIT_ENABLED": "false",
+            **environ,
+        }
+    )
+
+
+async def health_of(port: int) -> set[int]:
+    """The health status of the whole server and of the ext_authz service Envoy health-checks."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        answers = [
+            await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            for service in ("", ext_authz.SERVICE_NAME)
+        ]
+    return {answer.status for answer in answers}
+
+
+async def test_a_workers_health_is_not_serving_until_it_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gRPC port listens before the OAuth HTTP endpoints are up: held there, the worker must say
+    NOT_SERVING (grpc's health service says SERVING unless told), and SERVING once it has started."""
+    held, go_on = asyncio.Event(), asyncio.Event()
+    start_http = app.start_http
+
+    async def held_start_http(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await go_on.wait()
+        return await start_http(*args, **kwargs)
+
+    monkeypatch.setattr(app, "start_http", held_start_http)
+    with listeners.reserve_port("127.0.0.1", 0) as reserved:
+        port = reserved.getsockname()[1]
+        settings = in_process_settings(tmp_path, port, WATCHWORD_HTTP_ENABLED="true", WATCHWORD_HTTP_PORT="0")
+        starting = asyncio.create_task(
+            app.start_worker(settings, await app.prepare(settings), io.StringIO(), shared_ports=True)
+        )
+        try:
+            await asyncio.wait_for(held.wait(), 30)
+            assert await health_of(port) == {health_pb2.HealthCheckResponse.NOT_SERVING}
+        finally:
+            go_on.set()
+            running = await asyncio.wait_for(starting, 30)
+        try:
+            assert await health_of(port) == {health_pb2.HealthCheckResponse.SERVING}
+        finally:
+            await running.stop()
+
+
+def served_in_process(running: app.RunningServer, method: str) -> int:
+    histogram = running.metrics.rpc_latency.get(method)
+    return sum(histogram.counts) if histogram is not None else 0
+
+
+async def test_a_long_lived_channel_reaches_both_workers_as_its_connection_is_recycled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' gRPC options as shipped, with the connection age cut from 30 s to 0.3 s so that the
+    test need not wait: one channel, one connection at a time, lands on both workers over time, and no
+    call fails as its connection is closed (GOAWAY, then the client reconnects)."""
+    options = dict(listeners.GRPC_WORKER_OPTIONS)
+    assert options["grpc.max_connection_age_ms"] == listeners.WORKER_CONNECTION_AGE_MS
+    short = {**options, "grpc.max_connection_age_ms": 300, "grpc.max_connection_age_grace_ms": 1000}
+    monkeypatch.setattr(listeners, "GRPC_WORKER_OPTIONS", tuple(short.items()))
+    with listeners.reserve_port("127.0.0.1", 0) as reserved:
+        port = reserved.getsockname()[1]
+        settings = in_process_settings(tmp_path, port)
+        await (await app.prepare(settings)).store.close()  # the supervisor's part
+        workers = []
+        try:
+            for _ in range(WORKERS):
+                prepared = await app.attach(settings)
+                workers.append(await app.start_worker(settings, prepared, io.StringIO(), shared_ports=True))
+            calls = await calls_until_every_worker_served(port, workers)
+        finally:
+            for running in workers:
+                await running.stop()
+    counts = [served_in_process(running, AUTHENTICATE) for running in workers]
+    print(f"\none channel: {calls} calls, per worker {counts}")
+
+
+async def calls_until_every_worker_served(port: int, workers: list[app.RunningServer]) -> int:
+    """Authenticate calls on one channel, 20 ms apart, until each worker has served one (at most 10 s)."""
+    header = common_pb2.KeyValue(name="authorization", value="Bearer not-a-credential")
+    source = common_pb2.CredentialSource(http=common_pb2.HttpRequest(headers=[header]))
+    request = auth_pb2.AuthenticateRequest(credential=source)
+    deadline = time.monotonic() + 10
+    calls = 0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        while not all(served_in_process(running, AUTHENTICATE) for running in workers):
+            assert time.monotonic() < deadline, f"after {calls} calls, one worker served them all"
+            assert (await stub.Authenticate(request, timeout=5)).HasField("refusal")
+            calls += 1
+            await asyncio.sleep(0.02)
+    return calls
 
 
 def _alive(pid: int) -> bool:
