@@ -512,12 +512,15 @@ def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_co
     before = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
     with EchoUpstream() as upstream:
         config = example_config([replica.port], upstream.port)
-        # The README's advice: Envoy opens another connection past one call per connection, and the
-        # kernel hands each new connection to one of the workers.
+        # Envoy opens another connection once one carries max_concurrent_streams calls, and the kernel
+        # hands each new connection to one of the workers.
         cluster = next(c for c in config["static_resources"]["clusters"] if c["name"] == "watchword")
         protocol = cluster["typed_extension_protocol_options"][
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
         ]
+        shipped = protocol["explicit_http_config"]["http2_protocol_options"]
+        assert shipped == {"max_concurrent_streams": 4}  # the README's measured choice
+        # 1 here, not 4, so that 16 clients surely need more connections than one worker can get.
         protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
         with EnvoyProcess(config, tmp_path / "envoy") as envoy:
             envoy.wait_healthy("watchword", 1)
