@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import jwt
-from _measure import BASELINE, Call, Row, interleaved, print_table
+from _measure import BASELINE, Call, Row, cpu_seconds, interleaved, print_table, process_tree
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from watchword.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, common_pb2
@@ -50,13 +52,14 @@ class Case:
         )
 
 
-def server_config(idp: JwksServer, audit_log_file: Path) -> str:
+def server_config(idp: JwksServer, audit_log_file: Path, workers: int | None = None) -> str:
     """watchword.toml for a benchmark server: quiet logs, the audit log (on, as by default) in a file as an
     operator would keep it (on stdout the benchmark's own process would read every line through the pipe),
-    and `idp` as a C1 issuer whose `orgs` claim carries the user's roles."""
+    `idp` as a C1 issuer whose `orgs` claim carries the user's roles, and `workers` processes if given."""
     return (
         f'log_level = "WARNING"\naudit_log_file = "{audit_log_file}"\n'
-        f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\n'
+        + (f"workers = {workers}\n" if workers is not None else "")
+        + f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\n'
         f'jwks_uri = "{idp.jwks_uri}"\nallow_insecure_http = true\norganizations_claim = "orgs"\n'
     )
 
@@ -153,21 +156,33 @@ def create_cases(server: WatchwordProcess, idp: JwksServer) -> dict[str, Case]:
     }
 
 
-def bench_server(tmp: Path, idp: JwksServer) -> WatchwordProcess:
+def bench_server(tmp: Path, idp: JwksServer, workers: int | None = None) -> WatchwordProcess:
     """A `watchword serve` (not yet started) on a free port, configured by `server_config`."""
     config = tmp / "watchword.toml"
-    config.write_text(server_config(idp, tmp / "audit.jsonl"))
+    config.write_text(server_config(idp, tmp / "audit.jsonl", workers))
     return WatchwordProcess(tmp / "data", args=["--config", str(config)])
 
 
+def _channels(address: str, count: int) -> list[grpc.aio.Channel]:
+    """`count` channels, each on its own connection (a local subchannel pool), so that worker processes
+    sharing the port through SO_REUSEPORT each get some: the kernel spreads connections, not calls."""
+    return [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(count)
+    ]
+
+
 async def _drive(
-    address: str, rpc: str, cases: dict[str, Case], calls: int, concurrency: int, rounds: int, pid: int
+    address: str, rpc: str, cases: dict[str, Case], args: argparse.Namespace, pid: int
 ) -> list[Row]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-        health = health_pb2_grpc.HealthStub(channel)
+    channels = _channels(address, args.channels)
+    try:
+        turns = itertools.cycle(
+            [(auth_pb2_grpc.AuthServiceStub(c), health_pb2_grpc.HealthStub(c)) for c in channels]
+        )
         ping = health_pb2.HealthCheckRequest()
-        timed: dict[str, Call] = {BASELINE: lambda: health.Check(ping, timeout=10)}
+        timed: dict[str, Call] = {BASELINE: lambda: next(turns)[1].Check(ping, timeout=10)}
+        auth = next(turns)[0]
         for name, case in cases.items():  # warm the caches and check every case gets the answer it should
             if rpc == "Authenticate":
                 request: object = case.authenticate
@@ -177,33 +192,67 @@ async def _drive(
                 request = case.authorize
                 response = await auth.Authorize(request, timeout=10)
                 assert response.decision.allowed == case.allowed, (name, response)
-            method = getattr(auth, rpc)
-            timed[name] = lambda m=method, r=request: m(r, timeout=10)
-        return await interleaved(timed, calls, concurrency, rounds, server_pid=pid)
+            timed[name] = lambda r=request: getattr(next(turns)[0], rpc)(r, timeout=10)
+        return await interleaved(timed, args.calls, args.concurrency, args.rounds, server_pid=pid)
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def _run_one(rpc: str, args: argparse.Namespace, workers: int | None) -> list[Row]:
+    """The benchmark on one fresh server (with `workers` processes if given); its table printed."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        JwksServer(algorithms=("ES256",)) as idp,
+        bench_server(Path(tmp), idp, workers) as server,
+    ):
+        assert server.process is not None
+        cases = create_cases(server, idp)
+        before = {pid: cpu_seconds(pid) for pid in process_tree(server.process.pid)}
+        rows = asyncio.run(_drive(server.address, rpc, cases, args, server.process.pid))
+        spent = {pid: cpu_seconds(pid) - used for pid, used in before.items()}
+    label = f", {workers} worker process(es)" if workers is not None else ""
+    print_table(
+        f"{rpc}, warm cache{label}: {args.calls} calls per case and round, {args.concurrency} in flight "
+        f"over {args.channels} connection(s), median of {args.rounds} rounds",
+        "calls/s",
+        rows,
+    )
+    if workers is not None:
+        shares = ", ".join(f"pid {pid} {seconds:.1f} s" for pid, seconds in spent.items())
+        print(f"server CPU by process during the run (the one started first, then below it): {shares}")
+    return rows
+
+
+def print_workers(rpc: str, by_workers: dict[int, list[Row]]) -> None:
+    """Calls/s and server CPU per call (every worker's) for each worker count, medians over the kinds, and
+    what N workers would give on N cores of their own (N * 1e6 / CPU µs: the cores the only limit)."""
+    print(f"{rpc} by worker processes, median over the credential kinds")
+    print(f"{'workers':<34} {'calls/s':>10} {'server CPU µs':>14} {'N cores, on paper':>18}")
+    for workers, rows in by_workers.items():
+        kinds = [row for row in rows if row[0] != BASELINE]
+        rate = statistics.median(row[1] for row in kinds)
+        cpu = statistics.median(row[3] or 0.0 for row in kinds)
+        print(f"{workers:<34} {rate:>10.0f} {cpu:>14.1f} {workers * 1e6 / cpu:>18.0f}")
 
 
 def run_rpc_benchmark(rpc: str, doc: str, argv: list[str] | None) -> int:
     """The command line of bench/authenticate.py and bench/authorize.py: `rpc` per kind against the
-    no-op, on one server, in rotated rounds."""
+    no-op, on one server, in rotated rounds; with `--workers N [N ...]`, once per worker count."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=500, help="calls per case and round")
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight at once")
     parser.add_argument("--rounds", type=int, default=7, help="rounds over all cases; the median is shown")
-    args = parser.parse_args(argv)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        JwksServer(algorithms=("ES256",)) as idp,
-        bench_server(Path(tmp), idp) as server,
-    ):
-        assert server.process is not None
-        cases = create_cases(server, idp)
-        rows = asyncio.run(
-            _drive(server.address, rpc, cases, args.calls, args.concurrency, args.rounds, server.process.pid)
-        )
-    print_table(
-        f"{rpc}, warm cache: {args.calls} calls per case and round, {args.concurrency} in flight, "
-        f"median of {args.rounds} rounds",
-        "calls/s",
-        rows,
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="worker processes of the server (a fresh server for each)"
     )
+    parser.add_argument("--channels", type=int, help="client connections (default: 1, 8 with --workers)")
+    args = parser.parse_args(argv)
+    if args.channels is None:
+        args.channels = 8 if args.workers else 1
+    if not args.workers:
+        _run_one(rpc, args, None)
+        return 0
+    by_workers = {workers: _run_one(rpc, args, workers) for workers in args.workers}
+    print_workers(rpc, by_workers)
     return 0

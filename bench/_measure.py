@@ -20,12 +20,36 @@ def cpu_seconds(pid: int) -> float:
     """CPU time a process has used so far, all its threads (gRPC's included), from the scheduler's own
     nanosecond count: unlike wall-clock rates, it hardly moves when other work shares the machine."""
     total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # a process that ended meanwhile
+    for task in tasks:
         try:
             total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
         except (FileNotFoundError, ProcessLookupError):
             continue  # a thread that ended meanwhile
     return total / 1e9
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (the worker processes of `watchword serve --workers N`)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a process or thread that ended meanwhile
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by `pid` and every process below it (see `cpu_seconds`)."""
+    return sum(cpu_seconds(process) for process in process_tree(pid))
 
 
 async def rate(call: Call, calls: int, concurrency: int) -> float:
@@ -50,7 +74,7 @@ async def interleaved(
     rate over the mean of the no-op runs just before and just after it, so a machine shared with other
     work (whose load comes and goes within seconds) weighs on both sides of each ratio alike. The order
     of the cases rotates every round; the median over the rounds is reported. With `server_pid`, the
-    server's CPU time is counted per case too."""
+    server's CPU time (its whole process tree: every worker) is counted per case too."""
     baseline = cases[BASELINE]
     await rate(baseline, max(calls // 5, 20), concurrency)  # warm-up
     names = [name for name in cases if name != BASELINE]
@@ -59,10 +83,10 @@ async def interleaved(
     cpu: dict[str, float] = dict.fromkeys(cases, 0.0)
 
     async def run(name: str) -> float:
-        started = cpu_seconds(server_pid) if server_pid is not None else 0.0
+        started = tree_cpu_seconds(server_pid) if server_pid is not None else 0.0
         measured = await rate(cases[name], calls, concurrency)
         if server_pid is not None:
-            cpu[name] += cpu_seconds(server_pid) - started
+            cpu[name] += tree_cpu_seconds(server_pid) - started
         rates[name].append(measured)
         return measured
 

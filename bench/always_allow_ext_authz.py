@@ -1,7 +1,11 @@
-"""The baseline for the Envoy benchmark: an ext_authz server that allows everything, built the way Watchword
-is (grpc.aio, the same GuardInterceptor, HTTP/2 on loopback), so the difference is Watchword's own work.
+"""The baselines for the Envoy benchmark: ext_authz servers that allow everything, built the way Watchword's
+front doors are, so the difference is Watchword's own work:
 
-    .venv/bin/python bench/always_allow_ext_authz.py [--port 0]
+- gRPC mode (the default): grpc.aio, the same GuardInterceptor, HTTP/2 on loopback;
+- `--http`: Envoy's HTTP mode (`http_service`), a raw ASGI app served by uvicorn with httptools on the
+  asyncio loop, in one process.
+
+    .venv/bin/python bench/always_allow_ext_authz.py [--http] [--port 0]
 
 Prints `always-allow listening on 127.0.0.1:PORT` once it serves. For benchmarks only: it allows every
 request, so never put it in front of anything real.
@@ -12,29 +16,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import Any
 
 import grpc
+import uvicorn
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.rpc import code_pb2, status_pb2
 
 from watchword.api.guard import GuardInterceptor
+from watchword.listeners import tcp_listener
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+# The same shape as Watchword's allow: four principal headers.
+_PRINCIPAL = (
+    ("x-watchword-principal-id", "always-allow"),
+    ("x-watchword-organization-id", "always-allow"),
+    ("x-watchword-credential-kind", "static_token"),
+    ("x-watchword-credential-id", "always-allow"),
+)
 
 
 def _allow() -> external_auth_pb2.CheckResponse:
-    # The same shape as Watchword's allow (four principal headers), built once.
     headers = [
         base_pb2.HeaderValueOption(
             header=base_pb2.HeaderValue(key=name, value=value), append_action=_OVERWRITE
         )
-        for name, value in (
-            ("x-watchword-principal-id", "always-allow"),
-            ("x-watchword-organization-id", "always-allow"),
-            ("x-watchword-credential-kind", "static_token"),
-            ("x-watchword-credential-id", "always-allow"),
-        )
+        for name, value in _PRINCIPAL
     ]
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
@@ -52,24 +60,65 @@ class AlwaysAllow(external_auth_pb2_grpc.AuthorizationServicer):
         return self._answer
 
 
-async def serve(port: int) -> None:
-    server = grpc.aio.server(interceptors=[GuardInterceptor()])
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AlwaysAllow(), server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print(f"always-allow listening on 127.0.0.1:{bound}", flush=True)
+_HTTP_START = {
+    "type": "http.response.start",
+    "status": 200,
+    # As Watchword's HTTP allow: an empty body (one write), and the headers Envoy must remove upstream.
+    "headers": [
+        (b"content-length", b"0"),
+        *((name.encode(), value.encode()) for name, value in _PRINCIPAL),
+        (b"x-envoy-auth-headers-to-remove", b"x-watchword-internal-token"),
+    ],
+}
+_HTTP_BODY = {"type": "http.response.body", "body": b""}
+
+
+async def allow_http(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Envoy's HTTP ext_authz: 200 allows, and the headers are what Envoy passes upstream."""
+    if scope["type"] == "http":
+        await send(_HTTP_START)
+        await send(_HTTP_BODY)
+
+
+async def _until_signalled() -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
+
+
+async def serve_grpc(port: int) -> None:
+    server = grpc.aio.server(interceptors=[GuardInterceptor()])
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AlwaysAllow(), server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print(f"always-allow listening on 127.0.0.1:{bound}", flush=True)
+    await _until_signalled()
     await server.stop(1)
+
+
+async def serve_http(port: int) -> None:
+    listener = tcp_listener("127.0.0.1", port)  # as Watchword binds its HTTP listeners
+    config = uvicorn.Config(
+        allow_http, http="httptools", lifespan="off", access_log=False, log_level="warning"
+    )
+    server = uvicorn.Server(config)  # stops on SIGTERM or SIGINT by itself
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if task.done():
+            await task  # raise the reason it stopped
+        await asyncio.sleep(0.01)
+    print(f"always-allow listening on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    await task
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--http", action="store_true", help="Envoy's HTTP mode instead of gRPC")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
-    asyncio.run(serve(parser.parse_args().port))
+    args = parser.parse_args()
+    asyncio.run(serve_http(args.port) if args.http else serve_grpc(args.port))
 
 
 if __name__ == "__main__":

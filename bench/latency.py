@@ -19,9 +19,7 @@ import itertools
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,57 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _cases import Case, bench_server, create_cases
+from _open_loop import Call, Result, open_loop, percentile
 
 from watchword.v1 import auth_pb2_grpc
 
 from support.jwks_server import JwksServer
 
-Call = Callable[[], Awaitable[object]]
 NOOP = "no-op (Health/Check)"
-
-
-@dataclass(frozen=True)
-class Result:
-    latencies_ms: list[float]
-    errors: int
-    sent: int
-    seconds: float
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of `values` (sorted here)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
-
-
-async def open_loop(next_call: Callable[[], Call], rate: float, seconds: float) -> Result:
-    """Send `rate` calls per second for `seconds`, on schedule, whether or not earlier calls answered."""
-    total = max(int(rate * seconds), 1)
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(call: Call, due: float) -> None:
-        nonlocal errors
-        try:
-            await call()
-        except grpc.aio.AioRpcError:
-            errors += 1
-            return
-        latencies.append((time.perf_counter() - due) * 1000)
-
-    tasks: set[asyncio.Task[None]] = set()
-    started = time.perf_counter()
-    for index in range(total):
-        due = started + index / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(next_call(), due))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    sent_in = time.perf_counter() - started
-    await asyncio.gather(*tasks)
-    return Result(latencies, errors, total, sent_in)
+ERRORS = (grpc.aio.AioRpcError,)
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -121,14 +76,14 @@ async def _measure(
             return next_call
 
         rows = []
-        await open_loop(noop(), 200, 0.5)  # warm the channel
+        await open_loop(noop(), 200, 0.5, ERRORS)  # warm the channel
         for rate in rates:
             for name, make in (
                 (NOOP, noop),
                 ("Authenticate, every kind in turn", lambda: cycling(auth.Authenticate, authenticate)),
                 ("Authorize, every kind in turn", lambda: cycling(auth.Authorize, authorize)),
             ):
-                rows.append((name, rate, await open_loop(make(), rate, seconds)))
+                rows.append((name, rate, await open_loop(make(), rate, seconds, ERRORS)))
         return rows
 
 

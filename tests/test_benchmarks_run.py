@@ -45,3 +45,51 @@ def test_sign_outbound_benchmark_prints_a_ratio_per_scheme() -> None:
     assert rows[BASELINE] == "1.00"
     for case in ("O1 Bearer", "O5 Standard Webhooks signature", "O3 client credentials (warm cache)"):
         assert float(rows[case]) > 0
+
+
+def run_lines(script: str, *args: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
+def test_authorize_benchmark_prints_rate_and_cpu_per_worker_count() -> None:
+    lines = run_lines(
+        "authorize.py", "--workers", "1", "2", "--calls", "30", "--concurrency", "4", "--rounds", "1"
+    )
+    for workers in ("1", "2"):
+        assert any(line.startswith(f"Authorize, warm cache, {workers} worker process(es)") for line in lines)
+    start = lines.index("Authorize by worker processes, median over the credential kinds")
+    rows = {line.split()[0]: line.split()[1:] for line in lines[start + 2 : start + 4]}
+    assert set(rows) == {"1", "2"}
+    for rate, cpu, on_paper in rows.values():
+        assert float(rate) > 0
+        assert float(cpu) > 0
+        assert float(on_paper) > 0
+    # Each server prints how its CPU time split over its processes (is the load spread over the workers?).
+    shares = [line for line in lines if line.startswith("server CPU by process")]
+    assert len(shares) == 2
+
+
+def test_event_loop_benchmark_prints_both_loops_for_every_path() -> None:
+    lines = run_lines(
+        "event_loop.py", "--duration", "1", "--connections", "4", "--calls", "40", "--rounds", "1"
+    )
+    assert lines[0].startswith("Event loop of the Watchword server, asyncio against uvloop")
+    rows = {line[:40].strip(): line[40:].split() for line in lines[2:]}
+    for path in (
+        "Check via Envoy, gRPC ext_authz, C3",
+        "Check via Envoy, HTTP ext_authz, C3",
+        "no-op Health/Check, gRPC",
+        "Authorize C3, gRPC",
+        "Authorize C8, gRPC",
+    ):
+        assert len(rows[path]) == 6, path
+        assert all(float(figure) > 0 for figure in rows[path]), path
+    for ratio in ("Authorize C3 / no-op", "Authorize C8 / no-op"):
+        assert all(float(figure) > 0 for figure in rows[ratio]), ratio
