@@ -38,10 +38,12 @@ RUN groupadd --gid 10001 watchword \
 # Listen on the container's interfaces; the metrics endpoint has no authentication: publish 9464 only to
 # the network Prometheus scrapes from.
 ENV WATCHWORD_HOST=0.0.0.0 WATCHWORD_HTTP_HOST=0.0.0.0 WATCHWORD_METRICS_HOST=0.0.0.0 \
-    WATCHWORD_DATA_DIR=/var/lib/watchword
+    WATCHWORD_EXT_AUTHZ_HTTP_HOST=0.0.0.0 WATCHWORD_DATA_DIR=/var/lib/watchword
 WORKDIR /var/lib/watchword
 USER 10001:10001
-# gRPC, the OAuth HTTP endpoints (token, JWKS, metadata), Prometheus metrics
+# gRPC, the OAuth HTTP endpoints (token, JWKS, metadata), Prometheus metrics. Envoy's HTTP ext_authz
+# front door (E4) is off unless WATCHWORD_EXT_AUTHZ_HTTP_PORT is set (publish that port too), and
+# WATCHWORD_WORKERS=0 runs one worker process per core the container may use.
 EXPOSE 50051 8080 9464
 # gRPC health check of the whole server over plaintext on the configured port (replace it when TLS is on).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
