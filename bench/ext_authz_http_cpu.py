@@ -8,6 +8,12 @@ figures are uvicorn's parsing and answering plus the app. Watchword runs as serv
 caches, metrics on, the audit log on (written to a file by its thread; the process CPU time counted
 includes that thread). The trivial app answers 200 to everything: the floor this stack costs. It prints
 CPU microseconds per check for both (best of the rounds) and the difference, Watchword's own work.
+
+Timings on a shared machine vary by half; instruction counts do not. `--only door|trivial` runs just
+that app's checks (no output), for callgrind: the difference of two runs, with `--checks N` and
+`--checks 0`, divided by N, is the instructions per check, e.g.
+
+    valgrind --tool=callgrind .venv/bin/python bench/ext_authz_http_cpu.py --only door --checks 2000
 """
 
 from __future__ import annotations
@@ -132,14 +138,14 @@ async def _run(app: Any, request: bytes, checks: int, audit: AuditLog | None = N
         transport.done.clear()
         protocol.data_received(request)  # type: ignore[attr-defined]
         await transport.done.wait()
-    if transport.head != b"HTTP/1.1 200":
+    if checks and transport.head != b"HTTP/1.1 200":
         raise SystemExit(f"the check was not allowed: {transport.head!r}")
     while audit is not None and audit.written - before < checks:
         await asyncio.sleep(0.005)
-    return 1e6 * (time.process_time() - started) / checks
+    return 1e6 * (time.process_time() - started) / max(checks, 1)
 
 
-async def main(checks: int, rounds: int) -> None:
+async def main(checks: int, rounds: int, only: str) -> None:
     directory = Path(tempfile.mkdtemp())
     url = f"sqlite:///{directory / 'bench.db'}"
     await database.migrate_async(url)
@@ -153,6 +159,11 @@ async def main(checks: int, rounds: int) -> None:
     door = HttpFrontDoor(core, "", OverloadInterceptor(256), metrics)
     request = _request(organization_id, secret)
     await _run(door, request, 200)  # warm the caches
+    if only:
+        await _run(door if only == "door" else trivial, request, checks, audit if only == "door" else None)
+        audit.close()
+        await store.close()
+        return
     floor, own = [], []
     for _ in range(rounds):
         floor.append(await _run(trivial, request, checks))
@@ -168,5 +179,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("door", "trivial"), default="", help="for callgrind")
     arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.checks, arguments.rounds)))
+    sys.exit(asyncio.run(main(arguments.checks, arguments.rounds, arguments.only)))
