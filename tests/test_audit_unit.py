@@ -9,6 +9,7 @@ import stat
 import time
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -96,3 +97,54 @@ def test_records_are_written_in_whole_line_chunks_that_a_pipe_writes_atomically(
     assert [line for chunk in chunks for line in chunk] == lines
     assert all(sum(map(len, chunk)) <= 4096 for chunk in chunks)
     assert list(whole_line_chunks(["y" * 5000 + "\n"], limit=4096)) == [["y" * 5000 + "\n"]]
+
+
+def _plain(value: object) -> object:
+    """What to_line must print for `value`, worked out without any of its remembered encodings."""
+    if isinstance(value, Resource):
+        return {k: v for k, v in _fields_of(value).items() if v}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _fields_of(resource: Resource) -> dict[str, str]:
+    return {
+        "organization_id": resource.organization_id,
+        "application_id": resource.application_id,
+        "event_type": resource.event_type,
+        "object_id": resource.object_id,
+    }
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["application.list", "application.get", "é\u2028"]),
+            st.sampled_from(["o1", "o2", ""]),
+            st.sampled_from(["", "a1"]),
+            st.sampled_from(["allow", "deny", "refused", '"q"']),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_remembered_encodings_print_what_a_fresh_encoding_prints(
+    cases: list[tuple[str, str, str, str, bool]],
+) -> None:
+    for action, organization, application, result, with_entry in cases:
+        what: dict[str, object] = {"action": action, "resource": Resource(organization, application)}
+        if with_entry:
+            what["entry"] = 3
+        line = to_line(record(what=what, result=result, reason=result, rule="S3", peer="p:1"))
+        parsed = json.loads(line)
+        assert parsed["what"] == _plain(what)
+        assert (parsed["result"], parsed["reason"], parsed["peer"]) == (result, result, "p:1")
+        assert line.isascii()
+
+
+def test_a_remembered_what_never_lets_another_object_through() -> None:
+    to_line(record(what={"action": "a", "resource": Resource("o1")}))
+    with pytest.raises(TypeError):
+        to_line(record(what={"action": "a", "resource": object()}))

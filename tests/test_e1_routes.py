@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from watchword import config
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import Resource, Subject
-from watchword.routes import RouteError, RouteSettings, RouteTable
+from watchword.routes import (
+    MAX_REMEMBERED_MATCHES,
+    MAX_REMEMBERED_PATH,
+    Match,
+    RouteError,
+    RouteSettings,
+    RouteTable,
+)
 
 CATALOGUE = Catalogue.load(None)
 
@@ -196,3 +203,22 @@ def test_e1_property_a_match_means_the_literals_are_exactly_there(method: str, p
         for expected, actual in zip(template, segments, strict=True):
             if not expected.startswith("{"):
                 assert expected == actual
+
+
+def test_e1_remembered_matches_answer_as_a_fresh_match_and_stay_bounded() -> None:
+    routes = table(APPLICATION, LIST)
+    for round_ in range(2):  # the second round answers from the memo
+        assert routes.match("GET", "/v1/applications/app-1") == Match(
+            routes.match("GET", "/v1/applications/app-2").route,  # type: ignore[union-attr]
+            Resource(application_id="app-1"),
+        ), round_
+        assert routes.match("GET", "/v1/applications/app-1/") is None
+        assert routes.match("POST", "/v1/applications/app-1") is None
+    long_path = "/v1/applications/" + "a" * MAX_REMEMBERED_PATH
+    assert routes.match("GET", long_path) is None  # longer than MAX_VALUE: no match, and not remembered
+    for number in range(MAX_REMEMBERED_MATCHES + 10):
+        match = routes.match("GET", f"/v1/applications/app-{number}")
+        assert match is not None
+        assert match.resource.application_id == f"app-{number}"
+    assert len(routes._matches) <= MAX_REMEMBERED_MATCHES
+    assert all(len(path) <= MAX_REMEMBERED_PATH for _, path in routes._matches)

@@ -90,3 +90,21 @@ async def test_c6_connector_id_must_name_the_same_connector() -> None:
     query = await verify(secret, lookup, Transport.QUERY, row.id)
     assert not isinstance(query, Refusal)
     assert query.discouraged_transport
+
+
+def test_c5_the_remembered_state_reads_what_the_attributes_read() -> None:
+    later = datetime.now(UTC) + timedelta(days=1)
+    loaded, _ = record(
+        previous_secret_hash="h", previous_secret_valid_until=later, deactivated_at=None, expires_at=later
+    )
+    partial, _ = record()  # state fields never set: read through SQLAlchemy's attributes
+    for row in (loaded, partial):
+        expected = (
+            row.secret_hash,
+            row.previous_secret_hash,
+            row.previous_secret_valid_until,
+            row.deactivated_at,
+            row.expires_at,
+        )
+        assert opaque_secret._state(row) == expected
+    assert opaque_secret._state(loaded)[1:] == ("h", later, None, later)

@@ -266,3 +266,23 @@ def test_each_kind_is_refused_over_transports_it_does_not_use(transports_server,
         assert authenticate(transports_server, *headers).refusal.reason == reasons.TRANSPORT_NOT_ALLOWED, (
             headers
         )
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.builds(
+            lambda s, t: f"{s} {t}", st.sampled_from(["Bearer", "basic", "Digest"]), st.text(max_size=40)
+        ),
+    ),
+    st.sampled_from([16, 8192]),
+)
+def test_t1_a_remembered_authorization_parse_answers_as_a_fresh_one(value: str, max_bytes: int) -> None:
+    settings = extract.TransportSettings(max_token_bytes=max_bytes)
+    fresh = extract._from_authorization(value, max_bytes)
+    for _ in range(2):  # the second answer comes from the memo
+        assert extract.from_http(parts(("authorization", value)), settings) == fresh
+    longer = "Bearer " + "a" * extract.MAX_REMEMBERED_AUTHORIZATION  # parsed afresh, not remembered
+    assert extract.from_http(parts(("authorization", longer)), settings) == extract._from_authorization(
+        longer, max_bytes
+    )

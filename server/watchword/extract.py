@@ -171,6 +171,16 @@ def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential
     return _presented(token, Transport.BARE, client_id, max_bytes)
 
 
+# The same callers send the same Authorization header again and again: its parse (a pure function of
+# the value, giving immutable results) is remembered for values up to this length, bounded.
+MAX_REMEMBERED_AUTHORIZATION = 512
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_authorization(value: str, max_bytes: int) -> PresentedCredential | Refusal:
+    return _from_authorization(value, max_bytes)
+
+
 @functools.lru_cache(maxsize=16)
 def _pair_in_authorization(settings: TransportSettings) -> bool:
     """Whether a header of the T4 pair is configured as `Authorization` itself (then no shortcut)."""
@@ -184,7 +194,9 @@ def from_http(request: HttpParts, settings: TransportSettings) -> PresentedCrede
         # is Authorization, it is the only candidate there can be (what _candidates would find too).
         name, value = request.headers[0]
         if name.lower() == "authorization" and not _pair_in_authorization(settings):
-            return _from_authorization(value, settings.max_token_bytes)
+            if len(value) > MAX_REMEMBERED_AUTHORIZATION:
+                return _from_authorization(value, settings.max_token_bytes)
+            return _parsed_authorization(value, settings.max_token_bytes)
     found = _candidates(request, settings)
     if len(found) == 1:  # the common case: one credential, or one refusal, and nothing else
         return found[0]

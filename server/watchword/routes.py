@@ -39,6 +39,9 @@ SUBJECT_TYPES = frozenset({"user", "account"})
 MAX_PATH = 8192
 MAX_SEGMENTS = 64
 MAX_VALUE = 255  # a captured value becomes an id in the resource, bounded like every other id
+# Matches remembered per (method, path): routes are fixed for a table's life and Match is immutable.
+MAX_REMEMBERED_MATCHES = 4096
+MAX_REMEMBERED_PATH = 256  # longer paths are matched afresh: the memo stays within about a megabyte
 
 _METHOD = re.compile(r"[A-Z]{1,32}")
 _LITERAL = re.compile(r"[A-Za-z0-9._~-]+")
@@ -202,6 +205,7 @@ class RouteTable:
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self._index: dict[tuple[str, int], list[Route]] = {}
+        self._matches: dict[tuple[str, str], Match | None] = {}
         for route in routes:
             self._index.setdefault((route.method, len(route.segments)), []).append(route)
         for candidates in self._index.values():
@@ -238,7 +242,21 @@ class RouteTable:
         return cls(routes)
 
     def match(self, method: str, path: str) -> Match | None:
-        """The route for this request (the path without its query), or None: deny by default."""
+        """The route for this request (the path without its query), or None: deny by default. Remembered
+        (bounded, cleared when full): the same few paths come back on every request."""
+        key = (method, path)
+        matches = self._matches
+        if key in matches:
+            return matches[key]
+        found = self._match(method, path)
+        if len(path) > MAX_REMEMBERED_PATH:
+            return found
+        if len(matches) >= MAX_REMEMBERED_MATCHES:
+            matches.clear()
+        matches[key] = found
+        return found
+
+    def _match(self, method: str, path: str) -> Match | None:
         if len(path) > MAX_PATH or not path.startswith("/"):
             return None
         parts = path[1:].split("/")

@@ -106,19 +106,55 @@ def _principal_json(principal: Principal) -> str:
     return encoded
 
 
+# What the writer thread encodes again and again, encoded once (writer thread only; each bounded, cleared
+# when full): keys with their colon, the values of the fields that take few values, and decisions' `what`.
+_keys: dict[str, str] = {}
+_REPEATED_VALUES = frozenset({"rpc", "result", "reason", "rule", "peer"})
+_values: dict[str, str] = {}
+_whats: dict[tuple[str, Resource], str] = {}
+_MAX_REMEMBERED = 10_000
+
+
+def _remember(memo: dict[Any, str], key: object, encoded: str) -> str:
+    if len(memo) >= _MAX_REMEMBERED:
+        memo.clear()
+    memo[key] = encoded
+    return encoded
+
+
+def _what_json(what: dict[str, Any]) -> str:
+    # A decision's usual `what`: {"action": ..., "resource": Resource}, in that order.
+    if len(what) == 2 and next(iter(what)) == "action":
+        action, resource = what["action"], what.get("resource")
+        if type(action) is str and type(resource) is Resource:
+            key = (action, resource)
+            encoded = _whats.get(key)
+            return encoded or _remember(_whats, key, _ENCODER.encode(what))
+    return _ENCODER.encode(what)
+
+
 def _json(value: object) -> str:
     if isinstance(value, str):
         return str(_quoted(value))
     if isinstance(value, Principal):
         return _principal_json(value)
+    if type(value) is dict:
+        return _what_json(value)
     return _ENCODER.encode(value)
+
+
+def _field(key: str, value: object) -> str:
+    prefix = _keys.get(key) or _remember(_keys, key, f"{_quoted(key)}:")
+    if key in _REPEATED_VALUES and type(value) is str:
+        return prefix + (_values.get(value) or _remember(_values, value, str(_quoted(value))))
+    return prefix + _json(value)
 
 
 def to_line(record: Record) -> str:
     """One JSON object on one line, ASCII only, keys in the record's order; `ts` (seconds since the epoch)
     becomes RFC 3339 UTC."""
     fields = [f'"ts":"{rfc3339(record["ts"])}"']
-    fields.extend(f"{_quoted(key)}:{_json(value)}" for key, value in record.items() if key != "ts")
+    fields.extend(_field(key, value) for key, value in record.items() if key != "ts")
     return "{" + ",".join(fields) + "}\n"
 
 
