@@ -4,6 +4,7 @@ checks in flight finish."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -57,6 +58,21 @@ def test_e4_the_port_is_announced_before_the_last_line(server) -> None:
     lines = "".join(server.output)
     assert server.ext_authz_http_port
     assert lines.index("watchword ext_authz http listening on") < lines.index("watchword listening on")
+
+
+def test_e4_the_audited_peer_is_the_connection_not_a_forwarded_for_header(server) -> None:
+    """As in gRPC mode the peer is Envoy's connection: a client-supplied X-Forwarded-For (which an Envoy
+    that forwards it would pass on) never rewrites the address the audit record keeps."""
+    request_id = "e4-peer-0123456789"
+    headers = {"x-forwarded-for": "203.0.113.9", "x-request-id": request_id}
+    assert httpx.get(check_url(server), headers=headers, timeout=5).status_code == 401  # no credential
+    deadline = time.monotonic() + 5
+    while not (records := [line for line in server.output if request_id in line]):
+        assert time.monotonic() < deadline, "no audit record for the check"
+        time.sleep(0.05)
+    record = json.loads(records[0])
+    assert record["peer"].startswith("127.0.0.1:")
+    assert "203.0.113.9" not in records[0]
 
 
 def test_e4_headers_up_to_envoys_bound_are_decided_and_larger_ones_refused_with_400(server) -> None:

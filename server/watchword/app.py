@@ -276,6 +276,8 @@ async def start_ext_authz_http(
         ws="none",
         server_header=False,
         date_header=False,
+        # The peer is Envoy, as in gRPC mode: a forwarded-for header never rewrites the audited address.
+        proxy_headers=False,
     )
 
 
