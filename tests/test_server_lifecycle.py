@@ -215,3 +215,23 @@ def test_migrate_command_brings_the_schema_to_head(tmp_path: Path) -> None:
         check=True,
     )
     assert f"database schema at revision {database.head_revision()}" in result.stdout
+
+
+def test_a_grpc_port_another_watchword_serves_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    """grpc shares a port by default (SO_REUSEPORT): one process alone must own its port, so a second
+    server started on the same port by mistake fails with a message instead of taking half the calls."""
+    with WatchwordProcess(tmp_path / "first") as first:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
+        env.update({"WATCHWORD_DATA_DIR": str(tmp_path / "second"), "WATCHWORD_PORT": str(first.port)})
+        done = subprocess.run(
+            [sys.executable, "-m", "watchword.cli", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{first.port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "watchword listening" not in done.stdout

@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -279,6 +279,15 @@ async def start_ext_authz_http(
         # The peer is Envoy, as in gRPC mode: a forwarded-for header never rewrites the audited address.
         proxy_headers=False,
     )
+
+
+def grpc_port(address: str, add: Callable[[], int]) -> int:
+    """Bind the gRPC port; grpc says only "Failed to bind" (in use, or an address not on this host)."""
+    try:
+        return add()
+    except RuntimeError:
+        reason = "the port is in use or the address is not local"
+        raise StartupError(f"cannot listen on {address}: {reason}") from None
 
 
 def transport_settings(settings: Settings) -> TransportSettings:
@@ -576,7 +585,7 @@ async def start_worker(
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 *listeners.grpc_options(per_port),
-                *(listeners.GRPC_WORKER_OPTIONS if shared_ports else ()),
+                *(listeners.GRPC_WORKER_OPTIONS if shared_ports else listeners.GRPC_EXCLUSIVE_OPTIONS),
             ],
         )
         jwt = JwtSettings(
@@ -652,9 +661,9 @@ async def start_worker(
             credentials = grpc.ssl_server_credentials(
                 [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
             )
-            port = server.add_secure_port(address, credentials)
+            port = grpc_port(address, lambda: server.add_secure_port(address, credentials))
         else:
-            port = server.add_insecure_port(address)
+            port = grpc_port(address, lambda: server.add_insecure_port(address))
         # Before the gRPC server starts: a port in use stops the start before anything is served.
         if settings.metrics_enabled:
             try:

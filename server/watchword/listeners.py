@@ -42,6 +42,9 @@ GRPC_HANDSHAKE_TIMEOUT_MS = 10_000
 # calls in flight get the grace to finish), so the client reconnects and lands on a worker anew.
 WORKER_CONNECTION_AGE_MS = 30_000
 WORKER_CONNECTION_AGE_GRACE_MS = 10_000
+# One process alone on its gRPC port: grpc turns SO_REUSEPORT on by default, which would let a second
+# server started on the same port by mistake share it silently instead of failing to start.
+GRPC_EXCLUSIVE_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.so_reuseport", 0),)
 GRPC_WORKER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.so_reuseport", 1),
     ("grpc.max_connection_age_ms", WORKER_CONNECTION_AGE_MS),
