@@ -10,7 +10,6 @@ died (no error, no traffic) is caught by a `SELECT 1` after `heartbeat_seconds` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg import sql
 
+from watchword.store.background import BackgroundTask
 from watchword.store.change_feed import CHANNEL, BadPayload, Change, parse
 from watchword.store.database import sync_url
 
@@ -60,18 +60,13 @@ class ChangeListener:
         self.application_name = f"{APPLICATION_NAME_PREFIX}:{os.getpid()}"
         self.connected = asyncio.Event()
         self.connections = 0  # successful (re)connections so far
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(self._run, "watchword change feed")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="watchword change feed")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         backoff = self._min_backoff

@@ -16,13 +16,13 @@ keeps trying; the entries wait in the table, and the caches still expire by thei
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from watchword.store.background import BackgroundTask
 from watchword.store.change_feed import BadPayload, Change, parse
 
 log = logging.getLogger("watchword.change_feed")
@@ -112,18 +112,13 @@ class ChangeLogFollower:
         self.gaps = 0  # times it fell behind pruned entries: for tests and metrics
         self.failing = False
         self.started = asyncio.Event()  # set once the starting position is known
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(self._run, "watchword change log")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="watchword change log")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self._log.close()
 
     async def _run(self) -> None:
