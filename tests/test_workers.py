@@ -509,6 +509,23 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def send_refused_requests(envoy: EnvoyProcess) -> None:
+    """ENVOY_REQUESTS requests from 16 clients at once, none with a credential: Watchword refuses each."""
+    url = envoy.url("/v1/organizations/org_1")
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS)))
+    assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
+
+
+def assert_spread(replica: WatchwordProcess, method: str, before: dict[str, float], what: str) -> None:
+    """Every request reached a worker as one `method` call, and each worker got its least share."""
+    after = samples(replica, "watchword_rpc_duration_seconds_count", method=method)
+    checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
+    print(f"\n{what} per worker through one Envoy: {checks}")
+    assert sum(checks.values()) == ENVOY_REQUESTS
+    assert all(checks.get(worker, 0) >= MIN_SHARE for worker in ("0", "1")), checks
+
+
 def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_connections(
     replica: WatchwordProcess, tmp_path: Path
 ) -> None:
@@ -527,17 +544,8 @@ def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_co
         protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
         with EnvoyProcess(config, tmp_path / "envoy") as envoy:
             envoy.wait_healthy("watchword", 1)
-            url = envoy.url("/v1/organizations/org_1")
-            with ThreadPoolExecutor(16) as pool:
-                statuses = list(
-                    pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
-                )
-    assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
-    after = samples(replica, "watchword_rpc_duration_seconds_count", method=CHECK)
-    checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
-    print(f"\nCheck calls per worker through one Envoy: {checks}")
-    assert sum(checks.values()) == ENVOY_REQUESTS
-    assert all(checks.get(worker, 0) >= MIN_SHARE for worker in ("0", "1")), checks
+            send_refused_requests(envoy)
+    assert_spread(replica, CHECK, before, "Check calls")
 
 
 def test_e4_envoy_in_http_mode_spreads_checks_over_both_workers(
@@ -549,17 +557,8 @@ def test_e4_envoy_in_http_mode_spreads_checks_over_both_workers(
     with EchoUpstream() as upstream:
         config = example_config([replica.ext_authz_http_port], upstream.port, mode="http")
         with EnvoyProcess(config, tmp_path / "envoy") as envoy:
-            url = envoy.url("/v1/organizations/org_1")
-            with ThreadPoolExecutor(16) as pool:
-                statuses = list(
-                    pool.map(lambda _: httpx.get(url, timeout=10).status_code, range(ENVOY_REQUESTS))
-                )
-    assert statuses == [401] * ENVOY_REQUESTS  # no credential: every request was Watchword's to refuse
-    after = samples(replica, "watchword_rpc_duration_seconds_count", method=HTTP_CHECK)
-    checks = {worker: count - before.get(worker, 0.0) for worker, count in after.items()}
-    print(f"\nHTTP ext_authz checks per worker through one Envoy: {checks}")
-    assert sum(checks.values()) == ENVOY_REQUESTS
-    assert all(checks.get(worker, 0) >= MIN_SHARE for worker in ("0", "1")), checks
+            send_refused_requests(envoy)
+    assert_spread(replica, HTTP_CHECK, before, "HTTP ext_authz checks")
 
 
 def test_sigterm_drains_both_workers_in_flight_calls_finish_new_ones_unavailable(
