@@ -4,24 +4,15 @@ No timing is asserted here (the machine running the suite is shared); the figure
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.bench_run import bench_output
+
 KINDS = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"}
 NOOP = "no-op baseline (Health/Check)"
 
 
 def run(script: str, *args: str) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return result.stdout.splitlines()
+    return bench_output(script, *args).splitlines()
 
 
 def table(lines: list[str], title: str) -> dict[str, list[str]]:

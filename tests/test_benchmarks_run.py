@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from support.bench_run import bench_output
 
-ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "no-op baseline (Health/Check)"
 
 
 def run_benchmark(script: str, *args: str) -> dict[str, str]:
     """The benchmark's rows: case name -> its ratio to the no-op, as printed."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    lines = result.stdout.splitlines()
+    lines = bench_output(script, *args, timeout=120).splitlines()
     assert "case" in lines[1]
     return {line[:34].strip(): line.split()[-1] for line in lines[2:]}
 
@@ -48,14 +38,7 @@ def test_sign_outbound_benchmark_prints_a_ratio_per_scheme() -> None:
 
 
 def run_lines(script: str, *args: str) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return result.stdout.splitlines()
+    return bench_output(script, *args).splitlines()
 
 
 def test_authorize_benchmark_prints_rate_and_cpu_per_worker_count() -> None:

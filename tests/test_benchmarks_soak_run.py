@@ -5,22 +5,12 @@ timing: no INTERNAL answer under churn, and every cache kept at its bound."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.bench_run import bench_output
 
 
 def run(script: str, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return result.stdout
+    return bench_output(script, *args)
 
 
 def test_t7_a_short_soak_with_churn_answers_no_call_internal_and_prints_the_rss_slope() -> None:
