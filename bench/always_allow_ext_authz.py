@@ -2,8 +2,8 @@
 front doors are, so the difference is Watchword's own work:
 
 - gRPC mode (the default): grpc.aio, the same GuardInterceptor, HTTP/2 on loopback;
-- `--http`: Envoy's HTTP mode (`http_service`), a raw ASGI app served by uvicorn with httptools on the
-  asyncio loop, in one process.
+- `--http`: Envoy's HTTP mode (`http_service`), a check that answers at once served by Watchword's E4
+  listener (`ext_authz/http_server.py`: llhttp through httptools, on the asyncio loop), in one process.
 
     .venv/bin/python bench/always_allow_ext_authz.py [--http] [--port 0]
 
@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import Any
 
 import grpc
-import uvicorn
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.rpc import code_pb2, status_pb2
 
 from watchword.api.guard import GuardInterceptor
-from watchword.listeners import tcp_listener
+from watchword.ext_authz.http_server import CheckListener, Response
+from watchword.listeners import ENVOY_MAX_HEADER_BYTES, tcp_listener
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 # The same shape as Watchword's allow: four principal headers.
@@ -60,24 +59,22 @@ class AlwaysAllow(external_auth_pb2_grpc.AuthorizationServicer):
         return self._answer
 
 
-_HTTP_START = {
-    "type": "http.response.start",
-    "status": 200,
-    # As Watchword's HTTP allow: an empty body (one write), and the headers Envoy must remove upstream.
-    "headers": [
+# As Watchword's HTTP allow: an empty body, and the headers Envoy must remove upstream.
+_HTTP_ALLOW: Response = (
+    200,
+    [
         (b"content-length", b"0"),
         *((name.encode(), value.encode()) for name, value in _PRINCIPAL),
         (b"x-envoy-auth-headers-to-remove", b"x-watchword-internal-token"),
+        (b"x-request-id", b"always-allow"),
     ],
-}
-_HTTP_BODY = {"type": "http.response.body", "body": b""}
+    b"",
+)
 
 
-async def allow_http(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def allow_http(method: str, target: bytes, headers: list[tuple[str, str]], peer: str) -> Response:
     """Envoy's HTTP ext_authz: 200 allows, and the headers are what Envoy passes upstream."""
-    if scope["type"] == "http":
-        await send(_HTTP_START)
-        await send(_HTTP_BODY)
+    return _HTTP_ALLOW
 
 
 async def _until_signalled() -> None:
@@ -100,17 +97,11 @@ async def serve_grpc(port: int) -> None:
 
 async def serve_http(port: int) -> None:
     listener = tcp_listener("127.0.0.1", port)  # as Watchword binds its HTTP listeners
-    config = uvicorn.Config(
-        allow_http, http="httptools", lifespan="off", access_log=False, log_level="warning"
-    )
-    server = uvicorn.Server(config)  # stops on SIGTERM or SIGINT by itself
-    task = asyncio.create_task(server.serve(sockets=[listener]))
-    while not server.started:
-        if task.done():
-            await task  # raise the reason it stopped
-        await asyncio.sleep(0.01)
-    print(f"always-allow listening on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
-    await task
+    server = CheckListener(allow_http, 1024, 60.0, ENVOY_MAX_HEADER_BYTES)
+    await server.start(listener)
+    print(f"always-allow listening on 127.0.0.1:{server.port}", flush=True)
+    await _until_signalled()
+    await server.stop(1)
 
 
 def main() -> None:

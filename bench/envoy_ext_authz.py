@@ -18,7 +18,7 @@ is answered by Envoy itself (`direct_response`), so only the filter in front dif
   Watchword, the C3 token of (b);
 - (g) HTTP ext_authz asking Watchword, the C8 token of (e);
 - (h) HTTP ext_authz asking a trivial always-allow server on the stack of Watchword's HTTP front door
-  (a raw ASGI app, uvicorn with httptools, one process).
+  (a check that answers at once, on the E4 listener of ext_authz/http_server.py, one process).
 
 Each case runs `wrk -t1` for the same duration and connections, in a rotated order per round; the median
 round is printed, with the CPU time per request of the authorization server (its whole process tree) and

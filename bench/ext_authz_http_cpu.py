@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/ext_authz_http_cpu.py [--checks 20000] [--rounds 3]
 
-Both apps run under uvicorn's httptools protocol (the one the E4 listener uses) on one connection with a
+Both run behind the E4 listener's protocol (`ext_authz/http_server.py`) on one connection with a
 stand-in transport, fed Envoy-like check requests (GET, Bearer C3 static token, x-request-id): so the
-figures are uvicorn's parsing and answering plus the app. Watchword runs as served by default: warm
+figures are the parsing and answering plus the check. Watchword runs as served by default: warm
 caches, metrics on, the audit log on (written to a file by its thread; the process CPU time counted
-includes that thread). The trivial app answers 200 to everything: the floor this stack costs. It prints
+includes that thread). The trivial check answers 200 to everything: the floor this stack costs. It prints
 CPU microseconds per check for both (best of the rounds) and the difference, Watchword's own work.
 
 Timings on a shared machine vary by half; instruction counts do not. `--only door|trivial` runs just
@@ -26,9 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from uvicorn.server import ServerState
-
 from watchword import listeners
 from watchword.api import new_credential
 from watchword.api.overload import OverloadInterceptor
@@ -36,6 +33,7 @@ from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
 from watchword.ext_authz.http import HttpFrontDoor
+from watchword.ext_authz.http_server import Check, CheckConnection, CheckListener, Response
 from watchword.extract import TransportSettings
 from watchword.observe.audit import AuditLog
 from watchword.observe.decisions import Recorder
@@ -54,20 +52,16 @@ ROUTE = {
 
 
 class _Transport(asyncio.Transport):
-    """Collects what the protocol writes; `done` is set when a whole answer (headers and body) went out."""
+    """Collects what the protocol writes; `done` is set when an answer (one write) went out."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.written = 0
         self.head = b""
         self.done = asyncio.Event()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written += 1
-        if self.written % 2 == 1:
-            self.head = bytes(data[:12])
-        else:  # uvicorn writes the head, then the body
-            self.done.set()
+        self.head = bytes(data[:12])
+        self.done.set()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"sockname": ("127.0.0.1", 9000), "peername": ("127.0.0.1", 40000)}.get(name, default)
@@ -80,9 +74,8 @@ class _Transport(asyncio.Transport):
     def close(self) -> None: ...
 
 
-async def trivial(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
-    await send({"type": "http.response.body", "body": b""})
+async def trivial(method: str, target: bytes, headers: list[tuple[str, str]], peer: str) -> Response:
+    return 200, [(b"content-length", b"0")], b""
 
 
 async def _static_token(store: Store, catalogue: Catalogue, master: MasterKey) -> tuple[str, str]:
@@ -110,33 +103,23 @@ def _request(organization_id: str, secret: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def _protocol(app: Any) -> tuple[asyncio.Protocol, _Transport]:
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-        ws="none",
-        server_header=False,
-        date_header=False,
-        **listeners.uvicorn_options(1024, 60.0, listeners.EnvoyFacingProtocol),
-    )
-    config.load()
-    protocol = listeners.EnvoyFacingProtocol(config, ServerState(), {})
+def _protocol(check: Check) -> tuple[CheckConnection, _Transport]:
+    listener = CheckListener(check, 1024, 60.0, listeners.ENVOY_MAX_HEADER_BYTES)
+    protocol = CheckConnection(listener)
     transport = _Transport()
     protocol.connection_made(transport)
     return protocol, transport
 
 
-async def _run(app: Any, request: bytes, checks: int, audit: AuditLog | None = None) -> float:
+async def _run(check: Check, request: bytes, checks: int, audit: AuditLog | None = None) -> float:
     """CPU microseconds per check over `checks` requests on one kept-alive connection (with the audit
     writer thread's work for them: the timer stops once it has written every record)."""
-    protocol, transport = _protocol(app)
+    protocol, transport = _protocol(check)
     before = audit.written if audit is not None else 0
     started = time.process_time()
     for _ in range(checks):
         transport.done.clear()
-        protocol.data_received(request)  # type: ignore[attr-defined]
+        protocol.data_received(request)
         await transport.done.wait()
     if checks and transport.head != b"HTTP/1.1 200":
         raise SystemExit(f"the check was not allowed: {transport.head!r}")
@@ -170,7 +153,7 @@ async def main(checks: int, rounds: int, only: str) -> None:
         own.append(await _run(door, request, checks, audit))
     audit.close()
     await store.close()
-    print(f"trivial app (uvicorn httptools floor): {min(floor):6.1f} us CPU per check")
+    print(f"trivial check (the listener's floor):  {min(floor):6.1f} us CPU per check")
     print(f"watchword HTTP ext_authz (C3, audit on): {min(own):6.1f} us CPU per check")
     print(f"watchword's own work:                    {min(own) - min(floor):6.1f} us per check")
 

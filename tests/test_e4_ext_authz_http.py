@@ -1,6 +1,7 @@
-"""E4: the HTTP ext_authz front door in process: the ASGI app (through httpx's ASGITransport) over a real
-pipeline on a real SQLite store, the same answers as the gRPC adapter from the one decision core, the path
-prefix, the overload bound, faults, the audit record and the metrics."""
+"""E4: the HTTP ext_authz front door in process: the door on its listener (ext_authz/http_server.py) on a
+loopback port, asked by httpx, over a real pipeline on a real SQLite store; the same answers as the gRPC
+adapter from the one decision core, the path prefix, the overload bound, faults, the audit record and the
+metrics."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
 from watchword.ext_authz.http import RPC, HttpFrontDoor, decode_path, strip_prefix
+from watchword.ext_authz.http_server import CheckListener
 from watchword.extract import TransportSettings
+from watchword.listeners import ENVOY_MAX_HEADER_BYTES, tcp_listener
 from watchword.observe.audit import AuditLog
 from watchword.observe.decisions import Recorder
 from watchword.observe.metrics import Metrics
@@ -71,12 +74,14 @@ async def door(tmp_path: Path) -> AsyncIterator[Door]:
     core = ExtAuthzCore(pipeline, ROUTES, TRANSPORTS, ExtAuthzSettings(True), Recorder(metrics, audit))
     overload = OverloadInterceptor(4)
     app = HttpFrontDoor(core, PREFIX, overload, metrics)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://envoy") as client:
+    listener = CheckListener(app, 16, 30.0, ENVOY_MAX_HEADER_BYTES)
+    await listener.start(tcp_listener("127.0.0.1", 0))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listener.port}") as client:
         path = f"/v1/organizations/{organization_id}/applications"
         yield Door(
             client, app, core, store, overload, metrics, tmp_path / "audit.log", audit, path, secrets[0]
         )
+    await listener.stop(1.0)
     audit.close()
     await store.close()
 
@@ -206,20 +211,11 @@ async def test_e4_a_store_fault_is_503_json_never_an_allow(door: Door) -> None:
 
 
 async def test_e4_a_path_that_is_not_ascii_matches_no_route(door: Door) -> None:
-    sent: list[dict[str, Any]] = []
-    raw_path = f"{PREFIX}/v1/applications/caf\xe9".encode("latin-1")
-    headers = [(b"authorization", f"Bearer {door.secret}".encode())]
-    scope = {"type": "http", "method": "GET", "raw_path": raw_path, "query_string": b"", "headers": headers}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await door.app(scope, receive, send)
-    assert sent[0]["status"] == 403
-    assert json.loads(sent[1]["body"])["reason"] == reasons.ROUTE_NOT_CONFIGURED
+    target = f"{PREFIX}/v1/applications/caf\xe9".encode("latin-1")
+    headers = [("authorization", f"Bearer {door.secret}")]
+    status, _headers, body = await door.app("GET", target, headers, "127.0.0.1:1")
+    assert status == 403
+    assert json.loads(body)["reason"] == reasons.ROUTE_NOT_CONFIGURED
 
 
 async def test_e4_the_decision_is_audited_and_counted_with_its_request_id(door: Door) -> None:

@@ -103,7 +103,7 @@ def _timed(call: Callable[[], object]) -> float:
     return time.monotonic() - started
 
 
-# The HTTP ports abused: the OAuth endpoints (h11), and E4's ext_authz front door (httptools).
+# The HTTP ports abused: the OAuth endpoints (uvicorn, h11), and E4's ext_authz listener (llhttp, its own).
 ABUSED_PORTS = pytest.mark.parametrize("abused", ["http", "ext_authz_http"], ids=["e3-oauth", "e4-ext-authz"])
 
 

@@ -32,6 +32,7 @@ from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
 from watchword.ext_authz.http import HttpFrontDoor
+from watchword.ext_authz.http_server import CheckListener
 from watchword.extract import TransportSettings
 from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_app
 from watchword.identify.credential_state import is_usable
@@ -259,26 +260,21 @@ async def start_ext_authz_http(
     overload: OverloadInterceptor,
     metrics: observe_metrics.Metrics,
     shared_port: bool = False,
-) -> HttpServer:
-    """E4: Envoy's HTTP ext_authz on its own port: httptools (the fast parser), no Server/Date headers
-    (Envoy would pass them to the client), checks bounded together with the gRPC calls."""
+) -> CheckListener:
+    """E4: Envoy's HTTP ext_authz on its own port (ext_authz/http_server.py), with the bounds of the other
+    HTTP ports, checks bounded together with the gRPC calls."""
     host, port = settings.ext_authz_http_host, settings.ext_authz_http_port or 0
     try:
         listener = listeners.tcp_listener(host, port, shared=shared_port)
     except OSError as exc:
         raise StartupError(f"cannot serve ext_authz HTTP on {host}:{port}: {exc.strerror or exc}") from None
-    app = HttpFrontDoor(core, settings.ext_authz_http_path_prefix, overload, metrics)
-    return await serve_uvicorn(
-        app,
-        listener,
-        settings,
-        listeners.EnvoyFacingProtocol,
-        ws="none",
-        server_header=False,
-        date_header=False,
-        # The peer is Envoy, as in gRPC mode: a forwarded-for header never rewrites the audited address.
-        proxy_headers=False,
+    door = HttpFrontDoor(core, settings.ext_authz_http_path_prefix, overload, metrics)
+    bound = listeners.connection_bound(
+        settings.max_connections, listeners.open_file_limit(), http_ports(settings)
     )
+    server = CheckListener(door, bound, settings.idle_timeout_seconds, listeners.ENVOY_MAX_HEADER_BYTES)
+    await server.start(listener)
+    return server
 
 
 def grpc_port(address: str, add: Callable[[], int]) -> int:
@@ -308,7 +304,7 @@ class RunningServer:
     settings: Settings
     external: ExternalJwtVerifier | None = None
     http: HttpServer | None = None
-    ext_authz_http: HttpServer | None = None
+    ext_authz_http: CheckListener | None = None
     outbound_tokens: TokenCache | None = None
     invalidation: InvalidationBus | None = None
     overload: OverloadInterceptor | None = None
@@ -326,7 +322,7 @@ class RunningServer:
             await self.overload.wait_idle(self.settings.shutdown_grace_seconds)
         # Last started, first stopped: each uvicorn server restores the signal handlers it found.
         if self.ext_authz_http is not None:
-            await self.ext_authz_http.stop()
+            await self.ext_authz_http.stop(max(grace_ends - time.monotonic(), 0.1))
         if self.http is not None:
             await self.http.stop()
         await self._stop_grpc(grace_ends)

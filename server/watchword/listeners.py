@@ -15,7 +15,6 @@ import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("watchword.listeners")
 
@@ -24,7 +23,8 @@ log = logging.getLogger("watchword.listeners")
 RESERVED_DESCRIPTORS = 128
 # The HTTP request line and headers together (uvicorn's h11 default, stated here on purpose).
 MAX_HEADER_BYTES = 16 * 1024
-# The E4 ext_authz port: Envoy's default max_request_headers_kb (60 KiB), the path prefix and some slack.
+# The E4 ext_authz port (ext_authz/http_server.py): Envoy's default max_request_headers_kb (60 KiB), the
+# path prefix and some slack; a smaller bound would answer such requests 400 instead of deciding them.
 ENVOY_MAX_HEADER_BYTES = 64 * 1024
 # Connections waiting to be accepted on the HTTP port (also how many asyncio accepts in one go).
 ACCEPT_BACKLOG = 64
@@ -128,7 +128,7 @@ def grpc_options(max_connections: int) -> list[tuple[str, int]]:
 
 
 class ConnectionBounds:
-    """The two bounds uvicorn's HTTP protocols lack, for either of them (mixed in before the protocol): a
+    """The two bounds uvicorn's HTTP protocol lacks (mixed in before the protocol): a
     connection past `limit_concurrency` is closed at once (uvicorn would keep it and answer 503 to each
     request), and a connection must send a whole request header within `timeout_keep_alive` of
     connecting (uvicorn waits for ever)."""
@@ -163,43 +163,6 @@ class ConnectionBounds:
 
 class BoundedH11Protocol(ConnectionBounds, H11Protocol):
     """uvicorn's h11 protocol, bounded; h11 bounds the header size (`h11_max_incomplete_event_size`)."""
-
-
-class HeaderTooLarge(ValueError):
-    """From a parser callback: httptools makes it a parse error; uvicorn answers 400 and closes."""
-
-
-class BoundedHttpToolsProtocol(ConnectionBounds, HttpToolsProtocol):
-    """uvicorn's httptools protocol (the fast C parser), bounded, and with the header size bound that h11
-    has and httptools lacks: the request line and headers together at most MAX_HEADER_BYTES."""
-
-    max_header_bytes = MAX_HEADER_BYTES
-    _header_bytes = 0
-
-    def on_message_begin(self) -> None:
-        self._header_bytes = 0
-        super().on_message_begin()
-
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self.max_header_bytes:
-            raise HeaderTooLarge(f"request header larger than {self.max_header_bytes} bytes")
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)  # ": " and CRLF, as on the wire
-        super().on_header(name, value)
-
-
-class EnvoyFacingProtocol(BoundedHttpToolsProtocol):
-    """The E4 ext_authz port: its client is Envoy, which passes request headers up to its own bound
-    (`max_request_headers_kb`, 60 KiB by default) to the check; a smaller bound here would answer such
-    requests 400 instead of deciding them (still never an allow)."""
-
-    max_header_bytes = ENVOY_MAX_HEADER_BYTES
 
 
 def uvicorn_options(

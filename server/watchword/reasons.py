@@ -60,6 +60,10 @@ AUTHORIZATION_UNAVAILABLE = "authorization_unavailable"
 # E4: the HTTP ext_authz front door.
 QUERY_CREDENTIAL_NOT_REMOVABLE = "query_credential_not_removable"
 PATH_PREFIX_MISSING = "path_prefix_missing"
+# E4: the HTTP listener's own refusals, before any check (the connection is closed after them).
+MALFORMED_HTTP_REQUEST = "malformed_http_request"
+REQUEST_HEADER_TOO_LARGE = "request_header_too_large"
+REQUEST_BODY_TOO_LARGE = "request_body_too_large"
 
 REASONS: dict[str, str] = {
     CREDENTIAL_MISSING: "No credential was found where credentials are read.",
@@ -138,6 +142,13 @@ REASONS: dict[str, str] = {
     "way to): denied with 403 before the credential is read, so the secret never reaches the upstream.",
     PATH_PREFIX_MISSING: "E4: the HTTP front door received a path without the configured "
     "`ext_authz_http_path_prefix`, so it did not come from Envoy's filter as configured: denied with 403.",
+    MALFORMED_HTTP_REQUEST: "E4: the bytes on the HTTP ext_authz port are not an HTTP/1.1 request llhttp "
+    "accepts (e.g. a bad header line, both Content-Length and Transfer-Encoding): 400, then the connection "
+    "is closed. Never decided.",
+    REQUEST_HEADER_TOO_LARGE: "E4: the request line and headers exceed 64 KiB (Envoy's own 60 KiB "
+    "bound and the path prefix): 400, then the connection is closed. Never decided.",
+    REQUEST_BODY_TOO_LARGE: "E4: a check request's body exceeds 64 KiB (Watchword reads no body; Envoy "
+    "sends one only with `with_request_body`): 413, then the connection is closed. Never decided.",
 }
 
 

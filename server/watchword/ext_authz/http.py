@@ -1,5 +1,5 @@
-"""E4: Envoy's external authorization over plain HTTP (`http_service`), a raw ASGI app served by uvicorn
-with httptools on the same event loop as the gRPC server (so it shares the pipeline and its caches).
+"""E4: Envoy's external authorization over plain HTTP (`http_service`), served by `http_server.py` on the
+same event loop as the gRPC server (so it shares the pipeline and its caches).
 
 Envoy sends each request's method and `path_prefix` + path (with its query) as the check request's own
 method and path, and the headers its `allowed_headers` lets through (Authorization, Host, the method and
@@ -22,19 +22,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from watchword import reasons
 from watchword.ext_authz.core import Allowed, Answer, ExtAuthzCore, unavailable
+from watchword.ext_authz.http_server import Response
 from watchword.observe import call, request_id
 from watchword.observe.metrics import Metrics
 
 log = logging.getLogger("watchword.ext_authz")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # The `rpc` label of this door's decisions and its latency histogram.
 RPC = "ext_authz http"
@@ -96,7 +92,8 @@ def decode_path(raw: bytes) -> str:
 
 
 class HttpFrontDoor:
-    """The ASGI app. `admission` bounds checks in flight with the gRPC calls (one bound per replica)."""
+    """From one check request to its answer. `admission` bounds checks in flight with the gRPC calls (one
+    bound per replica)."""
 
     def __init__(
         self,
@@ -111,28 +108,27 @@ class HttpFrontDoor:
         self._metrics = metrics or Metrics()
         self._latency = self._metrics.latency(RPC)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan is off, websockets are not served
-            return
-        # Latin-1 both ways: the bytes Envoy sent come back unchanged (e.g. the cookies kept).
-        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
-        info = call.CallInfo(request_id.choose(headers), RPC, peer_address=_peer(scope))
+    async def __call__(
+        self, method: str, target: bytes, headers: list[tuple[str, str]], peer: str
+    ) -> Response:
+        """`target`: the request's path and query as sent; `headers`: lower-case names, latin-1 values
+        (so the bytes Envoy sent come back unchanged, e.g. the cookies kept); `peer`: Envoy's address."""
+        info = call.CallInfo(request_id.choose(headers), RPC, peer_address=peer)
         entered = call.current.set(info)
         started = time.perf_counter()
         rid = info.request_id.encode("ascii")
         try:
-            status, response_headers, body = encode(await self._admitted(scope, headers), rid)
+            response = encode(await self._admitted(method, target, headers), rid)
         except Exception:  # a fault here must still be a clean 503, never an allow
             incident = uuid.uuid4().hex[:16]
             log.exception("internal error in the HTTP ext_authz door (incident %s)", incident)
-            status, response_headers, body = encode(unavailable(f"internal error (incident {incident})"), rid)
+            response = encode(unavailable(f"internal error (incident {incident})"), rid)
         finally:
             call.current.reset(entered)
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
         self._latency.observe(time.perf_counter() - started)
+        return response
 
-    async def _admitted(self, scope: Scope, headers: list[tuple[str, str]]) -> Answer:
+    async def _admitted(self, method: str, target: bytes, headers: list[tuple[str, str]]) -> Answer:
         admission = self._admission
         if admission.draining:
             return unavailable("this replica is shutting down; retry on another replica", SHUTTING_DOWN)
@@ -142,20 +138,21 @@ class HttpFrontDoor:
         admission.in_flight += 1
         self._metrics.in_flight += 1
         try:
-            return await self._check(scope, headers)
+            return await self._check(method, target, headers)
         finally:
             admission.in_flight -= 1
             self._metrics.in_flight -= 1
 
-    async def _check(self, scope: Scope, headers: list[tuple[str, str]]) -> Answer:
-        raw_path = strip_prefix(scope["raw_path"], self._prefix)
-        if raw_path is None:
+    async def _check(self, method: str, target: bytes, headers: list[tuple[str, str]]) -> Answer:
+        raw_path, _, query = target.partition(b"#")[0].partition(b"?")
+        path = strip_prefix(raw_path, self._prefix)
+        if path is None:
             return self._core.refuse(
                 reasons.PATH_PREFIX_MISSING, "the path lacks the configured ext_authz_http_path_prefix"
             )
-        query = scope["query_string"].decode("utf-8", "replace")
-        path = decode_path(raw_path)
-        answer = await self._core.check(scope["method"], path, query, headers, query_removable=False)
+        answer = await self._core.check(
+            method, decode_path(path), query.decode("utf-8", "replace"), headers, query_removable=False
+        )
         if isinstance(answer, Allowed) and answer.remove_query:
             # Unreachable (the core refuses such requests first); if it ever happens, fail closed.
             log.error("an allow needed query parameters removed, which HTTP mode cannot do")
@@ -163,12 +160,7 @@ class HttpFrontDoor:
         return answer
 
 
-def _peer(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else ""
-
-
-def encode(answer: Answer, rid: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def encode(answer: Answer, rid: bytes) -> Response:
     """Status, headers and body of the answer to Envoy."""
     if isinstance(answer, Allowed):
         return 200, [*allowed_headers(answer), (b"x-request-id", rid)], b""
