@@ -148,6 +148,25 @@ async def test_e4_bad_requests_get_400_or_413_with_a_reason_and_the_connection_c
     assert checks.seen == []  # never decided
 
 
+async def test_e4_nothing_pipelined_behind_a_closing_request_is_decided(served) -> None:
+    listener, checks = served
+    reader, writer = await connect(listener)
+    writer.write(get("/a", "Connection: close") + get("/b"))
+    assert (await read_answer(reader))[2] == b"/a"
+    assert await closed(reader)
+    assert [seen[1] for seen in checks.seen] == [b"/a"]
+
+
+async def test_e4_an_upgrade_request_is_answered_then_the_connection_closes(served) -> None:
+    listener, checks = served
+    reader, writer = await connect(listener)
+    writer.write(get("/a", "Connection: upgrade", "Upgrade: websocket") + b"\x81\x05hello")
+    status, _headers, body = await read_answer(reader)
+    assert (status, body) == (200, b"/a")
+    assert await closed(reader)
+    assert len(checks.seen) == 1
+
+
 async def test_e4_a_small_body_is_read_and_ignored(served) -> None:
     reader, writer = await connect(served[0])
     writer.write(b"POST /a HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello" + get("/b"))

@@ -105,7 +105,9 @@ class CheckConnection(asyncio.Protocol):
         self._busy = False
         self._closing = False
         self._paused = False
-        self._timer: asyncio.TimerHandle | None = None
+        # When an idle connection is closed (0: never, a request is being answered); the listener's sweep
+        # checks it, so a request costs no timer of its own.
+        self.deadline = 0.0
         self._url: list[bytes] = []
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
@@ -122,19 +124,21 @@ class CheckConnection(asyncio.Protocol):
         listener.connections.add(self)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
-        self._arm_timer()
+        self._start_idle_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._listener.connections.discard(self)
-        self._cancel_timer()
+        self._stop_idle_clock()
         self._transport = None
         self._queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # nothing after a request that closes the connection is read
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._closing = True  # the request was read; what follows is not HTTP/1.1 for us
+            self.shut_if_idle()  # the request was read; what follows is not HTTP/1.1 for us
         except httptools.HttpParserError as error:
             cause = error.__context__
             self._abort_with(cause.response if isinstance(cause, _Refuse) else BAD_REQUEST)
@@ -149,7 +153,7 @@ class CheckConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)  # ": " and CRLF, as on the wire
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._headers.append((name.lower().decode("latin-1"), value.decode("latin-1")))
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -157,6 +161,8 @@ class CheckConnection(asyncio.Protocol):
             raise _Refuse(BODY_TOO_LARGE)
 
     def on_message_complete(self) -> None:
+        if self._closing:
+            return  # pipelined behind a request that closes the connection: never answered
         parser = self._parser
         method = parser.get_method().decode("ascii")
         target = b"".join(self._url)
@@ -174,7 +180,7 @@ class CheckConnection(asyncio.Protocol):
 
     # Answering, one request at a time.
     def _next(self) -> None:
-        self._cancel_timer()
+        self._stop_idle_clock()
         if self._paused and len(self._queue) <= MAX_QUEUED and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
@@ -183,7 +189,7 @@ class CheckConnection(asyncio.Protocol):
             if self._closing:
                 self._close()
             else:
-                self._arm_timer()
+                self._start_idle_clock()
             return
         self._busy = True
         request = self._queue.popleft()
@@ -217,21 +223,19 @@ class CheckConnection(asyncio.Protocol):
             self._close()
 
     def _close(self) -> None:
-        self._cancel_timer()
+        self._stop_idle_clock()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
-    def _arm_timer(self) -> None:
-        self._timer = self._loop.call_later(self._listener.idle_seconds, self._idle_too_long)
+    def _start_idle_clock(self) -> None:
+        self.deadline = self._loop.time() + self._listener.idle_seconds
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _stop_idle_clock(self) -> None:
+        self.deadline = 0.0
 
-    def _idle_too_long(self) -> None:
-        self._timer = None
-        if not self._busy and self._transport is not None:
+    def close_if_idle_since(self, now: float) -> None:
+        """From the listener's sweep: no whole request within `idle_seconds`."""
+        if self.deadline and now >= self.deadline and not self._busy and self._transport is not None:
             log.debug("closing an ext_authz connection that sent no whole request in time")
             self._transport.abort()
 
@@ -303,15 +307,27 @@ class CheckListener:
         self.stopping = False
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
+        self._sweeping: asyncio.TimerHandle | None = None
+        # How often idle connections are looked for: a connection lives at most this much past its bound.
+        self._sweep_seconds = max(0.05, min(1.0, idle_seconds / 4))
         self.port = 0
 
     async def start(self, listener: socket.socket) -> None:
         self.port = listener.getsockname()[1]
         self._server = await self.loop.create_server(lambda: CheckConnection(self), sock=listener)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.close_if_idle_since(now)
+        self._sweeping = self.loop.call_later(self._sweep_seconds, self._sweep)
 
     async def stop(self, grace_seconds: float = 30.0) -> None:
         """Stop accepting, close idle connections, let busy ones answer (at most `grace_seconds`)."""
         self.stopping = True
+        if self._sweeping is not None:
+            self._sweeping.cancel()
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
