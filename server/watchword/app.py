@@ -20,7 +20,7 @@ import uvicorn
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from watchword import listeners, secret_format
+from watchword import heap, listeners, secret_format
 from watchword.api import ext_authz, reflection
 from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
@@ -728,6 +728,7 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully."""
     log.info("open-file limit: %s", listeners.raise_open_file_limit())
     running = await start(settings)
+    log.debug("objects kept out of garbage collection: %s", heap.freeze_startup_objects())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

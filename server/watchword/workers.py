@@ -31,7 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from watchword import app, listeners
+from watchword import app, heap, listeners
 from watchword.config import Settings
 from watchword.observe import logging_setup
 from watchword.observe import metrics as observe_metrics
@@ -89,6 +89,7 @@ def worker_main(index: int, settings: Settings, connection: Connection) -> None:
 async def _serve_worker(settings: Settings, connection: Connection) -> None:
     prepared = await app.attach(settings)
     running = await app.start_worker(settings, prepared, sys.stdout, shared_ports=True)
+    heap.freeze_startup_objects()
     metrics_port = running.metrics_server.port if running.metrics_server is not None else None
     connection.send(Ready(os.getpid(), metrics_port))
     stopping = asyncio.Event()
