@@ -167,6 +167,20 @@ async def test_e4_an_upgrade_request_is_answered_then_the_connection_closes(serv
     assert len(checks.seen) == 1
 
 
+async def test_e4_a_bad_request_behind_a_waiting_check_is_refused_after_its_answer(served) -> None:
+    listener, checks = served
+    checks.gate = asyncio.Event()
+    reader, writer = await connect(listener)
+    writer.write(get("/slow") + b"BAD REQUEST LINE\r\n\r\n")
+    await asyncio.sleep(0.1)
+    checks.gate.set()
+    assert (await read_answer(reader))[:1] == (200,)
+    status, headers, body = await read_answer(reader)
+    assert (status, headers["connection"]) == (400, "close")
+    assert b"malformed_http_request" in body
+    assert await closed(reader)
+
+
 async def test_e4_a_small_body_is_read_and_ignored(served) -> None:
     reader, writer = await connect(served[0])
     writer.write(b"POST /a HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello" + get("/b"))
@@ -277,6 +291,7 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self.written = b""
         self.closed = False
+        self.reading = True
 
     def write(self, data: Any) -> None:
         self.written += bytes(data)
@@ -293,8 +308,22 @@ class _Transport(asyncio.Transport):
     def abort(self) -> None:
         self.closed = True
 
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_e4_a_client_that_does_not_read_its_answers_stops_being_read() -> None:
+    connection = CheckConnection(CheckListener(refuse, 4, 30.0, MAX_HEADER))
+    transport = _Transport()
+    connection.connection_made(transport)
+    connection.pause_writing()  # the kernel's and asyncio's buffers are full
+    assert transport.reading is False
+    connection.resume_writing()
+    assert transport.reading is True
+    connection.connection_lost(None)
 
 
 async def refuse(method: str, target: bytes, headers: list[tuple[str, str]], peer: str) -> Response:

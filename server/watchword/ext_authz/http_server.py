@@ -103,8 +103,10 @@ class CheckConnection(asyncio.Protocol):
         self._peer = ""
         self._queue: deque[_Request] = deque()
         self._busy = False
-        self._closing = False
+        self._closing = False  # no more requests are read; close once the queue is answered
+        self._final = b""  # written last, before closing (a 400 after the requests read before it)
         self._paused = False
+        self._write_blocked = False
         # When an idle connection is closed (0: never, a request is being answered); the listener's sweep
         # checks it, so a request costs no timer of its own.
         self.deadline = 0.0
@@ -141,7 +143,26 @@ class CheckConnection(asyncio.Protocol):
             self.shut_if_idle()  # the request was read; what follows is not HTTP/1.1 for us
         except httptools.HttpParserError as error:
             cause = error.__context__
-            self._abort_with(cause.response if isinstance(cause, _Refuse) else BAD_REQUEST)
+            self._final = cause.response if isinstance(cause, _Refuse) else BAD_REQUEST
+            self.shut_if_idle()  # the requests read before the bad one are answered first
+
+    # Flow control: a client that does not read its answers stops being read.
+    def pause_writing(self) -> None:
+        self._write_blocked = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_blocked = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        pause = self._write_blocked or len(self._queue) > MAX_QUEUED
+        if pause != self._paused and self._transport is not None:
+            self._paused = pause
+            if pause:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
 
     # Parser callbacks.
     def on_message_begin(self) -> None:
@@ -167,9 +188,7 @@ class CheckConnection(asyncio.Protocol):
         method = parser.get_method().decode("ascii")
         target = b"".join(self._url)
         self._queue.append(_Request(method, target, self._headers, parser.should_keep_alive()))
-        if len(self._queue) > MAX_QUEUED and self._transport is not None and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()
+        self._update_reading()
         if not self._busy:
             self._next()
 
@@ -181,13 +200,11 @@ class CheckConnection(asyncio.Protocol):
     # Answering, one request at a time.
     def _next(self) -> None:
         self._stop_idle_clock()
-        if self._paused and len(self._queue) <= MAX_QUEUED and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
+        self._update_reading()
         if not self._queue:
             self._busy = False
             if self._closing:
-                self._close()
+                self._finish()
             else:
                 self._start_idle_clock()
             return
@@ -200,31 +217,36 @@ class CheckConnection(asyncio.Protocol):
         if self._transport is None:
             return  # the client went away while its check ran
         if isinstance(response, BaseException):
-            self._abort_with(INTERNAL_ERROR)
+            self._busy, self._closing, self._final = False, True, INTERNAL_ERROR
+            self._queue.clear()
+            self._finish()
             return
-        close = self._closing or not request.keep_alive or self._listener.stopping
-        self._transport.write(encode_response(*response, close=close))
-        if close:
-            self._closing = True
+        close = not request.keep_alive or self._listener.stopping
+        last = close or (self._closing and not self._queue and not self._final)
+        self._transport.write(encode_response(*response, close=last))
+        if close:  # nothing after it is answered, not even a 400 for what followed
+            self._closing, self._final = True, b""
             self._queue.clear()
         self._next()
 
     # Closing.
     def shut_if_idle(self) -> None:
-        """On stop: close now when no answer is being worked on, else after it."""
+        """Read nothing more; close now when no answer is being worked on, else after the last one."""
         self._closing = True
         if not self._busy:
-            self._close()
+            self._finish()
 
-    def _abort_with(self, response: bytes) -> None:
+    def abort(self) -> None:
+        """Past the stop's grace: drop the connection, answered or not."""
+        self._closing = True
         if self._transport is not None:
-            if response:
-                self._transport.write(response)
-            self._close()
+            self._transport.abort()
 
-    def _close(self) -> None:
+    def _finish(self) -> None:
         self._stop_idle_clock()
         if self._transport is not None and not self._transport.is_closing():
+            if self._final:
+                self._transport.write(self._final)
             self._transport.close()
 
     def _start_idle_clock(self) -> None:
@@ -334,9 +356,7 @@ class CheckListener:
             connection.shut_if_idle()
         await _until(lambda: not self.connections, grace_seconds)
         for connection in list(self.connections):
-            connection.shut_if_idle()
-            if connection._transport is not None:
-                connection._transport.abort()
+            connection.abort()
         if self._server is not None:
             await self._server.wait_closed()
 
