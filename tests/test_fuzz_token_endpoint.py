@@ -26,29 +26,19 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from watchword import reasons, secret_format
-from watchword.api import new_credential
-from watchword.config import Settings
-from watchword.crypto.master_key import MasterKey, generate
-from watchword.decide.catalogue import Catalogue
 from watchword.domain import ClientAuthentication, CredentialKind, Principal, Refusal
-from watchword.extract import TransportSettings
 from watchword.http_api import API_KEY_GRANT, CLIENT_CREDENTIALS, build_app
 from watchword.identify import oauth_client
 from watchword.identify.oauth_client import ASSERTION_TYPE
-from watchword.issue.grants import Grants
-from watchword.issue.keyring import IssuingKeyring
-from watchword.issue.tokens import TokenSettings
-from watchword.pipeline import JwtSettings, Pipeline
-from watchword.store import database
-from watchword.store.repository import Store
-from watchword.v1 import admin_pb2, common_pb2
+from watchword.pipeline import Pipeline
+from watchword.v1 import common_pb2
 
 from support.fuzz_messages import INTERESTING_STRINGS
 from support.fuzz_settings import fuzz
+from support.issuing import AUDIENCE, issuing
 
 T = TypeVar("T")
 ENDPOINT = "https://watchword.test/oauth/token"
-AUDIENCE = "urn:watchword:api"
 MAX_LIFETIME = 86400
 CALL_SECONDS = 5.0  # per request: past it, the endpoint hangs
 OAUTH_ERRORS = frozenset(
@@ -82,53 +72,20 @@ class World:
         return [self.basic_client[1], self.post_client[1], self.jwt_client[1], self.api_key]
 
 
-async def _register(store: Store, catalogue: Catalogue, master: MasterKey, **fields: Any) -> tuple[str, str]:
-    request = admin_pb2.CreateCredentialRequest(name="fuzz", **fields)
-    row, secret = new_credential.build(request, catalogue, master)
-    await store.add_credential(row)
-    return row.id, secret
-
-
 async def _world(directory: Path, loop: asyncio.AbstractEventLoop) -> World:
-    url = f"sqlite:///{directory / 'token.db'}"
-    await database.migrate_async(url)
-    store = Store.connect(url)
-    catalogue = Catalogue.load()
-    master = MasterKey.from_text(generate(), "test")
-    pipeline = Pipeline(store, catalogue, TransportSettings(), master, JwtSettings(token_endpoint=ENDPOINT))
-    settings = Settings(data_dir=directory)
-    keyring = IssuingKeyring.from_settings(store, master, settings)
-    await keyring.load()
-    pipeline.signing_keys.local = keyring.active
-    grants = Grants(pipeline, keyring, TokenSettings(issuer="urn:watchword", audience=AUDIENCE))
-    organization = (await store.create_organization("fuzz")).id
-    oauth = common_pb2.CREDENTIAL_KIND_OAUTH_CLIENT
+    issuer = await issuing(directory, token_endpoint=ENDPOINT)
     permissions = ["event.send", "event.list"]
 
     async def client(method: int) -> tuple[str, str]:
-        return await _register(
-            store,
-            catalogue,
-            master,
-            kind=oauth,
-            organization_id=organization,
-            permissions=permissions,
-            client_auth_method=method,
+        return await issuer.register(
+            kind=common_pb2.CREDENTIAL_KIND_OAUTH_CLIENT, permissions=permissions, client_auth_method=method
         )
 
-    _, api_key = await _register(
-        store,
-        catalogue,
-        master,
-        kind=common_pb2.CREDENTIAL_KIND_API_KEY,
-        organization_id=organization,
-        permissions=permissions,
-    )
-    app = build_app(grants, keyring.jwks, {})
+    _, api_key = await issuer.register(kind=common_pb2.CREDENTIAL_KIND_API_KEY, permissions=permissions)
+    app = build_app(issuer.grants, issuer.keyring.jwks, {})
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://watchword.test")
-    return World(
-        loop, http, pipeline, await client(BASIC), await client(POST), await client(SECRET_JWT), api_key
-    )
+    clients = [await client(method) for method in (BASIC, POST, SECRET_JWT)]
+    return World(loop, http, issuer.pipeline, *clients, api_key)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """The conventional OAuth HTTP endpoints, for standard clients (I2, I5): `POST /oauth/token` (RFC 6749,
 form-encoded), `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server` (RFC 8414).
 
-They call the same grants as the gRPC IssueToken, so a token is issued by one code path either way.
+`POST /oauth/token` only translates: the form and the Authorization header into the token endpoint core's
+request (`issue/token_endpoint.py`, which the gRPC IssueToken calls too), and its outcome into RFC 6749's
+JSON, HTTP status and headers.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from watchword.domain import ClientAuthentication, CredentialKind
-from watchword.issue.grants import Grants, OAuthError, Outcome
-from watchword.observe import call, decisions, request_id
+from watchword.domain import ClientAuthentication
+from watchword.issue.grants import Grants, Requested
+from watchword.issue.oauth import INVALID_REQUEST, UNSUPPORTED_GRANT_TYPE, OAuthError, token_fields
+from watchword.issue.token_endpoint import (
+    ApiKeyExchange,
+    ClientCredentials,
+    Grant,
+    TokenEndpoint,
+    TokenRequest,
+)
+from watchword.observe import call, request_id
 from watchword.observe.decisions import Recorder
 
 log = logging.getLogger("watchword.http")
@@ -40,8 +50,7 @@ def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
     headers = dict(NO_STORE)
     if error.status == 401 and basic_challenge:
         headers["WWW-Authenticate"] = 'Basic realm="watchword"'
-    body = {"error": error.error, "error_description": error.description}
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return JSONResponse(error.fields(), status_code=error.status, headers=headers)
 
 
 def _media_type_error(content_type: str) -> OAuthError | None:
@@ -50,10 +59,10 @@ def _media_type_error(content_type: str) -> OAuthError | None:
     header = Message()
     header["content-type"] = content_type
     if header.get_content_type() != FORM_MEDIA_TYPE:
-        return OAuthError("invalid_request", f"the body must be {FORM_MEDIA_TYPE}")
+        return OAuthError(INVALID_REQUEST, f"the body must be {FORM_MEDIA_TYPE}")
     charset = header.get_param("charset")
     if charset is not None and str(charset).lower() not in FORM_CHARSETS:
-        return OAuthError("invalid_request", "the form must be UTF-8")
+        return OAuthError(INVALID_REQUEST, "the form must be UTF-8")
     return None
 
 
@@ -66,15 +75,15 @@ async def _form(request: Request) -> dict[str, str] | OAuthError:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            return OAuthError("invalid_request", "the body is too large")
+            return OAuthError(INVALID_REQUEST, "the body is too large")
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError):
-        return OAuthError("invalid_request", "the body is not a valid form")
+        return OAuthError(INVALID_REQUEST, "the body is not a valid form")
     names = [name for name, _ in pairs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        return OAuthError("invalid_request", f"parameters sent more than once: {repeated}")
+        return OAuthError(INVALID_REQUEST, f"parameters sent more than once: {repeated}")
     return dict(pairs)
 
 
@@ -83,14 +92,64 @@ def _lifetime(form: dict[str, str]) -> int | OAuthError:
     if not value:
         return 0
     if not value.isdigit() or len(value) > 9:
-        return OAuthError("invalid_request", "requested_lifetime must be a number of seconds")
+        return OAuthError(INVALID_REQUEST, "requested_lifetime must be a number of seconds")
     return int(value)
+
+
+def _client_credentials(form: dict[str, str], authorization: str) -> Grant | OAuthError:
+    """C9's four methods as they arrive: the form's fields, or the Authorization header (Basic)."""
+    client = ClientAuthentication(
+        client_id=form.get("client_id", ""),
+        client_secret=form.get("client_secret", ""),
+        authorization=authorization,
+        client_assertion_type=form.get("client_assertion_type", ""),
+        client_assertion=form.get("client_assertion", ""),
+    )
+    return ClientCredentials(client)
+
+
+def _api_key_exchange(form: dict[str, str], _authorization: str) -> Grant | OAuthError:
+    if not form.get("api_key"):
+        return OAuthError(INVALID_REQUEST, "api_key is required")
+    return ApiKeyExchange(form["api_key"])
+
+
+# RFC 6749 `grant_type` values and the token endpoint's grants they name (I3 subject tokens: gRPC only).
+GRANT_TYPES: dict[str, Callable[[dict[str, str], str], Grant | OAuthError]] = {
+    CLIENT_CREDENTIALS: _client_credentials,
+    API_KEY_GRANT: _api_key_exchange,
+}
+
+
+def _grant(form: dict[str, str], authorization: str) -> Grant | OAuthError:
+    grant_type = form.get("grant_type", "")
+    if not grant_type:
+        return OAuthError(INVALID_REQUEST, "grant_type is required")
+    translate = GRANT_TYPES.get(grant_type)
+    if translate is None:
+        return OAuthError(UNSUPPORTED_GRANT_TYPE, "this server does not support that grant type")
+    return translate(form, authorization)
+
+
+async def _token_request(request: Request, authorization: str) -> TokenRequest | OAuthError:
+    """The request as the token endpoint's. What cannot be one is refused here (RFC 6749 §5.2), before
+    any grant runs, and is not audited (no grant decided anything)."""
+    form = await _form(request)
+    if isinstance(form, OAuthError):
+        return form
+    lifetime = _lifetime(form)
+    if isinstance(lifetime, OAuthError):
+        return lifetime
+    grant = _grant(form, authorization)
+    if isinstance(grant, OAuthError):
+        return grant
+    return TokenRequest(grant, Requested(form.get("scope", ""), lifetime, form.get("audience", "")))
 
 
 def build_app(
     grants: Grants, jwks: JwksSource, metadata: dict[str, Any], recorder: Recorder | None = None
 ) -> Starlette:
-    recorder = recorder or Recorder(None, None)
+    endpoint = TokenEndpoint(grants, recorder)
 
     async def token(request: Request) -> Response:
         """As the gRPC calls: a request id (header `x-request-id`), and the decision audited."""
@@ -107,52 +166,16 @@ def build_app(
         return response
 
     async def issue(request: Request) -> Response:
-        form = await _form(request)
-        if isinstance(form, OAuthError):
-            return _error(form)
-        requested = _lifetime(form)
-        if isinstance(requested, OAuthError):
-            return _error(requested)
-        grant_type = form.get("grant_type", "")
-        scope, audience = form.get("scope", ""), form.get("audience", "")
         authorization = request.headers.get("authorization", "")
-        outcome: Outcome
-        if grant_type == CLIENT_CREDENTIALS:
-            client = ClientAuthentication(
-                client_id=form.get("client_id", ""),
-                client_secret=form.get("client_secret", ""),
-                authorization=authorization,
-                client_assertion_type=form.get("client_assertion_type", ""),
-                client_assertion=form.get("client_assertion", ""),
-            )
-            outcome = await grants.client_credentials(client, scope, requested, audience)
-            claimed = decisions.claimed_credential_id(client.client_id) or decisions.basic_username(
-                authorization
-            )
-            _record(recorder, "client_credentials", CredentialKind.OAUTH_CLIENT, claimed, outcome)
-        elif grant_type == API_KEY_GRANT:
-            if not form.get("api_key"):
-                return _error(OAuthError("invalid_request", "api_key is required"))
-            outcome = await grants.api_key_exchange(form["api_key"], scope, requested, audience)
-            claimed = decisions.secret_owner(form["api_key"])
-            _record(recorder, "api_key_exchange", CredentialKind.API_KEY, claimed, outcome)
-        elif not grant_type:
-            return _error(OAuthError("invalid_request", "grant_type is required"))
-        else:
-            return _error(
-                OAuthError("unsupported_grant_type", "this server does not support that grant type")
-            )
+        token_request = await _token_request(request, authorization)
+        if isinstance(token_request, OAuthError):
+            return _error(token_request)
+        outcome = await endpoint.issue(token_request)
         if isinstance(outcome, OAuthError):
             # RFC 6749 §5.2: a client that tried the Authorization header is challenged with the scheme
             # this endpoint takes there, Basic.
             return _error(outcome, basic_challenge=bool(authorization))
-        body = {
-            "access_token": outcome.access_token,
-            "token_type": "Bearer",
-            "expires_in": outcome.expires_in,
-            "scope": " ".join(outcome.scope),
-        }
-        return JSONResponse(body, headers=NO_STORE)
+        return JSONResponse(token_fields(outcome), headers=NO_STORE)
 
     async def jwks_document(_request: Request) -> Response:
         return JSONResponse(await jwks(), headers={"Cache-Control": "max-age=300"})
@@ -175,13 +198,6 @@ async def _client_gone(request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
-def _record(recorder: Recorder, grant: str, kind: CredentialKind, claimed: str, outcome: Outcome) -> None:
-    if isinstance(outcome, OAuthError):
-        recorder.issued(grant, kind, claimed, "", outcome.error)
-    else:
-        recorder.issued(grant, kind, claimed, outcome.token_id, "")
-
-
 def authorization_server_metadata(
     issuer: str, token_endpoint: str, jwks_uri: str, scopes: list[str], signing_algorithm: str
 ) -> dict[str, Any]:
@@ -190,7 +206,7 @@ def authorization_server_metadata(
         "issuer": issuer,
         "token_endpoint": token_endpoint,
         "jwks_uri": jwks_uri,
-        "grant_types_supported": [CLIENT_CREDENTIALS, API_KEY_GRANT],
+        "grant_types_supported": list(GRANT_TYPES),
         # REQUIRED and non-empty (RFC 8414 §2; validators refuse []). There is no authorization endpoint,
         # so the one true value is the registered `none` (OAuth 2.0 Multiple Response Type Encoding).
         "response_types_supported": ["none"],

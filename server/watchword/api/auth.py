@@ -1,10 +1,12 @@
-"""AuthService: Authenticate, Authorize, AuthorizeBatch (IssueToken and SignOutbound: later issues)."""
+"""AuthService: Authenticate, Authorize, AuthorizeBatch, IssueToken (the proto request translated for the
+token endpoint core, `issue/token_endpoint.py`) and SignOutbound."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import NoReturn
 
 import grpc
 
@@ -14,15 +16,22 @@ from watchword.api.errors import FieldError
 from watchword.decide.rules import decide
 from watchword.domain import (
     ClientAuthentication,
-    CredentialKind,
     Decision,
     HttpParts,
     Principal,
     Refusal,
     Resource,
 )
-from watchword.issue.grants import Grants, OAuthError, Outcome
-from watchword.observe import decisions
+from watchword.issue.grants import Grants, Requested
+from watchword.issue.oauth import OAuthError, Outcome, token_fields
+from watchword.issue.token_endpoint import (
+    ApiKeyExchange,
+    ClientCredentials,
+    Grant,
+    SubjectToken,
+    TokenEndpoint,
+    TokenRequest,
+)
 from watchword.observe.decisions import Recorder
 from watchword.outbound import header_values
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
@@ -64,12 +73,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._max_headers = max_headers
         self._max_batch_entries = max_batch_entries
         self._max_batch_credentials = max_batch_credentials
-        self._grants = grants
         self._signer = signer
         self._admin_check = admin_check
         self._principals = convert.PrincipalMessages()
         # Counts and audits every decision; without one (unit tests) nothing is counted.
         self._recorder = recorder or Recorder(None, None)
+        self._tokens = TokenEndpoint(grants, self._recorder) if grants is not None else None
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -176,46 +185,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def IssueToken(
         self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.IssueTokenResponse:
-        if self._grants is None:
-            await errors.abort(
-                context, grpc.StatusCode.UNIMPLEMENTED, errors.NOT_IMPLEMENTED, "IssueToken is not enabled"
-            )
-        outcome = await issue_token(self._grants, request, self._max_token_bytes)
-        self._record_issue(request, outcome)
-        if isinstance(outcome, OAuthError):
-            error = auth_pb2.OAuthError(error=outcome.error, error_description=outcome.description)
-            return auth_pb2.IssueTokenResponse(error=error)
-        return auth_pb2.IssueTokenResponse(
-            token=auth_pb2.TokenResponse(
-                access_token=outcome.access_token,
-                token_type="Bearer",
-                expires_in=outcome.expires_in,
-                scope=" ".join(outcome.scope),
-                token_id=outcome.token_id,
-            )
-        )
-
-    def _record_issue(self, request: auth_pb2.IssueTokenRequest, outcome: Outcome) -> None:
-        """The audit names the credential the request claims (its id only, and only when it has the
-        shape of one), never the key, secret or assertion it carries."""
-        grant = request.WhichOneof("grant") or ""
-        kind: CredentialKind | None = None
-        claimed = ""
-        if grant == "api_key_exchange":
-            kind, claimed = CredentialKind.API_KEY, decisions.secret_owner(request.api_key_exchange.api_key)
-        elif grant == "client_credentials":
-            client = request.client_credentials.client
-            kind = CredentialKind.OAUTH_CLIENT
-            claimed = decisions.claimed_credential_id(client.client_id) or decisions.basic_username(
-                client.authorization
-            )
-        elif grant == "subject_token":
-            kind = CredentialKind.CONNECTOR
-            claimed = decisions.claimed_credential_id(request.subject_token.connector_id)
-        if isinstance(outcome, OAuthError):
-            self._recorder.issued(grant, kind, claimed, "", outcome.error)
-        else:
-            self._recorder.issued(grant, kind, claimed, outcome.token_id, "")
+        if self._tokens is None:
+            await _not_enabled(context, "IssueToken")
+        outcome = await self._tokens.issue(token_request(request, self._max_token_bytes))
+        return token_response(outcome)
 
     async def _check_signing_caller(
         self, context: grpc.aio.ServicerContext, credential_id: str
@@ -261,9 +234,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.SignOutboundRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.SignOutboundResponse:
         if self._signer is None:
-            await errors.abort(
-                context, grpc.StatusCode.UNIMPLEMENTED, errors.NOT_IMPLEMENTED, "SignOutbound is not enabled"
-            )
+            await _not_enabled(context, "SignOutbound")
         credential_id = convert.required(
             request.outbound_credential_id, "outbound_credential_id", convert.MAX_ID
         )
@@ -295,6 +266,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.SignOutboundResponse(signed=signed)
 
 
+async def _not_enabled(context: grpc.aio.ServicerContext, rpc: str) -> NoReturn:
+    """This server was built without the RPC's dependency (a unit test's servicer)."""
+    message = f"{rpc} is not enabled"
+    await errors.abort(context, grpc.StatusCode.UNIMPLEMENTED, errors.NOT_IMPLEMENTED, message)
+
+
 def _bearer(context: grpc.aio.ServicerContext) -> str:
     values = [value for key, value in context.invocation_metadata() or () if key == "authorization"]
     if len(values) != 1 or not isinstance(values[0], str) or not values[0].lower().startswith("bearer "):
@@ -302,42 +279,57 @@ def _bearer(context: grpc.aio.ServicerContext) -> str:
     return values[0][7:].strip()
 
 
-async def issue_token(grants: Grants, request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Outcome:
-    """The proto request to the one grant it names; malformed fields raise FieldError (INVALID_ARGUMENT)."""
+def token_request(request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> TokenRequest:
+    """The proto request as the token endpoint's; malformed fields raise FieldError (INVALID_ARGUMENT)."""
     scope = convert.bounded(request.scope, "scope", 4096)
     audience = convert.bounded(request.audience, "audience", convert.MAX_ID)
-    lifetime = request.requested_lifetime_seconds
     which = request.WhichOneof("grant")
-    if which == "api_key_exchange":
-        api_key = convert.required(
-            request.api_key_exchange.api_key, "api_key_exchange.api_key", max_token_bytes
-        )
-        return await grants.api_key_exchange(api_key, scope, lifetime, audience)
-    if which == "client_credentials":
-        client = request.client_credentials.client
-        prefix = "client_credentials.client."
-        authentication = ClientAuthentication(
-            client_id=convert.bounded(client.client_id, prefix + "client_id", convert.MAX_ID),
-            client_secret=convert.bounded(client.client_secret, prefix + "client_secret", max_token_bytes),
-            authorization=convert.bounded(
-                client.authorization, prefix + "authorization", 2 * max_token_bytes
-            ),
-            client_assertion_type=convert.bounded(
-                client.client_assertion_type, prefix + "client_assertion_type", 255
-            ),
-            client_assertion=convert.bounded(
-                client.client_assertion, prefix + "client_assertion", max_token_bytes
-            ),
-        )
-        return await grants.client_credentials(authentication, scope, lifetime, audience)
-    if which == "subject_token":
-        grant = request.subject_token
-        subject = convert.subject_from_proto(grant.subject, "subject_token.subject")
-        if subject is None:
-            raise FieldError("subject_token.subject", "is required")
-        connector_id = convert.required(grant.connector_id, "subject_token.connector_id", convert.MAX_ID)
-        secret = convert.required(grant.connector_secret, "subject_token.connector_secret", max_token_bytes)
-        return await grants.subject_token(connector_id, secret, subject, scope, lifetime, audience)
-    return OAuthError(
-        "invalid_request", "name one grant: api_key_exchange, client_credentials or subject_token"
+    grant = _GRANTS[which](request, max_token_bytes) if which else None
+    return TokenRequest(grant, Requested(scope, request.requested_lifetime_seconds, audience))
+
+
+def token_response(outcome: Outcome) -> auth_pb2.IssueTokenResponse:
+    if isinstance(outcome, OAuthError):
+        return auth_pb2.IssueTokenResponse(error=auth_pb2.OAuthError(**outcome.fields()))
+    token = auth_pb2.TokenResponse(**token_fields(outcome), token_id=outcome.token_id)
+    return auth_pb2.IssueTokenResponse(token=token)
+
+
+def _api_key_exchange(request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Grant:
+    field = "api_key_exchange.api_key"
+    return ApiKeyExchange(convert.required(request.api_key_exchange.api_key, field, max_token_bytes))
+
+
+def _client_credentials(request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Grant:
+    client = request.client_credentials.client
+    prefix = "client_credentials.client."
+    authentication = ClientAuthentication(
+        client_id=convert.bounded(client.client_id, prefix + "client_id", convert.MAX_ID),
+        client_secret=convert.bounded(client.client_secret, prefix + "client_secret", max_token_bytes),
+        authorization=convert.bounded(client.authorization, prefix + "authorization", 2 * max_token_bytes),
+        client_assertion_type=convert.bounded(
+            client.client_assertion_type, prefix + "client_assertion_type", 255
+        ),
+        client_assertion=convert.bounded(
+            client.client_assertion, prefix + "client_assertion", max_token_bytes
+        ),
     )
+    return ClientCredentials(authentication)
+
+
+def _subject_token(request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> Grant:
+    grant = request.subject_token
+    subject = convert.subject_from_proto(grant.subject, "subject_token.subject")
+    if subject is None:
+        raise FieldError("subject_token.subject", "is required")
+    connector_id = convert.required(grant.connector_id, "subject_token.connector_id", convert.MAX_ID)
+    secret = convert.required(grant.connector_secret, "subject_token.connector_secret", max_token_bytes)
+    return SubjectToken(connector_id, secret, subject)
+
+
+# The `grant` oneof's fields: each names one of the token endpoint's grants (I1-I3).
+_GRANTS: dict[str, Callable[[auth_pb2.IssueTokenRequest, int], Grant]] = {
+    "api_key_exchange": _api_key_exchange,
+    "client_credentials": _client_credentials,
+    "subject_token": _subject_token,
+}

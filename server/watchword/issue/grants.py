@@ -1,5 +1,6 @@
-"""IssueToken's grants (I1-I3), shaped as RFC 6749 §5.1 answers and §5.2 errors. The gRPC servicer and
-the HTTP token endpoint both call these, so a token is issued by one code path whatever the transport."""
+"""IssueToken's grants (I1-I3), shaped as RFC 6749 §5.1 answers and §5.2 errors (`issue/oauth.py`). The
+token endpoint core (`issue/token_endpoint.py`) runs them for the gRPC IssueToken and `POST /oauth/token`
+alike, so a token is issued by one code path whatever the transport."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from watchword.domain import (
     Refusal,
     Subject,
 )
-from watchword.issue.tokens import IssuedToken, SigningKeySource, TokenSettings, lifetime, mint
+from watchword.issue.oauth import (
+    CLIENT_REFUSED,
+    INVALID_GRANT,
+    INVALID_REQUEST,
+    INVALID_SCOPE,
+    OAuthError,
+    Outcome,
+)
+from watchword.issue.tokens import SigningKeySource, TokenSettings, lifetime, mint
 from watchword.pipeline import BareInput, Pipeline
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
@@ -24,23 +33,17 @@ MAX_SCOPE_TOKENS = 256
 
 
 @dataclass(frozen=True, slots=True)
-class OAuthError:
-    """RFC 6749 §5.2. `status` is the HTTP status the token endpoint answers with."""
+class Requested:
+    """What a client asks for besides its grant: RFC 6749 §3.3 scope, a lifetime in seconds (0: the
+    default) and an audience (empty: the configured one)."""
 
-    error: str
-    description: str
-    status: int = 400
-
-
-Outcome = IssuedToken | OAuthError
-
-# C9/I2: one answer for every refused client authentication, so a caller cannot tell an unknown client
-# from a known one with a wrong secret, key or method (RFC 6749 §5.2 `invalid_client`).
-CLIENT_REFUSED = OAuthError("invalid_client", "client authentication failed", status=401)
+    scope: str = ""
+    lifetime: int = 0
+    audience: str = ""
 
 
 def _invalid_scope(description: str) -> OAuthError:
-    return OAuthError("invalid_scope", description)
+    return OAuthError(INVALID_SCOPE, description)
 
 
 def narrow_scope(requested: str, held: frozenset[str]) -> tuple[str, ...] | OAuthError:
@@ -64,27 +67,25 @@ class Grants:
 
     def _audience(self, requested: str) -> str | OAuthError:
         if requested and requested != self._settings.audience:
-            return OAuthError("invalid_request", "Watchword issues tokens for its configured audience only")
+            return OAuthError(INVALID_REQUEST, "Watchword issues tokens for its configured audience only")
         return self._settings.audience
 
     async def _mint(
         self,
         principal: Principal,
-        scope: str,
-        requested_lifetime: int,
-        audience: str,
+        requested: Requested,
         held: frozenset[str],
         acting_as: Subject | None = None,
     ) -> Outcome:
-        granted = narrow_scope(scope, held)
+        granted = narrow_scope(requested.scope, held)
         if isinstance(granted, OAuthError):
             return granted
-        target = self._audience(audience)
+        target = self._audience(requested.audience)
         if isinstance(target, OAuthError):
             return target
-        if requested_lifetime < 0:
-            return OAuthError("invalid_request", "the requested lifetime must not be negative")
-        expires_in = lifetime(self._settings, requested_lifetime)
+        if requested.lifetime < 0:
+            return OAuthError(INVALID_REQUEST, "the requested lifetime must not be negative")
+        expires_in = lifetime(self._settings, requested.lifetime)
         if principal.expires_at is not None:
             # A token never outlives the credential it was minted from.
             remaining = int((principal.expires_at - datetime.now(UTC)).total_seconds())
@@ -103,34 +104,28 @@ class Grants:
             audience=target,
         )
 
-    async def api_key_exchange(
-        self, api_key: str, scope: str, requested_lifetime: int, audience: str
-    ) -> Outcome:
+    async def api_key_exchange(self, api_key: str, requested: Requested) -> Outcome:
         """I1: an API key (C5) for a JWT carrying its organization, permissions and a reference to it."""
         principal = await self._pipeline.authenticate(BareInput(token=api_key))
         if isinstance(principal, Refusal):
-            return OAuthError("invalid_grant", principal.message)
+            return OAuthError(INVALID_GRANT, principal.message)
         if principal.kind is not CredentialKind.API_KEY:
-            return OAuthError("invalid_grant", "only API keys can be exchanged")
-        return await self._mint(principal, scope, requested_lifetime, audience, principal.permissions)
+            return OAuthError(INVALID_GRANT, "only API keys can be exchanged")
+        return await self._mint(principal, requested, principal.permissions)
 
-    async def client_credentials(
-        self, client: ClientAuthentication, scope: str, requested_lifetime: int, audience: str
-    ) -> Outcome:
+    async def client_credentials(self, client: ClientAuthentication, requested: Requested) -> Outcome:
         """I2: RFC 6749 §4.4 with C9 client authentication; any failure is `invalid_client` (401)."""
         principal = await self._pipeline.clients.authenticate(client, datetime.now(UTC))
         if isinstance(principal, Refusal):
             return CLIENT_REFUSED
-        return await self._mint(principal, scope, requested_lifetime, audience, principal.permissions)
+        return await self._mint(principal, requested, principal.permissions)
 
     async def subject_token(
         self,
         connector_id: str,
         connector_secret: str,
         subject: Subject,
-        scope: str,
-        requested_lifetime: int,
-        audience: str,
+        requested: Requested,
     ) -> Outcome:
         """I3: a connector asks for a token acting as one user or account; S5 limits what it may do."""
         principal = await self._pipeline.authenticate(
@@ -139,4 +134,4 @@ class Grants:
         if isinstance(principal, Refusal) or principal.kind is not CredentialKind.CONNECTOR:
             return CLIENT_REFUSED
         held = SUBJECT_ACTIONS & principal.permissions
-        return await self._mint(principal, scope, requested_lifetime, audience, held, acting_as=subject)
+        return await self._mint(principal, requested, held, acting_as=subject)

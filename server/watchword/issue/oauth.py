@@ -1,0 +1,62 @@
+"""RFC 6749's answers as data: §5.1 for an issued token, §5.2 for a refusal. Both transports of the token
+endpoint send these fields; only the envelope differs (a proto message, or JSON with an HTTP status)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from watchword.issue.tokens import IssuedToken
+
+INVALID_REQUEST = "invalid_request"
+INVALID_CLIENT = "invalid_client"
+INVALID_GRANT = "invalid_grant"
+UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+INVALID_SCOPE = "invalid_scope"
+
+# RFC 6749 §5.2: the HTTP status of each error Watchword answers with; 401 only for a failed client
+# authentication (which the HTTP door challenges when the client tried the Authorization header).
+HTTP_STATUS: Mapping[str, int] = MappingProxyType(
+    {
+        INVALID_REQUEST: 400,
+        INVALID_CLIENT: 401,
+        INVALID_GRANT: 400,
+        UNSUPPORTED_GRANT_TYPE: 400,
+        INVALID_SCOPE: 400,
+    }
+)
+TOKEN_TYPE = "Bearer"  # RFC 6750: whoever holds the token may use it
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthError:
+    """RFC 6749 §5.2; `error` is one of the codes in HTTP_STATUS."""
+
+    error: str
+    description: str
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the token endpoint answers with."""
+        return HTTP_STATUS[self.error]
+
+    def fields(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+Outcome = IssuedToken | OAuthError
+
+# C9/I2: one answer for every refused client authentication, so a caller cannot tell an unknown client
+# from a known one with a wrong secret, key or method.
+CLIENT_REFUSED = OAuthError(INVALID_CLIENT, "client authentication failed")
+
+
+def token_fields(token: IssuedToken) -> dict[str, str | int]:
+    """RFC 6749 §5.1's parameters of an issued token."""
+    return {
+        "access_token": token.access_token,
+        "token_type": TOKEN_TYPE,
+        "expires_in": token.expires_in,
+        "scope": " ".join(token.scope),
+    }
