@@ -1,0 +1,67 @@
+"""O3/O4: one outbound credential's token server and how Watchword authenticates to it.
+
+The caller (SignOutbound) builds a `TokenEndpoint` from the stored credential; construction runs the one
+validator of `credential`, so an endpoint that exists can be fetched with. No gRPC and no store here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from watchword.domain import ClientAuthMethod
+from watchword.outbound.credential import CredentialError, check_private_key, check_token_client
+
+__all__ = ["ClientAuthMethod", "TokenEndpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEndpoint:
+    """Validated at construction: a ValueError (CredentialError) names the field, never its value."""
+
+    credential_id: str  # cache key (the outbound credential's id)
+    token_url: str
+    client_id: str
+    auth_method: ClientAuthMethod
+    client_secret: str = field(default="", repr=False)  # basic, post and client_secret_jwt
+    private_key: object | None = field(default=None, repr=False)  # private_key_jwt: a cryptography key
+    assertion_algorithm: str = ""  # "RS256"/"ES256" for private_key_jwt; "" or "HS256" for client_secret_jwt
+    assertion_kid: str = ""  # optional `kid` header for private_key_jwt
+    assertion_audience: str = ""  # `aud` of the assertion; empty means the webhook URL (Coviu's default)
+    scope: str = ""
+    extra_form_fields: tuple[tuple[str, str], ...] = ()  # e.g. (("audience", "https://api.example"),)
+    version: str = ""  # changes when the credential's secrets rotate: never reuses a token of another
+
+    def __post_init__(self) -> None:
+        if not self.credential_id:
+            raise CredentialError("credential_id", "credential_id is required")
+        check_token_client(
+            token_url=self.token_url,
+            client_id=self.client_id,
+            auth_method=self.auth_method,
+            assertion_algorithm=self.assertion_algorithm,
+            extra_form_fields=self.extra_form_fields,
+            has_client_secret=bool(self.client_secret),
+        )
+        if self.auth_method is ClientAuthMethod.PRIVATE_KEY_JWT:
+            check_private_key(self.private_key, self.assertion_algorithm)
+        elif self.private_key is not None:
+            raise CredentialError("private_key", "private_key is only used by private_key_jwt")
+
+    def audience_for(self, webhook_url: str) -> str:
+        """The assertion's `aud`: the configured audience, else the webhook URL; "" without assertion."""
+        if not self.auth_method.uses_assertion:
+            return ""
+        return self.assertion_audience or webhook_url
+
+    def settings(self) -> tuple[object, ...]:
+        """The non-secret settings, for the cache key: changing the URL or scope without a rotation must
+        not keep serving a token obtained with the old ones."""
+        return (
+            self.token_url,
+            self.client_id,
+            self.auth_method,
+            self.assertion_algorithm,
+            self.assertion_kid,
+            self.scope,
+            self.extra_form_fields,
+        )
