@@ -19,6 +19,7 @@ from watchword.outbound.credential import (
     OutboundScheme,
     check_static_scheme,
     check_token_client,
+    stored_member,
 )
 from watchword.outbound.secrets import OutboundSecrets
 from watchword.store import models
@@ -137,20 +138,10 @@ def build(
 
 
 def _scheme(value: int) -> OutboundScheme:
-    try:
-        return OutboundScheme(value)
-    except ValueError:
-        raise FieldError(
-            "credential.scheme", "choose NONE, BEARER, BASIC or OAUTH2_CLIENT_CREDENTIALS"
-        ) from None
-
-
-def _client_auth_method(value: int) -> ClientAuthMethod | int:
-    """The enum, or the unknown integer for the validator to refuse."""
-    try:
-        return ClientAuthMethod(value)
-    except ValueError:
-        return value
+    scheme = stored_member(OutboundScheme, value)
+    if scheme is None:
+        raise FieldError("credential.scheme", "choose NONE, BEARER, BASIC or OAUTH2_CLIENT_CREDENTIALS")
+    return scheme
 
 
 def _checked(check: Callable[[], None]) -> None:
@@ -169,8 +160,8 @@ def _oauth2(
     private key generated for private_key_jwt, else ""."""
     row.token_url = convert.required(spec.token_url, "credential.token_url", 2048)
     row.client_id = convert.required(spec.client_id, "credential.client_id", 255)
-    method = _client_auth_method(spec.client_auth_method)
-    row.client_auth_method = int(method)
+    method = stored_member(ClientAuthMethod, spec.client_auth_method)  # None: refused by the validator
+    row.client_auth_method = spec.client_auth_method
     if method is ClientAuthMethod.PRIVATE_KEY_JWT:
         row.assertion_algorithm = spec.assertion_algorithm or PRIVATE_KEY_ALGORITHMS[0]
     row.assertion_audience = convert.bounded(spec.assertion_audience, "credential.assertion_audience", 2048)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -28,6 +29,7 @@ __all__ = [
     "check_private_key",
     "check_static_scheme",
     "check_token_client",
+    "stored_member",
 ]
 
 
@@ -38,6 +40,18 @@ class OutboundScheme(enum.IntEnum):
     BEARER = 2  # O1
     BASIC = 3  # O2
     OAUTH2_CLIENT_CREDENTIALS = 4  # O3/O4
+
+
+_Member = TypeVar("_Member", OutboundScheme, ClientAuthMethod)
+
+
+def stored_member(kind: type[_Member], value: int) -> _Member | None:
+    """A stored (or received) integer as its enum member; None for a value no version of Watchword
+    writes, for the caller to refuse."""
+    try:
+        return kind(value)
+    except ValueError:
+        return None
 
 
 PRIVATE_KEY_ALGORITHMS = ("ES256", "RS256")  # O4; the first is the default

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -21,15 +21,15 @@ from watchword.crypto.master_key import MasterKey
 from watchword.identify.cache import TtlCache, trim_oldest
 from watchword.outbound import header_values, standard_webhooks
 from watchword.outbound.credential import (
-    ClientAuthMethod,
     CredentialError,
     OutboundScheme,
     check_header_secrets,
+    stored_member,
 )
 from watchword.outbound.network_guard import OutboundTokenError
 from watchword.outbound.secrets import OutboundSecrets, unseal
 from watchword.outbound.token_cache import TokenCache
-from watchword.outbound.token_endpoint import TokenEndpoint
+from watchword.outbound.token_endpoint import TokenEndpoint, credential_version
 from watchword.store.models import OutboundCredential
 from watchword.store.repository import Store
 
@@ -132,7 +132,7 @@ class OutboundSigner:
     ) -> tuple[list[tuple[str, str]], datetime | None] | SignFailure:
         """The Authorization header of the credential's scheme (none for NONE) and, for an access token,
         how long it holds. Stored rows are checked again: they may predate the admin API's checks."""
-        scheme = _stored(OutboundScheme, record.scheme)
+        scheme = stored_member(OutboundScheme, record.scheme)
         if scheme is None:
             return SignFailure("outbound_credential_invalid", "the stored scheme is unknown")
         try:
@@ -175,35 +175,9 @@ class OutboundSigner:
     def _endpoint(self, record: OutboundCredential, current: OutboundSecrets) -> TokenEndpoint:
         """The stored O3/O4 credential as the fetcher's TokenEndpoint; raises ValueError (the one
         validator's CredentialError) when it is unusable."""
-        version = (record.rotated_at or record.created_at).isoformat()
+        version = credential_version(record)
         private_key = self._private_key(record.id, version, current.private_key_pem)
-        method = _stored(ClientAuthMethod, record.client_auth_method)
-        return TokenEndpoint(
-            credential_id=record.id,
-            token_url=record.token_url,
-            client_id=record.client_id,
-            auth_method=method,  # type: ignore[arg-type]  # None is refused by the validator
-            client_secret=current.client_secret,
-            private_key=private_key,
-            assertion_algorithm=record.assertion_algorithm
-            or ("HS256" if method is ClientAuthMethod.CLIENT_SECRET_JWT else ""),
-            assertion_kid=record.id if private_key is not None else "",
-            assertion_audience=record.assertion_audience,
-            scope=record.scope,
-            extra_form_fields=tuple((name, value) for name, value in record.extra_form_fields),
-            version=version,
-        )
-
-
-_Stored = TypeVar("_Stored", OutboundScheme, ClientAuthMethod)
-
-
-def _stored(kind: type[_Stored], value: int) -> _Stored | None:
-    """A stored integer as its enum, None for a value no version of Watchword writes."""
-    try:
-        return kind(value)
-    except ValueError:
-        return None
+        return TokenEndpoint.from_stored(record, current, private_key)
 
 
 def check_url(url: str) -> str | None:

@@ -9,9 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from watchword.domain import ClientAuthMethod
-from watchword.outbound.credential import CredentialError, check_private_key, check_token_client
+from watchword.outbound.credential import (
+    CredentialError,
+    check_private_key,
+    check_token_client,
+    stored_member,
+)
+from watchword.outbound.secrets import OutboundSecrets
+from watchword.store.models import OutboundCredential
 
-__all__ = ["ClientAuthMethod", "TokenEndpoint"]
+__all__ = ["ClientAuthMethod", "TokenEndpoint", "credential_version"]
+
+
+def credential_version(record: OutboundCredential) -> str:
+    """Changes when the credential's secrets rotate: a token or key of another version is never reused."""
+    return (record.rotated_at or record.created_at).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,29 @@ class TokenEndpoint:
             check_private_key(self.private_key, self.assertion_algorithm)
         elif self.private_key is not None:
             raise CredentialError("private_key", "private_key is only used by private_key_jwt")
+
+    @classmethod
+    def from_stored(
+        cls, record: OutboundCredential, current: OutboundSecrets, private_key: object | None
+    ) -> TokenEndpoint:
+        """A stored O3/O4 credential with its current secrets (and its O4 key, loaded by the caller);
+        raises CredentialError when the row is unusable (an unknown method included)."""
+        method = stored_member(ClientAuthMethod, record.client_auth_method)
+        return cls(
+            credential_id=record.id,
+            token_url=record.token_url,
+            client_id=record.client_id,
+            auth_method=method,  # type: ignore[arg-type]  # None is refused by the validator
+            client_secret=current.client_secret,
+            private_key=private_key,
+            assertion_algorithm=record.assertion_algorithm
+            or ("HS256" if method is ClientAuthMethod.CLIENT_SECRET_JWT else ""),
+            assertion_kid=record.id if private_key is not None else "",
+            assertion_audience=record.assertion_audience,
+            scope=record.scope,
+            extra_form_fields=tuple((name, value) for name, value in record.extra_form_fields),
+            version=credential_version(record),
+        )
 
     def audience_for(self, webhook_url: str) -> str:
         """The assertion's `aud`: the configured audience, else the webhook URL; "" without assertion."""
