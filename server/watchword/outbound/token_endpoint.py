@@ -1,7 +1,7 @@
 """O3/O4: one outbound credential's token server and how Watchword authenticates to it.
 
-The caller (SignOutbound) builds a `TokenEndpoint` from the stored credential; construction runs the one
-validator of `credential`, so an endpoint that exists can be fetched with. No gRPC and no store here.
+SignOutbound builds a `TokenEndpoint` from the stored row (`from_stored`); construction runs the one
+validator of `credential`, so an endpoint that exists can be fetched with. No gRPC and no store calls.
 """
 
 from __future__ import annotations
