@@ -31,7 +31,8 @@ from watchword.domain import CredentialKind, PresentedCredential, Principal, Tra
 from watchword.identify import cache, opaque_secret, sealed_keys, verified_tokens
 from watchword.identify.oauth_client import MAX_PUBLIC_KEYS
 from watchword.jose.jwk import hmac_key, public_key
-from watchword.outbound import signer, token_fetcher
+from watchword.outbound import signer
+from watchword.outbound import token_cache as token_fetcher
 from watchword.store.models import Application, Credential, Membership, OutboundCredential
 
 NOW = datetime.now(UTC)

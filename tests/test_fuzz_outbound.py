@@ -21,10 +21,11 @@ from standardwebhooks.webhooks import Webhook
 from watchword.api import outbound_admin
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey, generate
+from watchword.domain import ClientAuthMethod
 from watchword.outbound import network_guard, signer, standard_webhooks
 from watchword.outbound.network_guard import NetworkGuard, OutboundTokenError, is_forbidden_address
 from watchword.outbound.secrets import new_payload_signing_secret
-from watchword.outbound.token_fetcher import TokenEndpoint
+from watchword.outbound.token_endpoint import TokenEndpoint
 from watchword.v1 import admin_pb2
 
 from support.fuzz_settings import fuzz
@@ -133,7 +134,7 @@ def _admin_refuses(token_url: str) -> str:
 
 def _fetcher_accepts(token_url: str) -> bool:
     try:
-        TokenEndpoint("oc_1", token_url, "c", "client_secret_post", client_secret="s")
+        TokenEndpoint("oc_1", token_url, "c", ClientAuthMethod.CLIENT_SECRET_POST, client_secret="s")
     except ValueError:
         return False
     return True

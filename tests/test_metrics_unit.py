@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from watchword.identify.jwks_source import JwksStats
 from watchword.observe import metrics as observe_metrics
 from watchword.observe.metrics import LATENCY_BUCKETS, LoopHistogram, Metrics
-from watchword.outbound.token_fetcher import TokenCacheStats
+from watchword.outbound.token_cache import TokenCacheStats
 
 from support.observe import sample, scrape
 

@@ -23,8 +23,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from watchword.domain import ClientAuthMethod
 from watchword.outbound.network_guard import NetworkGuard
-from watchword.outbound.token_fetcher import FetchedToken, OutboundTokenError, TokenCache, TokenEndpoint
+from watchword.outbound.token_cache import FetchedToken, OutboundTokenError, TokenCache
+from watchword.outbound.token_endpoint import TokenEndpoint
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from conftest import make_tenant
@@ -90,11 +92,12 @@ async def make_cache() -> AsyncIterator[Callable[..., TokenCache]]:
 
 
 def endpoint(provider: OidcProvider, method: str, client_id: str, **fields: Any) -> TokenEndpoint:
+    """An endpoint for `method`, named as RFC 7591 (and oidc-provider's client metadata) names it."""
     return TokenEndpoint(
         credential_id="oc_oidc",
         token_url=provider.token_endpoint,
         client_id=client_id,
-        auth_method=method,
+        auth_method=ClientAuthMethod[method.upper()],
         **fields,
     )
 

@@ -23,23 +23,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from watchword.domain import ClientAuthMethod
+from watchword.outbound.client_auth import ASSERTION_TYPE, RESERVED_FORM_FIELDS, basic_authorization
 from watchword.outbound.network_guard import NetworkGuard, is_forbidden_address
-from watchword.outbound.token_fetcher import (
-    ASSERTION_TYPE,
-    RESERVED_FORM_FIELDS,
-    FetchedToken,
-    OutboundTokenError,
-    TokenCache,
-    TokenEndpoint,
-    basic_authorization,
-)
+from watchword.outbound.token_cache import FetchedToken, OutboundTokenError, TokenCache
+from watchword.outbound.token_endpoint import TokenEndpoint
 
 from support.token_server import Client, Reply, TokenServer, make_certificate
 
 WEBHOOK_URL = "https://hooks.customer.example/watchword/events"
 OTHER_WEBHOOK_URL = "https://hooks.customer.example/other"
 JWT_SECRET = "a-shared-secret-of-at-least-32-bytes-for-hs256!"
-LOCAL = NetworkGuard(allow_private=True)  # the token server runs on 127.0.0.1
+LOCAL = NetworkGuard(allow_private=True)
+PRIVATE_KEY_JWT = ClientAuthMethod.PRIVATE_KEY_JWT  # the token server runs on 127.0.0.1
 
 
 class FakeClock:
@@ -80,11 +76,12 @@ def secret_client(server: TokenServer, client_id: str = "watchword", secret: str
 
 
 def endpoint_for(server: TokenServer, client: Client, method: str, **fields: Any) -> TokenEndpoint:
+    """An endpoint for `method`, named as RFC 7591 names it (as the token server reports it)."""
     fields = {
         "credential_id": "oc_1",
         "token_url": server.token_url,
         "client_id": client.client_id,
-        "auth_method": method,
+        "auth_method": ClientAuthMethod[method.upper()],
         "client_secret": client.secret,
     } | fields
     return TokenEndpoint(**fields)
@@ -201,7 +198,7 @@ async def test_o4_private_key_jwt(token_server, make_cache, algorithm, kid):
         credential_id="oc_pk",
         token_url=token_server.token_url,
         client_id=client.client_id,
-        auth_method="private_key_jwt",
+        auth_method=ClientAuthMethod.PRIVATE_KEY_JWT,
         private_key=private,
         assertion_algorithm=algorithm,
         assertion_kid=kid or "",
@@ -267,7 +264,7 @@ def test_o4_extra_form_fields_cannot_override_what_watchword_sets(name):
             "oc_1",
             "https://token.example/t",
             "id",
-            "client_secret_post",
+            ClientAuthMethod.CLIENT_SECRET_POST,
             client_secret="secret-value",
             extra_form_fields=((name, "x"),),
         )
@@ -285,12 +282,26 @@ def test_o4_extra_form_fields_cannot_override_what_watchword_sets(name):
         ({"client_id": ""}, "client_id"),
         ({"credential_id": ""}, "credential_id"),
         ({"auth_method": "tls_client_auth"}, "auth_method"),
-        ({"auth_method": "client_secret_jwt", "assertion_algorithm": "HS512"}, "HS256"),
-        ({"auth_method": "private_key_jwt", "client_secret": "", "assertion_algorithm": "RS256"}, "RSA"),
-        ({"auth_method": "private_key_jwt", "client_secret": "", "assertion_algorithm": "PS256"}, "RS256"),
+        ({"auth_method": ClientAuthMethod.CLIENT_SECRET_JWT, "assertion_algorithm": "HS512"}, "HS256"),
         (
             {
-                "auth_method": "private_key_jwt",
+                "auth_method": ClientAuthMethod.PRIVATE_KEY_JWT,
+                "client_secret": "",
+                "assertion_algorithm": "RS256",
+            },
+            "RSA",
+        ),
+        (
+            {
+                "auth_method": ClientAuthMethod.PRIVATE_KEY_JWT,
+                "client_secret": "",
+                "assertion_algorithm": "PS256",
+            },
+            "RS256",
+        ),
+        (
+            {
+                "auth_method": ClientAuthMethod.PRIVATE_KEY_JWT,
                 "client_secret": "",
                 "assertion_algorithm": "ES256",
                 "private_key": ec.generate_private_key(ec.SECP384R1()),
@@ -304,7 +315,7 @@ def test_o3_endpoint_is_validated_without_echoing_secrets(fields, message):
         "credential_id": "oc_1",
         "token_url": "https://token.example/t",
         "client_id": "id",
-        "auth_method": "client_secret_post",
+        "auth_method": ClientAuthMethod.CLIENT_SECRET_POST,
         "client_secret": "secret-value",
     } | fields
     with pytest.raises(ValueError, match=message) as caught:
@@ -319,12 +330,12 @@ def test_o3_secrets_stay_out_of_reprs():
         "oc_1",
         "https://token.example/t",
         "id",
-        "private_key_jwt",
+        ClientAuthMethod.PRIVATE_KEY_JWT,
         private_key=key,
         assertion_algorithm="ES256",
     )
     post = TokenEndpoint(
-        "oc_2", "https://token.example/t", "id", "client_secret_post", client_secret="hunter2"
+        "oc_2", "https://token.example/t", "id", ClientAuthMethod.CLIENT_SECRET_POST, client_secret="hunter2"
     )
     token = FetchedToken("the-access-token", "Bearer", 1.0)
     assert "hunter2" not in repr(post)
@@ -536,7 +547,11 @@ async def test_o3_unreachable_token_server_is_retryable(make_cache):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     endpoint = TokenEndpoint(
-        "oc_1", f"http://127.0.0.1:{port}/token", "id", "client_secret_basic", client_secret="s"
+        "oc_1",
+        f"http://127.0.0.1:{port}/token",
+        "id",
+        ClientAuthMethod.CLIENT_SECRET_BASIC,
+        client_secret="s",
     )
     cache = make_cache(max_attempts=3)
     started = time.monotonic()
@@ -553,7 +568,7 @@ async def test_o3_name_that_does_not_resolve_is_unreachable_and_retryable(make_c
 
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_name)
     endpoint = TokenEndpoint(
-        "oc_1", "https://token.customer.test/t", "id", "client_secret_basic", client_secret="s"
+        "oc_1", "https://token.customer.test/t", "id", ClientAuthMethod.CLIENT_SECRET_BASIC, client_secret="s"
     )
     cache = make_cache(max_attempts=2)
     error = await failure(cache, endpoint)
@@ -778,7 +793,7 @@ async def test_o3_o4_an_access_token_a_header_cannot_carry_is_a_non_retryable_fa
             credential_id="oc_pk",
             token_url=token_server.token_url,
             client_id=client.client_id,
-            auth_method="private_key_jwt",
+            auth_method=ClientAuthMethod.PRIVATE_KEY_JWT,
             private_key=private,
             assertion_algorithm="ES256",
         )

@@ -18,7 +18,8 @@ from standardwebhooks.webhooks import Webhook
 from watchword import secret_format
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.outbound import header_values, secrets, standard_webhooks
-from watchword.outbound.signer import SCHEME_BASIC, SCHEME_BEARER, SCHEME_NONE, OutboundSigner, Signed
+from watchword.outbound.credential import OutboundScheme
+from watchword.outbound.signer import OutboundSigner, Signed
 from watchword.store import database, models
 from watchword.store.repository import Store
 
@@ -146,7 +147,7 @@ async def stored(store: Store, scheme: int, given: secrets.OutboundSecrets, **fi
 
 async def test_o1_a_stored_bearer_token_with_cr_lf_is_refused_at_signing(store: Store) -> None:
     credential = await stored(
-        store, SCHEME_BEARER, secrets.OutboundSecrets(bearer_token="t\r\nX-Injected: 1")
+        store, OutboundScheme.BEARER, secrets.OutboundSecrets(bearer_token="t\r\nX-Injected: 1")
     )
     failure = await OutboundSigner(store, MASTER).sign(credential, URL, b"{}", "", False)
     assert not isinstance(failure, Signed)
@@ -159,7 +160,7 @@ async def test_o2_a_stored_password_or_username_with_cr_lf_is_refused_at_signing
     signer = OutboundSigner(store, MASTER)
     for username, password in (("hooks", "p\r\nX: 1"), ("ho\nks", "p")):
         credential = await stored(
-            store, SCHEME_BASIC, secrets.OutboundSecrets(password=password), username=username
+            store, OutboundScheme.BASIC, secrets.OutboundSecrets(password=password), username=username
         )
         failure = await signer.sign(credential, URL, b"{}", "", False)
         assert not isinstance(failure, Signed)
@@ -169,7 +170,7 @@ async def test_o2_a_stored_password_or_username_with_cr_lf_is_refused_at_signing
 
 async def test_o2_a_stored_unicode_password_still_signs(store: Store) -> None:
     credential = await stored(
-        store, SCHEME_BASIC, secrets.OutboundSecrets(password="p@ss:wörd"), username="hooks"
+        store, OutboundScheme.BASIC, secrets.OutboundSecrets(password="p@ss:wörd"), username="hooks"
     )
     signed = await OutboundSigner(store, MASTER).sign(credential, URL, b"{}", "", False)
     assert isinstance(signed, Signed)
@@ -183,7 +184,7 @@ async def test_o5_a_message_id_outside_the_standard_webhooks_charset_is_refused_
 ) -> None:
     signing = secrets.new_payload_signing_secret()
     credential = await stored(
-        store, SCHEME_NONE, secrets.OutboundSecrets(payload_signing_secret=signing), sign_payload=True
+        store, OutboundScheme.NONE, secrets.OutboundSecrets(payload_signing_secret=signing), sign_payload=True
     )
     failure = await OutboundSigner(store, MASTER).sign(credential, URL, b"{}", message_id, False)
     assert not isinstance(failure, Signed)

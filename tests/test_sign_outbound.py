@@ -469,3 +469,21 @@ def test_o1_c1_a_user_whose_role_grants_outbound_sign_may_sign_as_authorize_says
                     with pytest.raises(grpc.RpcError) as refused:
                         server.auth().SignOutbound(request, metadata=metadata, timeout=10)
                     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_o4_extra_form_fields_the_fetcher_would_refuse_are_refused_at_creation(server, org) -> None:
+    """One validator: a name given twice (RFC 6749 §3.2) was stored and then failed every signing."""
+    fields = {
+        "organization_id": org,
+        "name": "twice",
+        "scheme": admin_pb2.OUTBOUND_SCHEME_OAUTH2_CLIENT_CREDENTIALS,
+        "token_url": "https://token.example/token",
+        "client_id": "c",
+        "client_auth_method": admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_POST,
+        "secrets": {"client_secret": "s"},
+        "extra_form_fields": [
+            common_pb2.KeyValue(name="audience", value="a"),
+            common_pb2.KeyValue(name="audience", value="b"),
+        ],
+    }
+    assert refused_field(server, **fields) == "credential.extra_form_fields[1].name"

@@ -49,7 +49,7 @@ from watchword.observe.decisions import Recorder
 from watchword.observe.interceptor import ObserveInterceptor
 from watchword.outbound.network_guard import NetworkGuard
 from watchword.outbound.signer import OutboundSigner
-from watchword.outbound.token_fetcher import TokenCache
+from watchword.outbound.token_cache import TokenCache
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.routes import RouteError, RouteTable
 from watchword.store import database, models

@@ -39,6 +39,25 @@ class Transport(enum.IntEnum):
     FORM = 8
 
 
+class ClientAuthMethod(enum.IntEnum):
+    """How an OAuth2 client authenticates at a token endpoint (RFC 6749 §2.3.1, RFC 7523), inbound (C9)
+    and outbound (O3/O4); values match admin.proto's ClientAuthMethod and the stored integers."""
+
+    CLIENT_SECRET_BASIC = 1
+    CLIENT_SECRET_POST = 2
+    CLIENT_SECRET_JWT = 3
+    PRIVATE_KEY_JWT = 4
+
+    @property
+    def rfc_name(self) -> str:
+        """The RFC 7591 `token_endpoint_auth_method` name, e.g. "client_secret_basic"."""
+        return self.name.lower()
+
+    @property
+    def uses_assertion(self) -> bool:
+        return self in (ClientAuthMethod.CLIENT_SECRET_JWT, ClientAuthMethod.PRIVATE_KEY_JWT)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpParts:
     """The parts of an HTTP request that may carry a credential."""

@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import binascii
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from watchword import secret_format
 from watchword.api import convert
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
-from watchword.outbound import header_values
+from watchword.outbound import client_auth, header_values
 from watchword.outbound import secrets as outbound_secrets
-from watchword.outbound.network_guard import parse_token_url
+from watchword.outbound.credential import (
+    PRIVATE_KEY_ALGORITHMS,
+    ClientAuthMethod,
+    CredentialError,
+    OutboundScheme,
+    check_static_scheme,
+    check_token_client,
+    stored_member,
+)
 from watchword.outbound.secrets import OutboundSecrets
-from watchword.outbound.signer import SCHEME_BASIC, SCHEME_BEARER, SCHEME_NONE, SCHEME_OAUTH2
 from watchword.store import models
 from watchword.v1 import admin_pb2, common_pb2
 
 MAX_SECRET = 8192
-RESERVED_FORM_FIELDS = frozenset(
-    {"grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope"}
-)
-ASSERTION_ALGORITHMS = ("ES256", "RS256")
-PRIVATE_KEY_JWT = 4
+MAX_FORM_FIELDS = 16
+# Settings the validator names that arrive in the request's `secrets`, not its `credential`.
+_SECRET_FIELDS = frozenset({"bearer_token", "password", "client_secret"})
 
 
 def to_proto(row: models.OutboundCredential) -> admin_pb2.OutboundCredential:
@@ -92,34 +92,15 @@ def _header_part(problem: str | None, field: str) -> None:
 
 
 def _form_fields(fields: Sequence[common_pb2.KeyValue]) -> list[list[str]]:
-    if len(fields) > 16:
-        raise FieldError("credential.extra_form_fields", "at most 16 fields")
+    """O4 extra form fields, bounded for the store (the validator checks their names)."""
+    if len(fields) > MAX_FORM_FIELDS:
+        raise FieldError("credential.extra_form_fields", f"at most {MAX_FORM_FIELDS} fields")
     found = []
     for index, field in enumerate(fields):
         name = convert.required(field.name, f"credential.extra_form_fields[{index}].name", 128)
-        if name in RESERVED_FORM_FIELDS:
-            raise FieldError(
-                f"credential.extra_form_fields[{index}].name", f"{name!r} is set by Watchword itself"
-            )
-        found.append(
-            [name, convert.bounded(field.value, f"credential.extra_form_fields[{index}].value", 2048)]
-        )
+        value = convert.bounded(field.value, f"credential.extra_form_fields[{index}].value", 2048)
+        found.append([name, value])
     return found
-
-
-def _private_key(algorithm: str, kid: str) -> tuple[str, str]:
-    """O4 private_key_jwt: a key Watchword keeps; the public JWK is what the customer registers."""
-    if algorithm == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    else:
-        private = ec.generate_private_key(ec.SECP256R1())
-        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
-    # The kid is the credential id: Watchword's assertions name it, so the customer's server finds the key.
-    return pem, json.dumps(jwk | {"alg": algorithm, "use": "sig", "kid": kid}, sort_keys=True)
 
 
 def build(
@@ -128,55 +109,19 @@ def build(
     """The row to store and the payload signing secret to show once (when Watchword generated it)."""
     spec = request.credential
     given = secrets_from_proto(request.secrets)
-    organization_id = convert.required(spec.organization_id, "credential.organization_id", convert.MAX_ID)
-    name = convert.required(spec.name, "credential.name", 200)
+    scheme = _scheme(spec.scheme)
     row = models.OutboundCredential(
         id=secret_format.new_credential_id(),
-        organization_id=organization_id,
-        name=name,
-        scheme=spec.scheme,
+        organization_id=convert.required(spec.organization_id, "credential.organization_id", convert.MAX_ID),
+        name=convert.required(spec.name, "credential.name", 200),
+        scheme=int(scheme),
         sign_payload=spec.sign_payload,
         sealed_secrets=b"",
     )
-    private_key_pem = ""
-    if spec.scheme == SCHEME_NONE:
-        if not spec.sign_payload:
-            raise FieldError("credential.sign_payload", "a credential with no scheme must sign payloads")
-    elif spec.scheme == SCHEME_BEARER:
-        if not given.bearer_token:
-            raise FieldError("secrets.bearer_token", "is required for a Bearer credential")
-    elif spec.scheme == SCHEME_BASIC:
+    if scheme is OutboundScheme.BASIC:
         row.username = convert.required(spec.username, "credential.username", 255)
-        _header_part(header_values.basic_part_problem(row.username, user_id=True), "credential.username")
-        if not given.password:
-            raise FieldError("secrets.password", "is required for a Basic credential")
-    elif spec.scheme == SCHEME_OAUTH2:
-        row.token_url = convert.required(spec.token_url, "credential.token_url", 2048)
-        try:
-            parse_token_url(row.token_url)  # the fetcher's own parser: what is stored can be fetched
-        except ValueError as exc:
-            raise FieldError("credential.token_url", str(exc)) from None
-        row.client_id = convert.required(spec.client_id, "credential.client_id", 255)
-        row.client_auth_method = spec.client_auth_method
-        if spec.client_auth_method not in (1, 2, 3, PRIVATE_KEY_JWT):
-            raise FieldError(
-                "credential.client_auth_method", "choose how Watchword authenticates to the token server"
-            )
-        if spec.client_auth_method == PRIVATE_KEY_JWT:
-            algorithm = spec.assertion_algorithm or "ES256"
-            if algorithm not in ASSERTION_ALGORITHMS:
-                raise FieldError("credential.assertion_algorithm", f"use one of {list(ASSERTION_ALGORITHMS)}")
-            row.assertion_algorithm = algorithm
-            private_key_pem, row.public_jwk = _private_key(algorithm, row.id)
-        elif not given.client_secret:
-            raise FieldError("secrets.client_secret", "is required for this client authentication method")
-        row.assertion_audience = convert.bounded(
-            spec.assertion_audience, "credential.assertion_audience", 2048
-        )
-        row.scope = convert.bounded(spec.scope, "credential.scope", 2048)
-        row.extra_form_fields = _form_fields(spec.extra_form_fields)
-    else:
-        raise FieldError("credential.scheme", "choose NONE, BEARER, BASIC or OAUTH2_CLIENT_CREDENTIALS")
+    _checked(lambda: check_static_scheme(scheme, row.username, given, sign_payload=spec.sign_payload))
+    private_key_pem = _oauth2(row, spec, given) if scheme is OutboundScheme.OAUTH2_CLIENT_CREDENTIALS else ""
     generated = ""
     signing = given.payload_signing_secret
     if spec.sign_payload and not signing:
@@ -190,6 +135,52 @@ def build(
     )
     row.sealed_secrets = outbound_secrets.seal(master_key, row.id, stored)
     return row, generated
+
+
+def _scheme(value: int) -> OutboundScheme:
+    scheme = stored_member(OutboundScheme, value)
+    if scheme is None:
+        raise FieldError("credential.scheme", "choose NONE, BEARER, BASIC or OAUTH2_CLIENT_CREDENTIALS")
+    return scheme
+
+
+def _checked(check: Callable[[], None]) -> None:
+    """Run one of the outbound validator's checks; its CredentialError becomes the admin FieldError."""
+    try:
+        check()
+    except CredentialError as exc:
+        section = "secrets" if exc.field in _SECRET_FIELDS else "credential"
+        raise FieldError(f"{section}.{exc.field}", str(exc)) from None
+
+
+def _oauth2(
+    row: models.OutboundCredential, spec: admin_pb2.OutboundCredential, given: OutboundSecrets
+) -> str:
+    """O3/O4: bounded for the store, then checked by the fetcher's own validator; returns the PEM of the
+    private key generated for private_key_jwt, else ""."""
+    row.token_url = convert.required(spec.token_url, "credential.token_url", 2048)
+    row.client_id = convert.required(spec.client_id, "credential.client_id", 255)
+    method = stored_member(ClientAuthMethod, spec.client_auth_method)  # None: refused by the validator
+    row.client_auth_method = spec.client_auth_method
+    if method is ClientAuthMethod.PRIVATE_KEY_JWT:
+        row.assertion_algorithm = spec.assertion_algorithm or PRIVATE_KEY_ALGORITHMS[0]
+    row.assertion_audience = convert.bounded(spec.assertion_audience, "credential.assertion_audience", 2048)
+    row.scope = convert.bounded(spec.scope, "credential.scope", 2048)
+    row.extra_form_fields = _form_fields(spec.extra_form_fields)
+    _checked(
+        lambda: check_token_client(
+            token_url=row.token_url,
+            client_id=row.client_id,
+            auth_method=method,
+            assertion_algorithm=row.assertion_algorithm,
+            extra_form_fields=[(name, value) for name, value in row.extra_form_fields],
+            has_client_secret=bool(given.client_secret),
+        )
+    )
+    if method is not ClientAuthMethod.PRIVATE_KEY_JWT:
+        return ""
+    private_key_pem, row.public_jwk = client_auth.new_assertion_key(row.assertion_algorithm, row.id)
+    return private_key_pem
 
 
 def rotated(

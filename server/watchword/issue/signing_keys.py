@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from watchword.crypto.master_key import MasterKey
+from watchword.jose.sign import generate_key
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
 DEFAULT_ALGORITHM = "ES256"
@@ -35,16 +34,11 @@ def thumbprint(jwk: dict[str, Any]) -> str:
 
 
 def _generate(algorithm: str) -> tuple[Any, dict[str, Any]]:
-    if algorithm == "ES256":
-        private: Any = ec.generate_private_key(ec.SECP256R1())
-        return private, ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    if algorithm == "EdDSA":
-        private = ed25519.Ed25519PrivateKey.generate()
-        return private, OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    if algorithm == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-        return private, RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    raise ValueError(f"unsupported signing algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"unsupported signing algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+        )
+    return generate_key(algorithm)
 
 
 def sealing_purpose(kid: str) -> str:

@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import jwt
-
 from watchword.domain import Subject
+from watchword.jose.sign import sign_jwt
 
 TOKEN_TYPE = "at+jwt"
 
@@ -83,7 +82,5 @@ def mint(
     if acting_as is not None:
         claims["subject_type"] = acting_as.type
         claims["subject_id"] = acting_as.id
-    token = jwt.encode(
-        claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid, "typ": TOKEN_TYPE}
-    )
+    token = sign_jwt(claims, key.private_key, key.algorithm, {"kid": key.kid, "typ": TOKEN_TYPE})
     return IssuedToken(access_token=token, token_id=token_id, expires_in=expires_in, scope=scope)

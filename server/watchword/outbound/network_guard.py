@@ -37,7 +37,7 @@ class OutboundTokenError(Exception):
     """Why no access token could be had. `reason` is machine-readable; `retryable` says whether asking
     again later can help; `retry_after` (seconds) is set when the token server said when.
 
-    Defined here, the lower layer, and re-exported by `token_fetcher`. Messages never carry secrets.
+    Defined here, the lower layer, and re-exported by `token_cache`. Messages never carry secrets.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """SignOutbound: the headers an outbound webhook must carry to prove itself to a customer's endpoint.
 
 O1 Bearer, O2 Basic (RFC 7617), O3/O4 an access token from the customer's token server (fetched and
-cached by `token_fetcher`), and O5 a Standard Webhooks payload signature, combinable with any of them.
+cached by `token_cache`), and O5 a Standard Webhooks payload signature, combinable with any of them.
 The secrets are unsealed only here, per call, from the sealed document (O6).
 """
 
@@ -20,19 +20,19 @@ from cryptography.hazmat.primitives import serialization
 from watchword.crypto.master_key import MasterKey
 from watchword.identify.cache import TtlCache, trim_oldest
 from watchword.outbound import header_values, standard_webhooks
+from watchword.outbound.credential import (
+    CredentialError,
+    OutboundScheme,
+    check_header_secrets,
+    stored_member,
+)
+from watchword.outbound.network_guard import OutboundTokenError
 from watchword.outbound.secrets import OutboundSecrets, unseal
-from watchword.outbound.token_fetcher import OutboundTokenError, TokenCache, TokenEndpoint
+from watchword.outbound.token_cache import TokenCache
+from watchword.outbound.token_endpoint import TokenEndpoint, credential_version
 from watchword.store.models import OutboundCredential
 from watchword.store.repository import Store
 
-# admin.proto's OutboundScheme and ClientAuthMethod values.
-SCHEME_NONE, SCHEME_BEARER, SCHEME_BASIC, SCHEME_OAUTH2 = 1, 2, 3, 4
-AUTH_METHODS = {
-    1: "client_secret_basic",
-    2: "client_secret_post",
-    3: "client_secret_jwt",
-    4: "private_key_jwt",
-}
 # How long static headers and a payload signature are good for: Standard Webhooks receivers accept a
 # timestamp within 5 minutes.
 STATIC_VALIDITY = timedelta(minutes=5)
@@ -107,24 +107,12 @@ class OutboundSigner:
             return SignFailure("message_id_invalid", f"the message id {problem}")
         now = datetime.fromtimestamp(self._clock(), UTC)
         in_use = self._secrets_in_use(record, now)
-        current = in_use[0]
-        # Rows stored before the admin API checked these values are checked again here.
-        unusable = stored_values_problem(record, current)
-        if unusable:
-            return SignFailure("outbound_credential_invalid", unusable)
-        headers: list[tuple[str, str]] = []
+        authorized = await self._authorization(record, in_use[0], url, previous_token_rejected)
+        if isinstance(authorized, SignFailure):
+            return authorized
+        headers, token_valid_until = authorized
         valid_until = now + STATIC_VALIDITY
-        if record.scheme == SCHEME_BEARER:
-            headers.append(("Authorization", f"Bearer {current.bearer_token}"))
-        elif record.scheme == SCHEME_BASIC:
-            pair = f"{record.username}:{current.password}".encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode("ascii")))
-        elif record.scheme == SCHEME_OAUTH2:
-            fetched = await self._access_token(record, current, url, previous_token_rejected)
-            if isinstance(fetched, SignFailure):
-                return fetched
-            token, token_valid_until = fetched
-            headers.append(("Authorization", f"Bearer {token}"))
+        if token_valid_until is not None:
             valid_until = min(valid_until, token_valid_until)
         if record.sign_payload:
             signing = [s.payload_signing_secret for s in in_use if s.payload_signing_secret]
@@ -139,6 +127,30 @@ class OutboundSigner:
             return SignFailure("outbound_credential_invalid", problem)
         return Signed(headers=headers, valid_until=valid_until)
 
+    async def _authorization(
+        self, record: OutboundCredential, current: OutboundSecrets, url: str, rejected: bool
+    ) -> tuple[list[tuple[str, str]], datetime | None] | SignFailure:
+        """The Authorization header of the credential's scheme (none for NONE) and, for an access token,
+        how long it holds. Stored rows are checked again: they may predate the admin API's checks."""
+        scheme = stored_member(OutboundScheme, record.scheme)
+        if scheme is None:
+            return SignFailure("outbound_credential_invalid", "the stored scheme is unknown")
+        try:
+            check_header_secrets(scheme, record.username, current)
+        except CredentialError as exc:
+            return SignFailure("outbound_credential_invalid", f"stored credential: {exc}")
+        if scheme is OutboundScheme.BEARER:
+            return [("Authorization", f"Bearer {current.bearer_token}")], None
+        if scheme is OutboundScheme.BASIC:
+            pair = f"{record.username}:{current.password}".encode()
+            return [("Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))], None
+        if scheme is OutboundScheme.OAUTH2_CLIENT_CREDENTIALS:
+            fetched = await self._access_token(record, current, url, rejected)
+            if isinstance(fetched, SignFailure):
+                return fetched
+            return [("Authorization", f"Bearer {fetched[0]}")], fetched[1]
+        return [], None
+
     async def _access_token(
         self, record: OutboundCredential, current: OutboundSecrets, url: str, rejected: bool
     ) -> tuple[str, datetime] | SignFailure:
@@ -146,24 +158,8 @@ class OutboundSigner:
             return SignFailure(
                 "scheme_not_served", "OAuth2 outbound credentials are not served by this version"
             )
-        version = (record.rotated_at or record.created_at).isoformat()
-        private_key = self._private_key(record.id, version, current.private_key_pem)
         try:
-            endpoint = TokenEndpoint(
-                credential_id=record.id,
-                token_url=record.token_url,
-                client_id=record.client_id,
-                auth_method=AUTH_METHODS[record.client_auth_method],  # type: ignore[arg-type]
-                client_secret=current.client_secret,
-                private_key=private_key,
-                assertion_algorithm=record.assertion_algorithm
-                or ("HS256" if record.client_auth_method == 3 else ""),
-                assertion_kid=record.id if private_key is not None else "",
-                assertion_audience=record.assertion_audience,
-                scope=record.scope,
-                extra_form_fields=tuple((name, value) for name, value in record.extra_form_fields),
-                version=version,
-            )
+            endpoint = self._endpoint(record, current)
         except ValueError as exc:
             return SignFailure("outbound_credential_invalid", str(exc))
         try:
@@ -176,20 +172,12 @@ class OutboundSigner:
         seconds_left = fetched.expires_at - time.monotonic()
         return fetched.access_token, datetime.now(UTC) + timedelta(seconds=max(0.0, seconds_left))
 
-
-def stored_values_problem(record: OutboundCredential, current: OutboundSecrets) -> str | None:
-    """Why the stored bearer token, user-id or password cannot go into a header, or None. Names the
-    field, never its value."""
-    if record.scheme == SCHEME_BEARER:
-        problem = header_values.bearer_token_problem(current.bearer_token)
-        return f"the stored bearer token {problem}" if problem else None
-    if record.scheme == SCHEME_BASIC:
-        problem = header_values.basic_part_problem(record.username, user_id=True)
-        if problem:
-            return f"the stored username {problem}"
-        problem = header_values.basic_part_problem(current.password)
-        return f"the stored password {problem}" if problem else None
-    return None
+    def _endpoint(self, record: OutboundCredential, current: OutboundSecrets) -> TokenEndpoint:
+        """The stored O3/O4 credential as the fetcher's TokenEndpoint; raises ValueError (the one
+        validator's CredentialError) when it is unusable."""
+        version = credential_version(record)
+        private_key = self._private_key(record.id, version, current.private_key_pem)
+        return TokenEndpoint.from_stored(record, current, private_key)
 
 
 def check_url(url: str) -> str | None:
