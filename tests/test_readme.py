@@ -202,7 +202,7 @@ def run_bash(script: str, env: dict[str, str]) -> str:
         env={**clean, **env},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # each `watchword admin` call starts a Python process: slow on a busy machine
     )
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -215,6 +215,7 @@ def runnable(text: str, server: WatchwordProcess) -> str:
     skipped = ("pip install", "bash .ci/run", "docker ")
     blocks = [b for b in fenced_blocks(text, "sh") if not any(word in b for word in skipped)]
     script = "\n".join(blocks).replace("127.0.0.1:50051", server.address)
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{server.http_port}")
     return re.sub(r"^export WATCHWORD_ADMIN_TOKEN=wwad_\.\.\..*$", "", script, flags=re.MULTILINE)
 
 
@@ -254,11 +255,13 @@ def test_the_readme_tour_runs(docs_server: WatchwordProcess) -> None:
     assert check_expected_outputs(script, run_bash(script, server_env(docs_server))) == 2
 
 
-def test_the_quick_start_and_the_outbound_guide_run(docs_server: WatchwordProcess) -> None:
-    """The outbound guide continues the quick start, in the same shell."""
+def test_the_quick_start_and_the_guides_that_continue_it_run(docs_server: WatchwordProcess) -> None:
+    """The outbound and issuing guides continue the quick start, in the same shell."""
     quick_start = runnable(page("guides/quick-start.md"), docs_server)
     outbound = runnable(page("guides/outbound.md"), docs_server)
-    output = run_bash(quick_start + "\n" + outbound, server_env(docs_server))
+    issuing = runnable(page("guides/issuing-tokens.md"), docs_server)
+    output = run_bash("\n".join([quick_start, outbound, issuing]), server_env(docs_server))
     assert check_expected_outputs(quick_start, output) == 5
     assert check_expected_outputs(outbound, output) == 1
+    assert check_expected_outputs(issuing, output) == 2
     assert "whsec_" in output
