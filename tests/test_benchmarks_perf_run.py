@@ -1,5 +1,5 @@
 """Issue #8's benchmarks run in CI, briefly, so they cannot rot: each prints every row it promises.
-No timing is asserted here (the machine running the suite is shared); the figures are in the README."""
+No timing is asserted here (the machine running the suite is shared); figures: docs/performance.md."""
 
 from __future__ import annotations
 

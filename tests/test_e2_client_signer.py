@@ -155,7 +155,7 @@ async def test_e2_signer_401_drops_the_cached_token_and_retries_once_with_the_sa
                         assert (await http.post(receiver.url, content=BODY)).status_code == 204
                         first_token = receiver.deliveries[0].headers["authorization"].removeprefix("Bearer ")
                         assert token_server.request_count == 1
-                        # Watchword refetches on a reported 401 at most once per 5 s (see the README).
+                        # A reported 401 refetches at most once per 5 s (docs/guides/outbound.md).
                         time.sleep(5.2)
                         receiver.reject(first_token)
                         response = await http.post(receiver.url, content=BODY)

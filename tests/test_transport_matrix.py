@@ -1,4 +1,4 @@
-"""Every credential kind (C1-C9) over every transport (T1-T7): accepted exactly where the README's table
+"""Every credential kind (C1-C9) over every transport (T1-T7): accepted exactly where the docs table
 says, refused everywhere else, through the real server."""
 
 from __future__ import annotations
@@ -171,11 +171,11 @@ def test_each_credential_kind_over_each_transport(matrix_server, credentials, ki
             assert outcome in REFUSALS, (kind, transport, outcome)
 
 
-def test_the_readme_table_is_the_one_tested() -> None:
+def test_the_documented_table_is_the_one_tested() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Credentials and where they may arrive", 1)[1].split("\n## ", 1)[0]
+    docs = Path(__file__).resolve().parent.parent / "docs" / "guides" / "credentials" / "index.md"
+    section = docs.read_text().split("## Credentials and where they may arrive", 1)[1].split("\n## ", 1)[0]
     for kind, transports in ACCEPTED.items():
         row = next(line for line in section.splitlines() if line.startswith(f"| {kind} "))
         for transport in TRANSPORTS:

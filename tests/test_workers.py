@@ -539,7 +539,7 @@ def test_e1_envoy_spreads_check_calls_over_both_workers_when_it_opens_several_co
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
         ]
         shipped = protocol["explicit_http_config"]["http2_protocol_options"]
-        assert shipped == {"max_concurrent_streams": 4}  # the README's measured choice
+        assert shipped == {"max_concurrent_streams": 4}  # measured: docs/guides/replicas-and-workers.md
         # 1 here, not 4, so that 16 clients surely need more connections than one worker can get.
         protocol["explicit_http_config"]["http2_protocol_options"] = {"max_concurrent_streams": 1}
         with EnvoyProcess(config, tmp_path / "envoy") as envoy:
