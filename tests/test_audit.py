@@ -477,6 +477,41 @@ def test_the_http_token_endpoint_is_audited_too(audited) -> None:
     assert record["peer"].startswith("127.0.0.1:")
 
 
+# Refused by `POST /oauth/token` before any grant runs: (form body, content type, answer, audited grant).
+REFUSED_BEFORE_A_GRANT = [
+    ("grant_type=client_credentials", "application/json", "invalid_request", "unknown"),
+    ("grant_type=client_credentials&scope=a&scope=b", "", "invalid_request", "unknown"),
+    ("grant_type=client_credentials&requested_lifetime=soon", "", "invalid_request", "client_credentials"),
+    ("scope=event.send", "", "invalid_request", "unknown"),
+    ("grant_type=password&password=hunter2-never-echoed", "", "unsupported_grant_type", "unknown"),
+    ("grant_type=urn:watchword:params:oauth:grant-type:api-key", "", "invalid_request", "api_key_exchange"),
+]
+
+
+def test_every_answer_of_the_http_token_endpoint_is_one_audit_record(audited) -> None:
+    server, log = audited
+    for index, (body, content_type, error, grant) in enumerate(REFUSED_BEFORE_A_GRANT):
+        rid = f"http-unread-{index}-{uuid.uuid4().hex[:8]}"
+        response = httpx.post(
+            f"http://127.0.0.1:{server.http_port}/oauth/token",
+            content=body,
+            headers={
+                "content-type": content_type or "application/x-www-form-urlencoded",
+                "x-request-id": rid,
+            },
+            timeout=10,
+        )
+        assert (response.status_code, response.json()["error"]) == (400, error), body
+        wait_for_records(file_records(log), lambda r, rid=rid: r["request_id"] == rid)
+        time.sleep(0.1)  # a second record would be written by now
+        records = [r for r in file_records(log)() if r["request_id"] == rid]
+        assert len(records) == 1, body
+        (record,) = records
+        assert (record["rpc"], record["result"], record["reason"]) == ("POST /oauth/token", "deny", error)
+        assert (record["who"], record["what"]) == ({}, {"action": "issue_token", "grant": grant})
+    assert "hunter2" not in log.read_text()
+
+
 def test_an_audit_file_that_cannot_be_opened_stops_the_start_with_a_message(tmp_path: Path) -> None:
     import subprocess
     import sys

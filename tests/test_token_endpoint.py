@@ -1,6 +1,7 @@
 """The token endpoint core (`issue/token_endpoint.py`, I1-I3, C9) without a server: grant dispatch, the
 RFC 6749 §5.2 error table, and the one audit record and decision count of every answer. The grants, the
-store (SQLite) and the audit log are the real ones; the gRPC translation is checked on messages alone.
+store (SQLite) and the audit log are the real ones; the gRPC translation is checked on messages alone,
+the HTTP door (`http_api.py`) in process through httpx's ASGITransport, faults injected into its grants.
 """
 
 from __future__ import annotations
@@ -8,23 +9,29 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from watchword import secret_format
 from watchword.api.auth import token_request, token_response
 from watchword.api.errors import FieldError
 from watchword.domain import ClientAuthentication, CredentialKind, Subject
-from watchword.issue.grants import Requested
-from watchword.issue.oauth import CLIENT_REFUSED, HTTP_STATUS, OAuthError, token_fields
+from watchword.http_api import API_KEY_GRANT, CLIENT_CREDENTIALS, build_app
+from watchword.issue.grants import Grants, Requested
+from watchword.issue.oauth import CLIENT_REFUSED, HTTP_STATUS, OAuthError, Outcome, token_fields
 from watchword.issue.token_endpoint import (
     NO_GRANT,
+    UNKNOWN_GRANT,
     ApiKeyExchange,
     ClientCredentials,
+    Refused,
     SubjectToken,
     TokenEndpoint,
     TokenRequest,
@@ -199,6 +206,42 @@ async def test_i1_i2_i3_a_request_naming_no_grant_is_invalid_request_and_audited
     assert observed.metrics.decisions == {("IssueToken", "unknown", "deny", "invalid_request"): 1}
 
 
+async def test_i1_i2_a_request_refused_by_its_transport_is_answered_and_audited_once(world, observed) -> None:
+    endpoint = TokenEndpoint(world.grants, observed.recorder)
+    unreadable = OAuthError("invalid_request", "the body is not a valid form")
+    assert await issue(endpoint, Refused(unreadable), rpc="POST /oauth/token") == unreadable
+    missing = OAuthError("invalid_request", "api_key is required")
+    assert await issue(endpoint, Refused(missing, ApiKeyExchange), rpc="POST /oauth/token") == missing
+    first, second = observed.records()
+    assert (first["who"], first["what"]) == ({}, {"action": "issue_token", "grant": UNKNOWN_GRANT})
+    assert (second["who"], second["what"]) == ({}, {"action": "issue_token", "grant": "api_key_exchange"})
+    assert {(r["result"], r["reason"]) for r in (first, second)} == {("deny", "invalid_request")}
+    assert observed.metrics.decisions == {
+        ("POST /oauth/token", "unknown", "deny", "invalid_request"): 1,
+        ("POST /oauth/token", "api_key", "deny", "invalid_request"): 1,
+    }
+
+
+async def test_i2_a_fault_its_transport_answers_is_audited_as_an_error(world, observed) -> None:
+    endpoint = TokenEndpoint(world.grants, observed.recorder)
+    fault = OAuthError("temporarily_unavailable", "the store is unavailable; retry (incident 1)")
+    entered = call.current.set(call.CallInfo("req-9", "POST /oauth/token"))
+    try:
+        grant = ClientCredentials(ClientAuthentication(client_id=UNKNOWN_ID, client_secret="s"))
+        assert endpoint.failed(ask(grant), fault) == fault
+        assert endpoint.failed(None, fault) == fault
+    finally:
+        call.current.reset(entered)
+    named, unread = observed.records()
+    assert (named["result"], named["reason"]) == ("error", "temporarily_unavailable")
+    assert (named["who"], named["what"]["grant"]) == ({"credential_id": UNKNOWN_ID}, "client_credentials")
+    assert (unread["who"], unread["what"]["grant"], unread["result"]) == ({}, UNKNOWN_GRANT, "error")
+    assert observed.metrics.decisions == {
+        ("POST /oauth/token", "oauth_client", "error", "temporarily_unavailable"): 1,
+        ("POST /oauth/token", "unknown", "error", "temporarily_unavailable"): 1,
+    }
+
+
 async def test_i1_without_a_recorder_nothing_is_counted_and_the_token_is_issued(world) -> None:
     _, key = await world.register(kind=API_KEY, permissions=["event.send"])
     assert isinstance(await TokenEndpoint(world.grants).issue(ask(ApiKeyExchange(key))), IssuedToken)
@@ -211,6 +254,11 @@ def test_i2_every_error_is_400_except_a_failed_client_authentication() -> None:
     assert {code for code, status in HTTP_STATUS.items() if status != 400} == {"invalid_client"}
     assert HTTP_STATUS["invalid_client"] == 401
     assert OAuthError("invalid_scope", "x").fields() == {"error": "invalid_scope", "error_description": "x"}
+
+
+def test_i2_a_fault_is_503_temporarily_unavailable_and_no_request_error() -> None:
+    assert OAuthError("temporarily_unavailable", "x").status == 503
+    assert "temporarily_unavailable" not in HTTP_STATUS
 
 
 def test_i1_token_fields_are_rfc6749_section_5_1() -> None:
@@ -312,3 +360,130 @@ def test_i1_the_cores_outcome_becomes_the_proto_answer() -> None:
     )
     error = token_response(CLIENT_REFUSED).error
     assert (error.error, error.error_description) == ("invalid_client", "client authentication failed")
+
+
+# ---- the HTTP door: every answer audited once, faults a clean 503 ----
+
+FORM = "application/x-www-form-urlencoded"
+SENT_GRANT = "urn:example:never-echoed"
+
+
+def http_client(grants: Grants, observed: Observed, jwks: Any = None) -> httpx.AsyncClient:
+    async def no_jwks() -> dict[str, Any]:
+        return {"keys": []}
+
+    app = build_app(grants, jwks or no_jwks, {"issuer": "urn:watchword"}, observed.recorder)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://watchword.test")
+
+
+# Each request refused before a grant runs: (body, content type, its answer's error, the audited grant).
+REFUSED_BEFORE_A_GRANT = {
+    "media type": (b"grant_type=client_credentials", "text/plain", "invalid_request", UNKNOWN_GRANT),
+    "charset": (
+        b"grant_type=client_credentials",
+        f"{FORM}; charset=latin-1",
+        "invalid_request",
+        UNKNOWN_GRANT,
+    ),
+    "not utf-8": (b"grant_type=\xff\xfe", FORM, "invalid_request", UNKNOWN_GRANT),
+    "repeated": (b"grant_type=client_credentials&scope=a&scope=b", FORM, "invalid_request", UNKNOWN_GRANT),
+    "lifetime": (
+        b"grant_type=client_credentials&client_id=AAAAAAAAAAAAAAAA&requested_lifetime=-5",
+        FORM,
+        "invalid_request",
+        "client_credentials",
+    ),
+    "no grant_type": (b"scope=event.send", FORM, "invalid_request", UNKNOWN_GRANT),
+    "unsupported": (f"grant_type={SENT_GRANT}".encode(), FORM, "unsupported_grant_type", UNKNOWN_GRANT),
+    "no api_key": (f"grant_type={API_KEY_GRANT}".encode(), FORM, "invalid_request", "api_key_exchange"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_BEFORE_A_GRANT))
+async def test_i1_i2_every_http_refusal_before_a_grant_is_one_audit_record(world, observed, case) -> None:
+    body, content_type, error, grant = REFUSED_BEFORE_A_GRANT[case]
+    async with http_client(world.grants, observed) as client:
+        response = await client.post(
+            "/oauth/token", content=body, headers={"content-type": content_type, "x-request-id": "r-1"}
+        )
+    assert (response.status_code, response.json()["error"]) == (400, error)
+    text = observed.text()
+    (record,) = audit_records(text.splitlines())
+    assert (record["rpc"], record["request_id"], record["result"]) == ("POST /oauth/token", "r-1", "deny")
+    assert (record["reason"], record["who"]) == (error, {})
+    assert record["what"] == {"action": "issue_token", "grant": grant}
+    assert SENT_GRANT not in text
+    assert sum(observed.metrics.decisions.values()) == 1
+
+
+class FaultyGrants(Grants):
+    """The real grants, but every grant run raises `fault` (the store down, or a bug)."""
+
+    def __init__(self, real: Grants, fault: Exception) -> None:
+        self.__dict__.update(real.__dict__)
+        self._fault = fault
+
+    async def client_credentials(self, client: ClientAuthentication, requested: Requested) -> Outcome:
+        raise self._fault
+
+
+STORE_DOWN = OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (STORE_DOWN, "the store is unavailable; retry"),
+        (RuntimeError("bug near wwk_s3cr3t"), "internal error"),
+    ],
+)
+async def test_i2_a_fault_in_the_http_token_endpoint_is_a_clean_audited_503(
+    world, observed, caplog, fault, said
+) -> None:
+    client_id, secret = await world.register(
+        kind=OAUTH_CLIENT, permissions=["event.send"], client_auth_method=POST
+    )
+    form = {"grant_type": CLIENT_CREDENTIALS, "client_id": client_id, "client_secret": secret}
+    caplog.set_level(logging.INFO, logger="watchword.http")
+    async with http_client(FaultyGrants(world.grants, fault), observed) as client:
+        response = await client.post("/oauth/token", data=form, headers={"x-request-id": "r-2"})
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert (response.headers["cache-control"], response.headers["x-request-id"]) == ("no-store", "r-2")
+    body = response.json()
+    assert set(body) == {"error", "error_description"}
+    assert body["error"] == "temporarily_unavailable"
+    assert body["error_description"].startswith(said)
+    assert "Traceback" not in response.text
+    assert "s3cr3t" not in response.text
+    incident = body["error_description"].rpartition("incident ")[2].rstrip(")")
+    assert len(incident) == 16
+    logged = [r for r in caplog.records if incident in r.getMessage()]
+    assert len(logged) == 1
+    assert secret not in caplog.text
+    (record,) = observed.records()
+    assert (record["request_id"], record["result"], record["reason"]) == (
+        "r-2",
+        "error",
+        "temporarily_unavailable",
+    )
+    assert (record["who"], record["what"]["grant"]) == ({"credential_id": client_id}, "client_credentials")
+    assert observed.metrics.decisions == {
+        ("POST /oauth/token", "oauth_client", "error", "temporarily_unavailable"): 1
+    }
+
+
+async def test_i5_a_fault_serving_the_jwks_is_a_clean_503(world, observed, caplog) -> None:
+    async def store_down() -> dict[str, Any]:
+        raise STORE_DOWN
+
+    caplog.set_level(logging.INFO, logger="watchword.http")
+    async with http_client(world.grants, observed, jwks=store_down) as client:
+        response = await client.get("/.well-known/jwks.json")
+        metadata = await client.get("/.well-known/oauth-authorization-server")
+    assert (response.status_code, response.headers["cache-control"]) == (503, "no-store")
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert "incident" in response.json()["error_description"]
+    assert "store unavailable during GET /.well-known/jwks.json" in caplog.text
+    assert (metadata.status_code, metadata.json()) == (200, {"issuer": "urn:watchword"})
+    assert observed.records() == []  # serving a key set decides nothing

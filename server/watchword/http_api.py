@@ -3,12 +3,15 @@ form-encoded), `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authoriz
 
 `POST /oauth/token` only translates: the form and the Authorization header into the token endpoint core's
 request (`issue/token_endpoint.py`, which the gRPC IssueToken calls too), and its outcome into RFC 6749's
-JSON, HTTP status and headers.
+JSON, HTTP status and headers. The core audits every answer, refusals of unreadable requests and faults
+included. A fault in any endpoint (the store down, a bug) is a 503 `temporarily_unavailable` in the same
+JSON shape, never a traceback, logged under the incident id the answer names.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from email.message import Message
 from typing import Any
@@ -21,20 +24,30 @@ from starlette.routing import Route
 
 from watchword.domain import ClientAuthentication
 from watchword.issue.grants import Grants, Requested
-from watchword.issue.oauth import INVALID_REQUEST, UNSUPPORTED_GRANT_TYPE, OAuthError, token_fields
+from watchword.issue.oauth import (
+    INVALID_REQUEST,
+    TEMPORARILY_UNAVAILABLE,
+    UNSUPPORTED_GRANT_TYPE,
+    OAuthError,
+    token_fields,
+)
 from watchword.issue.token_endpoint import (
     ApiKeyExchange,
     ClientCredentials,
     Grant,
+    Refused,
     TokenEndpoint,
     TokenRequest,
 )
 from watchword.observe import call, request_id
 from watchword.observe.decisions import Recorder
+from watchword.store.database import is_store_outage, outage_cause
 
 log = logging.getLogger("watchword.http")
 
 TOKEN_PATH = "/oauth/token"
+JWKS_PATH = "/.well-known/jwks.json"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 32
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -44,6 +57,7 @@ API_KEY_GRANT = "urn:watchword:params:oauth:grant-type:api-key"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
@@ -51,6 +65,32 @@ def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
     if error.status == 401 and basic_challenge:
         headers["WWW-Authenticate"] = 'Basic realm="watchword"'
     return JSONResponse(error.fields(), status_code=error.status, headers=headers)
+
+
+def _fault(exc: Exception, where: str) -> OAuthError:
+    """Log a fault once under an incident id, which the answer names: a store outage in one line (an
+    outage fails every request alike), anything else with its traceback (which holds no local values, so
+    no secret). The answer says nothing more."""
+    incident = uuid.uuid4().hex[:16]
+    if is_store_outage(exc):
+        log.warning("store unavailable during %s (incident %s): %s", where, incident, outage_cause(exc))
+        return OAuthError(TEMPORARILY_UNAVAILABLE, f"the store is unavailable; retry (incident {incident})")
+    log.exception("internal error in %s (incident %s)", where, incident)
+    return OAuthError(TEMPORARILY_UNAVAILABLE, f"internal error; retry (incident {incident})")
+
+
+def _fault_contained(endpoint: Endpoint, where: str) -> Endpoint:
+    """`endpoint`, answering its faults with 503 `temporarily_unavailable` instead of a plain-text 500."""
+
+    async def contained(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ClientDisconnect:
+            raise  # no one to answer: `_client_gone`
+        except Exception as exc:
+            return _error(_fault(exc, where))
+
+    return contained
 
 
 def _media_type_error(content_type: str) -> OAuthError | None:
@@ -114,10 +154,11 @@ def _api_key_exchange(form: dict[str, str], _authorization: str) -> Grant | OAut
     return ApiKeyExchange(form["api_key"])
 
 
-# RFC 6749 `grant_type` values and the token endpoint's grants they name (I3 subject tokens: gRPC only).
-GRANT_TYPES: dict[str, Callable[[dict[str, str], str], Grant | OAuthError]] = {
-    CLIENT_CREDENTIALS: _client_credentials,
-    API_KEY_GRANT: _api_key_exchange,
+# RFC 6749 `grant_type` values: the token endpoint's grant each names (I3 subject tokens: gRPC only), and
+# how the form becomes one.
+GRANT_TYPES: dict[str, tuple[type[Grant], Callable[[dict[str, str], str], Grant | OAuthError]]] = {
+    CLIENT_CREDENTIALS: (ClientCredentials, _client_credentials),
+    API_KEY_GRANT: (ApiKeyExchange, _api_key_exchange),
 }
 
 
@@ -125,24 +166,26 @@ def _grant(form: dict[str, str], authorization: str) -> Grant | OAuthError:
     grant_type = form.get("grant_type", "")
     if not grant_type:
         return OAuthError(INVALID_REQUEST, "grant_type is required")
-    translate = GRANT_TYPES.get(grant_type)
-    if translate is None:
+    known = GRANT_TYPES.get(grant_type)
+    if known is None:
         return OAuthError(UNSUPPORTED_GRANT_TYPE, "this server does not support that grant type")
-    return translate(form, authorization)
+    return known[1](form, authorization)
 
 
-async def _token_request(request: Request, authorization: str) -> TokenRequest | OAuthError:
-    """The request as the token endpoint's. What cannot be one is refused here (RFC 6749 §5.2), before
-    any grant runs, and is not audited (no grant decided anything)."""
+async def _token_request(request: Request, authorization: str) -> TokenRequest | Refused:
+    """The request as the token endpoint's. What cannot be one is refused (RFC 6749 §5.2) before any grant
+    runs, naming the grant for the audit when `grant_type` is one this endpoint knows."""
     form = await _form(request)
     if isinstance(form, OAuthError):
-        return form
+        return Refused(form)
+    known = GRANT_TYPES.get(form.get("grant_type", ""))
+    named = known[0] if known is not None else None
     lifetime = _lifetime(form)
     if isinstance(lifetime, OAuthError):
-        return lifetime
+        return Refused(lifetime, named)
     grant = _grant(form, authorization)
     if isinstance(grant, OAuthError):
-        return grant
+        return Refused(grant, named)
     return TokenRequest(grant, Requested(form.get("scope", ""), lifetime, form.get("audience", "")))
 
 
@@ -166,11 +209,16 @@ def build_app(
         return response
 
     async def issue(request: Request) -> Response:
+        """Every answer audited by the core: a token, a refusal, or a fault (503)."""
         authorization = request.headers.get("authorization", "")
-        token_request = await _token_request(request, authorization)
-        if isinstance(token_request, OAuthError):
-            return _error(token_request)
-        outcome = await endpoint.issue(token_request)
+        token_request: TokenRequest | Refused | None = None
+        try:
+            token_request = await _token_request(request, authorization)
+            outcome = await endpoint.issue(token_request)
+        except ClientDisconnect:
+            raise  # no one to answer: `_client_gone`
+        except Exception as exc:
+            return _error(endpoint.failed(token_request, _fault(exc, f"POST {TOKEN_PATH}")))
         if isinstance(outcome, OAuthError):
             # RFC 6749 §5.2: a client that tried the Authorization header is challenged with the scheme
             # this endpoint takes there, Basic.
@@ -185,8 +233,8 @@ def build_app(
 
     routes = [
         Route(TOKEN_PATH, token, methods=["POST"]),
-        Route("/.well-known/jwks.json", jwks_document, methods=["GET"]),
-        Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
+        Route(JWKS_PATH, _fault_contained(jwks_document, f"GET {JWKS_PATH}"), methods=["GET"]),
+        Route(METADATA_PATH, _fault_contained(server_metadata, f"GET {METADATA_PATH}"), methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: _client_gone})
 

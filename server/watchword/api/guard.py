@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from watchword.api import errors
 from watchword.observe.interceptor import note_admin_caller
+from watchword.store.database import outage_cause
 
 log = logging.getLogger("watchword.rpc")
 
@@ -76,7 +77,7 @@ def _guarded(behavior: Behavior, method: str) -> Behavior:
             )
         except (OperationalError, PoolTimeoutError, DBAPIError, ConnectionError, OSError) as exc:
             # An outage fails every call alike: one line each (rate-limited), the cause without a traceback.
-            log.warning("store unavailable during %s: %s", method, _cause(exc))
+            log.warning("store unavailable during %s: %s", method, outage_cause(exc))
             await errors.abort(
                 context,
                 grpc.StatusCode.UNAVAILABLE,
@@ -91,13 +92,6 @@ def _guarded(behavior: Behavior, method: str) -> Behavior:
             )
 
     return guarded
-
-
-def _cause(exc: BaseException) -> str:
-    """The first line of what the driver said, e.g. "connection refused" or "did not answer within 2s"."""
-    original = getattr(exc, "orig", None) or exc
-    lines = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {lines[0] if lines else ''}"
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
@@ -171,7 +165,7 @@ class AdminAuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             admin_id = await self._check(values[0][7:].strip())
         except (OperationalError, DBAPIError, OSError) as exc:
-            log.warning("store unavailable while checking an admin token: %s", _cause(exc))
+            log.warning("store unavailable while checking an admin token: %s", outage_cause(exc))
             return _rejecting(
                 errors.STORE_UNAVAILABLE, "the store is unavailable; retry", grpc.StatusCode.UNAVAILABLE
             )

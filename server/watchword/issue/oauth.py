@@ -26,12 +26,16 @@ HTTP_STATUS: Mapping[str, int] = MappingProxyType(
         INVALID_SCOPE: 400,
     }
 )
+# Not an answer to the request but Watchword unable to give one (the store down, a fault): RFC 6749
+# §4.1.2.1's code, 503 so the client retries later. Only the HTTP door answers it; gRPC has its statuses.
+TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
+FAULT_STATUS: Mapping[str, int] = MappingProxyType({TEMPORARILY_UNAVAILABLE: 503})
 TOKEN_TYPE = "Bearer"  # RFC 6750: whoever holds the token may use it
 
 
 @dataclass(frozen=True, slots=True)
 class OAuthError:
-    """RFC 6749 §5.2; `error` is one of the codes in HTTP_STATUS."""
+    """RFC 6749 §5.2; `error` is one of the codes in HTTP_STATUS or FAULT_STATUS."""
 
     error: str
     description: str
@@ -39,7 +43,7 @@ class OAuthError:
     @property
     def status(self) -> int:
         """The HTTP status the token endpoint answers with."""
-        return HTTP_STATUS[self.error]
+        return HTTP_STATUS.get(self.error) or FAULT_STATUS[self.error]
 
     def fields(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}

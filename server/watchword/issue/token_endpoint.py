@@ -1,8 +1,8 @@
 """The token endpoint (I1-I3, C9) whatever the transport, as Authlib's `create_token_response` is behind
 its framework adapters: the gRPC IssueToken (`api/auth.py`) and `POST /oauth/token` (`http_api.py`)
-only translate their request into a `TokenRequest` and the `Outcome` back. Here: which grant runs (the
-grants and C9 client authentication are in `issue/grants.py`), and the one audit record and decision
-count of every answer.
+only translate their request into a `TokenRequest` (or a `Refused` one it could not read) and the
+`Outcome` back. Here: which grant runs (the grants and C9 client authentication are in
+`issue/grants.py`), and the one audit record and decision count of every answer, faults included.
 
 A grant is one class below (its audit name, the credential kind it takes, the credential id it claims,
 how it runs); a transport names the grants it offers in its own terms.
@@ -90,6 +90,33 @@ class SubjectToken:
 GRANTS: tuple[type[Grant], ...] = (ApiKeyExchange, ClientCredentials, SubjectToken)
 _NAMES = [grant.name for grant in GRANTS]
 NO_GRANT = OAuthError(INVALID_REQUEST, f"name one grant: {', '.join(_NAMES[:-1])} or {_NAMES[-1]}")
+# The audit's `grant` of a request that names none of GRANTS (never what the client sent instead).
+UNKNOWN_GRANT = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request its transport could not read into a TokenRequest (a bad body, a repeated or missing
+    parameter, an unsupported grant type: RFC 6749 §5.2), refused before any grant runs; `grant` is the
+    one it names, when the transport knows it."""
+
+    error: OAuthError
+    grant: type[Grant] | None = None
+
+
+# What an audit record says of a request: the grant's name, the credential kind it takes, the id claimed.
+Audited = tuple[str, CredentialKind | None, str]
+
+
+def _audited_as(request: TokenRequest | Refused | None) -> Audited:
+    """The audit names the credential the request claims (its id only, and only when it has the shape of
+    one), never the key, secret or assertion it carries."""
+    if isinstance(request, TokenRequest):
+        grant = request.grant
+        return ("", None, "") if grant is None else (grant.name, grant.kind, grant.claimed_id())
+    if request is None or request.grant is None:
+        return UNKNOWN_GRANT, None, ""
+    return request.grant.name, request.grant.kind, ""
 
 
 class TokenEndpoint:
@@ -100,20 +127,27 @@ class TokenEndpoint:
         self._grants = grants
         self._recorder = recorder or Recorder(None, None)
 
-    async def issue(self, request: TokenRequest) -> Outcome:
+    async def issue(self, request: TokenRequest | Refused) -> Outcome:
         """The token the request's grant earns, or the RFC 6749 §5.2 error; either way audited."""
-        grant = request.grant
-        outcome = NO_GRANT if grant is None else await grant.run(self._grants, request.requested)
-        self._record(grant, outcome)
+        outcome = await self._outcome(request)
+        self._record(_audited_as(request), outcome)
         return outcome
 
-    def _record(self, grant: Grant | None, outcome: Outcome) -> None:
-        """The audit names the credential the request claims (its id only, and only when it has the
-        shape of one), never the key, secret or assertion it carries."""
-        name, kind, claimed = (
-            ("", None, "") if grant is None else (grant.name, grant.kind, grant.claimed_id())
-        )
+    def failed(self, request: TokenRequest | Refused | None, fault: OAuthError) -> OAuthError:
+        """A fault (the store down, a bug) the transport answers itself with `fault` (HTTP: 503
+        `temporarily_unavailable`): audited and counted as an `error`. `request` is None when it was not
+        read yet. (gRPC leaves faults to its interceptors, which record them.)"""
+        self._recorder.issued(*_audited_as(request), "", fault.error, fault=True)
+        return fault
+
+    async def _outcome(self, request: TokenRequest | Refused) -> Outcome:
+        if isinstance(request, Refused):
+            return request.error
+        grant = request.grant
+        return NO_GRANT if grant is None else await grant.run(self._grants, request.requested)
+
+    def _record(self, audited: Audited, outcome: Outcome) -> None:
         if isinstance(outcome, OAuthError):
-            self._recorder.issued(name, kind, claimed, "", outcome.error)
+            self._recorder.issued(*audited, "", outcome.error)
         else:
-            self._recorder.issued(name, kind, claimed, outcome.token_id, "")
+            self._recorder.issued(*audited, outcome.token_id, "")

@@ -115,16 +115,24 @@ class Recorder:
             self._record(kind, ALLOW if allowed else DENY, reason, who, what, rule)
 
     def issued(
-        self, grant: str, kind: CredentialKind | None, claimed_id: str, token_id: str, error: str
+        self,
+        grant: str,
+        kind: CredentialKind | None,
+        claimed_id: str,
+        token_id: str,
+        error: str,
+        fault: bool = False,
     ) -> None:
         """IssueToken: `kind` is the credential kind the grant takes, `claimed_id` the credential the
-        request names (see the helpers above), `error` the OAuth error code of a refusal."""
+        request names (see the helpers above), `error` the OAuth error code of a refusal, or of a fault
+        (`fault`: no decision was made, the result is `error`)."""
         who = {"credential_id": claimed_id} if claimed_id else {}
         what: dict[str, Any] = {"action": "issue_token", "grant": grant}
         if token_id:
             what["token_id"] = token_id
         label = KIND_LABELS[kind] if kind is not None else UNKNOWN_KIND
-        self._record(label, DENY if error else ALLOW, error or "issued", who, what)
+        result = ERROR if fault else DENY if error else ALLOW
+        self._record(label, result, error or "issued", who, what)
 
     def signed(self, outbound_credential_id: str, caller: Principal | str, failure: str) -> None:
         """SignOutbound: `caller` is the admin token id or the caller's principal."""

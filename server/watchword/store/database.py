@@ -47,6 +47,13 @@ def is_store_outage(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | DBAPIError | PoolTimeoutError | ConnectionError | OSError)
 
 
+def outage_cause(exc: BaseException) -> str:
+    """The first line of what the driver said, e.g. "connection refused" or "did not answer within 2s"."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0] if lines else ''}"
+
+
 class DatabaseUrlError(ValueError):
     """The configured database URL cannot be used."""
 
