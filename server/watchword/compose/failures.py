@@ -56,3 +56,4 @@ def on_close(stack: AsyncExitStack, what: str, close: Callable[[], Awaitable[obj
             await closed
 
     stack.push_async_callback(closing)
+    log.debug("opened %s", what)
