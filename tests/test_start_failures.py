@@ -8,6 +8,7 @@ import asyncio
 import io
 import logging
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -143,52 +144,56 @@ async def test_a_stop_unwinds_everything_the_start_opened_drain_first(
     assert_token_client_closed(http_clients)
 
 
-async def test_an_oauth_http_port_in_use_closes_the_started_grpc_server_and_the_token_client(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, http_clients: list[httpx.AsyncClient]
+# (setting, its key in Start.ports, the message, the last thing opened before the port is tried)
+PORTS_IN_USE = [
+    pytest.param(
+        "WATCHWORD_HTTP_PORT",
+        "http_port",
+        "cannot serve OAuth HTTP on {where}: Address already in use",
+        "the gRPC server",
+        id="oauth-http-closes-the-started-grpc-server",
+    ),
+    pytest.param(
+        "WATCHWORD_EXT_AUTHZ_HTTP_PORT",
+        "e4_port",
+        "cannot serve ext_authz HTTP on {where}: Address already in use",
+        "the OAuth HTTP endpoints",
+        id="e4-closes-the-oauth-http-endpoints-and-the-grpc-server",
+    ),
+    # grpc keeps a port it bound until its server has started and stopped: the metrics port is bound
+    # first, so that its failure leaves no gRPC port listening.
+    pytest.param(
+        "WATCHWORD_METRICS_PORT",
+        "metrics_port",
+        "cannot serve metrics on {where}: Address already in use",
+        "the change feed",
+        id="metrics-leaves-no-grpc-port-bound",
+    ),
+    pytest.param(
+        "WATCHWORD_PORT",
+        "port",
+        "cannot listen on {where}: the port is in use or the address is not local",
+        "the metrics port",
+        id="grpc-closes-the-metrics-port",
+    ),
+]
+
+
+@pytest.mark.parametrize(("setting", "key", "message", "last_opened"), PORTS_IN_USE)
+async def test_a_port_in_use_stops_the_start_and_closes_the_token_client_and_every_listener(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    http_clients: list[httpx.AsyncClient],
+    setting: str,
+    key: str,
+    message: str,
+    last_opened: str,
 ) -> None:
     with taken_port() as port:
-        start = Start(tmp_path, caplog, WATCHWORD_HTTP_PORT=str(port))
-        del start.ports["http_port"]  # the other program's
-        await start.fails(f"cannot serve OAuth HTTP on 127.0.0.1:{port}: Address already in use")
-    assert start.opened == FULL_START[: FULL_START.index("the gRPC server") + 1]
-    start.assert_everything_closed()
-    assert_token_client_closed(http_clients)
-
-
-async def test_e4_a_port_in_use_closes_the_oauth_http_endpoints_and_the_grpc_server(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, http_clients: list[httpx.AsyncClient]
-) -> None:
-    with taken_port() as port:
-        start = Start(tmp_path, caplog, WATCHWORD_EXT_AUTHZ_HTTP_PORT=str(port))
-        del start.ports["e4_port"]
-        await start.fails(f"cannot serve ext_authz HTTP on 127.0.0.1:{port}: Address already in use")
-    assert start.opened == FULL_START[: FULL_START.index("the OAuth HTTP endpoints") + 1]
-    start.assert_everything_closed()
-    assert_token_client_closed(http_clients)
-
-
-async def test_a_metrics_port_in_use_leaves_no_grpc_port_bound(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, http_clients: list[httpx.AsyncClient]
-) -> None:
-    """grpc keeps a port it bound until its server has started and stopped: the metrics port is bound
-    first, so that its failure leaves no gRPC port listening."""
-    with taken_port() as port:
-        start = Start(tmp_path, caplog, WATCHWORD_METRICS_PORT=str(port))
-        del start.ports["metrics_port"]
-        await start.fails(f"cannot serve metrics on 127.0.0.1:{port}: Address already in use")
-    assert start.opened == FULL_START[: FULL_START.index("the change feed") + 1]
-    start.assert_everything_closed()
-    assert_token_client_closed(http_clients)
-
-
-async def test_a_grpc_port_in_use_closes_the_metrics_port(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, http_clients: list[httpx.AsyncClient]
-) -> None:
-    with taken_port() as port:
-        start = Start(tmp_path, caplog, WATCHWORD_PORT=str(port))
-        del start.ports["port"]
-        await start.fails(f"cannot listen on 127.0.0.1:{port}")
-    assert start.opened == FULL_START[: FULL_START.index("the metrics port") + 1]
+        start = Start(tmp_path, caplog, **{setting: str(port)})
+        del start.ports[key]  # the other program's
+        await start.fails(re.escape(message.format(where=f"127.0.0.1:{port}")))
+    assert start.opened == FULL_START[: FULL_START.index(last_opened) + 1]
     start.assert_everything_closed()
     assert_token_client_closed(http_clients)
 
