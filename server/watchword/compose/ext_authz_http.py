@@ -7,25 +7,15 @@ from __future__ import annotations
 
 import socket
 from contextlib import AsyncExitStack
-from typing import Protocol
 
 from watchword import listeners
 from watchword.api.overload import OverloadInterceptor
 from watchword.compose.failures import on_close
-from watchword.compose.http_servers import open_listener, serve_uvicorn
+from watchword.compose.http_servers import Serving, open_listener, serve_uvicorn
 from watchword.config import Settings
 from watchword.ext_authz.core import ExtAuthzCore
 from watchword.ext_authz.http import HttpFrontDoor
 from watchword.observe import metrics as observe_metrics
-
-
-class Serving(Protocol):
-    """A listener being served: where, and how to stop it (closing its connections)."""
-
-    @property
-    def port(self) -> int: ...
-
-    async def stop(self) -> None: ...
 
 
 async def build_ext_authz_http(

@@ -7,6 +7,7 @@ import asyncio
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Protocol
 
 import uvicorn
 
@@ -18,6 +19,15 @@ from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_app
 from watchword.observe.decisions import Recorder
+
+
+class Serving(Protocol):
+    """A listener being served: where, and how to stop it (closing its connections)."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass

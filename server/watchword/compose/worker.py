@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from watchword.compose.deciding import build_answering
-from watchword.compose.ext_authz_http import Serving, build_ext_authz_http
+from watchword.compose.ext_authz_http import build_ext_authz_http
 from watchword.compose.failures import on_close
 from watchword.compose.grpc_server import build_grpc_server
-from watchword.compose.http_servers import HttpServer, build_oauth_http
+from watchword.compose.http_servers import Serving, build_oauth_http
 from watchword.compose.observing import build_metrics_port, build_observing
 from watchword.compose.replica import LoadReplica, Prepared
 from watchword.config import Settings
@@ -30,7 +30,7 @@ class RunningServer:
 
     port: int
     metrics: observe_metrics.Metrics
-    http: HttpServer | None = None
+    http: Serving | None = None
     ext_authz_http: Serving | None = None
     metrics_server: observe_metrics.MetricsServer | None = None
     admin_token: str | None = None
