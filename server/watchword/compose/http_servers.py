@@ -17,7 +17,7 @@ from watchword.compose.failures import StartupError, cannot_serve, on_close
 from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
-from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_app
+from watchword.http_api import authorization_server_metadata, build_app
 from watchword.observe.decisions import Recorder
 
 
@@ -95,7 +95,7 @@ async def build_oauth_http(
     base = config_options.public_base_url(settings, port)
     metadata = authorization_server_metadata(
         issuer=settings.token_issuer,
-        token_endpoint=f"{base}{TOKEN_PATH}",
+        token_endpoint=config_options.public_token_endpoint(settings, port),
         jwks_uri=f"{base}/.well-known/jwks.json",
         scopes=sorted(prepared.catalogue.actions),
         signing_algorithm=settings.signing_algorithm,

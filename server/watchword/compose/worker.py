@@ -20,7 +20,6 @@ from watchword.compose.observing import build_metrics_port, build_observing
 from watchword.compose.replica import LoadReplica, Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
-from watchword.http_api import TOKEN_PATH
 from watchword.observe import metrics as observe_metrics
 
 
@@ -67,8 +66,8 @@ async def compose(
     )
     # C9: the token endpoint's URL as the metadata publishes it is an assertion `aud` too, so a client
     # configured from the metadata works out of the box.
-    base = config_options.public_base_url(settings, http.port if http is not None else settings.http_port)
-    answering.pipeline.clients.accept_audience(f"{base}{TOKEN_PATH}")
+    http_port = http.port if http is not None else settings.http_port
+    answering.pipeline.clients.accept_audience(config_options.public_token_endpoint(settings, http_port))
     on_close(stack, "the graceful drain", grpc.drain)  # the first step of the stop
     await grpc.serving()
     return RunningServer(

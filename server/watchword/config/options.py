@@ -10,6 +10,7 @@ from watchword import listeners
 from watchword.config.settings import Settings
 from watchword.ext_authz.core import ExtAuthzSettings
 from watchword.extract import TransportSettings
+from watchword.http_api import TOKEN_PATH
 from watchword.issue.internal_token import InternalTokens
 from watchword.issue.keyring import IssuingKeyring
 from watchword.issue.tokens import TokenSettings
@@ -100,6 +101,11 @@ def grpc_server_options(settings: Settings, shared_port: bool) -> list[tuple[str
 def public_base_url(settings: Settings, port: int) -> str:
     """Where clients reach the HTTP endpoints: `public_http_url`, else the address they listen on."""
     return settings.public_http_url.rstrip("/") or f"http://{settings.http_host}:{port}"
+
+
+def public_token_endpoint(settings: Settings, port: int) -> str:
+    """The token endpoint's URL as the metadata publishes it (and C9 accepts as an assertion `aud`)."""
+    return f"{public_base_url(settings, port)}{TOKEN_PATH}"
 
 
 def audit_log_path(settings: Settings) -> Path | None:
