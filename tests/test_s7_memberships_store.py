@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from watchword.app import bind_unbound_memberships
+from watchword.compose.replica import bind_unbound_memberships
 from watchword.store import database
 from watchword.store.models import UNBOUND_ISSUER
 from watchword.store.repository import InvalidPageTokenError, Store

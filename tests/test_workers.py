@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchword import app, cli, config, listeners
+from watchword import cli, config, listeners
 from watchword.api import ext_authz
+from watchword.compose import worker as composed_worker
+from watchword.compose.replica import attach, prepare
+from watchword.compose.worker import RunningServer, start_worker
 from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
@@ -425,20 +429,18 @@ async def test_a_workers_health_is_not_serving_until_it_serves(
     """The gRPC port listens before the OAuth HTTP endpoints are up: held there, the worker must say
     NOT_SERVING (grpc's health service says SERVING unless told), and SERVING once it has started."""
     held, go_on = asyncio.Event(), asyncio.Event()
-    start_http = app.start_http
+    build_oauth_http = composed_worker.build_oauth_http
 
-    async def held_start_http(*args: Any, **kwargs: Any) -> Any:
+    async def held_build_oauth_http(*args: Any, **kwargs: Any) -> Any:
         held.set()
         await go_on.wait()
-        return await start_http(*args, **kwargs)
+        return await build_oauth_http(*args, **kwargs)
 
-    monkeypatch.setattr(app, "start_http", held_start_http)
+    monkeypatch.setattr(composed_worker, "build_oauth_http", held_build_oauth_http)
     with listeners.reserve_port("127.0.0.1", 0) as reserved:
         port = reserved.getsockname()[1]
         settings = in_process_settings(tmp_path, port, WATCHWORD_HTTP_ENABLED="true", WATCHWORD_HTTP_PORT="0")
-        starting = asyncio.create_task(
-            app.start_worker(settings, await app.prepare(settings), io.StringIO(), shared_ports=True)
-        )
+        starting = asyncio.create_task(start_worker(settings, prepare, io.StringIO(), shared_ports=True))
         try:
             await asyncio.wait_for(held.wait(), 30)
             assert await health_of(port) == {health_pb2.HealthCheckResponse.NOT_SERVING}
@@ -451,7 +453,7 @@ async def test_a_workers_health_is_not_serving_until_it_serves(
             await running.stop()
 
 
-def served_in_process(running: app.RunningServer, method: str) -> int:
+def served_in_process(running: RunningServer, method: str) -> int:
     histogram = running.metrics.rpc_latency.get(method)
     return sum(histogram.counts) if histogram is not None else 0
 
@@ -469,12 +471,12 @@ async def test_a_long_lived_channel_reaches_both_workers_as_its_connection_is_re
     with listeners.reserve_port("127.0.0.1", 0) as reserved:
         port = reserved.getsockname()[1]
         settings = in_process_settings(tmp_path, port)
-        await (await app.prepare(settings)).store.close()  # the supervisor's part
+        async with AsyncExitStack() as supervisor:  # the supervisor's part, its store closed at once
+            await prepare(supervisor, settings)
         workers = []
         try:
             for _ in range(WORKERS):
-                prepared = await app.attach(settings)
-                workers.append(await app.start_worker(settings, prepared, io.StringIO(), shared_ports=True))
+                workers.append(await start_worker(settings, attach, io.StringIO(), shared_ports=True))
             calls = await calls_until_every_worker_served(port, workers)
         finally:
             for running in workers:
@@ -483,7 +485,7 @@ async def test_a_long_lived_channel_reaches_both_workers_as_its_connection_is_re
     print(f"\none channel: {calls} calls, per worker {counts}")
 
 
-async def calls_until_every_worker_served(port: int, workers: list[app.RunningServer]) -> int:
+async def calls_until_every_worker_served(port: int, workers: list[RunningServer]) -> int:
     """Authenticate calls on one channel, 20 ms apart, until each worker has served one (at most 10 s)."""
     header = common_pb2.KeyValue(name="authorization", value="Bearer not-a-credential")
     source = common_pb2.CredentialSource(http=common_pb2.HttpRequest(headers=[header]))

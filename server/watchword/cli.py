@@ -17,7 +17,9 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from watchword import config, workers
-from watchword.app import StartupError, bind_unbound_memberships, ensure_data_dir, route_table, serve
+from watchword.app import serve
+from watchword.compose.failures import StartupError
+from watchword.compose.replica import bind_unbound_memberships, ensure_data_dir, route_table
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
 from watchword.observe import logging_setup

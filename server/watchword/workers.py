@@ -1,9 +1,10 @@
 """Worker processes (#13): one replica, N processes serving the same ports, so that it uses every core.
 
-The supervisor does once what a replica does once (`app.prepare`: data directory, master key, schema,
-signing key, bootstrap admin token), reserves the ports (concrete ones for port 0) and serves the
-replica's metrics; it runs no gRPC itself. Each worker is a spawned process (never forked: grpc must not
-be initialised before a fork) that runs `app.start_worker` with SO_REUSEPORT listeners on those ports,
+The supervisor does once what a replica does once (`compose.replica.prepare`: data directory, master
+key, schema, signing key, bootstrap admin token), reserves the ports (concrete ones for port 0) and serves
+the replica's metrics; it runs no gRPC itself. Each worker is a spawned process (never forked: grpc must
+not be initialised before a fork) that runs `compose.worker.start_worker` with SO_REUSEPORT listeners on
+those ports,
 its own caches and its own change feed (`invalidation.for_replica`). A worker that dies is restarted
 with a bounded backoff and counted; SIGTERM or SIGINT drains every worker.
 """
@@ -32,6 +33,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from watchword import app, heap, listeners
+from watchword.compose.failures import StartupError, cannot_serve
+from watchword.compose.replica import attach, prepare
+from watchword.compose.worker import start_worker
 from watchword.config import Settings
 from watchword.observe import logging_setup
 from watchword.observe import metrics as observe_metrics
@@ -81,14 +85,13 @@ def worker_main(index: int, settings: Settings, connection: Connection) -> None:
     listeners.raise_open_file_limit()
     try:
         asyncio.run(_serve_worker(settings, connection))
-    except app.StartupError as exc:
+    except StartupError as exc:
         connection.send(Failed(str(exc)))
         sys.exit(2)
 
 
 async def _serve_worker(settings: Settings, connection: Connection) -> None:
-    prepared = await app.attach(settings)
-    running = await app.start_worker(settings, prepared, sys.stdout, shared_ports=True)
+    running = await start_worker(settings, attach, sys.stdout, shared_ports=True)
     heap.freeze_startup_objects()
     metrics_port = running.metrics_server.port if running.metrics_server is not None else None
     connection.send(Ready(os.getpid(), metrics_port))
@@ -132,7 +135,7 @@ def reserve_ports(settings: Settings) -> dict[str, socket.socket]:
             try:
                 reserved[port_name] = listeners.reserve_port(host, port)
             except OSError as exc:
-                raise app.StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+                raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except BaseException:
         close_all(reserved.values())
         raise
@@ -212,7 +215,7 @@ class Pool:
         for worker, answer in zip(self.workers, answers, strict=True):
             if not isinstance(answer, Ready):
                 await self.stop()
-                raise app.StartupError(f"worker {worker.index} did not start: {_why(answer)}")
+                raise StartupError(f"worker {worker.index} did not start: {_why(answer)}")
         self.tasks = [asyncio.create_task(self.keep(worker)) for worker in self.workers]
 
     async def keep(self, worker: Worker) -> None:
@@ -349,8 +352,8 @@ async def _run(
     metrics_server: observe_metrics.MetricsServer | None,
     out: TextIO,
 ) -> None:
-    prepared = await app.prepare(settings)  # once for the replica: schema, signing key, admin token
-    await prepared.store.close()
+    async with contextlib.AsyncExitStack() as store_closed:  # the workers open their own
+        prepared = await prepare(store_closed, settings)  # once for the replica: schema, signing key, token
     if prepared.admin_token is not None:
         app.show_admin_token(prepared.admin_token, out)  # at once: a worker failing to start cannot lose it
     signalled = _on_signal()  # from here on, a SIGTERM during the start stops it as well
@@ -364,13 +367,10 @@ async def _run(
 def start_metrics(settings: Settings, registry: CollectorRegistry) -> observe_metrics.MetricsServer | None:
     if not settings.metrics_enabled:
         return None
-    try:
+    with cannot_serve("metrics", settings.metrics_host, settings.metrics_port):
         return observe_metrics.serve_registry(
             registry, settings.metrics_host, settings.metrics_port, settings.idle_timeout_seconds
         )
-    except OSError as exc:
-        where = f"{settings.metrics_host}:{settings.metrics_port}"
-        raise app.StartupError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
 
 
 def _on_signal() -> asyncio.Event:

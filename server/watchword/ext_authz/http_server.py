@@ -320,8 +320,10 @@ class CheckListener:
         max_connections: int,
         idle_seconds: float,
         max_header_bytes: int,
+        stop_grace_seconds: float = 30.0,
     ) -> None:
         self.check = check
+        self.stop_grace_seconds = stop_grace_seconds
         self.max_connections = max_connections
         self.idle_seconds = idle_seconds
         self.max_header_bytes = max_header_bytes
@@ -345,8 +347,10 @@ class CheckListener:
             connection.close_if_idle_since(now)
         self._sweeping = self.loop.call_later(self._sweep_seconds, self._sweep)
 
-    async def stop(self, grace_seconds: float = 30.0) -> None:
-        """Stop accepting, close idle connections, let busy ones answer (at most `grace_seconds`)."""
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop accepting, close idle connections, let busy ones answer (at most `grace_seconds`, by
+        default `stop_grace_seconds`)."""
+        grace_seconds = self.stop_grace_seconds if grace_seconds is None else grace_seconds
         self.stopping = True
         if self._sweeping is not None:
             self._sweeping.cancel()

@@ -1,28 +1,18 @@
-"""Configuration: one TOML file plus `WATCHWORD_*` environment variables, validated at start.
-
-Precedence: defaults < file < environment. Every setting is documented in the README; an unknown key,
-a wrong type or a dangerous combination stops the service with a message that says what to fix.
-"""
+"""Every setting, its default, its bounds and the combinations refused at start (`Settings`)."""
 
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from watchword.identify.issuer_settings import IssuerList
 from watchword.routes import RouteList
 from watchword.store.database import DatabaseUrlError, normalise_url
 
-ENV_PREFIX = "WATCHWORD_"
-CONFIG_FILE_ENV = "WATCHWORD_CONFIG"
-# Read by the CLI's admin commands, not by the server; allowed beside the server's own variables.
-CLIENT_ENV = frozenset({"WATCHWORD_ADMIN_TOKEN", "WATCHWORD_ADDRESS", "WATCHWORD_CA_FILE"})
 # More worker processes than this is a typo, not a machine (each one is a whole server with its own caches).
 MAX_WORKERS = 256
 
@@ -44,10 +34,6 @@ def is_https_issuer(issuer: str) -> bool:
     except ValueError:
         return False
     return parts.scheme == "https" and bool(parts.hostname) and not parts.query and not parts.fragment
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message lists every problem and how to fix it."""
 
 
 class Settings(BaseModel):
@@ -398,76 +384,3 @@ class Settings(BaseModel):
     @property
     def uses_embedded_store(self) -> bool:
         return not self.database_url
-
-
-# Kubernetes injects service links for a Service named "watchword" (WATCHWORD_SERVICE_HOST,
-# WATCHWORD_PORT_50051_TCP_ADDR, ...): not ours, so not typos either.
-_SERVICE_LINK = re.compile(r"WATCHWORD_(SERVICE_(HOST|PORT)\w*|PORT_\d+_(TCP|UDP|SCTP)\w*)")
-
-
-def _env_overrides(environ: dict[str, str]) -> dict[str, str]:
-    known = {name.upper(): name for name in Settings.model_fields}
-    overrides: dict[str, str] = {}
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV or key in CLIENT_ENV:
-            continue
-        if _SERVICE_LINK.fullmatch(key):
-            continue
-        if key == "WATCHWORD_PORT" and "://" in value:
-            raise ConfigError(
-                f"WATCHWORD_PORT={value!r} looks like a Kubernetes service link, not a port: set "
-                "`enableServiceLinks: false` on the pod, or give the Service another name"
-            )
-        name = known.get(key[len(ENV_PREFIX) :])
-        if name is None:
-            raise ConfigError(
-                f"unknown environment variable {key}: known ones are "
-                + ", ".join(sorted(ENV_PREFIX + n for n in known))
-            )
-        overrides[name] = value
-    return overrides
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {str(path)!r} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"configuration file {str(path)!r} is not UTF-8 text") from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise ConfigError(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from None
-
-
-def _explain(exc: ValidationError, sources: dict[str, str]) -> str:
-    lines = ["invalid configuration:"]
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(settings)"
-        where = sources.get(field, "")
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
-            message = "unknown setting; known settings are " + ", ".join(Settings.model_fields)
-        lines.append(f"  - {field}{f' ({where})' if where else ''}: {message}")
-    return "\n".join(lines)
-
-
-def load(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Build the settings from the file (argument, else $WATCHWORD_CONFIG) and the environment."""
-    environ = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    path = config_file or (Path(environ[CONFIG_FILE_ENV]) if environ.get(CONFIG_FILE_ENV) else None)
-    if path is not None:
-        from_file = _read_file(path)
-        values.update(from_file)
-        sources.update({key: f"from {path}" for key in from_file})
-    from_env = _env_overrides(environ)
-    values.update(from_env)
-    sources.update({key: f"from {ENV_PREFIX}{key.upper()}" for key in from_env})
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, sources)) from None

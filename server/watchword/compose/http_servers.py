@@ -1,0 +1,106 @@
+"""The HTTP listeners: uvicorn on the gRPC server's event loop with the bounds of #8, and the builder of
+the OAuth HTTP endpoints (token, JWKS, metadata)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Protocol
+
+import uvicorn
+
+from watchword import listeners
+from watchword.compose.deciding import Answering
+from watchword.compose.failures import StartupError, cannot_serve, on_close
+from watchword.compose.replica import Prepared
+from watchword.config import Settings
+from watchword.config import options as config_options
+from watchword.http_api import authorization_server_metadata, build_app
+from watchword.observe.decisions import Recorder
+
+
+class Serving(Protocol):
+    """A listener being served: where, and how to stop it (closing its connections)."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class HttpServer:
+    """One HTTP listener served by uvicorn on the same event loop as the gRPC server."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    port: int
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def open_listener(stack: AsyncExitStack, what: str, host: str, port: int, shared: bool) -> socket.socket:
+    """A bound listening socket (SO_REUSEPORT when `shared` by worker processes), closed on unwinding."""
+    with cannot_serve(what, host, port):
+        listener = listeners.tcp_listener(host, port, shared=shared)
+    on_close(stack, f"the {what} socket", listener.close)
+    return listener
+
+
+async def serve_uvicorn(
+    app: object,
+    listener: socket.socket,
+    settings: Settings,
+    protocol: type[asyncio.Protocol] = listeners.BoundedH11Protocol,
+    **options: object,
+) -> HttpServer:
+    """uvicorn on this event loop, with the bounds of #8, serving `app` on `listener`."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        **listeners.uvicorn_options(
+            config_options.connections_per_port(settings), settings.idle_timeout_seconds, protocol
+        ),
+        **options,  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started:
+        if task.done():
+            await task  # raise the reason it stopped
+            raise StartupError("the HTTP endpoints stopped during start")
+        await asyncio.sleep(0.01)
+    return HttpServer(server=server, task=task, port=listener.getsockname()[1])
+
+
+async def build_oauth_http(
+    stack: AsyncExitStack,
+    settings: Settings,
+    prepared: Prepared,
+    answering: Answering,
+    recorder: Recorder,
+    shared_port: bool,
+) -> HttpServer | None:
+    """The OAuth HTTP endpoints (None: off)."""
+    if not settings.http_enabled:
+        return None
+    listener = open_listener(stack, "OAuth HTTP", settings.http_host, settings.http_port, shared_port)
+    port = listener.getsockname()[1]
+    base = config_options.public_base_url(settings, port)
+    metadata = authorization_server_metadata(
+        issuer=settings.token_issuer,
+        token_endpoint=config_options.public_token_endpoint(settings, port),
+        jwks_uri=f"{base}/.well-known/jwks.json",
+        scopes=sorted(prepared.catalogue.actions),
+        signing_algorithm=settings.signing_algorithm,
+    )
+    app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder)
+    http = await serve_uvicorn(app, listener, settings)
+    on_close(stack, "the OAuth HTTP endpoints", http.stop)
+    return http

@@ -1,0 +1,82 @@
+"""Builders of what the server is seen through: the audit log, the metrics and the metrics port."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TextIO
+
+from watchword.compose.failures import StartupError, cannot_serve, on_close
+from watchword.config import Settings
+from watchword.config.options import audit_log_path
+from watchword.identify.external_jwt import ExternalJwtVerifier
+from watchword.observe import metrics as observe_metrics
+from watchword.observe.audit import AuditLog
+from watchword.observe.decisions import Recorder
+from watchword.outbound.signer import OutboundSigner
+from watchword.outbound.token_fetcher import TokenCache
+from watchword.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class Observing:
+    """The server's metrics, its audit log (None: off) and the recorder of decisions that feeds both."""
+
+    metrics: observe_metrics.Metrics
+    audit: AuditLog | None
+    recorder: Recorder
+
+
+def build_observing(stack: AsyncExitStack, settings: Settings, out: TextIO) -> Observing:
+    metrics = observe_metrics.Metrics()
+    audit = open_audit(stack, settings, out) if settings.audit_enabled else None
+    return Observing(metrics, audit, Recorder(metrics, audit))
+
+
+def open_audit(stack: AsyncExitStack, settings: Settings, out: TextIO) -> AuditLog:
+    path = audit_log_path(settings)
+    audit = AuditLog(path, stream=out)
+    try:
+        audit.start()
+    except OSError as exc:
+        raise StartupError(f"cannot open audit_log_file {str(path)!r}: {exc.strerror or exc}") from None
+    # Unwound after the gRPC server has stopped: every record of the last call is written.
+    on_close(stack, "the audit log", lambda: asyncio.to_thread(audit.close))
+    return audit
+
+
+def build_metrics_port(
+    stack: AsyncExitStack, settings: Settings, metrics: observe_metrics.Metrics
+) -> observe_metrics.MetricsServer | None:
+    """The metrics port, bound before the gRPC port: a port in use stops the start before any is served."""
+    if not settings.metrics_enabled:
+        return None
+    with cannot_serve("metrics", settings.metrics_host, settings.metrics_port):
+        server = observe_metrics.serve(
+            metrics, settings.metrics_host, settings.metrics_port, settings.idle_timeout_seconds
+        )
+    on_close(stack, "the metrics port", lambda: asyncio.to_thread(server.stop))
+    return server
+
+
+def watch(
+    observing: Observing,
+    pipeline: Pipeline,
+    signer: OutboundSigner,
+    outbound_tokens: TokenCache,
+    external: ExternalJwtVerifier | None,
+) -> None:
+    """Point the metrics at the counts the caches, the JWKS sources and the token cache keep."""
+    metrics = observing.metrics
+    metrics.watch_cache("credentials", pipeline.credentials)
+    metrics.watch_cache("applications", pipeline.applications)
+    metrics.watch_cache("memberships", pipeline.memberships)
+    metrics.watch_cache("revocations", pipeline.revocations)
+    metrics.watch_cache("verified_tokens", pipeline.verified_tokens)
+    metrics.watch_cache("outbound_credentials", signer.credentials)
+    metrics.watch_token_fetches(outbound_tokens.stats)
+    if external is not None:
+        metrics.watch_jwks(lambda: {issuer: source.stats for issuer, source in external.sources.items()})
+    if observing.audit is not None:
+        metrics.watch_audit(observing.audit)
