@@ -19,7 +19,7 @@ from watchword.issue.grants import Grants
 from watchword.observe import metrics as observe_metrics
 from watchword.observe.decisions import Recorder
 from watchword.outbound.signer import OutboundSigner
-from watchword.outbound.token_fetcher import TokenCache
+from watchword.outbound.token_cache import TokenCache
 from watchword.pipeline import Pipeline
 
 

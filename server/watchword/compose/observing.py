@@ -15,7 +15,7 @@ from watchword.observe import metrics as observe_metrics
 from watchword.observe.audit import AuditLog
 from watchword.observe.decisions import Recorder
 from watchword.outbound.signer import OutboundSigner
-from watchword.outbound.token_fetcher import TokenCache
+from watchword.outbound.token_cache import TokenCache
 from watchword.pipeline import Pipeline
 
 
