@@ -561,7 +561,7 @@ async def start_worker(
         audit = start_audit(settings, out)
         recorder = Recorder(metrics, audit)
         if settings.issuers:
-            external = ExternalJwtVerifier(settings.issuers, max_token_bytes=settings.max_token_bytes)
+            external = ExternalJwtVerifier(settings.issuers)
             try:
                 await external.start()
             except JwksSourceError as exc:
