@@ -324,9 +324,8 @@ async def test_c1_concurrent_unknown_kid_requests_share_one_fetch(idp, client, c
         new_key = idp.add_key("ES256")
         idp.set(delay_seconds=0.3)  # so that every request arrives while the fetch is running
         tokens = [idp.sign(claims_for(idp, sub=f"user-{n}"), new_key) for n in range(20)]
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(*(verify_jwt(verifier, token, Transport.BEARER, NOW) for token in tokens)), timeout=10
-        )
+        calls = (verify_jwt(verifier, token, Transport.BEARER, NOW) for token in tokens)
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls), timeout=10)
         assert all(isinstance(outcome, Principal) for outcome in outcomes), outcomes
         assert idp.jwks_requests - before == 1
 

@@ -90,7 +90,7 @@ def basic_header(client_id: str, secret: str) -> str:
 
 
 async def check(pipeline: Pipeline, auth: ClientAuthentication) -> Principal | Refusal:
-    return await pipeline.clients.authenticate(auth, datetime.now(UTC))
+    return await pipeline.clients.verify(auth, datetime.now(UTC))
 
 
 async def test_c9_client_secret_basic_with_form_encoding(world) -> None:

@@ -85,7 +85,8 @@ async def test_t7_two_calls_with_one_secret_whose_cache_entry_expired_both_answe
     presented = PresentedCredential(secret, Transport.BEARER)
 
     async def call() -> object:
-        return await opaque_secret.OpaqueSecretVerifier(credentials.get, frozenset(), verified).verify(presented, NOW)
+        verifier = opaque_secret.OpaqueSecretVerifier(credentials.get, frozenset(), verified)
+        return await verifier.verify(presented, NOW)
 
     first = await call()
     assert isinstance(first, Principal)
