@@ -14,7 +14,7 @@ from watchword import reasons
 from watchword.crypto import master_key
 from watchword.crypto.master_key import MasterKey
 from watchword.domain import PresentedCredential, Refusal, Transport
-from watchword.identify import verifier, verifiers
+from watchword.identify import kinds, verifier, verifiers
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.opaque_secret import OpaqueSecretVerifier
@@ -58,6 +58,14 @@ def test_every_jwt_verifier_says_which_tokens_are_its_own(cls: type) -> None:
     assert not inspect.iscoroutinefunction(cls.recognises)
 
 
+def test_every_kind_accepted_for_authentication_has_one_verifier() -> None:
+    # JWT verifiers name their kind; every other kind with transports is an opaque secret (a prefix).
+    jwt_kinds = {cls.kind for cls in JWT_VERIFIERS}
+    secret_kinds = {kind for kind in kinds.PREFIXES if kinds.TRANSPORTS[kind]}
+    assert not jwt_kinds & secret_kinds
+    assert jwt_kinds | secret_kinds == {kind for kind, accepted in kinds.TRANSPORTS.items() if accepted}
+
+
 def test_the_registry_routes_c7_then_c4_then_c8_then_c1() -> None:
     external = ExternalJwtVerifier([])
     built = verifiers.jwt_verifiers(_dependencies(external))
@@ -80,6 +88,14 @@ def test_c7_c4_c8_each_recognise_their_own_tokens() -> None:
     assert tenant.recognises(_jwt(hmac))
     assert own.recognises(_jwt(hmac))
     assert not own.recognises(_jwt(pyjwt.encode({}, "k" * 32)))
+
+
+async def test_t1_t7_the_router_refuses_a_jwt_over_a_transport_its_kind_does_not_list() -> None:
+    token = pyjwt.encode({"iss": "urn:watchword"}, "k" * 32, algorithm="HS256")
+    router = verifiers.JwtRouter(verifiers.jwt_verifiers(_dependencies()), 8192)
+    refusal = await router.verify(PresentedCredential(token, Transport.BASIC, "someone"), NOW)
+    assert isinstance(refusal, Refusal)
+    assert refusal.reason == reasons.TRANSPORT_NOT_ALLOWED  # C7 (beside an id) is never over Basic
 
 
 async def test_a_jwt_no_verifier_recognises_is_of_an_unknown_issuer() -> None:

@@ -20,15 +20,12 @@ import httpx
 
 from watchword import reasons
 from watchword.domain import CredentialKind, Principal, Refusal, Transport
-from watchword.identify import kinds
 from watchword.identify.issuer_settings import IssuerSettings, by_issuer
 from watchword.identify.jwks_source import HTTP_TIMEOUT, Clock, JwksSource
 from watchword.identify.verifier import PresentedJwt, refuse
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 
-# A C1 token is a bearer credential: never accepted from a query string, Basic or a header pair.
-ACCEPTED_TRANSPORTS = kinds.TRANSPORTS[CredentialKind.EXTERNAL_JWT]
 REQUIRED_CLAIMS = ("exp", "iss", "aud")
 MAX_ID_LENGTH = 1024
 MAX_MEMBERSHIPS = 1000
@@ -219,6 +216,8 @@ def _access_token_refusal(parsed: jws.ParsedJws, settings: IssuerSettings) -> Re
 class ExternalJwtVerifier:
     """Verifies C1 tokens of the configured issuers. `await start()` before use, `await close()` after."""
 
+    kind = CredentialKind.EXTERNAL_JWT
+
     def __init__(
         self,
         issuers: Sequence[IssuerSettings],
@@ -269,8 +268,6 @@ class ExternalJwtVerifier:
 
     async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
         parsed, transport = jwt.parsed, jwt.presented.transport
-        if transport not in ACCEPTED_TRANSPORTS:
-            return _refused(reasons.TRANSPORT_NOT_ALLOWED)
         issuer = parsed.claims.get("iss")
         if not isinstance(issuer, str):
             return _refused(reasons.TOKEN_CLAIMS_INVALID)

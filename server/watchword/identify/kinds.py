@@ -33,7 +33,7 @@ class KindFacts:
 
 
 KINDS: tuple[KindFacts, ...] = (
-    KindFacts(CredentialKind.EXTERNAL_JWT, "C1", _BEARER_TOKEN),
+    KindFacts(CredentialKind.EXTERNAL_JWT, "C1", _BEARER_TOKEN),  # never in a query, Basic or a header pair
     KindFacts(
         CredentialKind.APPLICATION_SECRET,
         "C2",

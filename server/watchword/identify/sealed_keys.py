@@ -14,7 +14,8 @@ from datetime import datetime
 from watchword import reasons
 from watchword.crypto.master_key import MasterKey
 from watchword.domain import Refusal
-from watchword.identify.verifier import refusal_for, refuse
+from watchword.identify.verifier import CredentialLookup, JwtSettings, refusal_for, refuse
+from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import VerificationKey, hmac_key
 from watchword.store.models import Credential
@@ -93,3 +94,31 @@ def verify_sealed(
         return verify_with_any(parsed, sealed_keys.keys(record, now, parsed.algorithm))
     except jws.JwsError as exc:
         return key_refusal(str(exc)) if exc.reason in KEY_REASONS else refusal_for(exc)
+
+
+class SealedSecretJwtVerifier:
+    """What the verifiers of JWTs signed with a stored, sealed secret (C4, C7) are built with, and how
+    their claims are checked: no issuer or audience of Watchword's, a bounded lifetime."""
+
+    def __init__(self, lookup: CredentialLookup, sealed_keys: SealedKeys, settings: JwtSettings) -> None:
+        self._lookup = lookup
+        self._sealed_keys = sealed_keys
+        self._leeway = settings.leeway_seconds
+        self._max_lifetime = settings.max_tenant_token_lifetime_seconds
+
+    def _claims_refusal(
+        self, claims: dict[str, object], now: datetime, required: tuple[str, ...]
+    ) -> Refusal | None:
+        try:
+            jwt_claims.validate(
+                claims,
+                now=now.timestamp(),
+                leeway=self._leeway,
+                issuer=None,
+                audience=None,
+                required=required,
+                max_lifetime=self._max_lifetime,
+            )
+        except jwt_claims.ClaimsError as exc:
+            return refusal_for(exc)
+        return None

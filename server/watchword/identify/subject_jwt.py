@@ -19,22 +19,12 @@ from watchword.domain import (
     Subject,
     Transport,
 )
-from watchword.identify import kinds
 from watchword.identify.credential_state import proved_secret_version, state_refusal
-from watchword.identify.sealed_keys import SealedKeys, key_refusal, verify_sealed
-from watchword.identify.verifier import (
-    CredentialLookup,
-    JwtSettings,
-    PresentedJwt,
-    refusal_for,
-    refuse,
-    transport_refusal,
-)
-from watchword.jose import claims as jwt_claims
+from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal, verify_sealed
+from watchword.identify.verifier import PresentedJwt, refuse
 from watchword.jose import jws
 from watchword.store.models import Credential
 
-ACCEPTED_TRANSPORTS = kinds.TRANSPORTS[CredentialKind.SUBJECT_JWT]
 # Transports that carry a connector id beside the token: a JWT there is subject-scoped.
 PAIRED_TRANSPORTS = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 ALGORITHMS = frozenset({"HS256"})
@@ -55,24 +45,16 @@ def _subject(claims: dict[str, object]) -> Subject | None:
     return None
 
 
-class SubjectJwtVerifier:
+class SubjectJwtVerifier(SealedSecretJwtVerifier):
     """C7: any JWT sent beside a connector id (T4, T5, or a bare token with `client_id`)."""
 
-    def __init__(self, lookup: CredentialLookup, sealed_keys: SealedKeys, settings: JwtSettings) -> None:
-        self._lookup = lookup
-        self._sealed_keys = sealed_keys
-        self._leeway = settings.leeway_seconds
-        self._max_lifetime = settings.max_tenant_token_lifetime_seconds
+    kind = CredentialKind.SUBJECT_JWT
 
     def recognises(self, jwt: PresentedJwt) -> bool:
         return jwt.presented.transport in PAIRED_TRANSPORTS or bool(jwt.presented.client_id)
 
     async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
         parsed, presented = jwt.parsed, jwt.presented
-        message = "subject tokens are not accepted over this transport"
-        refusal = transport_refusal(presented.transport, ACCEPTED_TRANSPORTS, message)
-        if refusal is not None:
-            return refusal
         issuer = parsed.claims.get("iss")
         connector_id = presented.client_id or (issuer if isinstance(issuer, str) else "")
         if presented.client_id and isinstance(issuer, str) and issuer != presented.client_id:
@@ -83,7 +65,9 @@ class SubjectJwtVerifier:
         used = verify_sealed(parsed, record, self._sealed_keys, now, ALGORITHMS)
         if isinstance(used, Refusal):
             return used
-        refusal = state_refusal(record, now, "the token's connector") or self._claims_refusal(parsed, now)
+        refusal = state_refusal(record, now, "the token's connector") or self._claims_refusal(
+            parsed.claims, now, REQUIRED_CLAIMS
+        )
         if refusal is not None:
             return refusal
         subject = _subject(parsed.claims)
@@ -91,21 +75,6 @@ class SubjectJwtVerifier:
             message = "the token must act as exactly one user or one account"
             return refuse(reasons.TOKEN_CLAIMS_INVALID, message)
         return _principal(parsed, presented.transport, record, connector_id, subject, used)
-
-    def _claims_refusal(self, parsed: jws.ParsedJws, now: datetime) -> Refusal | None:
-        try:
-            jwt_claims.validate(
-                parsed.claims,
-                now=now.timestamp(),
-                leeway=self._leeway,
-                issuer=None,
-                audience=None,
-                required=REQUIRED_CLAIMS,
-                max_lifetime=self._max_lifetime,
-            )
-        except jwt_claims.ClaimsError as exc:
-            return refusal_for(exc)
-        return None
 
 
 def _principal(

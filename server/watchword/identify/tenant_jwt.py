@@ -12,22 +12,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from watchword import reasons
-from watchword.domain import CredentialKind, Principal, Refusal
-from watchword.identify import kinds
+from watchword.domain import CredentialKind, Principal, Refusal, Transport
 from watchword.identify.credential_state import proved_secret_version, state_refusal
-from watchword.identify.sealed_keys import SealedKeys, key_refusal, verify_sealed
-from watchword.identify.verifier import (
-    CredentialLookup,
-    JwtSettings,
-    PresentedJwt,
-    refusal_for,
-    refuse,
-    transport_refusal,
-)
+from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal, verify_sealed
+from watchword.identify.verifier import PresentedJwt, refusal_for, refuse
 from watchword.jose import claims as jwt_claims
 from watchword.store.models import Credential
 
-ACCEPTED_TRANSPORTS = kinds.TRANSPORTS[CredentialKind.TENANT_JWT]
 REQUIRED_CLAIMS = ("sub", "iat", "exp", "iss", "jti")
 PERMISSIONS_CLAIM = "permissions"
 DATA_PROVIDER_CLAIM = "data_provider_patterns"
@@ -48,24 +39,16 @@ def string_list(value: object, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-class TenantJwtVerifier:
+class TenantJwtVerifier(SealedSecretJwtVerifier):
     """C4: an HMAC (`HS*`) JWT that is not beside a connector id (that would be C7)."""
 
-    def __init__(self, lookup: CredentialLookup, sealed_keys: SealedKeys, settings: JwtSettings) -> None:
-        self._lookup = lookup
-        self._sealed_keys = sealed_keys
-        self._leeway = settings.leeway_seconds
-        self._max_lifetime = settings.max_tenant_token_lifetime_seconds
+    kind = CredentialKind.TENANT_JWT
 
     def recognises(self, jwt: PresentedJwt) -> bool:
         return jwt.parsed.algorithm.startswith("HS")
 
     async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
-        parsed, transport = jwt.parsed, jwt.presented.transport
-        message = "tenant tokens are not accepted over this transport"
-        refusal = transport_refusal(transport, ACCEPTED_TRANSPORTS, message)
-        if refusal is not None:
-            return refusal
+        parsed = jwt.parsed
         kid = parsed.kid
         record = await self._lookup(kid) if kid and len(kid) <= 64 else None
         if record is None or record.kind != int(CredentialKind.TENANT_SIGNING_SECRET):
@@ -73,46 +56,39 @@ class TenantJwtVerifier:
         used = verify_sealed(parsed, record, self._sealed_keys, now, record.algorithms)
         if isinstance(used, Refusal):
             return used
-        refusal = state_refusal(record, now, "the token's signing secret")
+        refusal = state_refusal(record, now, "the token's signing secret") or self._claims_refusal(
+            parsed.claims, now, REQUIRED_CLAIMS
+        )
         if refusal is not None:
             return refusal
-        principal = self._principal(parsed.claims, record, jwt, now)
+        principal = _principal(parsed.claims, record, jwt.presented.transport)
         if isinstance(principal, Refusal):
             return principal
         # I6: a token Watchword mints for this principal (the internal token) dies with the secret used.
         return replace(principal, secret_version=proved_secret_version(record, used > 0))
 
-    def _principal(
-        self, claims: dict[str, object], record: Credential, jwt: PresentedJwt, now: datetime
-    ) -> Principal | Refusal:
-        try:
-            jwt_claims.validate(
-                claims,
-                now=now.timestamp(),
-                leeway=self._leeway,
-                issuer=None,
-                audience=None,
-                required=REQUIRED_CLAIMS,
-                max_lifetime=self._max_lifetime,
-            )
-            if TENANT_CLAIM in claims and claims[TENANT_CLAIM] != record.organization_id:
-                return key_refusal("the token's tnd is not the signing secret's organization")
-            subject, issuer, token_id = claims["sub"], claims["iss"], claims["jti"]
-            if not all(isinstance(v, str) and v for v in (subject, issuer, token_id)):
-                return refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, iss and jti must be non-empty strings")
-            requested = string_list(claims.get(PERMISSIONS_CLAIM), PERMISSIONS_CLAIM)
-            patterns = string_list(claims.get(DATA_PROVIDER_CLAIM), DATA_PROVIDER_CLAIM)
-        except jwt_claims.ClaimsError as exc:
-            return refusal_for(exc)
-        return Principal(
-            id=str(subject),
-            kind=CredentialKind.TENANT_JWT,
-            transport=jwt.presented.transport,
-            credential_id=record.id,
-            organization_id=record.organization_id or "",
-            permissions=frozenset(requested) & frozenset(record.permissions),
-            expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
-            issuer=str(issuer),
-            data_provider_patterns=patterns,
-            token_id=str(token_id),
-        )
+
+def _principal(claims: dict[str, object], record: Credential, transport: Transport) -> Principal | Refusal:
+    """The claims of a token whose signature, dates and required claims were checked."""
+    if TENANT_CLAIM in claims and claims[TENANT_CLAIM] != record.organization_id:
+        return key_refusal("the token's tnd is not the signing secret's organization")
+    subject, issuer, token_id = claims["sub"], claims["iss"], claims["jti"]
+    if not all(isinstance(v, str) and v for v in (subject, issuer, token_id)):
+        return refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, iss and jti must be non-empty strings")
+    try:
+        requested = string_list(claims.get(PERMISSIONS_CLAIM), PERMISSIONS_CLAIM)
+        patterns = string_list(claims.get(DATA_PROVIDER_CLAIM), DATA_PROVIDER_CLAIM)
+    except jwt_claims.ClaimsError as exc:
+        return refusal_for(exc)
+    return Principal(
+        id=str(subject),
+        kind=CredentialKind.TENANT_JWT,
+        transport=transport,
+        credential_id=record.id,
+        organization_id=record.organization_id or "",
+        permissions=frozenset(requested) & frozenset(record.permissions),
+        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
+        issuer=str(issuer),
+        data_provider_patterns=patterns,
+        token_id=str(token_id),
+    )

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from watchword import reasons
-from watchword.domain import PresentedCredential, Principal, Refusal, Transport
+from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.store.models import Credential as StoredCredential
@@ -51,6 +51,9 @@ class PresentedJwt:
 
 
 class JwtVerifier(Verifier[PresentedJwt], Protocol):
+    # Its row in the kinds table: the router refuses the transports that row does not list, before verify.
+    kind: CredentialKind
+
     def recognises(self, jwt: PresentedJwt) -> bool:
         """Whether `jwt` is of this verifier's kind (asked in the registry's order; the first one wins)."""
         ...

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from watchword import reasons
 from watchword.domain import PresentedCredential, Principal, Refusal
+from watchword.identify import kinds
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.subject_jwt import SubjectJwtVerifier
@@ -25,6 +26,7 @@ from watchword.identify.verifier import (
     PresentedJwt,
     refusal_for,
     refuse,
+    transport_refusal,
 )
 from watchword.identify.watchword_token import SigningKeyRing, WatchwordTokenVerifier
 from watchword.jose import jws
@@ -68,5 +70,6 @@ class JwtRouter:
         jwt = PresentedJwt(presented, parsed)
         for verifier in self.verifiers:
             if verifier.recognises(jwt):
-                return await verifier.verify(jwt, now)
+                refusal = transport_refusal(presented.transport, kinds.TRANSPORTS[verifier.kind])
+                return refusal if refusal is not None else await verifier.verify(jwt, now)
         return refuse(reasons.TOKEN_ISSUER_UNKNOWN, "the token's issuer is not configured")

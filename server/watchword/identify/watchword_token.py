@@ -25,7 +25,6 @@ from watchword.domain import (
     Subject,
     Transport,
 )
-from watchword.identify import kinds
 from watchword.identify.credential_state import is_usable, secret_still_verifies
 from watchword.identify.verifier import (
     CredentialLookup,
@@ -33,14 +32,12 @@ from watchword.identify.verifier import (
     PresentedJwt,
     refusal_for,
     refuse,
-    transport_refusal,
 )
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk, public_key
 from watchword.store.models import Credential, SigningKey
 
-ACCEPTED_TRANSPORTS = kinds.TRANSPORTS[CredentialKind.WATCHWORD_TOKEN]
 ALGORITHMS = frozenset({"ES256", "EdDSA", "RS256"})
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "organization_id")
 TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
@@ -133,6 +130,8 @@ class SigningKeyRing:
 class WatchwordTokenVerifier:
     """C8: a JWT whose `iss` is Watchword's own token issuer."""
 
+    kind = CredentialKind.WATCHWORD_TOKEN
+
     def __init__(self, ring: SigningKeyRing, lookup: CredentialLookup, settings: JwtSettings) -> None:
         self._ring = ring
         self._lookup = lookup
@@ -145,10 +144,6 @@ class WatchwordTokenVerifier:
 
     async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
         parsed = jwt.parsed
-        message = "Watchword tokens are not accepted over this transport"
-        refusal = transport_refusal(jwt.presented.transport, ACCEPTED_TRANSPORTS, message)
-        if refusal is not None:
-            return refusal
         typ = parsed.header.get("typ")
         if not isinstance(typ, str) or typ not in TOKEN_TYPES:  # a list or object cannot even be looked up
             return refuse(reasons.TOKEN_CLAIMS_INVALID, "a Watchword token has typ at+jwt")
