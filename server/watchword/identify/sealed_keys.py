@@ -14,6 +14,7 @@ from datetime import datetime
 from watchword import reasons
 from watchword.crypto.master_key import MasterKey
 from watchword.domain import Refusal
+from watchword.identify.credential_state import state_refusal
 from watchword.identify.verifier import CredentialLookup, JwtSettings, refusal_for, refuse
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
@@ -98,7 +99,10 @@ def verify_sealed(
 
 class SealedSecretJwtVerifier:
     """What the verifiers of JWTs signed with a stored, sealed secret (C4, C7) are built with, and how
-    their claims are checked: no issuer or audience of Watchword's, a bounded lifetime."""
+    such a token is checked once its signer's record is found: no issuer or audience of Watchword's, a
+    bounded lifetime."""
+
+    required_claims: tuple[str, ...] = ("iat", "exp")
 
     def __init__(self, lookup: CredentialLookup, sealed_keys: SealedKeys, settings: JwtSettings) -> None:
         self._lookup = lookup
@@ -106,9 +110,23 @@ class SealedSecretJwtVerifier:
         self._leeway = settings.leeway_seconds
         self._max_lifetime = settings.max_tenant_token_lifetime_seconds
 
-    def _claims_refusal(
-        self, claims: dict[str, object], now: datetime, required: tuple[str, ...]
-    ) -> Refusal | None:
+    def _signed_and_valid(
+        self,
+        parsed: jws.ParsedJws,
+        record: Credential,
+        now: datetime,
+        algorithms: Collection[str],
+        signer: str,
+    ) -> int | Refusal:
+        """The signature by `record`'s secret (the index of the one that verified: 0 current, 1 previous),
+        then the signer still usable (S6), then the claims; or the first refusal."""
+        used = verify_sealed(parsed, record, self._sealed_keys, now, algorithms)
+        if isinstance(used, Refusal):
+            return used
+        refusal = state_refusal(record, now, signer) or self._claims_refusal(parsed.claims, now)
+        return used if refusal is None else refusal
+
+    def _claims_refusal(self, claims: dict[str, object], now: datetime) -> Refusal | None:
         try:
             jwt_claims.validate(
                 claims,
@@ -116,7 +134,7 @@ class SealedSecretJwtVerifier:
                 leeway=self._leeway,
                 issuer=None,
                 audience=None,
-                required=required,
+                required=self.required_claims,
                 max_lifetime=self._max_lifetime,
             )
         except jwt_claims.ClaimsError as exc:

@@ -11,16 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from watchword import reasons
-from watchword.domain import (
-    SUBJECT_ACTIONS,
-    CredentialKind,
-    Principal,
-    Refusal,
-    Subject,
-    Transport,
-)
-from watchword.identify.credential_state import proved_secret_version, state_refusal
-from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal, verify_sealed
+from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Principal, Refusal, Subject, Transport
+from watchword.identify.credential_state import proved_secret_version
+from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal
 from watchword.identify.verifier import PresentedJwt, refuse
 from watchword.jose import jws
 from watchword.store.models import Credential
@@ -28,7 +21,6 @@ from watchword.store.models import Credential
 # Transports that carry a connector id beside the token: a JWT there is subject-scoped.
 PAIRED_TRANSPORTS = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 ALGORITHMS = frozenset({"HS256"})
-REQUIRED_CLAIMS = ("iat", "exp")
 SUBJECT_CLAIMS = (("io.hull.asUser", "user"), ("io.hull.asAccount", "account"))
 IDENTIFIERS = ("id", "external_id", "email")
 
@@ -62,14 +54,9 @@ class SubjectJwtVerifier(SealedSecretJwtVerifier):
         record = await self._lookup(connector_id) if 0 < len(connector_id) <= 64 else None
         if record is None or record.kind != int(CredentialKind.CONNECTOR):
             return key_refusal("no connector has the token's connector id")
-        used = verify_sealed(parsed, record, self._sealed_keys, now, ALGORITHMS)
+        used = self._signed_and_valid(parsed, record, now, ALGORITHMS, "the token's connector")
         if isinstance(used, Refusal):
             return used
-        refusal = state_refusal(record, now, "the token's connector") or self._claims_refusal(
-            parsed.claims, now, REQUIRED_CLAIMS
-        )
-        if refusal is not None:
-            return refusal
         subject = _subject(parsed.claims)
         if subject is None:
             message = "the token must act as exactly one user or one account"

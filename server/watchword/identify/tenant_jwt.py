@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 
 from watchword import reasons
 from watchword.domain import CredentialKind, Principal, Refusal, Transport
-from watchword.identify.credential_state import proved_secret_version, state_refusal
-from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal, verify_sealed
+from watchword.identify.credential_state import proved_secret_version
+from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal
 from watchword.identify.verifier import PresentedJwt, refusal_for, refuse
 from watchword.jose import claims as jwt_claims
 from watchword.store.models import Credential
 
-REQUIRED_CLAIMS = ("sub", "iat", "exp", "iss", "jti")
 PERMISSIONS_CLAIM = "permissions"
 DATA_PROVIDER_CLAIM = "data_provider_patterns"
 TENANT_CLAIM = "tnd"
@@ -43,6 +42,7 @@ class TenantJwtVerifier(SealedSecretJwtVerifier):
     """C4: an HMAC (`HS*`) JWT that is not beside a connector id (that would be C7)."""
 
     kind = CredentialKind.TENANT_JWT
+    required_claims = ("sub", "iat", "exp", "iss", "jti")
 
     def recognises(self, jwt: PresentedJwt) -> bool:
         return jwt.parsed.algorithm.startswith("HS")
@@ -53,14 +53,9 @@ class TenantJwtVerifier(SealedSecretJwtVerifier):
         record = await self._lookup(kid) if kid and len(kid) <= 64 else None
         if record is None or record.kind != int(CredentialKind.TENANT_SIGNING_SECRET):
             return key_refusal("no signing secret has the token's kid")
-        used = verify_sealed(parsed, record, self._sealed_keys, now, record.algorithms)
+        used = self._signed_and_valid(parsed, record, now, record.algorithms, "the token's signing secret")
         if isinstance(used, Refusal):
             return used
-        refusal = state_refusal(record, now, "the token's signing secret") or self._claims_refusal(
-            parsed.claims, now, REQUIRED_CLAIMS
-        )
-        if refusal is not None:
-            return refusal
         principal = _principal(parsed.claims, record, jwt.presented.transport)
         if isinstance(principal, Refusal):
             return principal

@@ -17,14 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchword import reasons
-from watchword.domain import (
-    SUBJECT_ACTIONS,
-    CredentialKind,
-    Principal,
-    Refusal,
-    Subject,
-    Transport,
-)
+from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Principal, Refusal, Subject, Transport
 from watchword.identify.credential_state import is_usable, secret_still_verifies
 from watchword.identify.verifier import (
     CredentialLookup,
