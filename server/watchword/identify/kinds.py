@@ -3,8 +3,14 @@
 Everything that differs between kinds without being verification logic is here, once: the prefix of the
 secrets Watchword mints for it (`secret_format`), whether CreateCredential makes it and what it then carries
 (`identify/minting`), whether its secret is sealed, the transports it is accepted over (T1-T7, anything
-else is `transport_not_allowed`) and its name on the command line (`cli`). A new kind is one row here and,
-when it is verified in a new way, one verifier registered in `identify/verifiers.py`.
+else is `transport_not_allowed`: checked by `OpaqueSecretVerifier` and the JWT router) and its name on the
+command line (`cli`).
+
+A new kind: its value in `CredentialKind` (and the proto enum it mirrors), one row here, and its tests.
+An opaque secret needs nothing else (`OpaqueSecretVerifier` reads every row with a prefix); a JWT needs
+one verifier file in `identify/` (`kind`, `recognises`, `verify`) and its place in the routing order of
+`identify/verifiers.jwt_verifiers`; a principal that acts on resources, the scope rule that decides it
+(`decide/rules.RULES`; without one it is denied, S8).
 """
 
 from __future__ import annotations
