@@ -70,10 +70,8 @@ def refusal_for(error: jws.JwsError | jwt_claims.ClaimsError) -> Refusal:
     return refuse(error.reason, str(error))
 
 
-def transport_refusal(
-    transport: Transport,
-    accepted: frozenset[Transport],
-    message: str = "this credential is not accepted over this transport",
-) -> Refusal | None:
-    """T1-T7: a kind is only accepted over its own transports (the kinds table)."""
-    return None if transport in accepted else refuse(reasons.TRANSPORT_NOT_ALLOWED, message)
+def transport_refusal(transport: Transport, accepted: frozenset[Transport]) -> Refusal | None:
+    """T1-T7: a kind is only accepted over its own transports (its row in the kinds table)."""
+    if transport in accepted:
+        return None
+    return refuse(reasons.TRANSPORT_NOT_ALLOWED, "this credential is not accepted over this transport")
