@@ -62,9 +62,7 @@ def _check_token(token: str, max_bytes: int, pattern: re.Pattern[str] = _B64TOKE
 
 def _check_client_id(client_id: str) -> Refusal | None:
     if _CLIENT_ID.fullmatch(client_id) is None:
-        return refuse(
-            reasons.CREDENTIAL_MALFORMED, "the client id is empty, too long or not printable ASCII"
-        )
+        return refuse(reasons.CREDENTIAL_MALFORMED, "the client id is empty, too long or not printable ASCII")
     return None
 
 
