@@ -23,7 +23,7 @@ from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import ClientAuthentication, CredentialKind, Principal, Refusal
 from watchword.extract import TransportSettings
-from watchword.identify import oauth_client
+from watchword.identify import minting, oauth_client
 from watchword.identify.oauth_client import ASSERTION_TYPE
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database
@@ -90,7 +90,7 @@ def basic_header(client_id: str, secret: str) -> str:
 
 
 async def check(pipeline: Pipeline, auth: ClientAuthentication) -> Principal | Refusal:
-    return await pipeline.clients.authenticate(auth, datetime.now(UTC))
+    return await pipeline.clients.verify(auth, datetime.now(UTC))
 
 
 async def test_c9_client_secret_basic_with_form_encoding(world) -> None:
@@ -321,3 +321,15 @@ async def test_s8_c9_assertion_with_time_claims_out_of_range_is_refused(world, c
     refused = await check(pipeline, auth)
     assert isinstance(refused, Refusal)
     assert refused.reason == reasons.TOKEN_CLAIMS_INVALID
+
+
+async def test_c9_a_client_secret_jwt_client_signs_with_its_new_secret_after_a_rotation(world) -> None:
+    # RotateCredential mints through minting.rotated_secret: the new secret is sealed as the first was
+    # (before, a rotation stored none for these clients and their assertions could never verify again).
+    store, pipeline, org = world
+    client_id, _ = await register(store, org, SECRET_JWT)
+    rotated = minting.rotated_secret(await store.get_credential(client_id), MASTER)
+    await store.rotate_credential(client_id, rotated.hash, rotated.sealed, None)
+    signed = assertion(client_id, rotated.value, "HS256")
+    auth = ClientAuthentication(client_assertion_type=ASSERTION_TYPE, client_assertion=signed)
+    assert isinstance(await check(pipeline, auth), Principal)

@@ -85,7 +85,8 @@ async def test_t7_two_calls_with_one_secret_whose_cache_entry_expired_both_answe
     presented = PresentedCredential(secret, Transport.BEARER)
 
     async def call() -> object:
-        return await opaque_secret.verify(presented, credentials.get, NOW, frozenset(), verified)
+        verifier = opaque_secret.OpaqueSecretVerifier(credentials.get, frozenset(), verified)
+        return await verifier.verify(presented, NOW)
 
     first = await call()
     assert isinstance(first, Principal)
@@ -114,12 +115,13 @@ async def test_t7_a_stale_entry_dropped_late_never_drops_a_fresh_one() -> None:
     store = GatedStore(row)
     verified = opaque_secret.VerifiedSecrets()
     presented = PresentedCredential(secret, Transport.BEARER)
-    assert isinstance(await opaque_secret.verify(presented, store.get, NOW, frozenset(), verified), Principal)
+    verifier = opaque_secret.OpaqueSecretVerifier(store.get, frozenset(), verified)
+    assert isinstance(await verifier.verify(presented, NOW), Principal)
     store.gated = True
     slow = asyncio.ensure_future(verified.get(presented, store.get, NOW))
     await until(lambda: len(store.loads) == 1, "the slow call in the lookup")
     store.gated = False  # a second call verifies afresh and remembers a fresh entry
-    fresh = await opaque_secret.verify(presented, store.get, NOW, frozenset(), verified)
+    fresh = await verifier.verify(presented, NOW)
     assert isinstance(fresh, Principal)
     kept = verified._entries[presented]
     store.loads[0].set()

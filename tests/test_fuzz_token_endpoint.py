@@ -278,7 +278,7 @@ def test_c9_any_client_authentication_is_a_principal_only_for_the_registered_met
             texts if method in ("assertion", "several") else usually(nothing, texts), label="assertion"
         ),
     )
-    found = world.run(world.pipeline.clients.authenticate(auth, datetime.now(UTC)))
+    found = world.run(world.pipeline.clients.verify(auth, datetime.now(UTC)))
     assert isinstance(found, Principal | Refusal)
     if isinstance(found, Refusal):
         assert found.reason in reasons.REASONS

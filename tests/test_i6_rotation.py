@@ -22,6 +22,7 @@ from watchword.domain import CredentialKind, PresentedCredential, Principal, Tra
 from watchword.identify import tenant_jwt
 from watchword.identify.credential_state import secret_still_verifies, secret_version
 from watchword.identify.sealed_keys import SealedKeys, sealing_purpose
+from watchword.identify.verifier import JwtSettings, PresentedJwt
 from watchword.jose import jws
 from watchword.store.models import Credential
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
@@ -250,9 +251,9 @@ async def test_i6_c4_a_tenant_principal_records_which_signing_secret_signed() ->
             "exp": int(now.timestamp()) + 60,
         }
         token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": record.id})
-        principal = await tenant_jwt.verify(
-            jws.parse(token), PresentedCredential(token, Transport.BEARER), lookup, SealedKeys(master), now, 0
-        )
+        verifier = tenant_jwt.TenantJwtVerifier(lookup, SealedKeys(master), JwtSettings(leeway_seconds=0))
+        presented = PresentedJwt(PresentedCredential(token, Transport.BEARER), jws.parse(token))
+        principal = await verifier.verify(presented, now)
         assert isinstance(principal, Principal), principal
         assert principal.secret_version == secret_version(version_of)
         assert secret_still_verifies(record, principal.secret_version, now)

@@ -38,9 +38,8 @@ class Lookup:
 
 
 async def verify(token: str, lookup: Lookup, transport: Transport = Transport.BEARER, client_id: str = ""):
-    return await opaque_secret.verify(
-        PresentedCredential(token, transport, client_id), lookup, NOW, frozenset()
-    )
+    verifier = opaque_secret.OpaqueSecretVerifier(lookup, frozenset())
+    return await verifier.verify(PresentedCredential(token, transport, client_id), NOW)
 
 
 async def test_c5_malformed_secrets_cost_no_store_query() -> None:

@@ -20,6 +20,7 @@ from watchword.identify.external_jwt import ExternalJwtVerifier, bound_membershi
 from watchword.identify.issuer_settings import IssuerSettings, load_issuers
 
 from support.jwks_server import JwksServer
+from support.jwt_verify import verify_jwt
 
 
 def _table(issuer: str, **values: Any) -> dict[str, Any]:
@@ -94,7 +95,7 @@ async def test_s7_a_token_claiming_roles_beyond_its_issuers_organizations_keeps_
         verifier = ExternalJwtVerifier([settings], client)
         await verifier.start()
         try:
-            principal = await asyncio.wait_for(verifier.verify(token, Transport.BEARER, now), 10)
+            principal = await asyncio.wait_for(verify_jwt(verifier, token, Transport.BEARER, now), 10)
         finally:
             await verifier.close()
     assert isinstance(principal, Principal), principal

@@ -49,7 +49,7 @@ async def check(
     secret: str, store: Store, memo: opaque_secret.VerifiedSecrets, now: datetime = NOW
 ) -> Principal | Refusal:
     presented = PresentedCredential(secret, Transport.BEARER)
-    return await opaque_secret.verify(presented, store, now, frozenset(), memo)
+    return await opaque_secret.OpaqueSecretVerifier(store, frozenset(), memo).verify(presented, now)
 
 
 async def test_c5_a_verified_secret_is_answered_with_the_same_principal() -> None:

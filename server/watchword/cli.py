@@ -22,20 +22,14 @@ from watchword.compose.failures import StartupError
 from watchword.compose.replica import bind_unbound_memberships, ensure_data_dir, route_table
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
+from watchword.identify import kinds
 from watchword.observe import logging_setup
 from watchword.store import database
 from watchword.store.repository import Store
-from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+from watchword.v1 import admin_pb2, admin_pb2_grpc
 
-KIND_NAMES = {
-    "application-secret": common_pb2.CREDENTIAL_KIND_APPLICATION_SECRET,
-    "static-token": common_pb2.CREDENTIAL_KIND_STATIC_TOKEN,
-    "api-key": common_pb2.CREDENTIAL_KIND_API_KEY,
-    "connector": common_pb2.CREDENTIAL_KIND_CONNECTOR,
-    "tenant-signing-secret": common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET,
-    "oauth-client": common_pb2.CREDENTIAL_KIND_OAUTH_CLIENT,
-    "admin-token": common_pb2.CREDENTIAL_KIND_ADMIN_TOKEN,
-}
+# `--kind NAME`: each kind's CLI name, from the kinds table (domain values are the proto enum's).
+KIND_NAMES = {name: int(kind) for name, kind in kinds.CLI_NAMES.items()}
 
 
 CLIENT_AUTH_METHODS = {

@@ -135,6 +135,15 @@ class Refusal:
     detail: str = ""
 
 
+class FieldError(ValueError):
+    """A field of what was asked for is invalid (a request's field, or a rule of the domain about it)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """What an action is done on; `organization_id` is filled in from the store when only the

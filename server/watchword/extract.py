@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from watchword import reasons
 from watchword.domain import HttpParts, PresentedCredential, Refusal, Transport
+from watchword.identify.verifier import refuse
 
 # RFC 6750 §2.1 b64token.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -26,7 +27,6 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _BASIC_PASSWORD = re.compile(r"[^\x00-\x1f\x7f]+")
 # Printable ASCII without separators: what an id in a header, cookie or query may hold.
 _CLIENT_ID = re.compile(r"[\x21-\x7e]{1,255}")
-_BEARER_CHALLENGE = 'Bearer realm="watchword"'
 # HTTP's optional whitespace around a field value and its parts (RFC 9110 §5.6.3): space and tab only.
 # str.strip() would also remove U+00A0, U+2003, U+3000...: a credential is compared exactly as sent.
 OWS = " \t"
@@ -44,31 +44,25 @@ class TransportSettings:
     query_parameters: tuple[str, str] = ("id", "secret")
 
 
-def _refuse(reason: str, message: str) -> Refusal:
-    return Refusal(reason=reason, message=message, www_authenticate=_BEARER_CHALLENGE)
-
-
 def _check_token(token: str, max_bytes: int, pattern: re.Pattern[str] = _B64TOKEN) -> Refusal | None:
     if not token:
-        return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential is empty")
+        return refuse(reasons.CREDENTIAL_MALFORMED, "the credential is empty")
     if len(token) > max_bytes:
-        return _refuse(reasons.CREDENTIAL_MALFORMED, f"the credential is longer than {max_bytes} bytes")
+        return refuse(reasons.CREDENTIAL_MALFORMED, f"the credential is longer than {max_bytes} bytes")
     if pattern is _B64TOKEN and (token[0].isspace() or token[-1].isspace()):
         # A Basic password is base64-wrapped: taken as decoded, spaces included, and simply not matching.
-        return _refuse(
+        return refuse(
             reasons.CREDENTIAL_MALFORMED,
             "the credential has leading or trailing whitespace: it is compared exactly as sent",
         )
     if pattern.fullmatch(token) is None:
-        return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential contains characters no token has")
+        return refuse(reasons.CREDENTIAL_MALFORMED, "the credential contains characters no token has")
     return None
 
 
 def _check_client_id(client_id: str) -> Refusal | None:
     if _CLIENT_ID.fullmatch(client_id) is None:
-        return _refuse(
-            reasons.CREDENTIAL_MALFORMED, "the client id is empty, too long or not printable ASCII"
-        )
+        return refuse(reasons.CREDENTIAL_MALFORMED, "the client id is empty, too long or not printable ASCII")
     return None
 
 
@@ -84,14 +78,14 @@ def basic_credentials(encoded: str, max_bytes: int) -> PresentedCredential | Ref
     """T2, RFC 7617: base64(user-id ":" password). The id and password are kept exactly as sent; the
     RFC 6749 §2.3.1 form-decoding applies to OAuth clients only and is done by their verifier."""
     if len(encoded) > 2 * max_bytes:
-        return _refuse(reasons.CREDENTIAL_MALFORMED, "the Basic credentials are too long")
+        return refuse(reasons.CREDENTIAL_MALFORMED, "the Basic credentials are too long")
     try:
         decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        return _refuse(reasons.CREDENTIAL_MALFORMED, "the Basic credentials are not base64 of UTF-8 text")
+        return refuse(reasons.CREDENTIAL_MALFORMED, "the Basic credentials are not base64 of UTF-8 text")
     user, separator, password = decoded.partition(":")
     if not separator or not user or not password:
-        return _refuse(reasons.CREDENTIAL_MALFORMED, "Basic credentials must be `id:secret`")
+        return refuse(reasons.CREDENTIAL_MALFORMED, "Basic credentials must be `id:secret`")
     return _presented(password, Transport.BASIC, user, max_bytes)
 
 
@@ -103,7 +97,7 @@ def _from_authorization(value: str, max_bytes: int) -> PresentedCredential | Ref
         return _presented(token, Transport.BEARER, "", max_bytes)
     if scheme == "basic":
         return basic_credentials(token, max_bytes)
-    return _refuse(reasons.CREDENTIAL_MALFORMED, "the Authorization header uses an unsupported scheme")
+    return refuse(reasons.CREDENTIAL_MALFORMED, "the Authorization header uses an unsupported scheme")
 
 
 def parse_cookie_header(value: str) -> list[tuple[str, str]]:
@@ -148,7 +142,7 @@ def _candidates(request: HttpParts, settings: TransportSettings) -> list[Present
         )
     ids, tokens = headers[id_name], headers[token_name]
     if len(ids) > 1:
-        found.append(_refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one {id_header} header"))
+        found.append(refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one {id_header} header"))
     client_id = next(iter(ids), "")
     found.extend(_presented(token, Transport.HEADER_PAIR, client_id, max_bytes) for token in tokens)
     if settings.query_enabled and request.query:
@@ -157,7 +151,7 @@ def _candidates(request: HttpParts, settings: TransportSettings) -> list[Present
         query_ids = {value for name, value in params if name == id_name}
         secrets = {value for name, value in params if name == secret_name}
         if len(query_ids) > 1:
-            found.append(_refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one `{id_name}` parameter"))
+            found.append(refuse(reasons.CREDENTIAL_AMBIGUOUS, f"more than one `{id_name}` parameter"))
         query_id = next(iter(query_ids), "")
         found.extend(_presented(secret, Transport.QUERY, query_id, max_bytes) for secret in secrets)
     return found
@@ -167,7 +161,7 @@ def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential
     """T6: a bare token, e.g. the auth message of a persistent connection. There is no HTTP around it, so
     no optional whitespace either: surrounding whitespace is refused, never removed."""
     if not token or token.isspace():
-        return _refuse(reasons.CREDENTIAL_MISSING, "no credential was given")
+        return refuse(reasons.CREDENTIAL_MISSING, "no credential was given")
     return _presented(token, Transport.BARE, client_id, max_bytes)
 
 
@@ -204,10 +198,10 @@ def from_http(request: HttpParts, settings: TransportSettings) -> PresentedCrede
     refusals = [c for c in found if isinstance(c, Refusal)]
     distinct = {(c.token, c.client_id) for c in presented}
     if len(distinct) + len(refusals) > 1:
-        return _refuse(reasons.CREDENTIAL_AMBIGUOUS, "the request carries more than one credential")
+        return refuse(reasons.CREDENTIAL_AMBIGUOUS, "the request carries more than one credential")
     if refusals:
         return refusals[0]
     if not presented:
-        return _refuse(reasons.CREDENTIAL_MISSING, "the request carries no credential")
+        return refuse(reasons.CREDENTIAL_MISSING, "the request carries no credential")
     # The same credential over several transports: keep the most explicit one (the lowest T number).
     return min(presented, key=lambda c: c.transport.value)

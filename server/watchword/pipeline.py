@@ -22,14 +22,13 @@ from watchword.domain import (
     Principal,
     Refusal,
     Resource,
-    Transport,
 )
-from watchword.identify import cache, opaque_secret, subject_jwt, tenant_jwt, watchword_token
+from watchword.identify import cache, opaque_secret, verifiers, watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.verified_tokens import VerifiedTokens
-from watchword.jose import jws
+from watchword.identify.verifier import JwtSettings
 from watchword.store.database import is_store_outage
 from watchword.store.models import Application, Credential, Membership
 from watchword.store.repository import Store
@@ -46,8 +45,6 @@ class BareInput:
 CredentialInput = BareInput | HttpParts
 # Authentication results by credential, shared by the entries of one batch.
 Memo = dict[PresentedCredential, Principal | Refusal]
-# Transports that carry a connector id beside the token: a JWT there is subject-scoped (C7).
-PAIRED_TRANSPORTS = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +60,6 @@ def entry_fault(what: str) -> tuple[str, str]:
     incident = uuid.uuid4().hex[:16]
     log.exception("internal error %s (incident %s)", what, incident)
     return reasons.INTERNAL_ERROR, f"internal error (incident {incident})"
-
-
-@dataclass(frozen=True, slots=True)
-class JwtSettings:
-    """How JWTs are checked: the clock leeway, and the issuer and audience of Watchword's own (C8)."""
-
-    leeway_seconds: float = 30.0
-    token_issuer: str = "urn:watchword"
-    token_audience: str = "urn:watchword:api"
-    token_endpoint: str = "urn:watchword:token"
-    # Longest lifetime a tenant-signed (C4) or connector-signed (C7) token may claim.
-    max_tenant_token_lifetime_seconds: float = tenant_jwt.DEFAULT_MAX_LIFETIME
 
 
 def _challenge(refusal: Refusal, source: CredentialInput) -> str:
@@ -126,6 +111,13 @@ class Pipeline:
             transports.max_token_bytes,
         )
         self._application_actions = catalogue.actions_at(APPLICATION_LEVELS)
+        # Opaque secrets (C2, C3, C5, C6, C9) to one verifier; JWTs (C1, C4, C7, C8) through the registry.
+        lookup = self.credentials.get
+        self.secrets = opaque_secret.OpaqueSecretVerifier(
+            lookup, self._application_actions, self.verified_secrets
+        )
+        deps = verifiers.Dependencies(lookup, self.sealed_keys, self.signing_keys, self.jwt, external)
+        self.jwts = verifiers.JwtRouter(verifiers.jwt_verifiers(deps), transports.max_token_bytes)
         self.identifications = 0  # credentials verified (cache hits included): for tests and metrics
 
     async def authenticate(
@@ -163,12 +155,10 @@ class Pipeline:
         """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""
         self.identifications += 1
         if presented.token.count(".") != 2:
-            return await opaque_secret.verify(
-                presented, self.credentials.get, now, self._application_actions, self.verified_secrets
-            )
+            return await self.secrets.verify(presented, now)
         result = await self.verified_tokens.get(presented, now)
         if result is None:
-            result = await self._identify_jwt(presented, now)
+            result = await self.jwts.verify(presented, now)
             if isinstance(result, Principal):
                 await self.verified_tokens.remember(presented, result)
         if isinstance(result, Principal) and result.token_id and await self.revocations.get(result.token_id):
@@ -177,35 +167,6 @@ class Pipeline:
             # Stored roles change independently of the token: merged on every call, from their own cache.
             result = await self._with_stored_roles(result)
         return result
-
-    async def _identify_jwt(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
-        try:
-            parsed = jws.parse(presented.token, max_bytes=self.transports.max_token_bytes)
-        except jws.JwsError as exc:
-            return Refusal(reason=exc.reason, message=str(exc))
-        leeway, lifetime = self.jwt.leeway_seconds, self.jwt.max_tenant_token_lifetime_seconds
-        if presented.transport in PAIRED_TRANSPORTS or presented.client_id:
-            return await subject_jwt.verify(
-                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway, lifetime
-            )
-        if parsed.algorithm.startswith("HS"):
-            return await tenant_jwt.verify(
-                parsed, presented, self.credentials.get, self.sealed_keys, now, leeway, lifetime
-            )
-        if parsed.claims.get("iss") == self.jwt.token_issuer:
-            return await watchword_token.verify(
-                parsed,
-                presented,
-                self.signing_keys,
-                self.credentials.get,
-                self.jwt.token_issuer,
-                self.jwt.token_audience,
-                now,
-                leeway,
-            )
-        if self.external is not None:
-            return await self.external.verify_parsed(parsed, presented.transport, now.timestamp())
-        return Refusal(reason=reasons.TOKEN_ISSUER_UNKNOWN, message="the token's issuer is not configured")
 
     async def _with_stored_roles(self, user: Principal) -> Principal:
         """S1: merge the memberships stored through the admin API, where the user's issuer says so. Only

@@ -19,21 +19,13 @@ import zlib
 from dataclasses import dataclass
 
 from watchword.domain import CredentialKind
+from watchword.identify.kinds import PREFIXES  # one per mintable kind: its row in the kinds table
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 16
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6
 
-PREFIXES: dict[CredentialKind, str] = {
-    CredentialKind.APPLICATION_SECRET: "wwas",
-    CredentialKind.STATIC_TOKEN: "wwst",
-    CredentialKind.API_KEY: "wwak",
-    CredentialKind.CONNECTOR: "wwcs",
-    CredentialKind.OAUTH_CLIENT: "wwoc",
-    CredentialKind.TENANT_SIGNING_SECRET: "wwts",
-    CredentialKind.ADMIN_TOKEN: "wwad",
-}
 _KIND_BY_PREFIX = {prefix: kind for kind, prefix in PREFIXES.items()}
 TOKEN_LENGTH = 4 + 1 + ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
 _PATTERN = re.compile(

@@ -13,12 +13,11 @@ from typing import TypeVar
 
 import grpc
 
-from watchword import secret_format
 from watchword.api import convert, errors, new_credential, outbound_admin
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
-from watchword.domain import CredentialKind
+from watchword.identify import minting
 from watchword.identify.issuer_settings import IssuerSettings, by_issuer
 from watchword.issue import signing_keys
 from watchword.issue.keyring import IssuingKeyring, public_jwk
@@ -326,18 +325,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         previous_valid_until = (
             now + timedelta(seconds=request.overlap_seconds) if request.overlap_seconds else None
         )
-        kind = CredentialKind(row.kind)
-        secret = secret_format.mint(kind, row.id)
-        sealed = (
-            new_credential.seal(self._master_key, row.id, secret)
-            if kind in new_credential.SEALED_KINDS
-            else None
-        )
+        secret = minting.rotated_secret(row, self._master_key)
         rotation = self._store.rotate_credential(
-            row.id, secret_format.hash_secret(secret), sealed, previous_valid_until, now
+            row.id, secret.hash, secret.sealed, previous_valid_until, now
         )
         rotated = await _found(context, rotation)
-        return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(rotated), secret=secret)
+        return admin_pb2.CreateCredentialResponse(
+            credential=credential_to_proto(rotated), secret=secret.value
+        )
 
     # ---- outbound credentials, signing keys, revocation: later issues ----
 

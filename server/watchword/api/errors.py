@@ -13,6 +13,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from watchword import domain
 from watchword.observe import call, request_id
 
 DOMAIN = "watchword"
@@ -110,10 +111,5 @@ async def not_found(context: grpc.aio.ServicerContext, message: str) -> NoReturn
     await abort(context, grpc.StatusCode.NOT_FOUND, NOT_FOUND, message)
 
 
-class FieldError(ValueError):
-    """A request field is invalid; raised by converters, answered as INVALID_ARGUMENT by the guard."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
+# Raised by converters and by the domain's checks (minting), answered as INVALID_ARGUMENT by the guard.
+FieldError = domain.FieldError

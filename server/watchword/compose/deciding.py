@@ -51,7 +51,7 @@ async def build_external_jwt(stack: AsyncExitStack, settings: Settings) -> Exter
     """C1: the trusted OIDC issuers' key sources (None: no issuer); a bad static JWKS stops the start."""
     if not settings.issuers:
         return None
-    external = ExternalJwtVerifier(settings.issuers, max_token_bytes=settings.max_token_bytes)
+    external = ExternalJwtVerifier(settings.issuers)
     on_close(stack, "the JWKS client", external.close)
     try:
         await external.start()

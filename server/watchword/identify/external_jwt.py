@@ -22,11 +22,10 @@ from watchword import reasons
 from watchword.domain import CredentialKind, Principal, Refusal, Transport
 from watchword.identify.issuer_settings import IssuerSettings, by_issuer
 from watchword.identify.jwks_source import HTTP_TIMEOUT, Clock, JwksSource
+from watchword.identify.verifier import PresentedJwt, refuse
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 
-# A C1 token is a bearer credential: never accepted from a query string, Basic or a header pair.
-ACCEPTED_TRANSPORTS = frozenset({Transport.BEARER, Transport.COOKIE, Transport.BARE, Transport.BATCH_ENTRY})
 REQUIRED_CLAIMS = ("exp", "iss", "aud")
 MAX_ID_LENGTH = 1024
 MAX_MEMBERSHIPS = 1000
@@ -59,10 +58,11 @@ class _ClaimsInvalid(Exception):
     """A configured claim is present but not of the expected shape."""
 
 
-def _refuse(reason: str) -> Refusal:
+def _refused(reason: str) -> Refusal:
+    """C1 refusals carry fixed messages only: nothing an issuer's token or JWKS said is echoed."""
     if reason not in _MESSAGES:  # a reason the JOSE core added later: still stable, never free text
         reason = reason if reason in reasons.REASONS else reasons.TOKEN_MALFORMED
-    return Refusal(reason=reason, message=_MESSAGES.get(reason, "the token was refused"))
+    return refuse(reason, _MESSAGES.get(reason, "the token was refused"))
 
 
 def claim_at(claims: Mapping[str, object], path: str) -> object:
@@ -205,16 +205,18 @@ def _access_token_refusal(parsed: jws.ParsedJws, settings: IssuerSettings) -> Re
     claims, header_typ = parsed.claims, parsed.header.get("typ")
     typ_claim = claims.get("typ")
     if header_typ is not None and not (isinstance(header_typ, str) and _is_access_token_typ(header_typ)):
-        return _refuse(reasons.TOKEN_TYPE_NOT_ACCEPTED)
+        return _refused(reasons.TOKEN_TYPE_NOT_ACCEPTED)
     if typ_claim is not None and not (isinstance(typ_claim, str) and typ_claim.lower() == BEARER_TYP):
-        return _refuse(reasons.TOKEN_TYPE_NOT_ACCEPTED)
+        return _refused(reasons.TOKEN_TYPE_NOT_ACCEPTED)
     if settings.allowed_clients and claims.get("azp") not in settings.allowed_clients:
-        return _refuse(reasons.TOKEN_CLIENT_NOT_ALLOWED)
+        return _refused(reasons.TOKEN_CLIENT_NOT_ALLOWED)
     return None
 
 
 class ExternalJwtVerifier:
     """Verifies C1 tokens of the configured issuers. `await start()` before use, `await close()` after."""
+
+    kind = CredentialKind.EXTERNAL_JWT
 
     def __init__(
         self,
@@ -222,14 +224,12 @@ class ExternalJwtVerifier:
         client: httpx.AsyncClient | None = None,
         *,
         clock: Clock = time.monotonic,
-        max_token_bytes: int = 8192,
     ) -> None:
         self._settings = by_issuer(issuers)
         self._owns_client = client is None and any(entry.jwks_file is None for entry in issuers)
         if self._owns_client:
             client = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
         self._client = client
-        self._max_token_bytes = max_token_bytes
         # Per issuer: the claims every token must carry (iss, aud, exp, then the issuer's own list).
         self._required = {
             issuer: tuple(dict.fromkeys(REQUIRED_CLAIMS + entry.required_claims))
@@ -262,42 +262,32 @@ class ExternalJwtVerifier:
         if self._owns_client and self._client is not None:
             await self._client.aclose()
 
-    async def verify(self, token: str, transport: Transport, now: float) -> Principal | Refusal:
-        """`now` is Unix time in seconds (for exp/nbf/iat)."""
-        if transport not in ACCEPTED_TRANSPORTS:  # before parsing: nothing to learn from this token
-            return _refuse(reasons.TRANSPORT_NOT_ALLOWED)
-        try:
-            parsed = jws.parse(token, max_bytes=self._max_token_bytes)
-        except jws.JwsError as exc:
-            return _refuse(exc.reason)
-        return await self.verify_parsed(parsed, transport, now)
+    def recognises(self, jwt: PresentedJwt) -> bool:
+        """Last in the registry's order: any JWT no other verifier took must come from an issuer here."""
+        return True
 
-    async def verify_parsed(
-        self, parsed: jws.ParsedJws, transport: Transport, now: float
-    ) -> Principal | Refusal:
-        """For a dispatcher that already parsed the token to route it."""
-        if transport not in ACCEPTED_TRANSPORTS:
-            return _refuse(reasons.TRANSPORT_NOT_ALLOWED)
+    async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
+        parsed, transport = jwt.parsed, jwt.presented.transport
         issuer = parsed.claims.get("iss")
         if not isinstance(issuer, str):
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID)
+            return _refused(reasons.TOKEN_CLAIMS_INVALID)
         settings = self._settings.get(issuer)
         if settings is None:
-            return _refuse(reasons.TOKEN_ISSUER_UNKNOWN)
+            return _refused(reasons.TOKEN_ISSUER_UNKNOWN)
         refusal = await self._check_signature(parsed, settings)
         if refusal is not None:
             return refusal
         try:
             jwt_claims.validate(
                 parsed.claims,
-                now=now,
+                now=now.timestamp(),
                 leeway=settings.leeway_seconds,
                 issuer=settings.issuer,
                 audience=settings.audiences,
                 required=self._required[issuer],
             )
         except jwt_claims.ClaimsError as exc:  # also iat in the future, and sub/jti of the wrong type
-            return _refuse(exc.reason)
+            return _refused(exc.reason)
         refusal = _access_token_refusal(parsed, settings)
         if refusal is not None:
             return refusal
@@ -307,17 +297,17 @@ class ExternalJwtVerifier:
         try:
             jws.allowed(parsed, settings.algorithms)  # before any key lookup or fetch
         except jws.JwsError as exc:
-            return _refuse(exc.reason)
+            return _refused(exc.reason)
         kid = parsed.kid
         if kid is not None and not isinstance(kid, str):
-            return _refuse(reasons.TOKEN_MALFORMED)
+            return _refused(reasons.TOKEN_MALFORMED)
         key = await self.sources[settings.issuer].key(kid)
         if key is None or key.is_secret:
-            return _refuse(reasons.TOKEN_KEY_UNKNOWN)
+            return _refused(reasons.TOKEN_KEY_UNKNOWN)
         try:
             jws.verify(parsed, key)
         except jws.JwsError as exc:
-            return _refuse(exc.reason)
+            return _refused(exc.reason)
         return None
 
     @staticmethod
@@ -326,11 +316,11 @@ class ExternalJwtVerifier:
     ) -> Principal | Refusal:
         user_id = claim_at(claims, settings.user_id_claim)
         if not _non_empty_string(user_id):
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID)
+            return _refused(reasons.TOKEN_CLAIMS_INVALID)
         try:
             granted, unbound = bound_memberships(memberships(claims, settings), settings)
         except _ClaimsInvalid:
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID)
+            return _refused(reasons.TOKEN_CLAIMS_INVALID)
         expires = claims["exp"]
         assert isinstance(expires, int | float)  # claims.validate checked it
         token_id = claims.get("jti")

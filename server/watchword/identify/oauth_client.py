@@ -33,6 +33,7 @@ from watchword.identify import opaque_secret
 from watchword.identify.cache import trim_oldest
 from watchword.identify.credential_state import proved_secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
+from watchword.identify.verifier import CredentialLookup, refusal_for, refuse
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, hmac_key, load_jwk, public_key
@@ -50,12 +51,7 @@ MAX_PUBLIC_KEYS = 10_000  # parsed private_key_jwt keys kept, by client and key
 # Values of admin.proto's ClientAuthMethod for the assertion methods.
 CLIENT_SECRET_JWT, PRIVATE_KEY_JWT = 3, 4
 
-CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 UseAssertion = Callable[[str, str, datetime], Awaitable[bool]]
-
-
-def _refuse(reason: str, message: str) -> Refusal:
-    return Refusal(reason=reason, message=message)
 
 
 @functools.cache
@@ -92,6 +88,7 @@ class ClientAuthenticator:
         max_token_bytes: int = 8192,
     ) -> None:
         self._lookup = lookup
+        self._secrets = opaque_secret.OpaqueSecretVerifier(lookup, frozenset())  # C9 secrets grant no actions
         self._sealed_keys = sealed_keys
         self._use_assertion = use_assertion
         self._audiences = frozenset({audiences} if isinstance(audiences, str) else audiences)
@@ -103,11 +100,11 @@ class ClientAuthenticator:
         """Also accept `audience` as an assertion's `aud` (the token endpoint's URL once it is known)."""
         self._audiences = self._audiences | {audience}
 
-    async def authenticate(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+    async def verify(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         used = [bool(auth.authorization), bool(auth.client_secret), bool(auth.client_assertion)]
         if sum(used) != 1:
             reason = reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED if sum(used) else reasons.CREDENTIAL_MISSING
-            return _refuse(reason, "use exactly one client authentication method")
+            return refuse(reason, "use exactly one client authentication method")
         if auth.authorization:
             return await self._basic(auth, now)
         if auth.client_secret:
@@ -117,25 +114,25 @@ class ClientAuthenticator:
     async def _secret(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """client_secret_basic and client_secret_post: the secret checked like every opaque secret,
         which also holds the client to the method it was registered for."""
-        result = await opaque_secret.verify(presented, self._lookup, now, frozenset())
+        result = await self._secrets.verify(presented, now)
         if isinstance(result, Principal) and result.kind is not CredentialKind.OAUTH_CLIENT:
-            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+            return refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
         return result
 
     async def _basic(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         scheme, _, encoded = auth.authorization.strip(extract.OWS).partition(" ")
         if scheme.lower() != "basic":
-            return _refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_basic needs `Authorization: Basic`")
+            return refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_basic needs `Authorization: Basic`")
         presented = extract.basic_credentials(encoded.strip(extract.OWS), self._max_token_bytes)
         if isinstance(presented, Refusal):
             return presented
         if auth.client_id and auth.client_id != opaque_secret.form_decoded(presented.client_id):
-            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+            return refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
         return await self._secret(presented, now)
 
     async def _post(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         if not auth.client_id:
-            return _refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_post needs client_id")
+            return refuse(reasons.CREDENTIAL_MALFORMED, "client_secret_post needs client_id")
         presented = PresentedCredential(
             token=auth.client_secret, transport=Transport.FORM, client_id=auth.client_id
         )
@@ -155,27 +152,27 @@ class ClientAuthenticator:
 
     async def _assertion(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         if auth.client_assertion_type != ASSERTION_TYPE:
-            return _refuse(reasons.CREDENTIAL_MALFORMED, f"client_assertion_type must be {ASSERTION_TYPE}")
+            return refuse(reasons.CREDENTIAL_MALFORMED, f"client_assertion_type must be {ASSERTION_TYPE}")
         try:
             parsed = jws.parse(auth.client_assertion, max_bytes=self._max_token_bytes)
         except jws.JwsError as exc:
-            return _refuse(exc.reason, str(exc))
+            return refusal_for(exc)
         typ = parsed.header.get("typ")
         if isinstance(typ, str) and typ in ACCESS_TOKEN_TYPES:
             # An access token is never a client assertion, whoever signed it (RFC 8725 §3.11).
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "an access token is not a client assertion")
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "an access token is not a client assertion")
         client_id = parsed.claims.get("iss")
         if not isinstance(client_id, str) or not secret_format.is_credential_id(client_id):
-            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+            return refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
         if (auth.client_id and auth.client_id != client_id) or parsed.claims.get("sub") != client_id:
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "iss and sub must both be the client id")
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "iss and sub must both be the client id")
         record = await self._lookup(client_id)
         if record is None or record.kind != int(CredentialKind.OAUTH_CLIENT):
             _verify_against_a_stand_in(parsed)
-            return _refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
+            return refuse(reasons.CREDENTIAL_UNKNOWN, "the client is not recognised")
         if record.client_auth_method not in (CLIENT_SECRET_JWT, PRIVATE_KEY_JWT):
             _verify_against_a_stand_in(parsed)
-            return _refuse(
+            return refuse(
                 reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method"
             )
         used = 0  # which secret signed: 0 the current one (and for private_key_jwt), 1 the previous
@@ -187,7 +184,7 @@ class ClientAuthenticator:
                 jws.allowed(parsed, PRIVATE_KEY_ALGORITHMS)
                 key = self._public_key(record)
                 if key is None:
-                    return _refuse(reasons.TOKEN_KEY_UNKNOWN, "the client has no usable registered key")
+                    return refuse(reasons.TOKEN_KEY_UNKNOWN, "the client has no usable registered key")
                 jws.verify(parsed, key)
             claims = parsed.claims
             jwt_claims.validate(
@@ -199,18 +196,18 @@ class ClientAuthenticator:
                 required=("iss", "sub", "aud", "exp", "jti"),
             )
         except (jws.JwsError, jwt_claims.ClaimsError) as exc:
-            return _refuse(exc.reason, str(exc))
+            return refusal_for(exc)
         expires = float(claims["exp"])  # type: ignore[arg-type]
         if expires - now.timestamp() > MAX_ASSERTION_LIFETIME + self._leeway:
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a client assertion must expire within an hour")
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "a client assertion must expire within an hour")
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= 255:
-            return _refuse(reasons.TOKEN_CLAIMS_INVALID, "jti must be a string of 1 to 255 characters")
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "jti must be a string of 1 to 255 characters")
         refusal = state_refusal(record, now, "the client")
         if refusal is not None:
             return refusal
         if not await self._use_assertion(client_id, jti, datetime.fromtimestamp(expires, UTC)):
-            return _refuse(reasons.TOKEN_REPLAYED, "this client assertion was already used")
+            return refuse(reasons.TOKEN_REPLAYED, "this client assertion was already used")
         return Principal(
             id=record.id,
             kind=CredentialKind.OAUTH_CLIENT,

@@ -10,24 +10,16 @@ expired, Basic not enabled) is only revealed to a caller who holds the secret.
 from __future__ import annotations
 
 import operator
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from urllib.parse import unquote_plus
 
 from watchword import reasons, secret_format
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Refusal, Transport
+from watchword.identify import kinds
 from watchword.identify.credential_state import proved_secret_version, state_refusal
+from watchword.identify.verifier import CredentialLookup, refuse, transport_refusal
 from watchword.store.models import Credential
 
-_DIRECT = frozenset({Transport.BEARER, Transport.BARE, Transport.BATCH_ENTRY})
-# Which transports each kind may arrive over. Anything else is `transport_not_allowed`.
-ACCEPTED_TRANSPORTS: dict[CredentialKind, frozenset[Transport]] = {
-    CredentialKind.APPLICATION_SECRET: _DIRECT,
-    CredentialKind.STATIC_TOKEN: _DIRECT | {Transport.COOKIE},
-    CredentialKind.API_KEY: _DIRECT | {Transport.BASIC},
-    CredentialKind.CONNECTOR: frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.BARE}),
-    CredentialKind.OAUTH_CLIENT: frozenset({Transport.BASIC, Transport.FORM}),
-}
 # Transports that carry the credential's own id beside the secret: it must name the same credential.
 _PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.FORM})
 
@@ -35,17 +27,12 @@ _PAIRED = frozenset({Transport.HEADER_PAIR, Transport.QUERY, Transport.FORM})
 # ClientAuthMethod: 1 client_secret_basic, 2 client_secret_post).
 _REGISTERED_METHOD = {Transport.BASIC: 1, Transport.FORM: 2}
 
-CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 DEFAULT_MAX_ENTRIES = 10_000
 # What an unknown credential's secret is compared with (no secret hashes to it).
 _NO_SUCH_HASH = secret_format.hash_secret("unknown credential")
 # A remembered secret: the record it verified against, that record's state then, the principal, and
 # whether it matched the current secret (False: the previous one, during its overlap).
 _Entry = tuple[Credential, tuple[object, ...], Principal, bool]
-
-
-def _refuse(reason: str, message: str) -> Refusal:
-    return Refusal(reason=reason, message=message)
 
 
 def _in_overlap(record: Credential, now: datetime) -> bool:
@@ -191,47 +178,62 @@ def principal_for(
     )
 
 
-async def verify(
-    presented: PresentedCredential,
-    lookup: CredentialLookup,
-    now: datetime,
-    application_actions: frozenset[str],
-    verified: VerifiedSecrets | None = None,
-) -> Principal | Refusal:
-    if verified is not None:
-        known = await verified.get(presented, lookup, now)
-        if known is not None:
-            return known
-    token, client_id = _secret_and_id(presented)
-    parsed = secret_format.parse(token)
-    if parsed is None:
-        return _refuse(reasons.CREDENTIAL_MALFORMED, "the credential is not in any accepted format")
-    allowed_transports = ACCEPTED_TRANSPORTS.get(parsed.kind)
-    if allowed_transports is None:
-        return _refuse(
-            reasons.CREDENTIAL_KIND_UNSUPPORTED, "this kind of credential is not accepted for authentication"
-        )
-    if presented.transport not in allowed_transports:
-        return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "this credential is not accepted over this transport")
-    record = await lookup(parsed.credential_id)
-    if record is None or record.kind != parsed.kind:
+class OpaqueSecretVerifier:
+    """C2, C3, C5, C6 secrets and C9 client secrets: anything presented that is not a JWT."""
+
+    def __init__(
+        self,
+        lookup: CredentialLookup,
+        application_actions: frozenset[str],
+        verified: VerifiedSecrets | None = None,
+    ) -> None:
+        self._lookup = lookup
+        self._application_actions = application_actions  # what a C2 application secret may do
+        self._verified = verified
+
+    async def verify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
+        if self._verified is not None:
+            known = await self._verified.get(presented, self._lookup, now)
+            if known is not None:
+                return known
+        token, client_id = _secret_and_id(presented)
+        parsed = secret_format.parse(token)
+        if parsed is None:
+            return refuse(reasons.CREDENTIAL_MALFORMED, "the credential is not in any accepted format")
+        accepted = kinds.TRANSPORTS[parsed.kind]
+        if not accepted:
+            message = "this kind of credential is not accepted for authentication"
+            return refuse(reasons.CREDENTIAL_KIND_UNSUPPORTED, message)
+        refusal = transport_refusal(presented.transport, accepted)
+        if refusal is not None:
+            return refusal
+        record = await self._lookup(parsed.credential_id)
+        matched = _matched(token, record, parsed.kind, now)
+        if record is None or matched is None or not _id_matches(parsed.kind, record, presented, client_id):
+            return refuse(reasons.CREDENTIAL_UNKNOWN, "the credential is not recognised")
+        refusal = state_refusal(record, now) or _use_refusal(record, parsed.kind, presented.transport)
+        if refusal is not None:
+            return refusal
+        principal = principal_for(record, presented, self._application_actions, matched)
+        if self._verified is not None:
+            self._verified.remember(presented, record, principal, matched)
+        return principal
+
+
+def _matched(token: str, record: Credential | None, kind: CredentialKind, now: datetime) -> bool | None:
+    """Which of the record's secrets `token` is (see `_secret_matches`); None for an unknown record."""
+    if record is None or record.kind != kind:
         # The same hashing as for a known credential: the time taken does not tell which ids exist.
         secret_format.secret_matches(token, _NO_SUCH_HASH)
-        matched = None
-    else:
-        matched = _secret_matches(token, record, now)
-    if record is None or matched is None or not _id_matches(parsed.kind, record, presented, client_id):
-        return _refuse(reasons.CREDENTIAL_UNKNOWN, "the credential is not recognised")
-    refusal = state_refusal(record, now)
-    if refusal is not None:
-        return refusal
-    registered = _REGISTERED_METHOD.get(presented.transport)
-    if parsed.kind is CredentialKind.OAUTH_CLIENT and record.client_auth_method != registered:
-        return _refuse(reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method")
-    basic_api_key = presented.transport is Transport.BASIC and parsed.kind is CredentialKind.API_KEY
-    if basic_api_key and not record.basic_auth_enabled:
-        return _refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")
-    principal = principal_for(record, presented, application_actions, matched)
-    if verified is not None:
-        verified.remember(presented, record, principal, matched)
-    return principal
+        return None
+    return _secret_matches(token, record, now)
+
+
+def _use_refusal(record: Credential, kind: CredentialKind, transport: Transport) -> Refusal | None:
+    """How this credential may be used, once its holder is known: an OAuth client only with its one
+    registered method (C9), an API key over Basic only where enabled (C5)."""
+    if kind is CredentialKind.OAUTH_CLIENT and record.client_auth_method != _REGISTERED_METHOD.get(transport):
+        return refuse(reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "the client is registered for another method")
+    if transport is Transport.BASIC and kind is CredentialKind.API_KEY and not record.basic_auth_enabled:
+        return refuse(reasons.BASIC_NOT_ENABLED, "HTTP Basic is not enabled for this API key")
+    return None

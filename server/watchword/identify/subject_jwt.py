@@ -8,39 +8,21 @@ Hull's `io.hull.asUser` / `io.hull.asAccount` claims (an object with `id`, `exte
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from watchword import reasons
-from watchword.domain import (
-    SUBJECT_ACTIONS,
-    CredentialKind,
-    PresentedCredential,
-    Principal,
-    Refusal,
-    Subject,
-    Transport,
-)
-from watchword.identify.credential_state import proved_secret_version, state_refusal
-from watchword.identify.sealed_keys import SealedKeys
-from watchword.identify.tenant_jwt import DEFAULT_MAX_LIFETIME, key_refusal, verify_sealed
-from watchword.jose import claims as jwt_claims
+from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Principal, Refusal, Subject, Transport
+from watchword.identify.credential_state import proved_secret_version
+from watchword.identify.sealed_keys import SealedSecretJwtVerifier, key_refusal
+from watchword.identify.verifier import PresentedJwt, refuse
 from watchword.jose import jws
 from watchword.store.models import Credential
 
-ACCEPTED_TRANSPORTS = frozenset(
-    {Transport.HEADER_PAIR, Transport.QUERY, Transport.BARE, Transport.BATCH_ENTRY}
-)
+# Transports that carry a connector id beside the token: a JWT there is subject-scoped.
+PAIRED_TRANSPORTS = frozenset({Transport.HEADER_PAIR, Transport.QUERY})
 ALGORITHMS = frozenset({"HS256"})
-REQUIRED_CLAIMS = ("iat", "exp")
 SUBJECT_CLAIMS = (("io.hull.asUser", "user"), ("io.hull.asAccount", "account"))
 IDENTIFIERS = ("id", "external_id", "email")
-
-CredentialLookup = Callable[[str], Awaitable[Credential | None]]
-
-
-def _refuse(reason: str, message: str) -> Refusal:
-    return Refusal(reason=reason, message=message)
 
 
 def _subject(claims: dict[str, object]) -> Subject | None:
@@ -55,56 +37,52 @@ def _subject(claims: dict[str, object]) -> Subject | None:
     return None
 
 
-async def verify(
+class SubjectJwtVerifier(SealedSecretJwtVerifier):
+    """C7: any JWT sent beside a connector id (T4, T5, or a bare token with `client_id`)."""
+
+    kind = CredentialKind.SUBJECT_JWT
+
+    def recognises(self, jwt: PresentedJwt) -> bool:
+        return jwt.presented.transport in PAIRED_TRANSPORTS or bool(jwt.presented.client_id)
+
+    async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
+        parsed, presented = jwt.parsed, jwt.presented
+        issuer = parsed.claims.get("iss")
+        connector_id = presented.client_id or (issuer if isinstance(issuer, str) else "")
+        if presented.client_id and isinstance(issuer, str) and issuer != presented.client_id:
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "the token's iss is not the connector that sent it")
+        record = await self._lookup(connector_id) if 0 < len(connector_id) <= 64 else None
+        if record is None or record.kind != int(CredentialKind.CONNECTOR):
+            return key_refusal("no connector has the token's connector id")
+        used = self._signed_and_valid(parsed, record, now, ALGORITHMS, "the token's connector")
+        if isinstance(used, Refusal):
+            return used
+        subject = _subject(parsed.claims)
+        if subject is None:
+            message = "the token must act as exactly one user or one account"
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, message)
+        return _principal(parsed, presented.transport, record, connector_id, subject, used)
+
+
+def _principal(
     parsed: jws.ParsedJws,
-    presented: PresentedCredential,
-    lookup: CredentialLookup,
-    sealed_keys: SealedKeys,
-    now: datetime,
-    leeway: float,
-    max_lifetime: float = DEFAULT_MAX_LIFETIME,
-) -> Principal | Refusal:
-    if presented.transport not in ACCEPTED_TRANSPORTS:
-        return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "subject tokens are not accepted over this transport")
-    issuer = parsed.claims.get("iss")
-    connector_id = presented.client_id or (issuer if isinstance(issuer, str) else "")
-    if presented.client_id and isinstance(issuer, str) and issuer != presented.client_id:
-        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "the token's iss is not the connector that sent it")
-    record = await lookup(connector_id) if 0 < len(connector_id) <= 64 else None
-    if record is None or record.kind != int(CredentialKind.CONNECTOR):
-        return key_refusal("no connector has the token's connector id")
-    used = verify_sealed(parsed, record, sealed_keys, now, ALGORITHMS)
-    if isinstance(used, Refusal):
-        return used
-    refusal = state_refusal(record, now, "the token's connector")
-    if refusal is not None:
-        return refusal
-    try:
-        jwt_claims.validate(
-            parsed.claims,
-            now=now.timestamp(),
-            leeway=leeway,
-            issuer=None,
-            audience=None,
-            required=REQUIRED_CLAIMS,
-            max_lifetime=max_lifetime,
-        )
-    except jwt_claims.ClaimsError as exc:
-        return _refuse(exc.reason, str(exc))
-    subject = _subject(parsed.claims)
-    if subject is None:
-        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "the token must act as exactly one user or one account")
+    transport: Transport,
+    record: Credential,
+    connector_id: str,
+    subject: Subject,
+    used: int,
+) -> Principal:
     token_id = parsed.claims.get("jti")
     return Principal(
         id=f"{subject.type}:{subject.id}",
         kind=CredentialKind.SUBJECT_JWT,
-        transport=presented.transport,
+        transport=transport,
         credential_id=record.id,
         organization_id=record.organization_id or "",
         subject=subject,
         permissions=SUBJECT_ACTIONS & frozenset(record.permissions),
         expires_at=datetime.fromtimestamp(float(parsed.claims["exp"]), UTC),  # type: ignore[arg-type]
-        discouraged_transport=presented.transport is Transport.QUERY,
+        discouraged_transport=transport is Transport.QUERY,
         issuer=connector_id,
         # I6: a token Watchword mints for this principal (the internal token) dies with the secret used.
         secret_version=proved_secret_version(record, used > 0),

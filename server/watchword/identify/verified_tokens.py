@@ -14,13 +14,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from watchword.domain import CredentialKind, PresentedCredential, Principal
+from watchword.domain import PresentedCredential, Principal
 from watchword.store.models import Credential
 
 DEFAULT_MAX_AGE = 60.0
 DEFAULT_MAX_ENTRIES = 10_000
-# Kinds whose principal rests on a stored credential that can be deactivated.
-_BACKED = frozenset({CredentialKind.TENANT_JWT, CredentialKind.SUBJECT_JWT, CredentialKind.WATCHWORD_TOKEN})
 
 CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 Key = tuple[str, int, str]
@@ -78,7 +76,9 @@ class VerifiedTokens:
         return principal
 
     async def _backing(self, principal: Principal) -> Credential | None:
-        if principal.kind not in _BACKED or not principal.credential_id:
+        """The stored credential a JWT principal rests on (C4's signing secret, C7's connector, the one a
+        C8 token was minted from), which can be deactivated or rotated; C1 principals name none."""
+        if not principal.credential_id:
             return None
         return await self._lookup(principal.credential_id)
 

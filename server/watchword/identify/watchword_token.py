@@ -17,33 +17,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watchword import reasons
-from watchword.domain import (
-    SUBJECT_ACTIONS,
-    CredentialKind,
-    PresentedCredential,
-    Principal,
-    Refusal,
-    Subject,
-    Transport,
-)
+from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Principal, Refusal, Subject, Transport
 from watchword.identify.credential_state import is_usable, secret_still_verifies
+from watchword.identify.verifier import (
+    CredentialLookup,
+    JwtSettings,
+    PresentedJwt,
+    refusal_for,
+    refuse,
+)
 from watchword.jose import claims as jwt_claims
 from watchword.jose import jws
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwk, public_key
 from watchword.store.models import Credential, SigningKey
 
-ACCEPTED_TRANSPORTS = frozenset({Transport.BEARER, Transport.COOKIE, Transport.BARE, Transport.BATCH_ENTRY})
 ALGORITHMS = frozenset({"ES256", "EdDSA", "RS256"})
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "organization_id")
 TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 REFRESH_MIN_INTERVAL = 1.0
 
-CredentialLookup = Callable[[str], Awaitable[Credential | None]]
 KeyLister = Callable[[], Awaitable[list[SigningKey]]]
-
-
-def _refuse(reason: str, message: str) -> Refusal:
-    return Refusal(reason=reason, message=message)
 
 
 class SigningKeyRing:
@@ -127,75 +120,91 @@ class SigningKeyRing:
         return key if retires_at is None or datetime.now(UTC) < retires_at else None
 
 
-async def verify(
-    parsed: jws.ParsedJws,
-    presented: PresentedCredential,
-    ring: SigningKeyRing,
-    lookup: CredentialLookup,
-    issuer: str,
-    audience: str,
-    now: datetime,
-    leeway: float,
-) -> Principal | Refusal:
-    if presented.transport not in ACCEPTED_TRANSPORTS:
-        return _refuse(reasons.TRANSPORT_NOT_ALLOWED, "Watchword tokens are not accepted over this transport")
-    typ = parsed.header.get("typ")
-    if not isinstance(typ, str) or typ not in TOKEN_TYPES:  # a list or object cannot even be looked up
-        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "a Watchword token has typ at+jwt")
-    try:
-        jws.allowed(parsed, ALGORITHMS)
-        key = await ring.key(parsed.kid)
-        if key is None:
-            return _refuse(reasons.TOKEN_KEY_UNKNOWN, "no Watchword signing key has the token's kid")
-        jws.verify(parsed, key)
-        claims = parsed.claims
-        jwt_claims.validate(
-            claims,
-            now=now.timestamp(),
-            leeway=leeway,
-            issuer=issuer,
-            audience=audience,
-            required=REQUIRED_CLAIMS,
+class WatchwordTokenVerifier:
+    """C8: a JWT whose `iss` is Watchword's own token issuer."""
+
+    kind = CredentialKind.WATCHWORD_TOKEN
+
+    def __init__(self, ring: SigningKeyRing, lookup: CredentialLookup, settings: JwtSettings) -> None:
+        self._ring = ring
+        self._lookup = lookup
+        self._issuer = settings.token_issuer
+        self._audience = settings.token_audience
+        self._leeway = settings.leeway_seconds
+
+    def recognises(self, jwt: PresentedJwt) -> bool:
+        return jwt.parsed.claims.get("iss") == self._issuer
+
+    async def verify(self, jwt: PresentedJwt, now: datetime) -> Principal | Refusal:
+        parsed = jwt.parsed
+        typ = parsed.header.get("typ")
+        if not isinstance(typ, str) or typ not in TOKEN_TYPES:  # a list or object cannot even be looked up
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "a Watchword token has typ at+jwt")
+        refusal = await self._signature_and_claims_refusal(parsed, now)
+        if refusal is not None:
+            return refusal
+        return await self._principal(parsed.claims, jwt.presented.transport, now)
+
+    async def _signature_and_claims_refusal(self, parsed: jws.ParsedJws, now: datetime) -> Refusal | None:
+        try:
+            jws.allowed(parsed, ALGORITHMS)
+            key = await self._ring.key(parsed.kid)
+            if key is None:
+                return refuse(reasons.TOKEN_KEY_UNKNOWN, "no Watchword signing key has the token's kid")
+            jws.verify(parsed, key)
+            jwt_claims.validate(
+                parsed.claims,
+                now=now.timestamp(),
+                leeway=self._leeway,
+                issuer=self._issuer,
+                audience=self._audience,
+                required=REQUIRED_CLAIMS,
+            )
+        except (jws.JwsError, jwt_claims.ClaimsError) as exc:
+            return refusal_for(exc)
+        return None
+
+    async def _principal(
+        self, claims: dict[str, object], transport: Transport, now: datetime
+    ) -> Principal | Refusal:
+        subject, organization_id, token_id = claims["sub"], claims["organization_id"], claims["jti"]
+        scope, credential_id = claims.get("scope", ""), claims.get("credential_id")
+        if not all(isinstance(v, str) and v for v in (subject, organization_id, token_id)) or not isinstance(
+            scope, str
+        ):
+            return refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, organization_id, jti and scope must be strings")
+        source: Credential | None = None
+        if credential_id is not None:
+            version = claims.get("secret_version")
+            source = await _source(credential_id, version, str(organization_id), self._lookup, now)
+            if isinstance(source, Refusal):
+                return source
+        acting_as = _acting_as(claims)
+        if acting_as is _INVALID:
+            return refuse(
+                reasons.TOKEN_CLAIMS_INVALID, "subject_type must be user or account, with a subject_id"
+            )
+        permissions = frozenset(scope.split())
+        if acting_as is not None:
+            # I3: a token acting as one subject is a subject-scoped principal (C7), limited as S5 says.
+            permissions &= SUBJECT_ACTIONS
+        return Principal(
+            id=str(subject),
+            kind=CredentialKind.SUBJECT_JWT if acting_as is not None else CredentialKind.WATCHWORD_TOKEN,
+            transport=transport,
+            credential_id=str(credential_id or ""),
+            organization_id=str(organization_id),
+            subject=acting_as if isinstance(acting_as, Subject) else None,
+            permissions=permissions,
+            expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
+            issuer=self._issuer,
+            # A token minted from an API key keeps obeying that key's event filters, as they are now (S3).
+            event_types_allowed=tuple(source.event_types_allowed) if source is not None else (),
+            event_types_denied=tuple(source.event_types_denied) if source is not None else (),
+            token_id=str(token_id),
+            # Passed on (an internal token minted for this principal dies with the same secret).
+            secret_version=str(claims.get("secret_version") or ""),
         )
-    except (jws.JwsError, jwt_claims.ClaimsError) as exc:
-        return _refuse(exc.reason, str(exc))
-    subject, organization_id, token_id = claims["sub"], claims["organization_id"], claims["jti"]
-    scope, credential_id = claims.get("scope", ""), claims.get("credential_id")
-    if not all(isinstance(v, str) and v for v in (subject, organization_id, token_id)) or not isinstance(
-        scope, str
-    ):
-        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "sub, organization_id, jti and scope must be strings")
-    source: Credential | None = None
-    if credential_id is not None:
-        source = await _source(credential_id, claims.get("secret_version"), organization_id, lookup, now)
-        if isinstance(source, Refusal):
-            return source
-    acting_as = _acting_as(claims)
-    if acting_as is _INVALID:
-        return _refuse(
-            reasons.TOKEN_CLAIMS_INVALID, "subject_type must be user or account, with a subject_id"
-        )
-    permissions = frozenset(scope.split())
-    if acting_as is not None:
-        # I3: a token acting as one subject is a subject-scoped principal (C7), limited as S5 says.
-        permissions &= SUBJECT_ACTIONS
-    return Principal(
-        id=str(subject),
-        kind=CredentialKind.SUBJECT_JWT if acting_as is not None else CredentialKind.WATCHWORD_TOKEN,
-        transport=presented.transport,
-        credential_id=credential_id or "",
-        organization_id=str(organization_id),
-        subject=acting_as if isinstance(acting_as, Subject) else None,
-        permissions=permissions,
-        expires_at=datetime.fromtimestamp(float(claims["exp"]), UTC),  # type: ignore[arg-type]
-        issuer=issuer,
-        # A token minted from an API key keeps obeying that key's event filters, as they are now (S3).
-        event_types_allowed=tuple(source.event_types_allowed) if source is not None else (),
-        event_types_denied=tuple(source.event_types_denied) if source is not None else (),
-        token_id=str(token_id),
-        # Passed on (an internal token minted for this principal dies with the same secret).
-        secret_version=str(claims.get("secret_version") or ""),
-    )
 
 
 async def _source(
@@ -204,14 +213,14 @@ async def _source(
     """The credential a token was minted from, while it is usable and the secret the token was minted
     from still verifies (I6, S6): a rotation ends the token with its secret's overlap."""
     if not isinstance(credential_id, str) or not (version is None or isinstance(version, str)):
-        return _refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id and secret_version must be strings")
+        return refuse(reasons.TOKEN_CLAIMS_INVALID, "credential_id and secret_version must be strings")
     source = await lookup(credential_id)
     if source is None or not is_usable(source, now) or source.organization_id != organization_id:
-        return _refuse(
+        return refuse(
             reasons.CREDENTIAL_DEACTIVATED, "the credential this token was minted from is deactivated"
         )
     if not secret_still_verifies(source, version, now):
-        return _refuse(
+        return refuse(
             reasons.CREDENTIAL_ROTATED, "the secret this token was minted from has been rotated away"
         )
     return source
