@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import ROOT
+
 WIDTH = 40  # the label column
 ROWS = [
     "(a) Envoy direct_response, no filter",

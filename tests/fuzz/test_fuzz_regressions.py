@@ -16,9 +16,9 @@ from watchword.decide.catalogue import Catalogue, CatalogueError
 from watchword.jose import jwk
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import make_tenant
 from support.fuzz_messages import error_reason
 from support.server import WatchwordProcess
+from support.tenants import make_tenant
 
 
 @pytest.mark.parametrize("alg", [[], ["RS256"], {}, {"RS256": 1}])

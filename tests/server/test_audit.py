@@ -25,9 +25,9 @@ import pytest
 from watchword import reasons
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import make_tenant
 from support.observe import file_records, wait_for_records
 from support.server import WatchwordProcess
+from support.tenants import make_tenant
 from support.token_server import Client, TokenServer
 
 KINDS = {

@@ -31,8 +31,8 @@ from watchword.domain import CredentialKind
 from watchword.reasons import REASONS
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, Tenant, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, APPLICATION_SECRET, Tenant, create_credential, make_tenant
 
 TIMEOUT = 10
 MAX_TOKEN_BYTES = Settings.model_fields["max_token_bytes"].default

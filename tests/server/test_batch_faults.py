@@ -24,8 +24,8 @@ from watchword.store import database
 from watchword.store.repository import Store
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, Tenant, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, Tenant, create_credential, make_tenant
 
 
 def bearer_source(token: str) -> common_pb2.CredentialSource:

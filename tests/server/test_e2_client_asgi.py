@@ -24,9 +24,9 @@ from watchword_client import (
 )
 from watchword_client.asgi import challenge
 
-from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.client_fake_watchword import FakeWatchword
 from support.tamper import change_last_character
+from support.tenants import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 
 ROUTES = [
     Route.public("GET", "/healthz"),

@@ -48,9 +48,9 @@ from watchword_client import (
     WatchwordUnavailable,
 )
 
-from conftest import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.client_fake_watchword import FakeWatchword
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from watchword_client import (
     WatchwordSigner,
 )
 
-from conftest import STATIC_TOKEN, create_credential, make_tenant
 from support.client_receiver import WebhookReceiver
 from support.server import WatchwordProcess
+from support.tenants import STATIC_TOKEN, create_credential, make_tenant
 from support.token_server import Client, TokenServer
 
 BODY = json.dumps({"type": "order.created", "id": 42}).encode()

@@ -17,10 +17,11 @@ import pytest
 
 from watchword.v1 import admin_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.client_receiver import WebhookReceiver
+from support.paths import ROOT
+from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "clients" / "examples"
+EXAMPLES = ROOT / "clients" / "examples"
 _LISTENING = re.compile(r"api service listening on (http://[\d.]+:\d+)")
 
 

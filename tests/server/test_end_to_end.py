@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from watchword import reasons
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
+from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 
 TIMEOUT = 10
 

@@ -26,8 +26,8 @@ from watchword.jose import jws
 from watchword.store.models import Credential
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, Tenant, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, Tenant, create_credential, make_tenant
 
 OVERLAP_SECONDS = 3
 

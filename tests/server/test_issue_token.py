@@ -20,8 +20,8 @@ from watchword import reasons, secret_format
 from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # authlib announces a future move of its httpx integration

@@ -15,8 +15,8 @@ import pytest
 from watchword import reasons
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 from support.tokens import watchword_token
 
 LIFETIME = 600

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from watchword import reasons
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 from support.tokens import watchword_token
 
 TENANT_SECRET = common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET

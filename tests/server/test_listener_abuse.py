@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 TRUNCATED_BODY = (
     b"POST /oauth/token HTTP/1.1\r\nHost: watchword\r\n"

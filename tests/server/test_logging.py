@@ -14,8 +14,8 @@ from watchword.config import Settings
 from watchword.observe import call, logging_setup
 from watchword.v1 import admin_pb2, auth_pb2
 
-from conftest import make_tenant
 from support.server import WatchwordProcess
+from support.tenants import make_tenant
 
 
 def emit(log_format: logging_setup.LogFormat, message: str, *args: object, exc: bool = False) -> str:

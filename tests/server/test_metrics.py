@@ -13,10 +13,10 @@ from watchword import reasons
 from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import make_tenant
 from support.jwks_server import JwksServer
 from support.observe import sample, scrape
 from support.server import WatchwordProcess
+from support.tenants import make_tenant
 
 
 @pytest.fixture(scope="module")

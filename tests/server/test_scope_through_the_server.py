@@ -23,9 +23,9 @@ import pytest
 from watchword import reasons
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.tokens import watchword_token
 
 TIMEOUT = 10

@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import make_tenant
+from support.tenants import make_tenant
 
 URL = "https://customer.example/webhooks"
 BODY = json.dumps({"type": "order.created", "id": 42}).encode()
@@ -289,7 +289,7 @@ def test_o3_token_urls_on_private_networks_are_refused_by_default(server, org) -
 def test_only_allowed_callers_may_sign(server, org) -> None:
     """SignOutbound hands out what proves Watchword to customers: an admin token, or a credential of the
     same organization holding `outbound.sign`, may ask; nobody else."""
-    from conftest import STATIC_TOKEN, create_credential, make_tenant
+    from support.tenants import STATIC_TOKEN, create_credential, make_tenant
 
     created = create(
         server,

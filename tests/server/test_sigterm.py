@@ -15,9 +15,9 @@ from grpc_status import rpc_status
 from watchword.api import errors
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 SLOW_CALLS = 8
 JWKS_DELAY = 2.0

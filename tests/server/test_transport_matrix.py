@@ -15,9 +15,10 @@ import pytest
 from watchword import reasons
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.jwks_server import JwksServer
+from support.paths import ROOT
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.tokens import watchword_token
 
 TRANSPORTS = ("T1", "T2", "T3", "T4", "T5", "T6", "T7")
@@ -172,9 +173,8 @@ def test_each_credential_kind_over_each_transport(matrix_server, credentials, ki
 
 
 def test_the_readme_table_is_the_one_tested() -> None:
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("## Credentials and where they may arrive", 1)[1].split("\n## ", 1)[0]
     for kind, transports in ACCEPTED.items():
         row = next(line for line in section.splitlines() if line.startswith(f"| {kind} "))

@@ -13,8 +13,8 @@ from watchword import extract, reasons
 from watchword.domain import HttpParts, PresentedCredential, Refusal, Transport
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 
 ALL_ON = extract.TransportSettings(cookie_name="ww_session", query_enabled=True)
 DEFAULTS = extract.TransportSettings()

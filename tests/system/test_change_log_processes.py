@@ -20,8 +20,8 @@ import pytest
 
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 LIMIT_SECONDS = 1.0
 POLL_SECONDS = 0.01

@@ -31,9 +31,9 @@ from watchword.identify.sealed_keys import sealing_purpose
 from watchword.store import database
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, make_tenant
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, make_tenant
 
 TENANT_SECRET = common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET
 WORKERS = 3

@@ -22,7 +22,6 @@ import pytest
 from watchword import reasons
 from watchword.v1 import common_pb2
 
-from conftest import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.envoy import (
     CLUSTERS,
     HTTP_MODE_SETTINGS,
@@ -34,6 +33,7 @@ from support.envoy import (
 from support.jwks_server import JwksServer
 from support.server import WatchwordProcess
 from support.tamper import change_last_character
+from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, create_credential, make_tenant
 from support.tokens import watchword_token
 
 COOKIE = "ww_session"

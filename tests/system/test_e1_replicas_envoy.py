@@ -17,7 +17,6 @@ import pytest
 
 from watchword.crypto.master_key import generate
 
-from conftest import APPLICATION_SECRET, create_credential, make_tenant
 from support.envoy import (
     CLUSTERS,
     HTTP_MODE_SETTINGS,
@@ -27,6 +26,7 @@ from support.envoy import (
     write_config,
 )
 from support.server import WatchwordProcess
+from support.tenants import APPLICATION_SECRET, create_credential, make_tenant
 
 REQUESTS = 30
 

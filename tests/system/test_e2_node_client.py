@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
-from conftest import APPLICATION_SECRET, create_credential, make_tenant
+from support.paths import TESTS
+from support.tenants import APPLICATION_SECRET, create_credential, make_tenant
 
-CLIENT_DIR = Path(__file__).resolve().parent / "node_client"
+CLIENT_DIR = TESTS / "node_client"
 
 
 def _node() -> str:

@@ -27,9 +27,9 @@ from watchword.outbound.network_guard import NetworkGuard
 from watchword.outbound.token_fetcher import FetchedToken, OutboundTokenError, TokenCache, TokenEndpoint
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import make_tenant
 from support.oidc_provider import OidcProvider, client_credentials_client, free_port
 from support.server import WatchwordProcess
+from support.tenants import make_tenant
 
 WEBHOOK_URL = "https://hooks.customer.example/watchword/events"
 LOCAL = NetworkGuard(allow_private=True)  # oidc-provider runs on 127.0.0.1

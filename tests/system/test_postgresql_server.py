@@ -18,9 +18,9 @@ from watchword.crypto import master_key
 from watchword.store import database
 from watchword.v1 import auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 
 def _bearer(token: str) -> auth_pb2.AuthorizeRequest:

@@ -20,8 +20,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from watchword.api.reflection import v1_file_descriptor
 
-from conftest import APPLICATION_SECRET, create_credential, make_tenant
 from support.server import WatchwordProcess
+from support.tenants import APPLICATION_SECRET, create_credential, make_tenant
 
 TIMEOUT = 30.0
 AUTH_RPCS = {"Authenticate", "Authorize", "AuthorizeBatch", "IssueToken", "SignOutbound"}

@@ -29,10 +29,10 @@ from watchword.crypto.master_key import generate
 from watchword.store import database
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, Tenant, create_credential, make_tenant
 from support.jwks_server import JwksServer
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, Tenant, create_credential, make_tenant
 
 REPLICAS = 3
 LIMIT_SECONDS = 1.0

@@ -23,9 +23,9 @@ from watchword.crypto import master_key
 from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 GRACE_SECONDS = 5.0
 OUTAGE_SECONDS = 7.0

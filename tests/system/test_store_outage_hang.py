@@ -22,9 +22,9 @@ from watchword.api import errors
 from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 GRACE_SECONDS = 4.0
 FREEZE_SECONDS = 7.0

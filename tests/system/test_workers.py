@@ -36,10 +36,10 @@ from watchword.api import ext_authz
 from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
-from conftest import API_KEY, create_credential, make_tenant
 from support.envoy import HTTP_MODE_SETTINGS, EchoUpstream, EnvoyProcess, example_config, write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.tenants import API_KEY, create_credential, make_tenant
 
 WORKERS = 2
 CLI = [sys.executable, "-m", "watchword.cli"]

@@ -18,8 +18,8 @@ import watchword_client
 from watchword_client._generated import auth_pb2 as client_auth_pb2
 
 from support.lock import generated_grpc_version, locked_version, lower_bound
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ROOT = ROOT / "clients" / "python"
 GENERATED = CLIENT_ROOT / "src" / "watchword_client" / "_generated"
 REGENERATE = ".venv/bin/python clients/python/generate_stubs.py"
@@ -96,6 +96,7 @@ def test_e2_client_stubs_never_import_the_server_package() -> None:
     ["watchword.v1.auth_pb2", "watchword_client._generated.auth_pb2"],
     ids=["server-first", "client-first"],
 )
+@pytest.mark.server
 def test_e2_client_and_server_stubs_load_in_one_process_in_either_order(first: str) -> None:
     """protobuf's default pool accepts the same file twice only when identical: prove both orders work
     and that a message built by one side is the other's (a fresh interpreter per order)."""
@@ -124,6 +125,7 @@ print("ok")
     assert result.stdout.strip() == "ok"
 
 
+@pytest.mark.server
 def test_e2_client_package_imports_without_the_server_package() -> None:
     """Block `watchword` entirely: every client module must still import."""
     script = """

@@ -182,6 +182,7 @@ def test_check_config_opens_the_master_key_file(
     assert "cannot read the master key file" in capsys.readouterr().err
 
 
+@pytest.mark.server
 def test_a_bad_catalogue_file_stops_the_server_at_start_with_its_reason(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -72,6 +72,7 @@ def test_s7_roles_in_organizations_outside_the_binding_are_dropped_and_named() -
     assert bound_memberships(granted, everywhere) == (granted, ())
 
 
+@pytest.mark.server
 async def test_s7_a_token_claiming_roles_beyond_its_issuers_organizations_keeps_only_the_bound_ones(
     idp: JwksServer,
 ) -> None:

@@ -30,8 +30,9 @@ from watchword.store import database
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from conftest import create_credential, make_tenant
+from support.sqlite import migrated_sqlite_url
 from support.tamper import change_last_character
+from support.tenants import create_credential, make_tenant
 
 ENDPOINT = "https://watchword.example/oauth/token"
 BASIC, POST, SECRET_JWT, PRIVATE_KEY_JWT = 1, 2, 3, 4
@@ -48,8 +49,7 @@ async def _pipeline(url: str) -> tuple[Store, Pipeline]:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[Store, Pipeline, str]]:
-    url = f"sqlite:///{tmp_path / 'c9.db'}"
-    await database.migrate_async(url)
+    url = migrated_sqlite_url(tmp_path, "c9.db")
     store, pipeline = await _pipeline(url)
     organization = await store.create_organization("oauth")
     yield store, pipeline, organization.id

@@ -26,6 +26,8 @@ from watchword.store.change_feed import CHANNEL, BadPayload, Change, ChangeKind,
 from watchword.store.change_listener import ChangeListener, conninfo
 from watchword.store.repository import NotFoundError, Store
 
+from support.sqlite import migrated_sqlite_url
+
 # ---- payloads ----
 
 
@@ -221,8 +223,7 @@ async def test_the_postgresql_bus_reports_every_delay_and_skips_its_own_changes(
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite:///{tmp_path / 'feed.db'}"
-    await database.migrate_async(url)
+    url = migrated_sqlite_url(tmp_path, "feed.db")
     store = Store.connect(url)
     yield store
     await store.close()

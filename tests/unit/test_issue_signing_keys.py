@@ -37,6 +37,7 @@ from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc
 
 from support.server import WatchwordProcess
+from support.sqlite import migrated_sqlite_url
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -68,12 +69,11 @@ def master_key() -> MasterKey:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'watchword.db'}"
+    return migrated_sqlite_url(tmp_path)
 
 
 @pytest.fixture
 async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    await database.migrate_async(sqlite_url)
     store = Store.connect(sqlite_url)
     yield store
     await store.close()
@@ -436,6 +436,7 @@ async def admin_server(
     await server.stop(None)
 
 
+@pytest.mark.server
 async def test_admin_rotate_and_list(
     admin_server: tuple[admin_pb2_grpc.AdminServiceStub, IssuingKeyring, SigningKeyRing],
 ) -> None:
@@ -457,6 +458,7 @@ async def test_admin_rotate_and_list(
         assert not PRIVATE_MEMBERS & set(json.loads(key.public_jwk))
 
 
+@pytest.mark.server
 async def test_admin_rotate_refuses_an_unknown_algorithm(
     admin_server: tuple[admin_pb2_grpc.AdminServiceStub, IssuingKeyring, SigningKeyRing],
 ) -> None:
@@ -469,6 +471,7 @@ async def test_admin_rotate_refuses_an_unknown_algorithm(
     assert keyring.active() == before
 
 
+@pytest.mark.server
 async def test_admin_rotate_without_a_keyring_is_unimplemented(store: Store, master_key: MasterKey) -> None:
     server = grpc.aio.server(interceptors=[GuardInterceptor()])
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
@@ -525,6 +528,7 @@ def server_process(tmp_path: Path) -> Iterator[WatchwordProcess]:
         yield process
 
 
+@pytest.mark.server
 def test_rotate_signing_key_through_the_real_server(server_process: WatchwordProcess) -> None:
     admin, md = server_process.admin(), server_process.admin_metadata
     (initial,) = admin.ListSigningKeys(admin_pb2.ListSigningKeysRequest(), metadata=md, timeout=10).keys

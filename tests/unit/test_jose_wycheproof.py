@@ -17,7 +17,9 @@ import pytest
 
 from watchword.jose import JwsError, KeySetError, load_jwk, load_jwks, parse, select_key, verify
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "wycheproof"
+from support.paths import ROOT
+
+VECTORS = ROOT.parent / "shared" / "vectors" / "wycheproof"
 JWS_FILE = VECTORS / "json_web_signature_test.json"
 JWK_FILE = VECTORS / "json_web_key_test.json"
 MISSING = "missing"

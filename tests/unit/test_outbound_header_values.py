@@ -19,10 +19,11 @@ from watchword import secret_format
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.outbound import header_values, secrets, standard_webhooks
 from watchword.outbound.signer import SCHEME_BASIC, SCHEME_BEARER, SCHEME_NONE, OutboundSigner, Signed
-from watchword.store import database, models
+from watchword.store import models
 from watchword.store.repository import Store
 
 from support.fuzz_settings import fuzz
+from support.sqlite import migrated_sqlite_url
 
 MASTER = MasterKey.from_text(generate(), "test")
 URL = "https://customer.example/hooks"
@@ -121,8 +122,7 @@ def test_o5_a_dot_in_the_message_id_is_refused_as_standard_webhooks_says() -> No
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite:///{tmp_path / 'watchword.db'}"
-    await database.migrate_async(url)
+    url = migrated_sqlite_url(tmp_path)
     opened = Store.connect(url)
     yield opened
     await opened.close()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from watchword.api.errors import ERROR_REASONS
 from watchword.config import Settings
 from watchword.reasons import REASONS
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import ROOT
+
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 CATALOGUE = ROOT.parent / "shared" / "reference" / "CATALOGUE.md"
 

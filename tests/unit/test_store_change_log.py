@@ -26,6 +26,8 @@ from watchword.store.change_feed import BadPayload, Change, ChangeKind, parse
 from watchword.store.change_log import ChangeLogFollower, SqliteChangeLog
 from watchword.store.repository import NotFoundError, Store
 
+from support.sqlite import migrated_sqlite_url
+
 LIMIT_SECONDS = 1.0
 LATER = datetime.now(UTC) + timedelta(hours=1)
 
@@ -57,7 +59,7 @@ def _process(url: str) -> Process:
 @pytest.fixture
 async def path(tmp_path: Path) -> Path:
     path = tmp_path / "shared.db"
-    await database.migrate_async(f"sqlite:///{path}")
+    migrated_sqlite_url(tmp_path, path.name)
     return path
 
 

@@ -26,7 +26,7 @@ PREVIOUS_REVISION = "0005"  # memberships keyed by (organization, user id)
 _counter = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'watchword.db'}"

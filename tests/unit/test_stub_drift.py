@@ -13,8 +13,8 @@ from grpc_tools import protoc
 from packaging.version import Version
 
 from support.lock import generated_grpc_version, locked_version, lower_bound
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 GENERATED_DIR = ROOT / "server" / "watchword" / "v1"
 PROTO_FILES = sorted(PROTO_DIR.glob("watchword/v1/*.proto"))
