@@ -36,6 +36,7 @@ from watchword.api import ext_authz
 from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
+from support.cli import refused_start
 from support.envoy import HTTP_MODE_SETTINGS, EchoUpstream, EnvoyProcess, example_config, write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
@@ -156,18 +157,13 @@ def test_check_config_and_the_serve_flag_validate_workers(
 def test_a_port_in_use_stops_the_start_before_any_worker_runs(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-        env.update(
+        done = refused_start(
             {
                 "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
                 "WATCHWORD_PORT": str(port),
                 "WATCHWORD_WORKERS": "2",
             }
         )
-        done = subprocess.run(
-            [*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
-        )
-    assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "watchword workers:" not in done.stdout
     assert not (tmp_path / "data").exists()  # the ports are bound before anything is written
