@@ -1,12 +1,12 @@
 """Coverage-guided fuzzing of the parsers with atheris (libFuzzer), run by hand; not part of the suite.
 
     .venv/bin/pip install atheris
-    .venv/bin/python tests/fuzz_atheris.py TARGET [libFuzzer options, e.g. -max_total_time=600 CORPUS_DIR]
+    .venv/bin/python tests/fuzz/fuzz_atheris.py TARGET [libFuzzer options: -max_total_time=600 CORPUS_DIR]
 
 TARGET is one of the names in TARGETS. A crash (any exception but the target's documented error type, or
 a broken invariant) stops the run and leaves the input in ./crash-<hash>; replay it with
-`.venv/bin/python tests/fuzz_atheris.py TARGET ./crash-<hash>`. The hypothesis fuzz tests
-(tests/test_fuzz_*.py) cover the same parsers with a fixed budget in CI; this finds what random
+`.venv/bin/python tests/fuzz/fuzz_atheris.py TARGET ./crash-<hash>`. The hypothesis fuzz tests
+(tests/fuzz/test_fuzz_*.py) cover the same parsers with a fixed budget in CI; this finds what random
 generation does not reach, by following the branches each input covers.
 """
 

@@ -1,6 +1,6 @@
 """Fuzzing extraction (T1-T7): Bearer, Basic, cookies, the header pair, query parameters and bare tokens.
 
-tests/test_transports.py already throws random headers at `from_http` and checks that nothing crashes.
+tests/server/test_transports.py already throws random headers at `from_http` and checks that nothing crashes.
 These go further: a model of where credentials were placed predicts the exact outcome (one credential,
 ambiguous or missing), no credential longer than `max_token_bytes` ever comes out, and the parsers
 round-trip what a well-behaved client sends.

@@ -1,7 +1,7 @@
 """Fuzzing the token formats: Watchword's opaque secrets, strict base64url, compact JWS, JWKs and claims.
 
-tests/test_secret_format.py and tests/test_jose_jws.py already check that random text never parses and
-that mutated tokens never verify. These add round trips (mint/parse, base64url, a JWS built from random
+unit/test_secret_format.py and unit/test_jose_jws.py already check that random text never parses and that
+mutated tokens never verify. These add round trips (mint/parse, base64url, a JWS built from random
 JSON), the uniqueness of every accepted spelling, and structured garbage for JWK and claim parsing: every
 answer is a value or the documented error type, never another exception.
 """

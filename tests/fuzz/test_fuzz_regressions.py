@@ -1,4 +1,4 @@
-"""Inputs the fuzz tests (tests/test_fuzz_*.py) found crashing Watchword, kept as plain regression tests."""
+"""Inputs the fuzz tests (tests/fuzz/) found crashing Watchword, kept as plain regression tests."""
 
 from __future__ import annotations
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,12 +22,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from watchword import reasons, secret_format
 from watchword.api.ext_authz import SERVICE_NAME
-from watchword.crypto.master_key import generate
 from watchword.domain import CredentialKind
 
 from support.envoy import write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.shared_database import shared_database_settings
 from support.tenants import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
 from support.tokens import watchword_token
 
@@ -238,18 +236,7 @@ def test_e1_servicer_has_its_own_health_status_and_is_listed_by_reflection(serve
 @pytest.mark.system
 def test_e1_servicer_fails_closed_with_a_denied_503_when_the_store_is_down(tmp_path: Path) -> None:
     with PostgresServer(tmp_path / "pg") as postgres:
-        key_file = tmp_path / "master.key"
-        key_file.write_text(generate())
-        env = {
-            "WATCHWORD_DATABASE_URL": postgres.create_database("watchword"),
-            "WATCHWORD_MASTER_KEY_FILE": str(key_file),
-        }
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-        migrate = subprocess.run(
-            [sys.executable, "-m", "watchword.cli", "migrate"],
-            env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert migrate.returncode == 0, migrate.stderr
+        env = shared_database_settings(postgres, "watchword", tmp_path)
         with WatchwordProcess(
             tmp_path / "data", env=env, args=["--config", str(write_config(tmp_path))]
         ) as ww:

@@ -3,7 +3,7 @@
 A token minted from an API key (I1), an OAuth client (I2) or a connector (I3) records which of that
 credential's secrets it was minted from; once that secret stops verifying (a rotation with overlap 0 at
 once, with an overlap when it ends) every such token is refused with `credential_rotated`. Real server on
-SQLite here; across PostgreSQL replicas in tests/test_replicas_revocation.py.
+SQLite here; across PostgreSQL replicas in tests/system/test_replicas_revocation.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Two real `watchword serve` processes on one data dir, so on one embedded SQLite file (issue #13), as
 the worker processes of one replica are: a change made through one is refused by the other within 1 s,
-through the change log (tests/test_change_log.py covers the log itself).
+through the change log (tests/unit/test_store_change_log.py covers the log itself).
 
 Both run with `cache_ttl_seconds = 30`: only the log can make the other process refuse within 1 s. Each
 delay runs from the moment the admin call returned (the change is committed) to the first refusal seen

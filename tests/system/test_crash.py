@@ -13,8 +13,6 @@ import hashlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +23,6 @@ import pytest
 import sqlalchemy as sa
 
 from watchword import reasons
-from watchword.crypto import master_key as master_keys
 from watchword.crypto.master_key import MasterKey
 from watchword.identify.sealed_keys import sealing_purpose
 from watchword.store import database
@@ -33,6 +30,7 @@ from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.shared_database import PRODUCTION, shared_database_settings
 from support.tenants import API_KEY, make_tenant
 
 TENANT_SECRET = common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET
@@ -230,26 +228,8 @@ def test_kill_9_during_admin_writes_on_sqlite_leaves_a_consistent_store(tmp_path
 
 @pytest.fixture
 def postgres_database(postgres: PostgresServer, tmp_path: Path) -> dict[str, str]:
-    url = postgres.create_database(f"crash_{os.getpid()}_{time.monotonic_ns()}")
-    key_file = tmp_path / "master.key"
-    key_file.write_text(master_keys.generate())
-    env = {
-        "WATCHWORD_DATABASE_URL": url,
-        "WATCHWORD_MODE": "production",
-        "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
-        "WATCHWORD_MASTER_KEY_FILE": str(key_file),
-    }
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    migrated = subprocess.run(
-        [sys.executable, "-m", "watchword.cli", "migrate"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    return env
+    database = f"crash_{os.getpid()}_{time.monotonic_ns()}"
+    return shared_database_settings(postgres, database, tmp_path, **PRODUCTION)
 
 
 def test_kill_9_during_admin_writes_on_postgresql_leaves_a_consistent_store(

@@ -4,9 +4,6 @@ three replicas serve both front doors: gRPC mode (E1) and HTTP mode (E4) each ge
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from watchword.crypto.master_key import generate
 
 from support.envoy import (
     CLUSTERS,
@@ -26,6 +21,7 @@ from support.envoy import (
     write_config,
 )
 from support.server import WatchwordProcess
+from support.shared_database import shared_database_settings
 from support.tenants import APPLICATION_SECRET, create_credential, make_tenant
 
 REQUESTS = 30
@@ -42,18 +38,7 @@ class Replicas:
 @pytest.fixture(scope="module")
 def replicas(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     tmp_path = tmp_path_factory.mktemp("replicas")
-    key_file = tmp_path / "master.key"
-    key_file.write_text(generate())
-    env = {
-        "WATCHWORD_DATABASE_URL": postgres.create_database(f"e1_{uuid.uuid4().hex[:8]}"),
-        "WATCHWORD_MASTER_KEY_FILE": str(key_file),
-    }
-    clean = {name: value for name, value in os.environ.items() if not name.startswith("WATCHWORD_")}
-    migrate = subprocess.run(
-        [sys.executable, "-m", "watchword.cli", "migrate"],
-        env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert migrate.returncode == 0, migrate.stderr
+    env = shared_database_settings(postgres, f"e1_{uuid.uuid4().hex[:8]}", tmp_path)
     config = ["--config", str(write_config(tmp_path, HTTP_MODE_SETTINGS))]
     servers = [WatchwordProcess(tmp_path / f"data{index}", env=env, args=config) for index in range(3)]
     try:

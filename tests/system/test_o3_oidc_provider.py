@@ -8,7 +8,7 @@ secret is a non-retryable `token_server_rejected_client`.
 
 oidc-provider accepts only its issuer or token endpoint as a client assertion's `aud`, so the assertion
 tests set `assertion_audience`; the webhook-URL default is checked against the tests' own token server
-(test_o3_token_fetcher.py), and here only shown to be refused.
+(server/test_o3_token_fetcher.py), and here only shown to be refused.
 """
 
 from __future__ import annotations

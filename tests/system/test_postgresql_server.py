@@ -64,7 +64,7 @@ def test_serving_on_postgresql_needs_migrate_and_fails_closed_when_the_database_
         "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
         "WATCHWORD_MASTER_KEY_FILE": str(key_file),
         "WATCHWORD_PORT": "0",
-        # Serving known credentials from cache during an outage is tested in test_store_outage.py.
+        # Serving known credentials from cache during an outage is tested in system/test_store_outage.py.
         "WATCHWORD_STORE_OUTAGE_GRACE_SECONDS": "0",
     }
     refused = _cli("serve", env=env)

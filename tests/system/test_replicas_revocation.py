@@ -11,10 +11,7 @@ returned (the change is committed) to the first refusal seen on that replica, po
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +26,7 @@ from watchword.crypto.master_key import generate
 from watchword.store import database
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
+from support.cli import migrate
 from support.jwks_server import JwksServer
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
@@ -56,17 +54,7 @@ class Cluster:
 
 
 def _migrate(env: dict[str, str]) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "watchword.cli", "migrate"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert f"revision {database.head_revision()}" in done.stdout
+    assert f"revision {database.head_revision()}" in migrate(env)
 
 
 @pytest.fixture(scope="module")

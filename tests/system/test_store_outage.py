@@ -5,9 +5,6 @@ UNAVAILABLE, and the service recovers by itself when PostgreSQL is back."""
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,12 +16,12 @@ import grpc
 import pytest
 
 from watchword import reasons, secret_format
-from watchword.crypto import master_key
 from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
+from support.shared_database import PRODUCTION, shared_database_settings
 from support.tenants import API_KEY, create_credential, make_tenant
 
 GRACE_SECONDS = 5.0
@@ -49,27 +46,8 @@ def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
 
 
 def _serve_on(postgres: PostgresServer, tmp_path: Path) -> dict[str, str]:
-    url = postgres.create_database("watchword")
-    key_file = tmp_path / "master.key"
-    key_file.write_text(master_key.generate())
-    env = {
-        "WATCHWORD_DATABASE_URL": url,
-        "WATCHWORD_MODE": "production",
-        "WATCHWORD_ALLOW_NON_HTTPS_ISSUER": "true",  # the default urn:watchword issuer
-        "WATCHWORD_MASTER_KEY_FILE": str(key_file),
-        "WATCHWORD_STORE_OUTAGE_GRACE_SECONDS": str(GRACE_SECONDS),
-    }
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    migrated = subprocess.run(
-        [sys.executable, "-m", "watchword.cli", "migrate"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-    return env
+    grace = {"WATCHWORD_STORE_OUTAGE_GRACE_SECONDS": str(GRACE_SECONDS)}
+    return shared_database_settings(postgres, "watchword", tmp_path, **PRODUCTION, **grace)
 
 
 def _authorize(token: str, organization_id: str, application_id: str) -> auth_pb2.AuthorizeRequest:

@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from watchword.api import ext_authz
 from watchword.crypto.master_key import generate
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
-from support.cli import refused_start
+from support.cli import migrate, refused_start
 from support.envoy import HTTP_MODE_SETTINGS, EchoUpstream, EnvoyProcess, example_config, write_config
 from support.postgres import PostgresServer
 from support.server import WatchwordProcess
@@ -178,11 +177,7 @@ def test_s6_e1_deactivation_through_one_worker_is_refused_by_the_other_within_1s
         "WATCHWORD_MASTER_KEY": generate(),
         "WATCHWORD_CACHE_TTL_SECONDS": "30",  # only the change feed can make the other worker refuse in 1 s
     }
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWORD_")}
-    migrated = subprocess.run(
-        [*CLI, "migrate"], env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    migrate(env)
     server = _started(tmp_path / "data", env)
     try:
         channels = channel_per_worker(server)

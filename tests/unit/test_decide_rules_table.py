@@ -3,7 +3,7 @@ three resources (own, a sibling in the same organization, another organization),
 expected decision, reason and rule written out below as literal data, never computed.
 
 Pure: `decide()` on plain dataclasses, no server. The same cases, fewer of them, run through the real
-server in test_scope_through_the_server.py.
+server in server/test_scope_through_the_server.py.
 """
 
 from __future__ import annotations

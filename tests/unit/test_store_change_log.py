@@ -1,6 +1,6 @@
 """The SQLite change log (issue #13): several processes on one SQLite file drop each other's cached
 entries. Each "process" here is a Store with its own pool, origin and bus on the same file, as each
-worker process has; tests/test_change_log_processes.py runs real `watchword serve` processes."""
+worker process has; tests/system/test_change_log_processes.py runs real `watchword serve` processes."""
 
 from __future__ import annotations
 
