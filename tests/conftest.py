@@ -1,19 +1,64 @@
-"""Shared fixtures: a real Watchword server on a free loopback port, and helpers to populate it."""
+"""Shared fixtures (a real Watchword server, a real PostgreSQL) and the level marker of every test.
+
+A test's level is its folder: tests/unit/ (in process: no server process, no network, no subprocess),
+tests/server/ (the real Watchword server, or our own test servers, on loopback), tests/system/ (the
+third-party parts: PostgreSQL, Envoy, node, grpcurl, replicas and workers), tests/fuzz/ (hypothesis
+properties on a fixed budget) and tests/bench/ (the benchmarks, run briefly). `pytest -m unit` runs the
+quick ones. A unit file's test that needs more says so with its own marker (`@pytest.mark.server`), or
+is raised by what it is: a hypothesis property is a fuzz test, one using the `server` fixture a server
+test, one using `postgres` a system test.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from watchword.v1 import admin_pb2, common_pb2
-
 from support.server import WatchwordProcess
+
+# Older imports (`from support.tenants import make_tenant`, e.g. bench/soak.py) keep working.
+from support.tenants import (  # noqa: F401
+    API_KEY,
+    APPLICATION_SECRET,
+    STATIC_TOKEN,
+    Tenant,
+    create_credential,
+    make_tenant,
+)
+
+TESTS = Path(__file__).resolve().parent
+LEVELS = ("unit", "server", "system", "fuzz", "bench")
+LEVEL_OF_FIXTURE = {"postgres": "system", "server": "server"}
+
+
+def _level(item: pytest.Item) -> str:
+    explicit = [mark.name for mark in item.iter_markers() if mark.name in LEVELS]
+    if explicit:
+        return explicit[0]
+    folder = item.path.relative_to(TESTS).parts[0]
+    if folder not in LEVELS:
+        raise pytest.UsageError(f"{item.nodeid}: a test file belongs in one of tests/{{{','.join(LEVELS)}}}/")
+    return _unit_or_what_it_needs(item) if folder == "unit" else folder
+
+
+def _unit_or_what_it_needs(item: pytest.Item) -> str:
+    raised = [LEVEL_OF_FIXTURE[name] for name in item.fixturenames if name in LEVEL_OF_FIXTURE]
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        raised.append("fuzz")  # properties run many examples: quick unit runs leave them to `-m fuzz`
+    return max(raised, key=LEVELS.index, default="unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its level, so `pytest -m unit` (or server, system, fuzz, bench) selects it."""
+    for item in items:
+        level = _level(item)
+        if not item.get_closest_marker(level):
+            item.add_marker(level)
 
 
 @pytest.fixture(scope="session")
@@ -21,37 +66,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchwordProces
     """One server for the session's integration tests; tests create their own organizations."""
     with WatchwordProcess(tmp_path_factory.mktemp("watchword") / "data") as process:
         yield process
-
-
-@dataclass(frozen=True)
-class Tenant:
-    organization_id: str
-    application_id: str
-    other_application_id: str
-
-
-def make_tenant(server: WatchwordProcess, name: str = "acme") -> Tenant:
-    admin = server.admin()
-    md = server.admin_metadata
-    organization = admin.CreateOrganization(admin_pb2.CreateOrganizationRequest(name=name), metadata=md)
-    first = admin.CreateApplication(
-        admin_pb2.CreateApplicationRequest(organization_id=organization.id, name="billing"), metadata=md
-    )
-    second = admin.CreateApplication(
-        admin_pb2.CreateApplicationRequest(organization_id=organization.id, name="shipping"), metadata=md
-    )
-    return Tenant(organization.id, first.id, second.id)
-
-
-def create_credential(server: WatchwordProcess, **fields: object) -> admin_pb2.CreateCredentialResponse:
-    return server.admin().CreateCredential(
-        admin_pb2.CreateCredentialRequest(**fields), metadata=server.admin_metadata
-    )
-
-
-APPLICATION_SECRET = common_pb2.CREDENTIAL_KIND_APPLICATION_SECRET
-API_KEY = common_pb2.CREDENTIAL_KIND_API_KEY
-STATIC_TOKEN = common_pb2.CREDENTIAL_KIND_STATIC_TOKEN
 
 
 @pytest.fixture(scope="session")

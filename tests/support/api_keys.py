@@ -7,17 +7,17 @@ from pathlib import Path
 from watchword.api import new_credential
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
-from watchword.store import database
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, common_pb2
+
+from support.sqlite import migrated_sqlite_url
 
 
 async def store_with_api_keys(
     tmp_path: Path, master: MasterKey, count: int = 3
 ) -> tuple[Store, str, list[str]]:
     """The store, the organization's id and the keys' secrets (each key may `application.list`)."""
-    url = f"sqlite:///{tmp_path / 'batch.db'}"
-    await database.migrate_async(url)
+    url = migrated_sqlite_url(tmp_path, "batch.db")
     store = Store.connect(url)
     organization = await store.create_organization("firehose")
     secrets = []

@@ -1,7 +1,7 @@
-"""Budgets of the fuzz tests (tests/test_fuzz_*.py): hypothesis profiles "ci" (default) and "long".
+"""Budgets of the fuzz tests (`-m fuzz`): hypothesis profiles "ci" (default) and "long".
 
-    pytest tests/test_fuzz_*.py                        # ci: small fixed budget, a fixed seed per test
-    WATCHWORD_FUZZ=long pytest tests/test_fuzz_*.py    # long: 50x the examples, fresh random ones each run
+    pytest -m fuzz                                     # ci: small fixed budget, a fixed seed per test
+    WATCHWORD_FUZZ=long pytest -m fuzz                 # long: 50x the examples, fresh random ones each run
 
 Each fuzz test names its CI budget, `@fuzz(examples=N)`; "long" multiplies it. The profiles are applied
 per test (not loaded globally) so the other property tests keep their own settings. Hypothesis prints the
