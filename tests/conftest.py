@@ -53,6 +53,26 @@ def _unit_or_what_it_needs(item: pytest.Item) -> str:
     return max(raised, key=LEVELS.index, default="unit")
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`-m unit` (or any `-m` naming levels joined by `or`) does not even import the folders whose tests
+    cannot be selected: a test's level is never below its folder's, so `-m unit` reads tests/unit/ only
+    (importing and rewriting every test module cost more than the unit tests themselves)."""
+    wanted = _levels_selected(config.getoption("markexpr"))
+    if wanted is None or collection_path.parent != TESTS or collection_path.name not in LEVELS:
+        return None
+    possible = LEVELS[LEVELS.index(collection_path.name) :]
+    return True if wanted.isdisjoint(possible) else None
+
+
+def _levels_selected(expression: str) -> frozenset[str] | None:
+    """The levels of a `-m` expression that only names levels joined by `or`; None for any other."""
+    words = expression.split()
+    names, joins = words[::2], words[1::2]
+    if not names or any(join != "or" for join in joins) or not set(names) <= set(LEVELS):
+        return None
+    return frozenset(names)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test with its level, so `pytest -m unit` (or server, system, fuzz, bench) selects it."""
     for item in items:
