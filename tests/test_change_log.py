@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watchword.caches import CacheRegistry
 from watchword.identify.cache import TtlCache
-from watchword.invalidation import SqliteInvalidationBus, Targets
+from watchword.invalidation import SqliteInvalidationBus
 from watchword.store import database, models, repository
 from watchword.store.change_feed import BadPayload, Change, ChangeKind, parse
 from watchword.store.change_log import ChangeLogFollower, SqliteChangeLog
@@ -47,7 +48,10 @@ def _process(url: str) -> Process:
     async def reload() -> None:
         reloads.append(time.monotonic())
 
-    bus = SqliteInvalidationBus(Targets(revocations=(revocations,), key_rings=(reload,)))
+    caches = CacheRegistry()
+    caches.add("revocations", revocations, {ChangeKind.TOKEN_REVOKED})
+    caches.add_key_ring("signing_keys", reload)
+    bus = SqliteInvalidationBus(caches)
     bus.attach(store)
     delays: list[float] = []
     bus.delay_observers.append(lambda _change, delay: delays.append(delay))

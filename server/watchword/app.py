@@ -26,6 +26,7 @@ from watchword.api.admin import AdminServicer
 from watchword.api.auth import AuthServicer
 from watchword.api.guard import AdminAuthInterceptor, GuardInterceptor
 from watchword.api.overload import OverloadInterceptor
+from watchword.caches import CacheRegistry
 from watchword.config import Settings
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
@@ -37,7 +38,7 @@ from watchword.http_api import TOKEN_PATH, authorization_server_metadata, build_
 from watchword.identify.credential_state import is_usable
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
-from watchword.invalidation import InvalidationBus, for_replica
+from watchword.invalidation import InvalidationBus, for_replica, replica_caches
 from watchword.issue.grants import Grants
 from watchword.issue.internal_token import InternalTokens
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError
@@ -405,19 +406,14 @@ def start_audit(settings: Settings, out: TextIO) -> AuditLog | None:
 
 def watch(
     metrics: observe_metrics.Metrics,
-    pipeline: Pipeline,
-    signer: OutboundSigner,
+    caches: CacheRegistry,
     outbound_tokens: TokenCache,
     external: ExternalJwtVerifier | None,
     audit: AuditLog | None,
 ) -> None:
     """Point the metrics at the counts the caches, the JWKS sources and the token cache keep."""
-    metrics.watch_cache("credentials", pipeline.credentials)
-    metrics.watch_cache("applications", pipeline.applications)
-    metrics.watch_cache("memberships", pipeline.memberships)
-    metrics.watch_cache("revocations", pipeline.revocations)
-    metrics.watch_cache("verified_tokens", pipeline.verified_tokens)
-    metrics.watch_cache("outbound_credentials", signer.credentials)
+    for name, cache in caches.counted():
+        metrics.watch_cache(name, cache)
     metrics.watch_token_fetches(outbound_tokens.stats)
     if external is not None:
         metrics.watch_jwks(lambda: {issuer: source.stats for issuer, source in external.sources.items()})
@@ -606,10 +602,6 @@ async def start_worker(
             cache_max_entries=settings.cache_max_entries,
         )
         pipeline.signing_keys.local = keyring.active
-        # Store outages (#8): known credentials keep answering from cache for a bounded time.
-        stale_safe = (pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations)
-        for lookups in stale_safe:
-            lookups.serve_stale_during_outage(settings.store_outage_grace_seconds)
         token_settings = TokenSettings(
             issuer=settings.token_issuer,
             audience=settings.token_audience,
@@ -625,10 +617,13 @@ async def start_worker(
         )
         outbound_tokens = TokenCache(guard=guard)
         signer = OutboundSigner(store, master_key, outbound_tokens, settings.cache_ttl_seconds)
-        bus = for_replica(store, pipeline, signer, keyring, settings.effective_database_url)
+        caches = replica_caches(pipeline, signer, keyring)
+        # Store outages (#8): known credentials keep answering from cache for a bounded time.
+        caches.serve_stale_during_outage(settings.store_outage_grace_seconds)
+        bus = for_replica(store, caches, settings.effective_database_url)
         await bus.start()
         bus.delay_observers.append(lambda _change, seconds: metrics.revocation_delay.observe(seconds))
-        watch(metrics, pipeline, signer, outbound_tokens, external, audit)
+        watch(metrics, caches, outbound_tokens, external, audit)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(
                 pipeline,
