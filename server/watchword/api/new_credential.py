@@ -14,7 +14,7 @@ from watchword.decide import names
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind
 from watchword.identify.oauth_client import CLIENT_SECRET_JWT, PRIVATE_KEY_ALGORITHMS, PRIVATE_KEY_JWT
-from watchword.identify.sealed_keys import sealing_purpose
+from watchword.identify.sealed_keys import SEALED_KINDS, seal
 from watchword.jose.jwk import KeySetError, load_jwk
 from watchword.store import models
 from watchword.v1 import admin_pb2, common_pb2
@@ -44,8 +44,6 @@ GRANT_KINDS = frozenset(
     }
 )
 EVENT_FILTER_KINDS = frozenset({CredentialKind.STATIC_TOKEN, CredentialKind.API_KEY})
-# Kinds whose secret is also an HMAC key Watchword must use (C4 tokens, C7 tokens): sealed, not only hashed.
-SEALED_KINDS = frozenset({CredentialKind.CONNECTOR, CredentialKind.TENANT_SIGNING_SECRET})
 TENANT_ALGORITHMS = ("HS256",)
 
 
@@ -107,10 +105,6 @@ def _client_method(kind: CredentialKind, method: int, public_jwk: str) -> tuple[
     if any(member in document for member in ("d", "p", "q", "dp", "dq", "qi", "k")):
         raise FieldError("public_jwk", "must not contain private key material")
     return method, json.dumps(document, sort_keys=True)
-
-
-def seal(master_key: MasterKey, credential_id: str, secret: str) -> bytes:
-    return master_key.seal(secret.encode("ascii"), sealing_purpose(credential_id))
 
 
 def build(

@@ -11,15 +11,23 @@ from datetime import datetime
 
 from watchword import reasons
 from watchword.crypto.master_key import MasterKey
+from watchword.domain import CredentialKind
 from watchword.jose import jws
 from watchword.jose.jwk import VerificationKey, hmac_key
 from watchword.store.models import Credential
 
 MAX_ENTRIES = 10_000
+# Kinds whose secret is also an HMAC key Watchword must use (C4 tokens, C7 tokens): sealed, not only hashed.
+SEALED_KINDS = frozenset({CredentialKind.CONNECTOR, CredentialKind.TENANT_SIGNING_SECRET})
 
 
 def sealing_purpose(credential_id: str) -> str:
     return f"watchword.credential:{credential_id}"
+
+
+def seal(master_key: MasterKey, credential_id: str, secret: str) -> bytes:
+    """A credential's secret sealed at rest, for `SealedKeys` to open again."""
+    return master_key.seal(secret.encode("ascii"), sealing_purpose(credential_id))
 
 
 class SealedKeys:
