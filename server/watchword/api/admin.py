@@ -1,7 +1,10 @@
-"""AdminService: organizations, applications, memberships and inbound credentials.
+"""AdminService: organizations, applications, memberships, inbound and outbound credentials, signing keys
+and revocation. Translation only: what a call computes (a rotation's next secret, a signing key) comes
+from the domain (`issue.secret_rotation`, `issue.keyring`).
 
-Validation errors raise FieldError (INVALID_ARGUMENT naming the field); the store's NotFoundError
-becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
+Validation errors raise FieldError (INVALID_ARGUMENT naming the field); a record that does not exist is
+NOT_FOUND through `_found`, whether the store raised NotFoundError or a lookup found nothing. Secrets
+appear only in Create/Rotate answers.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def GetOrganization(
         self, request: admin_pb2.GetOrganizationRequest, context: Context
     ) -> admin_pb2.Organization:
-        organization_id = convert.required(request.id, "id", convert.MAX_ID)
+        organization_id = _id(request.id)
         return convert.organization_to_proto(
             await _found(context, self._store.get_organization(organization_id), "organization")
         )
@@ -81,9 +84,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteOrganization(
         self, request: admin_pb2.DeleteOrganizationRequest, context: Context
     ) -> admin_pb2.DeleteOrganizationResponse:
-        await _found(
-            context, self._store.delete_organization(convert.required(request.id, "id", convert.MAX_ID))
-        )
+        await _found(context, self._store.delete_organization(_id(request.id)))
         return admin_pb2.DeleteOrganizationResponse()
 
     # ---- applications ----
@@ -91,7 +92,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CreateApplication(
         self, request: admin_pb2.CreateApplicationRequest, context: Context
     ) -> admin_pb2.Application:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         name = convert.required(request.name, "name", MAX_NAME)
         return convert.application_to_proto(
             await _found(context, self._store.create_application(organization_id, name))
@@ -100,7 +101,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def GetApplication(
         self, request: admin_pb2.GetApplicationRequest, context: Context
     ) -> admin_pb2.Application:
-        application_id = convert.required(request.id, "id", convert.MAX_ID)
+        application_id = _id(request.id)
         return convert.application_to_proto(
             await _found(context, self._store.get_application(application_id), "application")
         )
@@ -108,7 +109,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListApplications(
         self, request: admin_pb2.ListApplicationsRequest, context: Context
     ) -> admin_pb2.ListApplicationsResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         listing = self._store.list_applications(organization_id, request.page_size, request.page_token)
         page = await _listing(_found(context, listing))
         return admin_pb2.ListApplicationsResponse(
@@ -119,9 +120,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteApplication(
         self, request: admin_pb2.DeleteApplicationRequest, context: Context
     ) -> admin_pb2.DeleteApplicationResponse:
-        await _found(
-            context, self._store.delete_application(convert.required(request.id, "id", convert.MAX_ID))
-        )
+        await _found(context, self._store.delete_application(_id(request.id)))
         return admin_pb2.DeleteApplicationResponse()
 
     # ---- memberships ----
@@ -152,7 +151,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListMemberships(
         self, request: admin_pb2.ListMembershipsRequest, context: Context
     ) -> admin_pb2.ListMembershipsResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         issuer = convert.identifier(request.issuer, "issuer", MAX_ISSUER) or None
         listing = self._store.list_memberships(
             organization_id, request.page_size, request.page_token, issuer=issuer
@@ -166,7 +165,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteMembership(
         self, request: admin_pb2.DeleteMembershipRequest, context: Context
     ) -> admin_pb2.DeleteMembershipResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         user_id = convert.required(request.user_id, "user_id", convert.MAX_ID)
         issuer = convert.identifier(request.issuer, "issuer", MAX_ISSUER)
         if not issuer and len(self._issuers) > 1:
@@ -212,7 +211,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def _credential(self, context: Context, credential_id: str) -> models.Credential:
-        lookup = self._store.get_credential(convert.required(credential_id, "id", convert.MAX_ID))
+        lookup = self._store.get_credential(_id(credential_id))
         return await _found(context, lookup, "credential")
 
     async def GetCredential(
@@ -226,7 +225,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if request.kind == common_pb2.CREDENTIAL_KIND_ADMIN_TOKEN:
             organization_id = None
         else:
-            organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+            organization_id = _id(request.organization_id, "organization_id")
         listing = self._store.list_credentials(
             organization_id,
             request.kind,
@@ -243,16 +242,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeactivateCredential(
         self, request: admin_pb2.DeactivateCredentialRequest, context: Context
     ) -> admin_pb2.Credential:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        credential_id = _id(request.id)
         deactivated = await _found(context, self._store.deactivate_credential(credential_id))
         return convert.credential_to_proto(deactivated)
 
     async def DeleteCredential(
         self, request: admin_pb2.DeleteCredentialRequest, context: Context
     ) -> admin_pb2.DeleteCredentialResponse:
-        await _found(
-            context, self._store.delete_credential(convert.required(request.id, "id", convert.MAX_ID))
-        )
+        await _found(context, self._store.delete_credential(_id(request.id)))
         return admin_pb2.DeleteCredentialResponse()
 
     async def RotateCredential(
@@ -287,7 +284,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def _outbound_credential(self, context: Context, credential_id: str) -> models.OutboundCredential:
-        lookup = self._store.get_outbound_credential(convert.required(credential_id, "id", convert.MAX_ID))
+        lookup = self._store.get_outbound_credential(_id(credential_id))
         return await _found(context, lookup, "outbound credential")
 
     async def GetOutboundCredential(
@@ -298,7 +295,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListOutboundCredentials(
         self, request: admin_pb2.ListOutboundCredentialsRequest, context: Context
     ) -> admin_pb2.ListOutboundCredentialsResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         listing = self._store.list_outbound_credentials(
             organization_id, request.page_size, request.page_token
         )
@@ -311,14 +308,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeactivateOutboundCredential(
         self, request: admin_pb2.DeactivateOutboundCredentialRequest, context: Context
     ) -> admin_pb2.OutboundCredential:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        credential_id = _id(request.id)
         row = await _found(context, self._store.deactivate_outbound_credential(credential_id))
         return outbound_admin.to_proto(row)
 
     async def DeleteOutboundCredential(
         self, request: admin_pb2.DeleteOutboundCredentialRequest, context: Context
     ) -> admin_pb2.DeleteOutboundCredentialResponse:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        credential_id = _id(request.id)
         await _found(context, self._store.delete_outbound_credential(credential_id))
         return admin_pb2.DeleteOutboundCredentialResponse()
 
@@ -369,6 +366,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             expires_at = datetime.now(UTC) + timedelta(seconds=self._revocation_lifetime)
         await self._store.revoke_token(token_id, expires_at)
         return admin_pb2.RevokeTokenResponse()
+
+
+def _id(value: str, field: str = "id") -> str:
+    """A required id field of a request."""
+    return convert.required(value, field, convert.MAX_ID)
 
 
 async def _found(context: Context, call: Awaitable[T | None], what: str = "") -> T:
