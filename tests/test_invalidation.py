@@ -204,9 +204,7 @@ async def test_a_failing_key_ring_reload_is_logged_and_the_rest_still_happens(ca
 async def test_the_postgresql_bus_reports_every_delay_and_skips_its_own_changes() -> None:
     world = World()
     await world.warm()
-    bus = PostgresInvalidationBus(
-        world.bus.caches, database_url="postgresql://x@127.0.0.1/none", origin="me"
-    )
+    bus = PostgresInvalidationBus(world.bus.caches, database_url="postgresql://x@127.0.0.1/none", origin="me")
     seen: list[tuple[ChangeKind, float]] = []
     bus.delay_observers.append(lambda change, delay: seen.append((change.kind, delay)))
     bus.delay_observers.insert(0, lambda change, delay: 1 / 0)  # a broken observer changes nothing
