@@ -1,7 +1,8 @@
-"""Dropping what a replica remembers when the store changes (issue #8: revocation everywhere within 1 s).
+"""Dropping what a replica remembers when the store changes (S6, I6: refused everywhere within 1 s).
 
 One code path on both backends: every write that affects a decision yields a `Change` (see
-`store.change_feed`), and `InvalidationBus.apply` drops the matching entries of every cache:
+`store.change_feed`), and `InvalidationBus.apply` drops the matching entries of every cache in the
+replica's registry (`watchword.caches`):
 
 - on the replica that made the change, at once after commit (the store calls the bus), so the very next
   call there is refused;
@@ -24,12 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from watchword.identify.cache import TtlCache
-from watchword.identify.verified_tokens import VerifiedTokens
+from watchword.caches import CacheRegistry
 from watchword.issue.keyring import IssuingKeyring
 from watchword.outbound.signer import OutboundSigner
 from watchword.pipeline import Pipeline
@@ -44,34 +43,18 @@ DelayObserver = Callable[[Change, float], None]
 FIRST_CONNECTION_WAIT_SECONDS = 5.0
 
 
-@dataclass
-class Targets:
-    """Everything a replica caches that an admin change can make wrong."""
-
-    credentials: tuple[TtlCache[Any], ...] = ()  # keyed by credential id
-    applications: tuple[TtlCache[Any], ...] = ()  # keyed by application id
-    memberships: tuple[TtlCache[Any], ...] = ()  # keyed by subject, every issuer's rows in one entry
-    revocations: tuple[TtlCache[Any], ...] = ()  # keyed by jti
-    outbound_credentials: tuple[TtlCache[Any], ...] = ()  # keyed by outbound credential id
-    verified_tokens: tuple[VerifiedTokens, ...] = ()  # JWTs whose principal rests on a credential
-    # Reloaded when a signing key is created or rotated: verification rings and the issuing keyring.
-    key_rings: tuple[Callable[[], Awaitable[None]], ...] = ()
-
-    def all_caches(self) -> list[TtlCache[Any]]:
-        return [
-            *self.credentials,
-            *self.applications,
-            *self.memberships,
-            *self.revocations,
-            *self.outbound_credentials,
-        ]
+# Deletions cascade (an organization's applications and credentials, an application's credentials),
+# to records the event does not name: nothing cached may outlive them.
+CLEARS_EVERYTHING = frozenset({ChangeKind.APPLICATION_DELETED, ChangeKind.ORGANIZATION})
+RELOADS_KEY_RINGS = frozenset({ChangeKind.SIGNING_KEY})
 
 
 @dataclass
 class InvalidationBus:
-    """In-process: applies this replica's own changes. The base of the feed-following buses."""
+    """In-process: applies this replica's own changes to every registered cache. The base of the
+    feed-following buses."""
 
-    targets: Targets
+    caches: CacheRegistry
     delay_observers: list[DelayObserver] = field(default_factory=list)
     applied: int = 0  # changes applied so far (own and received): for tests and metrics
     flushes: int = 0
@@ -88,53 +71,18 @@ class InvalidationBus:
 
     async def apply(self, change: Change) -> None:
         self.applied += 1
-        kind, ids, targets = change.kind, change.ids, self.targets
-        if kind is ChangeKind.CREDENTIAL:
-            _invalidate(targets.credentials, ids)
-            for tokens in targets.verified_tokens:
-                for credential_id in ids:
-                    tokens.forget_credential(credential_id)
-        elif kind is ChangeKind.MEMBERSHIP:
-            _invalidate(targets.memberships, ids)
-        elif kind is ChangeKind.TOKEN_REVOKED:
-            _invalidate(targets.revocations, ids)
-        elif kind is ChangeKind.OUTBOUND_CREDENTIAL:
-            _invalidate(targets.outbound_credentials, ids)
-        elif kind is ChangeKind.APPLICATION_CREATED:
-            _invalidate(targets.applications, ids)  # a lookup of its id may have been cached as a miss
-        elif kind is ChangeKind.APPLICATION_DELETED:
-            # Its credentials went with it (cascade), whichever they were: nothing cached may outlive it.
-            self._clear_caches()
-        elif kind is ChangeKind.ORGANIZATION:
-            self._clear_caches()
-        elif kind is ChangeKind.SIGNING_KEY:
-            await self._reload_key_rings()
+        if change.kind in CLEARS_EVERYTHING:
+            self.caches.clear()
+        else:
+            self.caches.invalidate(change.kind, change.ids)
+        if change.kind in RELOADS_KEY_RINGS:
+            await self.caches.reload_key_rings()
 
     async def flush(self) -> None:
         """Forget everything: the next calls reload from the store."""
         self.flushes += 1
-        self._clear_caches()
-        await self._reload_key_rings()
-
-    def _clear_caches(self) -> None:
-        for cache in self.targets.all_caches():
-            cache.clear()
-        for tokens in self.targets.verified_tokens:
-            tokens.clear()
-
-    async def _reload_key_rings(self) -> None:
-        for reload in self.targets.key_rings:
-            try:
-                await reload()
-            except Exception:
-                # A ring that failed to reload still reloads on the first unknown kid it meets.
-                log.exception("reloading signing keys after a change failed")
-
-
-def _invalidate(caches: Iterable[TtlCache[Any]], keys: Iterable[str]) -> None:
-    for cache in caches:
-        for key in keys:
-            cache.invalidate(key)
+        self.caches.clear()
+        await self.caches.reload_key_rings()
 
 
 @dataclass
@@ -214,35 +162,29 @@ class SqliteInvalidationBus(FeedInvalidationBus):
             await self.follower.stop()
 
 
-def for_replica(
-    store: Store,
-    pipeline: Pipeline,
-    signer: OutboundSigner,
-    keyring: IssuingKeyring,
-    database_url: str,
-) -> InvalidationBus:
-    """The bus for this replica's caches, attached to its store: following the change log on SQLite,
-    with the LISTEN connection on PostgreSQL. `start()` it before serving, `stop()` it at shutdown."""
+def replica_caches(pipeline: Pipeline, signer: OutboundSigner, keyring: IssuingKeyring) -> CacheRegistry:
+    """Everything this replica caches: the pipeline's caches, the outbound credentials and the issuing
+    key ring. Invalidation, outage answers and metrics all iterate this one registry."""
+    outbound = CacheRegistry()
+    outbound.add("outbound_credentials", signer.credentials, {ChangeKind.OUTBOUND_CREDENTIAL}, counted=True)
 
     async def refresh_issuing_key() -> None:
         # Another replica rotated: sign with the new key at once instead of after `refresh_seconds`.
         await keyring.refresh_if_stale(max_age_seconds=0)
 
-    targets = Targets(
-        credentials=(pipeline.credentials,),
-        applications=(pipeline.applications,),
-        memberships=(pipeline.memberships,),
-        revocations=(pipeline.revocations,),
-        outbound_credentials=(signer.credentials,),
-        verified_tokens=(pipeline.verified_tokens,),
-        key_rings=(refresh_issuing_key, pipeline.signing_keys.reload),
-    )
+    outbound.add_key_ring("issuing_key", refresh_issuing_key)
+    return pipeline.caches.joined(outbound)
+
+
+def for_replica(store: Store, caches: CacheRegistry, database_url: str) -> InvalidationBus:
+    """The bus for this replica's caches, attached to its store: following the change log on SQLite,
+    with the LISTEN connection on PostgreSQL. `start()` it before serving, `stop()` it at shutdown."""
     bus: InvalidationBus
     if store.engine.dialect.name == "postgresql":
-        bus = PostgresInvalidationBus(targets, database_url=database_url)
+        bus = PostgresInvalidationBus(caches, database_url=database_url)
     elif store.engine.url.database not in (None, "", ":memory:"):
-        bus = SqliteInvalidationBus(targets)
+        bus = SqliteInvalidationBus(caches)
     else:
-        bus = InvalidationBus(targets)  # an in-memory database: no other process can share it
+        bus = InvalidationBus(caches)  # an in-memory database: no other process can share it
     bus.attach(store)
     return bus

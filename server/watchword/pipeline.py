@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from watchword import challenge, extract, reasons
+from watchword.caches import CacheRegistry
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import APPLICATION_LEVELS, Catalogue
 from watchword.decide.rules import decide
@@ -29,6 +30,7 @@ from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
 from watchword.identify.verified_tokens import VerifiedTokens
 from watchword.identify.verifier import JwtSettings
+from watchword.store.change_feed import ChangeKind
 from watchword.store.database import is_store_outage
 from watchword.store.models import Application, Credential, Membership
 from watchword.store.repository import Store
@@ -119,6 +121,23 @@ class Pipeline:
         deps = verifiers.Dependencies(lookup, self.sealed_keys, self.signing_keys, self.jwt, external)
         self.jwts = verifiers.JwtRouter(verifiers.jwt_verifiers(deps), transports.max_token_bytes)
         self.identifications = 0  # credentials verified (cache hits included): for tests and metrics
+        self.caches = self._registered_caches()
+
+    def _registered_caches(self) -> CacheRegistry:
+        """Every cache this pipeline keeps, with the changes whose ids are its keys (`watchword.caches`):
+        invalidation, outage answers and metrics reach exactly these."""
+        caches = CacheRegistry()
+        stored = {"counted": True, "serves_stale": True}  # store lookups: values safe to serve stale
+        caches.add("credentials", self.credentials, {ChangeKind.CREDENTIAL}, **stored)
+        caches.add("applications", self.applications, {ChangeKind.APPLICATION_CREATED}, **stored)
+        caches.add("memberships", self.memberships, {ChangeKind.MEMBERSHIP}, **stored)
+        caches.add("revocations", self.revocations, {ChangeKind.TOKEN_REVOKED}, **stored)
+        caches.add("verified_tokens", self.verified_tokens, {ChangeKind.CREDENTIAL}, counted=True)
+        caches.add("verified_secrets", self.verified_secrets, {ChangeKind.CREDENTIAL})
+        caches.add("sealed_keys", self.sealed_keys, {ChangeKind.CREDENTIAL})
+        caches.add("client_public_keys", self.clients.public_keys, {ChangeKind.CREDENTIAL})
+        caches.add_key_ring("signing_keys", self.signing_keys.reload)
+        return caches
 
     async def authenticate(
         self, source: CredentialInput, now: datetime | None = None, memo: Memo | None = None

@@ -27,6 +27,7 @@ from watchword.identify import minting, oauth_client
 from watchword.identify.oauth_client import ASSERTION_TYPE
 from watchword.pipeline import JwtSettings, Pipeline
 from watchword.store import database
+from watchword.store.change_feed import ChangeKind
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
@@ -147,6 +148,25 @@ async def test_c9_client_secret_jwt_and_replay(world) -> None:
     replayed = await check(pipeline, auth)
     assert isinstance(replayed, Refusal)
     assert replayed.reason == reasons.TOKEN_REPLAYED
+
+
+async def test_c9_a_rotated_client_secret_jwt_client_signs_with_its_new_secret(world) -> None:
+    """Its secret is an HMAC key, sealed at creation: the rotation seals the new one too."""
+    store, pipeline, org = world
+    client_id, old_secret = await register(store, org, SECRET_JWT)
+    record = await store.get_credential(client_id)
+    assert record is not None
+    new = minting.rotated_secret(record, MASTER)
+    await store.rotate_credential(client_id, new.hash, new.sealed, None)
+    pipeline.caches.invalidate(ChangeKind.CREDENTIAL, (client_id,))  # what the change feed does
+    signed = assertion(client_id, new.value.encode(), "HS256")
+    auth = ClientAuthentication(client_assertion_type=ASSERTION_TYPE, client_assertion=signed)
+    assert isinstance(await check(pipeline, auth), Principal)
+    stale = assertion(client_id, old_secret.encode(), "HS256")
+    auth = ClientAuthentication(client_assertion_type=ASSERTION_TYPE, client_assertion=stale)
+    refused = await check(pipeline, auth)
+    assert isinstance(refused, Refusal)
+    assert refused.reason == reasons.TOKEN_SIGNATURE_INVALID
 
 
 # The HS512 case signs with a short key on purpose.

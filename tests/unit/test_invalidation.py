@@ -16,11 +16,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from watchword.caches import CacheRegistry
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Transport
 from watchword.identify.cache import TtlCache
 from watchword.identify.verified_tokens import VerifiedTokens
 from watchword.identify.watchword_token import SigningKeyRing
-from watchword.invalidation import InvalidationBus, PostgresInvalidationBus, Targets
+from watchword.invalidation import InvalidationBus, PostgresInvalidationBus
 from watchword.store import database, models
 from watchword.store.change_feed import CHANNEL, BadPayload, Change, ChangeKind, parse
 from watchword.store.change_listener import ChangeListener, conninfo
@@ -120,17 +121,15 @@ class World:
         self.outbound: TtlCache[str] = TtlCache(_loaded, ttl=60)
         self.tokens = VerifiedTokens(self._no_credential)
         self.reloads = 0
-        self.bus = InvalidationBus(
-            Targets(
-                credentials=(self.credentials,),
-                applications=(self.applications,),
-                memberships=(self.memberships,),
-                revocations=(self.revocations,),
-                outbound_credentials=(self.outbound,),
-                verified_tokens=(self.tokens,),
-                key_rings=(self._reload,),
-            )
-        )
+        caches = CacheRegistry()
+        caches.add("credentials", self.credentials, {ChangeKind.CREDENTIAL})
+        caches.add("applications", self.applications, {ChangeKind.APPLICATION_CREATED})
+        caches.add("memberships", self.memberships, {ChangeKind.MEMBERSHIP})
+        caches.add("revocations", self.revocations, {ChangeKind.TOKEN_REVOKED})
+        caches.add("outbound_credentials", self.outbound, {ChangeKind.OUTBOUND_CREDENTIAL})
+        caches.add("verified_tokens", self.tokens, {ChangeKind.CREDENTIAL})
+        caches.add_key_ring("signing_keys", self._reload)
+        self.bus = InvalidationBus(caches)
 
     @staticmethod
     async def _no_credential(_: str) -> models.Credential | None:
@@ -195,7 +194,10 @@ async def test_a_failing_key_ring_reload_is_logged_and_the_rest_still_happens(ca
     async def broken() -> None:
         raise OSError("store down")
 
-    bus = InvalidationBus(Targets(credentials=(cache,), key_rings=(broken,)))
+    caches = CacheRegistry()
+    caches.add("credentials", cache, {ChangeKind.CREDENTIAL})
+    caches.add_key_ring("signing_keys", broken)
+    bus = InvalidationBus(caches)
     await bus.flush()
     assert len(cache) == 0
     assert "reloading signing keys" in caplog.text
@@ -204,9 +206,7 @@ async def test_a_failing_key_ring_reload_is_logged_and_the_rest_still_happens(ca
 async def test_the_postgresql_bus_reports_every_delay_and_skips_its_own_changes() -> None:
     world = World()
     await world.warm()
-    bus = PostgresInvalidationBus(
-        world.bus.targets, database_url="postgresql://x@127.0.0.1/none", origin="me"
-    )
+    bus = PostgresInvalidationBus(world.bus.caches, database_url="postgresql://x@127.0.0.1/none", origin="me")
     seen: list[tuple[ChangeKind, float]] = []
     bus.delay_observers.append(lambda change, delay: seen.append((change.kind, delay)))
     bus.delay_observers.insert(0, lambda change, delay: 1 / 0)  # a broken observer changes nothing
@@ -279,7 +279,9 @@ async def test_s7_a_membership_change_of_one_issuers_user_refreshes_that_subject
     """Memberships are cached by subject (what the change feed names) and keyed inside by issuer: a write
     for either issuer's user drops the entry, so neither issuer's roles are served stale."""
     memberships = TtlCache(store.user_memberships, ttl=60)
-    InvalidationBus(Targets(memberships=(memberships,))).attach(store)
+    caches = CacheRegistry()
+    caches.add("memberships", memberships, {ChangeKind.MEMBERSHIP})
+    InvalidationBus(caches).attach(store)
     organization = await store.create_organization("o")
     first, second = "https://a.example", "https://b.example"
     await store.set_membership(organization.id, first, "user-1", ["admin"])

@@ -22,13 +22,14 @@ from grpc_status import rpc_status
 
 from watchword.api.admin import AdminServicer
 from watchword.api.guard import GuardInterceptor
+from watchword.caches import CacheRegistry
 from watchword.config import ConfigError
 from watchword.config import load as load_settings
 from watchword.crypto import master_key as master_key_module
 from watchword.crypto.master_key import MasterKey, MasterKeyError
 from watchword.decide.catalogue import Catalogue
 from watchword.identify.watchword_token import SigningKeyRing
-from watchword.invalidation import InvalidationBus, Targets
+from watchword.invalidation import InvalidationBus
 from watchword.issue import signing_keys
 from watchword.issue.keyring import IssuingKeyring, SigningKeyError, public_jwk
 from watchword.jose import jws
@@ -425,7 +426,9 @@ async def admin_server(
     # applied by this replica's invalidation bus, can teach it.
     ring = SigningKeyRing(store.list_signing_keys, clock=lambda: 0.0)
     await ring.reload()
-    InvalidationBus(Targets(key_rings=(ring.reload,))).attach(store)
+    caches = CacheRegistry()
+    caches.add_key_ring("signing_keys", ring.reload)
+    InvalidationBus(caches).attach(store)
     servicer = AdminServicer(store, Catalogue.load(), master_key, keyring=keyring)
     server = grpc.aio.server(interceptors=[GuardInterceptor()])
     admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)

@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watchword.caches import CacheRegistry
 from watchword.identify.cache import TtlCache
-from watchword.invalidation import SqliteInvalidationBus, Targets
-from watchword.store import database, models, repository
+from watchword.invalidation import SqliteInvalidationBus
+from watchword.store import base, database, models
 from watchword.store.change_feed import BadPayload, Change, ChangeKind, parse
 from watchword.store.change_log import ChangeLogFollower, SqliteChangeLog
 from watchword.store.repository import NotFoundError, Store
@@ -49,7 +50,10 @@ def _process(url: str) -> Process:
     async def reload() -> None:
         reloads.append(time.monotonic())
 
-    bus = SqliteInvalidationBus(Targets(revocations=(revocations,), key_rings=(reload,)))
+    caches = CacheRegistry()
+    caches.add("revocations", revocations, {ChangeKind.TOKEN_REVOKED})
+    caches.add_key_ring("signing_keys", reload)
+    bus = SqliteInvalidationBus(caches)
     bus.attach(store)
     delays: list[float] = []
     bus.delay_observers.append(lambda _change, delay: delays.append(delay))
@@ -163,7 +167,7 @@ async def _never() -> None:
 async def test_writers_of_every_process_keep_the_log_bounded(
     pair, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository, "KEEP_ENTRIES", 5)
+    monkeypatch.setattr(base, "KEEP_ENTRIES", 5)
     first, second = pair
     for number in range(12):
         await (first if number % 2 else second).store.revoke_token(f"jti-{number}", LATER)
@@ -173,7 +177,7 @@ async def test_writers_of_every_process_keep_the_log_bounded(
 async def test_a_follower_behind_pruned_entries_flushes_and_follows_on(
     path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(repository, "KEEP_ENTRIES", 5)
+    monkeypatch.setattr(base, "KEEP_ENTRIES", 5)
     writer = Store.connect(f"sqlite:///{path}")
     received: list[Change] = []
     flushes: list[int] = []

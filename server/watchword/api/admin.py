@@ -1,12 +1,14 @@
-"""AdminService: organizations, applications, memberships and inbound credentials.
+"""AdminService: organizations, applications, memberships, inbound and outbound credentials, signing keys
+and revocation. Translation only: what a call computes (a rotation's next secret, a signing key) comes
+from the domain (`identify.minting`, `issue.keyring`).
 
-Validation errors raise FieldError (INVALID_ARGUMENT naming the field); the store's NotFoundError
-becomes NOT_FOUND. Secrets appear only in Create/Rotate answers.
+Validation errors raise FieldError (INVALID_ARGUMENT naming the field); a record that does not exist is
+NOT_FOUND through `_found`, whether the store raised NotFoundError or a lookup found nothing. Secrets
+appear only in Create/Rotate answers.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -20,7 +22,7 @@ from watchword.decide.catalogue import Catalogue
 from watchword.identify import minting
 from watchword.identify.issuer_settings import IssuerSettings, by_issuer
 from watchword.issue import signing_keys
-from watchword.issue.keyring import IssuingKeyring, public_jwk
+from watchword.issue.keyring import IssuingKeyring
 from watchword.store import models
 from watchword.store.repository import InvalidPageTokenError, NotFoundError, Page, Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -30,62 +32,7 @@ Context = grpc.aio.ServicerContext
 T = TypeVar("T")
 
 MAX_NAME = new_credential.MAX_NAME
-MAX_OVERLAP = timedelta(days=30)
 MAX_ISSUER = 2048  # as an [[issuers]] table's `issuer`
-
-
-def organization_to_proto(row: models.Organization) -> admin_pb2.Organization:
-    return admin_pb2.Organization(id=row.id, name=row.name, created_at=convert.timestamp(row.created_at))
-
-
-def application_to_proto(row: models.Application) -> admin_pb2.Application:
-    return admin_pb2.Application(
-        id=row.id,
-        organization_id=row.organization_id,
-        name=row.name,
-        created_at=convert.timestamp(row.created_at),
-    )
-
-
-def membership_to_proto(row: models.Membership) -> admin_pb2.Membership:
-    return admin_pb2.Membership(
-        organization_id=row.organization_id, user_id=row.user_id, roles=list(row.roles), issuer=row.issuer
-    )
-
-
-def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
-    return admin_pb2.Credential(
-        id=row.id,
-        kind=row.kind,
-        organization_id=row.organization_id or "",
-        application_id=row.application_id or "",
-        name=row.name,
-        permissions=list(row.permissions),
-        event_types_allowed=list(row.event_types_allowed),
-        event_types_denied=list(row.event_types_denied),
-        basic_auth_enabled=row.basic_auth_enabled,
-        expires_at=convert.timestamp(row.expires_at),
-        created_at=convert.timestamp(row.created_at),
-        deactivated_at=convert.timestamp(row.deactivated_at),
-        rotated_at=convert.timestamp(row.rotated_at),
-        previous_secret_valid_until=convert.timestamp(row.previous_secret_valid_until),
-        algorithms=list(row.algorithms),
-        client_auth_method=row.client_auth_method,
-        public_jwk=row.public_jwk,
-        secret_hint=row.secret_hint,
-    )
-
-
-def signing_key_to_proto(row: models.SigningKey) -> admin_pb2.SigningKey:
-    return admin_pb2.SigningKey(
-        kid=row.kid,
-        algorithm=row.algorithm,
-        # Public members only, whatever the stored JSON holds.
-        public_jwk=json.dumps(public_jwk(row), sort_keys=True),
-        created_at=convert.timestamp(row.created_at),
-        active=row.active,
-        retires_at=convert.timestamp(row.retires_at),
-    )
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -116,31 +63,29 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.CreateOrganizationRequest, context: Context
     ) -> admin_pb2.Organization:
         name = convert.required(request.name, "name", MAX_NAME)
-        return organization_to_proto(await self._store.create_organization(name))
+        return convert.organization_to_proto(await self._store.create_organization(name))
 
     async def GetOrganization(
         self, request: admin_pb2.GetOrganizationRequest, context: Context
     ) -> admin_pb2.Organization:
-        row = await self._store.get_organization(convert.required(request.id, "id", convert.MAX_ID))
-        if row is None:
-            await errors.not_found(context, "organization not found")
-        return organization_to_proto(row)
+        organization_id = _id(request.id)
+        return convert.organization_to_proto(
+            await _found(context, self._store.get_organization(organization_id), "organization")
+        )
 
     async def ListOrganizations(
         self, request: admin_pb2.ListOrganizationsRequest, context: Context
     ) -> admin_pb2.ListOrganizationsResponse:
         page = await _listing(self._store.list_organizations(request.page_size, request.page_token))
         return admin_pb2.ListOrganizationsResponse(
-            organizations=[organization_to_proto(row) for row in page.items],
+            organizations=[convert.organization_to_proto(row) for row in page.items],
             next_page_token=page.next_page_token,
         )
 
     async def DeleteOrganization(
         self, request: admin_pb2.DeleteOrganizationRequest, context: Context
     ) -> admin_pb2.DeleteOrganizationResponse:
-        await _found(
-            context, self._store.delete_organization(convert.required(request.id, "id", convert.MAX_ID))
-        )
+        await _found(context, self._store.delete_organization(_id(request.id)))
         return admin_pb2.DeleteOrganizationResponse()
 
     # ---- applications ----
@@ -148,37 +93,35 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CreateApplication(
         self, request: admin_pb2.CreateApplicationRequest, context: Context
     ) -> admin_pb2.Application:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         name = convert.required(request.name, "name", MAX_NAME)
-        return application_to_proto(
+        return convert.application_to_proto(
             await _found(context, self._store.create_application(organization_id, name))
         )
 
     async def GetApplication(
         self, request: admin_pb2.GetApplicationRequest, context: Context
     ) -> admin_pb2.Application:
-        row = await self._store.get_application(convert.required(request.id, "id", convert.MAX_ID))
-        if row is None:
-            await errors.not_found(context, "application not found")
-        return application_to_proto(row)
+        application_id = _id(request.id)
+        return convert.application_to_proto(
+            await _found(context, self._store.get_application(application_id), "application")
+        )
 
     async def ListApplications(
         self, request: admin_pb2.ListApplicationsRequest, context: Context
     ) -> admin_pb2.ListApplicationsResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         listing = self._store.list_applications(organization_id, request.page_size, request.page_token)
         page = await _listing(_found(context, listing))
         return admin_pb2.ListApplicationsResponse(
-            applications=[application_to_proto(row) for row in page.items],
+            applications=[convert.application_to_proto(row) for row in page.items],
             next_page_token=page.next_page_token,
         )
 
     async def DeleteApplication(
         self, request: admin_pb2.DeleteApplicationRequest, context: Context
     ) -> admin_pb2.DeleteApplicationResponse:
-        await _found(
-            context, self._store.delete_application(convert.required(request.id, "id", convert.MAX_ID))
-        )
+        await _found(context, self._store.delete_application(_id(request.id)))
         return admin_pb2.DeleteApplicationResponse()
 
     # ---- memberships ----
@@ -197,31 +140,33 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 "membership.roles", f"unknown role(s) {unknown}; known: {sorted(self._catalogue.roles)}"
             )
         issuer = convert.identifier(membership.issuer, "membership.issuer", MAX_ISSUER)
-        await _found(context, self._require_organization(organization_id))  # unknown ids: NOT_FOUND first
+        # Unknown ids: NOT_FOUND before the issuer is checked.
+        await _found(context, self._store.get_organization(organization_id), "organization")
         issuer = self._granting_issuer(issuer, organization_id)
         row = await _found(
             context,
             self._store.set_membership(organization_id, issuer, user_id, sorted(set(membership.roles))),
         )
-        return membership_to_proto(row)
+        return convert.membership_to_proto(row)
 
     async def ListMemberships(
         self, request: admin_pb2.ListMembershipsRequest, context: Context
     ) -> admin_pb2.ListMembershipsResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         issuer = convert.identifier(request.issuer, "issuer", MAX_ISSUER) or None
         listing = self._store.list_memberships(
             organization_id, request.page_size, request.page_token, issuer=issuer
         )
         page = await _listing(_found(context, listing))
         return admin_pb2.ListMembershipsResponse(
-            memberships=[membership_to_proto(row) for row in page.items], next_page_token=page.next_page_token
+            memberships=[convert.membership_to_proto(row) for row in page.items],
+            next_page_token=page.next_page_token,
         )
 
     async def DeleteMembership(
         self, request: admin_pb2.DeleteMembershipRequest, context: Context
     ) -> admin_pb2.DeleteMembershipResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         user_id = convert.required(request.user_id, "user_id", convert.MAX_ID)
         issuer = convert.identifier(request.issuer, "issuer", MAX_ISSUER)
         if not issuer and len(self._issuers) > 1:
@@ -229,10 +174,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         issuer = issuer or next(iter(self._issuers), models.UNBOUND_ISSUER)
         await _found(context, self._store.delete_membership(organization_id, issuer, user_id))
         return admin_pb2.DeleteMembershipResponse()
-
-    async def _require_organization(self, organization_id: str) -> None:
-        if await self._store.get_organization(organization_id) is None:
-            raise NotFoundError("organization", organization_id)
 
     def _granting_issuer(self, issuer: str, organization_id: str) -> str:
         """The configured issuer a membership is written for, bound to the organization; else FieldError."""
@@ -266,18 +207,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.CreateCredentialResponse:
         row, secret = new_credential.build(request, self._catalogue, self._master_key)
         stored = await _found(context, self._store.add_credential(row))
-        return admin_pb2.CreateCredentialResponse(credential=credential_to_proto(stored), secret=secret)
+        return admin_pb2.CreateCredentialResponse(
+            credential=convert.credential_to_proto(stored), secret=secret
+        )
 
-    async def _credential(self, context: grpc.aio.ServicerContext, credential_id: str) -> models.Credential:
-        row = await self._store.get_credential(convert.required(credential_id, "id", convert.MAX_ID))
-        if row is None:
-            await errors.not_found(context, "credential not found")
-        return row
+    async def _credential(self, context: Context, credential_id: str) -> models.Credential:
+        lookup = self._store.get_credential(_id(credential_id))
+        return await _found(context, lookup, "credential")
 
     async def GetCredential(
         self, request: admin_pb2.GetCredentialRequest, context: Context
     ) -> admin_pb2.Credential:
-        return credential_to_proto(await self._credential(context, request.id))
+        return convert.credential_to_proto(await self._credential(context, request.id))
 
     async def ListCredentials(
         self, request: admin_pb2.ListCredentialsRequest, context: Context
@@ -285,7 +226,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if request.kind == common_pb2.CREDENTIAL_KIND_ADMIN_TOKEN:
             organization_id = None
         else:
-            organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+            organization_id = _id(request.organization_id, "organization_id")
         listing = self._store.list_credentials(
             organization_id,
             request.kind,
@@ -295,30 +236,30 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         page = await _listing(_found(context, listing))
         return admin_pb2.ListCredentialsResponse(
-            credentials=[credential_to_proto(row) for row in page.items], next_page_token=page.next_page_token
+            credentials=[convert.credential_to_proto(row) for row in page.items],
+            next_page_token=page.next_page_token,
         )
 
     async def DeactivateCredential(
         self, request: admin_pb2.DeactivateCredentialRequest, context: Context
     ) -> admin_pb2.Credential:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        credential_id = _id(request.id)
         deactivated = await _found(context, self._store.deactivate_credential(credential_id))
-        return credential_to_proto(deactivated)
+        return convert.credential_to_proto(deactivated)
 
     async def DeleteCredential(
         self, request: admin_pb2.DeleteCredentialRequest, context: Context
     ) -> admin_pb2.DeleteCredentialResponse:
-        await _found(
-            context, self._store.delete_credential(convert.required(request.id, "id", convert.MAX_ID))
-        )
+        await _found(context, self._store.delete_credential(_id(request.id)))
         return admin_pb2.DeleteCredentialResponse()
 
     async def RotateCredential(
         self, request: admin_pb2.RotateCredentialRequest, context: Context
     ) -> admin_pb2.CreateCredentialResponse:
         row = await self._credential(context, request.id)
-        if request.overlap_seconds < 0 or request.overlap_seconds > MAX_OVERLAP.total_seconds():
-            raise FieldError("overlap_seconds", f"must be between 0 and {int(MAX_OVERLAP.total_seconds())}")
+        limit = minting.MAX_OVERLAP.total_seconds()
+        if request.overlap_seconds < 0 or request.overlap_seconds > limit:
+            raise FieldError("overlap_seconds", f"must be between 0 and {int(limit)}")
         if row.deactivated_at is not None:
             raise FieldError("id", "a deactivated credential cannot be rotated")
         now = datetime.now(UTC)
@@ -331,7 +272,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         rotated = await _found(context, rotation)
         return admin_pb2.CreateCredentialResponse(
-            credential=credential_to_proto(rotated), secret=secret.value
+            credential=convert.credential_to_proto(rotated), secret=secret.value
         )
 
     # ---- outbound credentials, signing keys, revocation: later issues ----
@@ -345,18 +286,19 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             credential=outbound_admin.to_proto(stored), payload_signing_secret=generated
         )
 
+    async def _outbound_credential(self, context: Context, credential_id: str) -> models.OutboundCredential:
+        lookup = self._store.get_outbound_credential(_id(credential_id))
+        return await _found(context, lookup, "outbound credential")
+
     async def GetOutboundCredential(
         self, request: admin_pb2.GetOutboundCredentialRequest, context: Context
     ) -> admin_pb2.OutboundCredential:
-        row = await self._store.get_outbound_credential(convert.required(request.id, "id", convert.MAX_ID))
-        if row is None:
-            await errors.not_found(context, "outbound credential not found")
-        return outbound_admin.to_proto(row)
+        return outbound_admin.to_proto(await self._outbound_credential(context, request.id))
 
     async def ListOutboundCredentials(
         self, request: admin_pb2.ListOutboundCredentialsRequest, context: Context
     ) -> admin_pb2.ListOutboundCredentialsResponse:
-        organization_id = convert.required(request.organization_id, "organization_id", convert.MAX_ID)
+        organization_id = _id(request.organization_id, "organization_id")
         listing = self._store.list_outbound_credentials(
             organization_id, request.page_size, request.page_token
         )
@@ -369,26 +311,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeactivateOutboundCredential(
         self, request: admin_pb2.DeactivateOutboundCredentialRequest, context: Context
     ) -> admin_pb2.OutboundCredential:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        credential_id = _id(request.id)
         row = await _found(context, self._store.deactivate_outbound_credential(credential_id))
         return outbound_admin.to_proto(row)
 
     async def DeleteOutboundCredential(
         self, request: admin_pb2.DeleteOutboundCredentialRequest, context: Context
     ) -> admin_pb2.DeleteOutboundCredentialResponse:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
+        credential_id = _id(request.id)
         await _found(context, self._store.delete_outbound_credential(credential_id))
         return admin_pb2.DeleteOutboundCredentialResponse()
 
     async def RotateOutboundCredential(
         self, request: admin_pb2.RotateOutboundCredentialRequest, context: Context
     ) -> admin_pb2.CreateOutboundCredentialResponse:
-        credential_id = convert.required(request.id, "id", convert.MAX_ID)
-        row = await self._store.get_outbound_credential(credential_id)
-        if row is None:
-            await errors.not_found(context, "outbound credential not found")
+        row = await self._outbound_credential(context, request.id)
         sealed, until, generated = outbound_admin.rotated(row, request, self._master_key)
-        updated = await _found(context, self._store.rotate_outbound_credential(credential_id, sealed, until))
+        updated = await _found(context, self._store.rotate_outbound_credential(row.id, sealed, until))
         return admin_pb2.CreateOutboundCredentialResponse(
             credential=outbound_admin.to_proto(updated), payload_signing_secret=generated
         )
@@ -400,7 +339,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListSigningKeysResponse:
         # As the contract says: the keys that still verify (retired ones are of no use to anyone).
         keys = await self._store.signing_keys_for_jwks(datetime.now(UTC))
-        return admin_pb2.ListSigningKeysResponse(keys=[signing_key_to_proto(key) for key in keys])
+        return admin_pb2.ListSigningKeysResponse(keys=[convert.signing_key_to_proto(key) for key in keys])
 
     async def RotateSigningKey(
         self, request: admin_pb2.RotateSigningKeyRequest, context: Context
@@ -415,7 +354,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if request.algorithm and request.algorithm not in signing_keys.ALGORITHMS:
             raise FieldError("algorithm", f"must be empty or one of {', '.join(signing_keys.ALGORITHMS)}")
         row = await self._keyring.rotate(request.algorithm or None)
-        return signing_key_to_proto(row)
+        return convert.signing_key_to_proto(row)
 
     # ---- revocation (I6) ----
 
@@ -432,12 +371,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.RevokeTokenResponse()
 
 
-async def _found(context: grpc.aio.ServicerContext, call: Awaitable[T]) -> T:
-    """Await a store call, answering NOT_FOUND when it names a record that does not exist."""
+def _id(value: str, field: str = "id") -> str:
+    """A required id field of a request."""
+    return convert.required(value, field, convert.MAX_ID)
+
+
+async def _found(context: Context, call: Awaitable[T | None], what: str = "") -> T:
+    """Await a store call, answering NOT_FOUND when a record it names does not exist: the store raised
+    NotFoundError, or a lookup of `what` found nothing."""
     try:
-        return await call
+        result = await call
     except NotFoundError as exc:
         await errors.not_found(context, f"{exc.what} not found")
+    if result is None and what:
+        await errors.not_found(context, f"{what} not found")
+    return result  # type: ignore[return-value]  # None only from calls that answer nothing (deletes)
 
 
 async def _listing(call: Awaitable[Page[T]]) -> Page[T]:

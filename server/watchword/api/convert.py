@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,8 +10,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from watchword.api.errors import FieldError
 from watchword.domain import Decision, HttpParts, Principal, Refusal, Resource, Subject
+from watchword.issue.keyring import public_jwk
 from watchword.pipeline import BareInput, CredentialInput
-from watchword.v1 import auth_pb2, common_pb2
+from watchword.store import models
+from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 MAX_METHOD = 32
 MAX_PATH = 8192
@@ -66,6 +69,60 @@ def _pairs(entries: Any, field: str, name_limit: int, value_limit: int) -> tuple
         if len(value) > value_limit:
             bounded(value, f"{field}[{index}].value", value_limit)
     return pairs
+
+
+def organization_to_proto(row: models.Organization) -> admin_pb2.Organization:
+    return admin_pb2.Organization(id=row.id, name=row.name, created_at=timestamp(row.created_at))
+
+
+def application_to_proto(row: models.Application) -> admin_pb2.Application:
+    return admin_pb2.Application(
+        id=row.id,
+        organization_id=row.organization_id,
+        name=row.name,
+        created_at=timestamp(row.created_at),
+    )
+
+
+def membership_to_proto(row: models.Membership) -> admin_pb2.Membership:
+    return admin_pb2.Membership(
+        organization_id=row.organization_id, user_id=row.user_id, roles=list(row.roles), issuer=row.issuer
+    )
+
+
+def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
+    return admin_pb2.Credential(
+        id=row.id,
+        kind=row.kind,
+        organization_id=row.organization_id or "",
+        application_id=row.application_id or "",
+        name=row.name,
+        permissions=list(row.permissions),
+        event_types_allowed=list(row.event_types_allowed),
+        event_types_denied=list(row.event_types_denied),
+        basic_auth_enabled=row.basic_auth_enabled,
+        expires_at=timestamp(row.expires_at),
+        created_at=timestamp(row.created_at),
+        deactivated_at=timestamp(row.deactivated_at),
+        rotated_at=timestamp(row.rotated_at),
+        previous_secret_valid_until=timestamp(row.previous_secret_valid_until),
+        algorithms=list(row.algorithms),
+        client_auth_method=row.client_auth_method,
+        public_jwk=row.public_jwk,
+        secret_hint=row.secret_hint,
+    )
+
+
+def signing_key_to_proto(row: models.SigningKey) -> admin_pb2.SigningKey:
+    return admin_pb2.SigningKey(
+        kid=row.kid,
+        algorithm=row.algorithm,
+        # Public members only, whatever the stored JSON holds.
+        public_jwk=json.dumps(public_jwk(row), sort_keys=True),
+        created_at=timestamp(row.created_at),
+        active=row.active,
+        retires_at=timestamp(row.retires_at),
+    )
 
 
 def credential_source(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from watchword.caches import CacheRegistry
 from watchword.compose.failures import StartupError, on_close
 from watchword.compose.observing import Observing, watch
 from watchword.compose.replica import Prepared
@@ -14,7 +15,7 @@ from watchword.config import options as config_options
 from watchword.ext_authz.core import ExtAuthzCore
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
-from watchword.invalidation import for_replica
+from watchword.invalidation import for_replica, replica_caches
 from watchword.issue.grants import Grants
 from watchword.observe import metrics as observe_metrics
 from watchword.observe.decisions import Recorder
@@ -40,8 +41,11 @@ async def build_answering(
     external = await build_external_jwt(stack, settings)
     pipeline = build_pipeline(settings, prepared, external)
     outbound = build_outbound(stack, settings, prepared)
-    await follow_change_feed(stack, settings, prepared, pipeline, outbound.signer, observing.metrics)
-    watch(observing, pipeline, outbound.signer, outbound.tokens, external)
+    caches = replica_caches(pipeline, outbound.signer, prepared.keyring)
+    # Store outages: known credentials keep answering from cache for a bounded time (S8).
+    caches.serve_stale_during_outage(settings.store_outage_grace_seconds)
+    await follow_change_feed(stack, settings, prepared, caches, observing.metrics)
+    watch(observing, caches, outbound.tokens, external)
     grants = Grants(pipeline, prepared.keyring, config_options.token_settings(settings))
     ext_authz = build_ext_authz_core(settings, prepared, pipeline, observing.recorder)
     return Answering(pipeline, grants, outbound.signer, ext_authz)
@@ -73,10 +77,6 @@ def build_pipeline(settings: Settings, prepared: Prepared, external: ExternalJwt
         cache_max_entries=settings.cache_max_entries,
     )
     pipeline.signing_keys.local = prepared.keyring.active
-    # Store outages (#8): known credentials keep answering from cache for a bounded time.
-    stale_safe = (pipeline.credentials, pipeline.applications, pipeline.memberships, pipeline.revocations)
-    for lookups in stale_safe:
-        lookups.serve_stale_during_outage(settings.store_outage_grace_seconds)
     return pipeline
 
 
@@ -99,13 +99,12 @@ async def follow_change_feed(
     stack: AsyncExitStack,
     settings: Settings,
     prepared: Prepared,
-    pipeline: Pipeline,
-    signer: OutboundSigner,
+    caches: CacheRegistry,
     metrics: observe_metrics.Metrics,
 ) -> None:
     """Other replicas' changes drop this replica's cached entries (the LISTEN connection on PostgreSQL,
     the change log on SQLite); each drop's delay is measured."""
-    bus = for_replica(prepared.store, pipeline, signer, prepared.keyring, settings.effective_database_url)
+    bus = for_replica(prepared.store, caches, settings.effective_database_url)
     on_close(stack, "the change feed", bus.stop)  # stopping one that has not started does nothing
     await bus.start()
     bus.delay_observers.append(lambda _change, seconds: metrics.revocation_delay.observe(seconds))

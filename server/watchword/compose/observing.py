@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TextIO
 
+from watchword.caches import CacheRegistry
 from watchword.compose.failures import StartupError, cannot_serve, on_close
 from watchword.config import Settings
 from watchword.config.options import audit_log_path
@@ -14,9 +15,7 @@ from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.observe import metrics as observe_metrics
 from watchword.observe.audit import AuditLog
 from watchword.observe.decisions import Recorder
-from watchword.outbound.signer import OutboundSigner
 from watchword.outbound.token_cache import TokenCache
-from watchword.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -62,19 +61,14 @@ def build_metrics_port(
 
 def watch(
     observing: Observing,
-    pipeline: Pipeline,
-    signer: OutboundSigner,
+    caches: CacheRegistry,
     outbound_tokens: TokenCache,
     external: ExternalJwtVerifier | None,
 ) -> None:
     """Point the metrics at the counts the caches, the JWKS sources and the token cache keep."""
     metrics = observing.metrics
-    metrics.watch_cache("credentials", pipeline.credentials)
-    metrics.watch_cache("applications", pipeline.applications)
-    metrics.watch_cache("memberships", pipeline.memberships)
-    metrics.watch_cache("revocations", pipeline.revocations)
-    metrics.watch_cache("verified_tokens", pipeline.verified_tokens)
-    metrics.watch_cache("outbound_credentials", signer.credentials)
+    for name, cache in caches.counted():
+        metrics.watch_cache(name, cache)
     metrics.watch_token_fetches(outbound_tokens.stats)
     if external is not None:
         metrics.watch_jwks(lambda: {issuer: source.stats for issuer, source in external.sources.items()})

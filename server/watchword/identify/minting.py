@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from watchword import secret_format
 from watchword.crypto.master_key import MasterKey
@@ -79,6 +79,10 @@ def mint_secret(
     value = secret_format.mint(kind, credential_id)
     sealed = seal(master_key, credential_id, value) if is_sealed(kind, client_auth_method) else None
     return MintedSecret(value, secret_format.hash_secret(value), sealed)
+
+
+# I6: how long a rotated credential's previous secret may keep verifying.
+MAX_OVERLAP = timedelta(days=30)
 
 
 def rotated_secret(record: models.Credential, master_key: MasterKey) -> MintedSecret:

@@ -77,6 +77,37 @@ def _verify_against_a_stand_in(parsed: jws.ParsedJws) -> None:
             jws.verify(parsed, _stand_in_key(parsed.algorithm))
 
 
+class PublicKeys:
+    """private_key_jwt clients' registered keys, parsed once, by client and key (a new key: a new entry)."""
+
+    def __init__(self, max_entries: int = MAX_PUBLIC_KEYS) -> None:
+        self._max_entries = max_entries
+        self._keys: dict[tuple[str, str], VerificationKey] = {}
+
+    def get(self, record: Credential) -> VerificationKey | None:
+        cache_key = (record.id, record.public_jwk)
+        key = self._keys.get(cache_key)
+        if key is None:
+            try:
+                key = load_jwk(json.loads(record.public_jwk))
+            except (KeySetError, ValueError):
+                return None
+            self._keys[cache_key] = key
+            trim_oldest(self._keys, self._max_entries)
+        return key
+
+    def invalidate(self, credential_id: str) -> None:
+        """Forget a changed client's keys (the memory only: a replaced key is a new entry anyway)."""
+        for cache_key in [k for k in self._keys if k[0] == credential_id]:
+            del self._keys[cache_key]
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class ClientAuthenticator:
     def __init__(
         self,
@@ -94,7 +125,7 @@ class ClientAuthenticator:
         self._audiences = frozenset({audiences} if isinstance(audiences, str) else audiences)
         self._leeway = leeway
         self._max_token_bytes = max_token_bytes
-        self._public_keys: dict[tuple[str, str], VerificationKey] = {}
+        self.public_keys = PublicKeys()
 
     def accept_audience(self, audience: str) -> None:
         """Also accept `audience` as an assertion's `aud` (the token endpoint's URL once it is known)."""
@@ -138,18 +169,6 @@ class ClientAuthenticator:
         )
         return await self._secret(presented, now)
 
-    def _public_key(self, record: Credential) -> VerificationKey | None:
-        cache_key = (record.id, record.public_jwk)
-        key = self._public_keys.get(cache_key)
-        if key is None:
-            try:
-                key = load_jwk(json.loads(record.public_jwk))
-            except (KeySetError, ValueError):
-                return None
-            self._public_keys[cache_key] = key
-            trim_oldest(self._public_keys, MAX_PUBLIC_KEYS)
-        return key
-
     async def _assertion(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
         if auth.client_assertion_type != ASSERTION_TYPE:
             return refuse(reasons.CREDENTIAL_MALFORMED, f"client_assertion_type must be {ASSERTION_TYPE}")
@@ -182,7 +201,7 @@ class ClientAuthenticator:
                 used = verify_with_any(parsed, self._sealed_keys.keys(record, now, parsed.algorithm))
             else:
                 jws.allowed(parsed, PRIVATE_KEY_ALGORITHMS)
-                key = self._public_key(record)
+                key = self.public_keys.get(record)
                 if key is None:
                     return refuse(reasons.TOKEN_KEY_UNKNOWN, "the client has no usable registered key")
                 jws.verify(parsed, key)

@@ -114,6 +114,13 @@ class VerifiedSecrets:
         while len(entries) > self._max_entries:
             del entries[next(iter(entries))]
 
+    def invalidate(self, credential_id: str) -> None:
+        """Drop the secrets of a credential that changed. They would fail the record check on their next
+        use anyway (a changed credential is a new record object); dropping them frees the memory now."""
+        entries = self._entries.items()
+        for presented in [key for key, entry in entries if entry[2].credential_id == credential_id]:
+            del self._entries[presented]
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -61,6 +61,16 @@ class SealedKeys:
         valid_until = record.previous_secret_valid_until
         return [current, *previous] if valid_until is not None and now < valid_until else [current]
 
+    def invalidate(self, credential_id: str) -> None:
+        """Forget a changed credential's keys (a rotation is noticed anyway: the sealed values differ)."""
+        self._keys.pop(credential_id, None)
+
+    def clear(self) -> None:
+        self._keys.clear()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
 
 def verify_with_any(parsed: jws.ParsedJws, keys: list[VerificationKey]) -> int:
     """Accept a signature by any of `keys` (the current secret, then the previous during an overlap);

@@ -101,7 +101,7 @@ class VerifiedTokens:
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
-    def forget_credential(self, credential_id: str) -> None:
+    def invalidate(self, credential_id: str) -> None:
         """Drop every token resting on this credential (it changed, here or on another replica). Entries
         are re-checked against the credential anyway; dropping them also frees the memory at once."""
         entries = self._entries.items()

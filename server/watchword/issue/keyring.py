@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from watchword.crypto.master_key import MasterKey, MasterKeyError
 from watchword.issue import signing_keys
@@ -76,32 +75,15 @@ def _open(row: SigningKey, master_key: MasterKey) -> ActiveKey:
             "master key its signing keys were created under"
         ) from None
     private = serialization.load_pem_private_key(pem, password=None)
-    expected: dict[str, type[Any]] = {
-        "ES256": ec.EllipticCurvePrivateKey,
-        "EdDSA": ed25519.Ed25519PrivateKey,
-        "RS256": rsa.RSAPrivateKey,
-    }
-    kind = expected.get(row.algorithm)
-    if kind is None or not isinstance(private, kind):
+    if not signing_keys.fits(row.algorithm, private):
         raise SigningKeyError(f"signing key {row.kid}: stored key does not fit algorithm {row.algorithm}")
-    if isinstance(private, ec.EllipticCurvePrivateKey) and not isinstance(private.curve, ec.SECP256R1):
-        raise SigningKeyError(f"signing key {row.kid}: ES256 needs a P-256 key")
     # The published JWK and kid must describe this very key, or tokens would not verify anywhere.
     if (
         signing_keys.thumbprint(json.loads(row.public_jwk)) != row.kid
-        or signing_keys.thumbprint(_public_jwk(private)) != row.kid
+        or signing_keys.thumbprint(signing_keys.public_jwk_of(row.algorithm, private)) != row.kid
     ):
         raise SigningKeyError(f"signing key {row.kid}: private key and kid do not match")
     return ActiveKey(kid=row.kid, algorithm=row.algorithm, private_key=private)
-
-
-def _public_jwk(private: PrivateKey) -> dict[str, Any]:
-    public = private.public_key()
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return ECAlgorithm.to_jwk(public, as_dict=True)
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        return OKPAlgorithm.to_jwk(public, as_dict=True)
-    return RSAAlgorithm.to_jwk(public, as_dict=True)
 
 
 def public_jwk(row: SigningKey) -> dict[str, Any]:
@@ -232,10 +214,7 @@ class IssuingKeyring:
         signed has expired (`retires_at` = now + max token lifetime + staleness margin), then retires.
         Raises ValueError for an unknown algorithm."""
         algorithm = algorithm or self.algorithm
-        if algorithm not in signing_keys.ALGORITHMS:
-            choices = ", ".join(signing_keys.ALGORITHMS)
-            raise ValueError(f"unsupported signing algorithm {algorithm!r}; choose one of {choices}")
-        new = await self._generate(algorithm)
+        new = await self._generate(algorithm)  # ValueError for an unknown algorithm
         now = self._clock()
         new.created_at = now
         stored = await self._store.rotate_signing_key(
