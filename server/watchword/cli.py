@@ -59,7 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging_setup.configure(settings.log_level, settings.effective_log_format)
     count = config.worker_count(settings.workers)
     if count > 1:
-        workers.run(settings, count)  # a supervisor and `count` worker processes (#13)
+        workers.run(settings, count)  # a supervisor and `count` worker processes
     else:
         asyncio.run(serve(settings))
     return 0

@@ -1,4 +1,4 @@
-"""Bounds on what clients can hold open on each listener (#8): connections, idle time, header size, and
+"""Bounds on what clients can hold open on each listener: connections, idle time, header size, and
 the process's file descriptors they all draw from.
 
 Idle or slowloris connections to one port must not starve the others: with no bound, a few thousand
@@ -36,7 +36,7 @@ GRPC_MAX_IDLE_MS = 300_000
 GRPC_HANDSHAKE_TIMEOUT_MS = 10_000
 
 
-# gRPC with several worker processes on one port (#13): the kernel (SO_REUSEPORT) gives each new
+# gRPC with several worker processes on one port: the kernel (SO_REUSEPORT) gives each new
 # connection to one worker, and an HTTP/2 connection (Envoy keeps one per upstream host and thread) stays
 # there. A connection is recycled after about WORKER_CONNECTION_AGE_MS (grpc adds +-10% jitter; GOAWAY,
 # calls in flight get the grace to finish), so the client reconnects and lands on a worker anew.

@@ -1,4 +1,4 @@
-"""Worker processes (#13): one replica, N processes serving the same ports, so that it uses every core.
+"""Worker processes: one replica, N processes serving the same ports, so that it uses every core.
 
 The supervisor does once what a replica does once (`compose.replica.prepare`: data directory, master
 key, schema, signing key, bootstrap admin token), reserves the ports (concrete ones for port 0) and serves

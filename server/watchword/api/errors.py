@@ -28,7 +28,7 @@ INTERNAL = "internal"
 NOT_IMPLEMENTED = "not_implemented"
 CALLER_TOKEN_MISSING = "caller_token_missing"
 CALLER_NOT_ALLOWED = "caller_not_allowed"
-# Overload and faults (#8)
+# Overload and faults
 OVERLOADED = "overloaded"
 DEADLINE_EXCEEDED = "deadline_exceeded"
 SHUTTING_DOWN = "shutting_down"

@@ -1,5 +1,5 @@
 """The gRPC server's builder: its interceptors, its services, health, its port, and the graceful drain
-and stop that SIGTERM unwinds (E3, #8)."""
+and stop that SIGTERM unwinds (E3)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def served_methods() -> frozenset[str]:
 @dataclass
 class Drain:
     """SIGTERM's first step: health says NOT_SERVING, new calls get a clean UNAVAILABLE with a reason
-    while the admitted ones finish within the grace (#8). `ends` is when the grace is over."""
+    while the admitted ones finish within the grace. `ends` is when the grace is over."""
 
     health: health.aio.HealthServicer
     overload: OverloadInterceptor
@@ -101,7 +101,7 @@ async def build_grpc_server(
     overload = OverloadInterceptor(settings.max_concurrent_rpcs)
     admin = admin_token_checker(prepared.store)
     # Observing first, so every answer is timed and audited with its request id; then the bound: an
-    # excess call is refused before anything else is done for it (#8).
+    # excess call is refused before anything else is done for it.
     observe = ObserveInterceptor(observing.metrics, observing.audit, served_methods())
     server = grpc.aio.server(
         interceptors=[observe, overload, admin, GuardInterceptor()],

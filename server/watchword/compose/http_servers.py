@@ -1,5 +1,5 @@
-"""The HTTP listeners: uvicorn on the gRPC server's event loop with the bounds of #8, and the builder of
-the OAuth HTTP endpoints (token, JWKS, metadata)."""
+"""The HTTP listeners: uvicorn on the gRPC server's event loop with the bounds of listeners.py, and the
+builder of the OAuth HTTP endpoints (token, JWKS, metadata)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ async def serve_uvicorn(
     protocol: type[asyncio.Protocol] = listeners.BoundedH11Protocol,
     **options: object,
 ) -> HttpServer:
-    """uvicorn on this event loop, with the bounds of #8, serving `app` on `listener`."""
+    """uvicorn on this event loop, with the bounds of listeners.py, serving `app` on `listener`."""
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         log_level="warning",

@@ -98,7 +98,7 @@ def load_master_key(settings: Settings) -> MasterKey:
 
 
 async def open_store(stack: AsyncExitStack, settings: Settings) -> Store:
-    """The store, every call of it bounded in time: a hung database is an outage, not a hang (#8)."""
+    """The store, every call of it bounded in time: a hung database is an outage, not a hang."""
     store = bounded_store(settings.effective_database_url, settings.store_timeout_seconds)
     on_close(stack, "the store", store.close)
     return store

@@ -81,7 +81,7 @@ def client_ports(settings: Settings) -> int:
 
 
 def connections_per_port(settings: Settings) -> int:
-    """Idle or slow clients of one port must not use up the descriptors the others need (#8)."""
+    """Idle or slow clients of one port must not use up the descriptors the others need."""
     return listeners.connection_bound(
         settings.max_connections, listeners.open_file_limit(), client_ports(settings)
     )

@@ -164,7 +164,7 @@ class Settings(BaseModel):
         max_length=4096,
         description="O3/O4: comma-separated token hosts allowed whatever they resolve to.",
     )
-    # Overload and faults (#8)
+    # Overload and faults
     max_concurrent_rpcs: int = Field(
         default=256,
         ge=1,
@@ -201,7 +201,7 @@ class Settings(BaseModel):
         "header this long after connecting, or sends nothing this long between requests.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    # Several replicas (issue #8): how stale a cached credential may get when a change event is missed.
+    # Several replicas: how stale a cached credential may get when a change event is missed.
     cache_ttl_seconds: float = Field(
         default=1.0,
         gt=0,
@@ -258,7 +258,7 @@ class Settings(BaseModel):
         description="E4: the `path_prefix` Envoy's http_service adds to every checked path; a request "
         "without it is denied (`path_prefix_missing`). Empty: none.",
     )
-    # ---- metrics, audit log and structured logs (issue #8, "seeing what it does") ----
+    # ---- metrics, audit log and structured logs ----
     metrics_enabled: bool = Field(
         default=True, description="Serve Prometheus metrics at /metrics on metrics_host:metrics_port."
     )
@@ -274,7 +274,7 @@ class Settings(BaseModel):
         max_length=4096,
         description="File the audit log's JSON lines are appended to (created owner-only); empty: stdout.",
     )
-    # Worker processes (#13): one Python process uses one core.
+    # Worker processes: one Python process uses one core.
     workers: int = Field(
         default=1,
         ge=0,

@@ -10,8 +10,9 @@ connection alive and reads one answer with a known length, so this protocol does
 - answer requests in order (pipelined ones wait their turn; reading pauses past MAX_QUEUED);
 - run the check eagerly: a check that never waits (warm caches) is answered within `data_received`,
   without a task; one that waits continues in a task in the same context;
-- bounds as on the other HTTP ports (#8): past `max_connections` a new connection is closed at once, and
-  a connection must send a whole request within `idle_seconds` of connecting or of its last answer;
+- bounds as on the other HTTP ports (listeners.py): past `max_connections` a new connection is closed at
+  once, and a connection must send a whole request within `idle_seconds` of connecting or of its last
+  answer;
 - drain on stop: the listener closes, idle connections close, busy ones close after their answer.
 """
 

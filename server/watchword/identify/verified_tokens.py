@@ -1,4 +1,4 @@
-"""Verified JWTs, remembered so a token seen again costs no signature check (issue #3, speed).
+"""Verified JWTs, remembered so a token seen again costs no signature check.
 
 An entry is used only while the token is unexpired and at most `max_age` seconds after it was verified,
 and only after re-checking, through the credential cache, that the stored credential behind it (tenant

@@ -1,1 +1,1 @@
-"""Seeing what Watchword does: request ids, metrics, the audit log and structured logs (issue #8)."""
+"""Seeing what Watchword does: request ids, metrics, the audit log and structured logs."""

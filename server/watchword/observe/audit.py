@@ -250,7 +250,7 @@ class AuditLog:
 
 def whole_line_chunks(lines: list[str], limit: int = ATOMIC_WRITE_BYTES) -> Iterator[list[str]]:
     """Consecutive lines grouped so that each group is written in one go of at most `limit` bytes (a
-    longer line alone): several worker processes (#13) append to one file or pipe, and a write of up to
+    longer line alone): several worker processes append to one file or pipe, and a write of up to
     PIPE_BUF bytes is never interleaved with another process's, so no record is ever split."""
     chunk: list[str] = []
     size = 0

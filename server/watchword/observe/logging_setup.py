@@ -32,7 +32,7 @@ class RequestIdFilter(logging.Filter):
 
 
 class WorkerFilter(logging.Filter):
-    """Adds `worker` (the worker process's index, #13) to every record it passes."""
+    """Adds `worker` (the worker process's index) to every record it passes."""
 
     def __init__(self, worker: int) -> None:
         super().__init__()
@@ -122,7 +122,7 @@ class JsonFormatter(logging.Formatter):
 def handler(
     log_format: LogFormat, stream: TextIO | None = None, worker: int | None = None
 ) -> logging.Handler:
-    """`worker`: the index of the worker process writing (its lines say so; #13)."""
+    """`worker`: the index of the worker process writing (its lines say so)."""
     out = logging.StreamHandler(stream or sys.stderr)
     out.addFilter(RepeatFilter())
     out.addFilter(RequestIdFilter())

@@ -1,4 +1,4 @@
-"""The change feed: what an admin write changed, as a small event every replica can act on (issue #8).
+"""The change feed: what an admin write changed, as a small event every replica can act on.
 
 A write that affects a decision records a `Change` inside its own transaction. On PostgreSQL the store
 sends it with `pg_notify` in that transaction, so it is delivered to the other replicas on commit and

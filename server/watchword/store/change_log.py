@@ -1,4 +1,4 @@
-"""The change log: the change feed of the processes that share one embedded SQLite file (issue #13).
+"""The change log: the change feed of the processes that share one embedded SQLite file.
 
 SQLite has no LISTEN/NOTIFY, so each write that affects a decision also appends its `Change` (the same
 JSON as the PostgreSQL notification) to the `change_log` table, in its own transaction: a write that
