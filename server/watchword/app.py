@@ -25,6 +25,8 @@ log = logging.getLogger("watchword")
 async def start(settings: Settings, out: TextIO = sys.stdout) -> RunningServer:
     """One process serving everything (workers = 1): prepare, start, say where it listens."""
     running = await start_worker(settings, prepare, out)
+    # Before the start is announced: whoever waits for that line may signal the process at once.
+    log.debug("objects kept out of garbage collection: %s", heap.freeze_startup_objects())
     announce(settings, Listening.of(running), out, running.admin_token)
     return running
 
@@ -33,7 +35,6 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain gracefully."""
     log.info("open-file limit: %s", listeners.raise_open_file_limit())
     running = await start(settings)
-    log.debug("objects kept out of garbage collection: %s", heap.freeze_startup_objects())
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
