@@ -37,10 +37,13 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from watchword.crypto.master_key import MasterKey
 from watchword.crypto.master_key import generate as generate_master_key
 from watchword.domain import CredentialKind, PresentedCredential, Principal, Transport
-from watchword.identify import tenant_jwt, watchword_token
+from watchword.identify import watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.issuer_settings import IssuerSettings
 from watchword.identify.sealed_keys import SealedKeys, sealing_purpose
+from watchword.identify.tenant_jwt import TenantJwtVerifier
+from watchword.identify.verifier import JwtSettings, PresentedJwt
+from watchword.identify.watchword_token import WatchwordTokenVerifier
 from watchword.jose import jws
 from watchword.store.models import Credential, SigningKey
 
@@ -111,7 +114,8 @@ async def _external_cases(tmp: Path) -> dict[str, tuple[Check, Callable[[], None
         token = jwt.encode(claims, private_key, algorithm=algorithm, headers={"kid": f"{algorithm}-1"})
 
         async def full(v: ExternalJwtVerifier = verifier, t: str = token) -> object:
-            return _expect_principal(await v.verify(t, Transport.BEARER, time.time()))
+            presented = PresentedJwt(PresentedCredential(token=t, transport=Transport.BEARER), jws.parse(t))
+            return _expect_principal(await v.verify(presented, datetime.now(UTC)))
 
         cases[f"C1 external IdP JWT ({algorithm})"] = (full, bare(public, token))
     return cases
@@ -142,11 +146,11 @@ def _tenant_case() -> tuple[Check, Callable[[], None]]:
     token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": record.id})
     presented = PresentedCredential(token=token, transport=Transport.BEARER)
 
+    verifier = TenantJwtVerifier(lookup, sealed_keys, JwtSettings(leeway_seconds=LEEWAY))
+
     async def full() -> object:
-        parsed = jws.parse(token)
-        return _expect_principal(
-            await tenant_jwt.verify(parsed, presented, lookup, sealed_keys, datetime.now(UTC), LEEWAY)
-        )
+        parsed = PresentedJwt(presented, jws.parse(token))
+        return _expect_principal(await verifier.verify(parsed, datetime.now(UTC)))
 
     return full, _hmac_check(secret, token)
 
@@ -182,12 +186,11 @@ def _watchword_case() -> tuple[Check, Callable[[], None]]:
     token = jwt.encode(claims, private_key, algorithm="ES256", headers={"kid": "ww-1", "typ": "at+jwt"})
     presented = PresentedCredential(token=token, transport=Transport.BEARER)
 
+    verifier = WatchwordTokenVerifier(ring, lookup, JwtSettings(leeway_seconds=LEEWAY))
+
     async def full() -> object:
-        parsed = jws.parse(token)
-        result = await watchword_token.verify(
-            parsed, presented, ring, lookup, "urn:watchword", "urn:watchword:api", datetime.now(UTC), LEEWAY
-        )
-        return _expect_principal(result)
+        parsed = PresentedJwt(presented, jws.parse(token))
+        return _expect_principal(await verifier.verify(parsed, datetime.now(UTC)))
 
     return full, _ecdsa_check(private_key.public_key(), token)
 

@@ -26,7 +26,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -118,7 +118,8 @@ class CheckConnection(asyncio.Protocol):
 
     # Connection events.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, so no isinstance check).
+        transport = cast(asyncio.Transport, transport)
         listener = self._listener
         if len(listener.connections) >= listener.max_connections or listener.stopping:
             transport.abort()  # nothing was read: nothing to answer, no descriptor kept
