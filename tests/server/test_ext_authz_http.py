@@ -78,11 +78,12 @@ async def door(tmp_path: Path) -> AsyncIterator[Door]:
     await listener.start(tcp_listener("127.0.0.1", 0))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listener.port}") as client:
         path = f"/v1/organizations/{organization_id}/applications"
-        yield Door(
+        door = Door(
             client, app, core, store, overload, metrics, tmp_path / "audit.log", audit, path, secrets[0]
         )
+        yield door
     await listener.stop(1.0)
-    audit.close()
+    door.audit.close()  # closing twice is harmless
     await store.close()
 
 
@@ -226,8 +227,6 @@ async def test_e4_the_decision_is_audited_and_counted_with_its_request_id(door: 
     (record,) = [r for r in records if r["request_id"] == "envoy-42"]
     assert (record["rpc"], record["result"], record["what"]["action"]) == (RPC, "allow", "application.list")
     assert door.metrics.decisions[(RPC, "api_key", "allow", "allowed")] == 1
-    door.audit = AuditLog(door.audit_file)  # the fixture closes one
-    door.audit.start()
 
 
 SEGMENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789._~-", min_size=1, max_size=8)
