@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -271,6 +272,7 @@ async def test_e4_an_eager_check_keeps_one_context_whether_or_not_it_waits(wait:
 
     run_eagerly(sets_and_waits(wait), done, asyncio.get_running_loop())
     assert (len(asyncio.all_tasks()) > tasks_before) == wait  # a task only for the one that waits
+    gc.collect()  # a waiting check's task is kept alive by more than the loop's weak reference
     await asyncio.wait_for(finished.wait(), 5)
     assert results == [ALLOW]
     assert marker.get() == ""  # the caller's context is untouched

@@ -282,7 +282,13 @@ def run_eagerly(
         done(error)
         return
     task = loop.create_task(_resume(coroutine, waiting_on), context=context)
+    _waiting.add(task)  # the loop keeps only a weak reference to a task
+    task.add_done_callback(_waiting.discard)
     task.add_done_callback(lambda finished: done(_outcome(finished)))
+
+
+# The checks that wait, until they finish.
+_waiting: set[asyncio.Task[Response]] = set()
 
 
 def _outcome(task: asyncio.Task[Response]) -> Response | BaseException:
