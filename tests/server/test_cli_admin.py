@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -11,14 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from watchword import reasons
 from watchword.v1 import auth_pb2, common_pb2
 
+from support.certificates import loopback_certificate
 from support.server import WatchwordProcess
 
 
@@ -202,37 +196,8 @@ def test_e3_admin_reads_the_port_from_the_servers_config_file(tmp_path: Path) ->
         assert result.returncode == 0, result.stderr
 
 
-def _loopback_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (an IP SAN): the address the CLI derives."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "watchword-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "server.crt", directory / "server.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def test_e3_admin_uses_tls_when_the_server_settings_do(tmp_path: Path) -> None:
-    cert, key = _loopback_certificate(tmp_path)
+    cert, key = loopback_certificate(tmp_path, common_name="watchword-test", dns=())
     port = _free_port()
     server_env = {
         "WATCHWORD_PORT": str(port),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import itertools
 import random
 import time
@@ -14,10 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from watchword.v1 import admin_pb2, common_pb2
 from watchword_client import (
@@ -48,6 +43,7 @@ from watchword_client import (
     WatchwordUnavailable,
 )
 
+from support.certificates import loopback_certificate
 from support.client_fake_watchword import FakeWatchword
 from support.server import WatchwordProcess
 from support.tenants import API_KEY, APPLICATION_SECRET, create_credential, make_tenant
@@ -407,38 +403,8 @@ def test_e2_client_options_are_checked() -> None:
 # ---- TLS ----
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_e2_tls_with_a_root_ca_file(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = loopback_certificate(tmp_path)
     env = {"WATCHWORD_TLS_CERT_FILE": str(cert), "WATCHWORD_TLS_KEY_FILE": str(key)}
     with WatchwordProcess(tmp_path / "data", env=env) as tls_server:
         target = f"localhost:{tls_server.port}"
@@ -454,7 +420,7 @@ async def test_e2_tls_with_a_root_ca_file(tmp_path: Path) -> None:
         ):
             plaintext.health()
         (tmp_path / "other").mkdir()
-        other, _ = _self_signed(tmp_path / "other")
+        other, _ = loopback_certificate(tmp_path / "other")
         with (
             WatchwordClient(target, root_ca_file=other, deadline=1.0) as untrusted,
             pytest.raises(WatchwordUnavailable),

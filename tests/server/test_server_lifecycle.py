@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import signal
@@ -17,10 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from watchword.crypto import master_key
@@ -29,6 +23,7 @@ from watchword.issue import signing_keys
 from watchword.store import database
 from watchword.v1 import admin_pb2, admin_pb2_grpc
 
+from support.certificates import loopback_certificate
 from support.cli import refused_start
 from support.server import WatchwordProcess
 
@@ -99,38 +94,8 @@ def test_a_bad_master_key_file_is_explained(tmp_path: Path) -> None:
     assert "must be 32 bytes" in result.stderr
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def test_e3_tls_serves_health_to_clients_that_trust_the_certificate(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = loopback_certificate(tmp_path)
     env = {"WATCHWORD_TLS_CERT_FILE": str(cert), "WATCHWORD_TLS_KEY_FILE": str(key)}
     with WatchwordProcess(tmp_path / "data", env=env) as server:
         assert any("(tls)" in line for line in server.output)

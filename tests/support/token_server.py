@@ -22,7 +22,6 @@ server speaks HTTPS and records the SNI name of each handshake.
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import secrets
 import ssl
@@ -36,10 +35,8 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, unquote_plus
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from support.certificates import TlsFiles, self_signed
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_CLAIMS = frozenset({"iss", "sub", "aud", "iat", "exp", "jti"})
@@ -302,43 +299,6 @@ class _Server(ThreadingHTTPServer):
         pass  # clients that give up (timeouts, size bounds) leave broken pipes behind: expected here
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    certificate: Path
-    private_key: Path
-    ca_pem: bytes  # the self-signed certificate, to trust on the client side
-
-
-def make_certificate(hostname: str, directory: Path) -> TlsFiles:
-    """A self-signed P-256 certificate for `hostname` only (no IP address in it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
-    certificate_path = directory / "token-server.crt"
-    key_path = directory / "token-server.key"
-    certificate_path.write_bytes(pem)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return TlsFiles(certificate_path, key_path, pem)
-
-
 class TokenServer:
     """The token server; `token_url` is `<base>/oauth/token` (any path answers alike)."""
 
@@ -421,3 +381,8 @@ class TokenServer:
     def sni_names(self) -> list[str | None]:
         with self.state.lock:
             return list(self.state.sni_names)
+
+
+def make_certificate(hostname: str, directory: Path) -> TlsFiles:
+    """A self-signed certificate for `hostname` only (no IP address in it)."""
+    return self_signed(directory, dns=(hostname,), common_name=hostname, stem="token-server")
