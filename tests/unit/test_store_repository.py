@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,24 +19,7 @@ from watchword.domain import CredentialKind
 from watchword.store import database, models
 from watchword.store.repository import InvalidPageTokenError, NotFoundError, Store
 
-_counter = itertools.count()
 IDP = "https://idp.example"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'watchword.db'}"
-    postgres = request.getfixturevalue("postgres")
-    return postgres.create_database(f"store_{next(_counter)}_{uuid.uuid4().hex[:8]}")
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    await database.migrate_async(database_url)
-    store = Store.connect(database_url)
-    yield store
-    await store.close()
 
 
 def new_credential(

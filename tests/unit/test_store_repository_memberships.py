@@ -3,11 +3,6 @@ the previous schema (keyed by the subject alone) migrate unbound until bound to 
 
 from __future__ import annotations
 
-import itertools
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -23,23 +18,6 @@ from watchword.store.repository import InvalidPageTokenError, Store
 IDP_A = "https://a.example/realms/one"
 IDP_B = "https://b.example/realms/two"
 PREVIOUS_REVISION = "0005"  # memberships keyed by (organization, user id)
-_counter = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.system)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'watchword.db'}"
-    postgres = request.getfixturevalue("postgres")
-    return postgres.create_database(f"members_{next(_counter)}_{uuid.uuid4().hex[:8]}")
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    await database.migrate_async(database_url)
-    store = Store.connect(database_url)
-    yield store
-    await store.close()
 
 
 def _execute(url: str, *statements: str) -> list[tuple[object, ...]]:
