@@ -165,11 +165,9 @@ class BoundedH11Protocol(ConnectionBounds, H11Protocol):
     """uvicorn's h11 protocol, bounded; h11 bounds the header size (`h11_max_incomplete_event_size`)."""
 
 
-def uvicorn_options(
-    max_connections: int, idle_seconds: float, protocol: type[asyncio.Protocol] = BoundedH11Protocol
-) -> dict[str, Any]:
+def uvicorn_options(max_connections: int, idle_seconds: float) -> dict[str, Any]:
     return {
-        "http": protocol,
+        "http": BoundedH11Protocol,
         "limit_concurrency": max_connections + 1,
         "timeout_keep_alive": idle_seconds,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,

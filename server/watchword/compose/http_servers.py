@@ -55,8 +55,6 @@ async def serve_uvicorn(
     app: object,
     listener: socket.socket,
     settings: Settings,
-    protocol: type[asyncio.Protocol] = listeners.BoundedH11Protocol,
-    **options: object,
 ) -> HttpServer:
     """uvicorn on this event loop, with the bounds of listeners.py, serving `app` on `listener`."""
     config = uvicorn.Config(
@@ -65,9 +63,8 @@ async def serve_uvicorn(
         lifespan="off",
         access_log=False,
         **listeners.uvicorn_options(
-            config_options.connections_per_port(settings), settings.idle_timeout_seconds, protocol
+            config_options.connections_per_port(settings), settings.idle_timeout_seconds
         ),
-        **options,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
