@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -153,30 +153,6 @@ def _field(key: str, value: object) -> str:
     return prefix + _json(value)
 
 
-def _repeated(value: str) -> str:
-    return _values.get(value) or _remember(_values, value, str(_quoted(value)))
-
-
-def decision_line(
-    ts: float,
-    request_id: str,
-    rpc: str,
-    who: object,
-    what: dict[str, Any],
-    result: str,
-    reason: str,
-    rule: str,
-    peer: str,
-) -> str:
-    """`to_line` of a decision's record (its keys in this order), made without building the record: one
-    is written per check, so this is on every check's path."""
-    return (
-        f'{{"ts":"{rfc3339(ts)}","request_id":{_json(request_id)},"rpc":{_repeated(rpc)},'
-        f'"who":{_json(who)},"what":{_json(what)},"result":{_repeated(result)},'
-        f'"reason":{_repeated(reason)},"rule":{_repeated(rule)},"peer":{_repeated(peer)}}}\n'
-    )
-
-
 def to_line(record: Record) -> str:
     """One JSON object on one line, ASCII only, keys in the record's order; `ts` (seconds since the epoch)
     becomes RFC 3339 UTC."""
@@ -218,26 +194,16 @@ class AuditLog:
 
     def write(self, record: Record) -> None:
         """Queue one record's line (the record with `ts`); never blocks. Called from the event loop."""
-        if not self._full():
-            self._encode(to_line, (record,), record.get("rpc"))
-
-    def write_decision(self, *fields: Any) -> None:
-        """Queue a decision's line: the fields of `decision_line`, in its order."""
-        if not self._full():
-            self._encode(decision_line, fields, fields[2])
-
-    def _full(self) -> bool:
-        if len(self._pending) < self._max_pending:
-            return False
-        self.dropped += 1
-        return True
-
-    def _encode(self, encode: Callable[..., str], arguments: tuple[Any, ...], rpc: object) -> None:
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            return
         try:
-            self._pending.append(encode(*arguments))
+            line = to_line(record)
         except (TypeError, ValueError) as exc:
             self.dropped += 1
-            log.error("audit record of %s dropped: %s", rpc, exc)
+            log.error("audit record of %s dropped: %s", record.get("rpc"), exc)
+            return
+        self._pending.append(line)
 
     def close(self) -> None:
         """Write what is queued, then stop (called at shutdown, after the last RPC)."""

@@ -15,7 +15,7 @@ from typing import Any
 from watchword import secret_format
 from watchword.domain import CredentialKind, Principal, Refusal, Resource
 from watchword.observe import call
-from watchword.observe.audit import KIND_LABELS, AuditLog
+from watchword.observe.audit import KIND_LABELS, AuditLog, Record
 from watchword.observe.metrics import Metrics
 
 UNKNOWN_KIND = "unknown"
@@ -68,8 +68,18 @@ class Recorder:
         if self._metrics is not None:
             self._metrics.count_decision((rpc, kind, result, reason))
         if self._audit is not None:
-            request_id, peer = (info.request_id, info.peer()) if info is not None else ("", "")
-            self._audit.write_decision(time.time(), request_id, rpc, who, what, result, reason, rule, peer)
+            record: Record = {
+                "ts": time.time(),
+                "request_id": info.request_id if info is not None else "",
+                "rpc": rpc,
+                "who": who,
+                "what": what,
+                "result": result,
+                "reason": reason,
+                "rule": rule,
+                "peer": info.peer() if info is not None else "",
+            }
+            self._audit.write(record)
 
     def authenticated(self, result: Principal | Refusal) -> None:
         what = _AUTHENTICATE
