@@ -8,6 +8,7 @@ database must not quietly stop running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shlex
@@ -338,13 +339,22 @@ class PostgresServer:
         return found
 
     def freeze(self) -> None:
-        """Every process stops (SIGSTOP): connections stay open, nothing is answered or refused."""
-        for pid in self.processes():
-            os.kill(pid, signal.SIGSTOP)
+        """Every process stops (SIGSTOP): connections stay open, nothing is answered or refused.
+
+        The postmaster stops first, so it forks no backend after the scan; then the children are scanned
+        until a scan finds none that is not stopped yet (a backend forked while the first scan ran)."""
+        stopped: set[int] = set()
+        while True:
+            fresh = [pid for pid in self.processes() if pid not in stopped]
+            if not fresh:
+                return
+            for pid in fresh:
+                _signal(pid, signal.SIGSTOP)
+                stopped.add(pid)
 
     def thaw(self) -> None:
         for pid in self.processes():
-            os.kill(pid, signal.SIGCONT)
+            _signal(pid, signal.SIGCONT)
 
     def close(self) -> None:
         """Stop the server and delete the cluster if we created it outside base_dir."""
@@ -370,3 +380,9 @@ class PostgresServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _signal(pid: int, signum: int) -> None:
+    """A backend may exit between the scan and the signal (a closed connection): that is not an error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
