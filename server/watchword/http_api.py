@@ -1,9 +1,11 @@
-"""The conventional OAuth HTTP endpoints, for standard clients (I2, I5): `POST /oauth/token` (RFC 6749,
-form-encoded), `GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server` (RFC 8414).
+"""The conventional OAuth HTTP endpoints, for standard clients (I2, I5, I7): `POST /oauth/token` (RFC 6749,
+form-encoded), `POST /oauth/introspect` (RFC 7662), `POST /oauth/revoke` (RFC 7009),
+`GET /.well-known/jwks.json` and `GET /.well-known/oauth-authorization-server` (RFC 8414).
 
 `POST /oauth/token` only translates: the form and the Authorization header into the token endpoint core's
 request (`issue/token_endpoint.py`, which the gRPC IssueToken calls too), and its outcome into RFC 6749's
-JSON, HTTP status and headers. The core audits every answer, refusals of unreadable requests and faults
+JSON, HTTP status and headers; introspection and revocation likewise (`issue/introspection.py`,
+`issue/revocation.py`). The cores audit every answer, refusals of unreadable requests and faults
 included. A fault in any endpoint (the store down, a bug) is a 503 `temporarily_unavailable` in the same
 JSON shape, never a traceback, logged under the incident id the answer names.
 """
@@ -14,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from email.message import Message
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -24,6 +26,8 @@ from starlette.routing import Route
 
 from watchword.domain import ClientAuthentication
 from watchword.issue.grants import Grants, Requested
+from watchword.issue.inspection import TokenQuestion
+from watchword.issue.introspection import Answer
 from watchword.issue.oauth import (
     INVALID_REQUEST,
     TEMPORARILY_UNAVAILABLE,
@@ -46,6 +50,8 @@ from watchword.store.database import is_store_outage, outage_cause
 log = logging.getLogger("watchword.http")
 
 TOKEN_PATH = "/oauth/token"
+INTROSPECT_PATH = "/oauth/introspect"
+REVOKE_PATH = "/oauth/revoke"
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 MAX_BODY_BYTES = 64 * 1024
@@ -58,6 +64,15 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
 JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class TokenCheck(Protocol):
+    """I7's cores (`IntrospectionEndpoint`, `RevocationEndpoint`): an answer (None: done, no body) or an
+    error for each request, and the audited fault."""
+
+    async def answer(self, question: TokenQuestion | OAuthError) -> Answer | OAuthError | None: ...
+
+    def failed(self, fault: OAuthError) -> OAuthError: ...
 
 
 def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
@@ -136,16 +151,19 @@ def _lifetime(form: dict[str, str]) -> int | OAuthError:
     return int(value)
 
 
-def _client_credentials(form: dict[str, str], authorization: str) -> Grant | OAuthError:
+def _client_authentication(form: dict[str, str], authorization: str) -> ClientAuthentication:
     """C9's four methods as they arrive: the form's fields, or the Authorization header (Basic)."""
-    client = ClientAuthentication(
+    return ClientAuthentication(
         client_id=form.get("client_id", ""),
         client_secret=form.get("client_secret", ""),
         authorization=authorization,
         client_assertion_type=form.get("client_assertion_type", ""),
         client_assertion=form.get("client_assertion", ""),
     )
-    return ClientCredentials(client)
+
+
+def _client_credentials(form: dict[str, str], authorization: str) -> Grant | OAuthError:
+    return ClientCredentials(_client_authentication(form, authorization))
 
 
 def _api_key_exchange(form: dict[str, str], _authorization: str) -> Grant | OAuthError:
@@ -189,9 +207,64 @@ async def _token_request(request: Request, authorization: str) -> TokenRequest |
     return TokenRequest(grant, Requested(form.get("scope", ""), lifetime, form.get("audience", "")))
 
 
+async def _token_question(request: Request, authorization: str) -> TokenQuestion | OAuthError:
+    """RFC 7662 §2.1, RFC 7009 §2.1: the form's `token` (required) and `token_type_hint`, and the
+    client's authentication as it arrived."""
+    form = await _form(request)
+    if isinstance(form, OAuthError):
+        return form
+    if not form.get("token"):
+        return OAuthError(INVALID_REQUEST, "token is required")
+    client = _client_authentication(form, authorization)
+    return TokenQuestion(client, form["token"], form.get("token_type_hint", ""))
+
+
+def _in_call(endpoint: Endpoint, rpc: str) -> Endpoint:
+    """As the token endpoint: a request id (header `x-request-id`), and the call named in the audit."""
+
+    async def called(request: Request) -> Response:
+        client = f"{request.client.host}:{request.client.port}" if request.client else ""
+        info = call.CallInfo(request_id.choose(request.headers.items()), rpc, peer_address=client)
+        entered = call.current.set(info)
+        try:
+            response = await endpoint(request)
+        finally:
+            call.current.reset(entered)
+        response.headers[request_id.HEADER] = info.request_id
+        return response
+
+    return called
+
+
+def token_check_route(path: str, core: TokenCheck) -> Route:
+    """`POST path` for one of I7's cores: its answer as JSON (RFC 7662 §2.2) or an empty 200 (RFC 7009
+    §2.2), its errors as the token endpoint's, never cached."""
+
+    async def check(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        try:
+            outcome = await core.answer(await _token_question(request, authorization))
+        except ClientDisconnect:
+            raise  # no one to answer: `_client_gone`
+        except Exception as exc:
+            return _error(core.failed(_fault(exc, f"POST {path}")))
+        if isinstance(outcome, OAuthError):
+            return _error(outcome, basic_challenge=bool(authorization))
+        if outcome is None:
+            return Response(headers=NO_STORE)
+        return JSONResponse(outcome, headers=NO_STORE)
+
+    return Route(path, _in_call(check, f"POST {path}"), methods=["POST"])
+
+
 def build_app(
-    grants: Grants, jwks: JwksSource, metadata: dict[str, Any], recorder: Recorder | None = None
+    grants: Grants,
+    jwks: JwksSource,
+    metadata: dict[str, Any],
+    recorder: Recorder | None = None,
+    token_checks: dict[str, TokenCheck] | None = None,
 ) -> Starlette:
+    """`token_checks`: I7's cores by path (INTROSPECT_PATH, REVOKE_PATH); none: not served."""
     endpoint = TokenEndpoint(grants, recorder)
 
     async def token(request: Request) -> Response:
@@ -235,6 +308,7 @@ def build_app(
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route(JWKS_PATH, _fault_contained(jwks_document, f"GET {JWKS_PATH}"), methods=["GET"]),
         Route(METADATA_PATH, _fault_contained(server_metadata, f"GET {METADATA_PATH}"), methods=["GET"]),
+        *(token_check_route(path, core) for path, core in (token_checks or {}).items()),
     ]
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: _client_gone})
 
@@ -246,11 +320,22 @@ async def _client_gone(request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
+CLIENT_ASSERTION_ALGORITHMS = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
+
+
 def authorization_server_metadata(
-    issuer: str, token_endpoint: str, jwks_uri: str, scopes: list[str], signing_algorithm: str
+    issuer: str,
+    token_endpoint: str,
+    jwks_uri: str,
+    scopes: list[str],
+    signing_algorithm: str,
+    introspection_endpoint: str = "",
+    revocation_endpoint: str = "",
 ) -> dict[str, Any]:
-    """RFC 8414 §2, for a server that only has a token endpoint."""
-    return {
+    """RFC 8414 §2, for a server with a token endpoint and, when named, I7's endpoints (the same clients
+    authenticate there with the same methods)."""
+    document: dict[str, Any] = {
         "issuer": issuer,
         "token_endpoint": token_endpoint,
         "jwks_uri": jwks_uri,
@@ -258,13 +343,14 @@ def authorization_server_metadata(
         # REQUIRED and non-empty (RFC 8414 §2; validators refuse []). There is no authorization endpoint,
         # so the one true value is the registered `none` (OAuth 2.0 Multiple Response Type Encoding).
         "response_types_supported": ["none"],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "client_secret_jwt",
-            "private_key_jwt",
-        ],
-        "token_endpoint_auth_signing_alg_values_supported": ["HS256", "RS256", "PS256", "ES256", "EdDSA"],
+        "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
         "scopes_supported": scopes,
         "access_token_signing_alg_values_supported": [signing_algorithm],
     }
+    for name, url in (("introspection", introspection_endpoint), ("revocation", revocation_endpoint)):
+        if url:
+            document[f"{name}_endpoint"] = url
+            document[f"{name}_endpoint_auth_methods_supported"] = list(CLIENT_AUTH_METHODS)
+            document[f"{name}_endpoint_auth_signing_alg_values_supported"] = list(CLIENT_ASSERTION_ALGORITHMS)
+    return document

@@ -106,6 +106,8 @@ organization.get     + allowed S1                   + allowed S1                
 organization.update  - role_not_granted S1          - role_not_granted S1          - not_a_member S1
 organization.delete  - role_not_granted S1          - role_not_granted S1          - not_a_member S1
 outbound.sign        - role_not_granted S1          - role_not_granted S1          - not_a_member S1
+token.introspect     - role_not_granted S1          - role_not_granted S1          - not_a_member S1
+token.revoke         - role_not_granted S1          - role_not_granted S1          - not_a_member S1
 application.create   + allowed S1                   + allowed S1                   - not_a_member S1
 application.list     + allowed S1                   + allowed S1                   - not_a_member S1
 application.get      + allowed S1                   + allowed S1                   - not_a_member S1
@@ -131,6 +133,8 @@ organization.get     - action_level_not_allowed S2  - action_level_not_allowed S
 organization.update  - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 organization.delete  - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 outbound.sign        - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
+token.introspect     - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
+token.revoke         - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 application.create   - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 application.list     - action_level_not_allowed S2  - action_level_not_allowed S2  - resource_not_in_scope S7
 application.get      + allowed S2                   - resource_not_in_scope S2     - resource_not_in_scope S7
@@ -156,6 +160,8 @@ organization.get     - action_not_granted S3        - action_not_granted S3     
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.introspect     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.revoke         - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.get      + allowed S3                   + allowed S3                   - resource_not_in_scope S7
@@ -181,6 +187,8 @@ organization.get     - action_not_granted S4        - action_not_granted S4     
 organization.update  - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 organization.delete  - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 outbound.sign        - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
+token.introspect     - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
+token.revoke         - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 application.create   - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 application.list     - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
 application.get      - action_not_granted S4        - action_not_granted S4        - resource_not_in_scope S7
@@ -206,6 +214,8 @@ organization.get     - action_not_granted S3        - action_not_granted S3     
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.introspect     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.revoke         - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     + allowed S3                   + allowed S3                   - resource_not_in_scope S7
 application.get      - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
@@ -231,6 +241,8 @@ organization.get     - action_not_granted S3        - action_not_granted S3     
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.introspect     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.revoke         - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.get      - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
@@ -256,6 +268,8 @@ organization.get     - action_level_not_allowed S5  - action_level_not_allowed S
 organization.update  - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 organization.delete  - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 outbound.sign        - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
+token.introspect     - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
+token.revoke         - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 application.create   - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 application.list     - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
 application.get      - action_level_not_allowed S5  - action_level_not_allowed S5  - resource_not_in_scope S7
@@ -281,6 +295,8 @@ organization.get     - action_not_granted S3        - action_not_granted S3     
 organization.update  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 organization.delete  - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 outbound.sign        - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.introspect     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
+token.revoke         - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.create   - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.list     - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
 application.get      - action_not_granted S3        - action_not_granted S3        - resource_not_in_scope S7
@@ -306,6 +322,8 @@ organization.get     - no_rule_allows S8            - no_rule_allows S8         
 organization.update  - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 organization.delete  - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 outbound.sign        - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
+token.introspect     - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
+token.revoke         - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 application.create   - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 application.list     - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7
 application.get      - no_rule_allows S8            - no_rule_allows S8            - resource_not_in_scope S7

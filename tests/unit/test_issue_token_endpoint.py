@@ -250,9 +250,14 @@ async def test_i1_without_a_recorder_nothing_is_counted_and_the_token_is_issued(
 # ---- RFC 6749 §5.2 errors as data ----
 
 
-def test_i2_every_error_is_400_except_a_failed_client_authentication() -> None:
-    assert {code for code, status in HTTP_STATUS.items() if status != 400} == {"invalid_client"}
+def test_i2_i7_every_error_is_400_except_a_failed_client_authentication_or_grant() -> None:
+    assert {code for code, status in HTTP_STATUS.items() if status != 400} == {
+        "invalid_client",
+        "unauthorized_client",
+    }
     assert HTTP_STATUS["invalid_client"] == 401
+    # I7: a client that authenticated but lacks the introspection or revocation grant.
+    assert HTTP_STATUS["unauthorized_client"] == 403
     assert OAuthError("invalid_scope", "x").fields() == {"error": "invalid_scope", "error_description": "x"}
 
 

@@ -1,5 +1,5 @@
 """The HTTP listeners: uvicorn on the gRPC server's event loop with the bounds of listeners.py, and the
-builder of the OAuth HTTP endpoints (token, JWKS, metadata)."""
+builder of the OAuth HTTP endpoints (token, introspection, revocation, JWKS, metadata)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ from watchword.compose.failures import StartupError, cannot_serve, on_close
 from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
-from watchword.http_api import authorization_server_metadata, build_app
+from watchword.http_api import (
+    INTROSPECT_PATH,
+    REVOKE_PATH,
+    TokenCheck,
+    authorization_server_metadata,
+    build_app,
+)
+from watchword.issue.introspection import IntrospectionEndpoint
+from watchword.issue.revocation import RevocationEndpoint
 from watchword.observe.decisions import Recorder
 
 
@@ -96,8 +104,14 @@ async def build_oauth_http(
         jwks_uri=f"{base}/.well-known/jwks.json",
         scopes=sorted(prepared.catalogue.actions),
         signing_algorithm=settings.signing_algorithm,
+        introspection_endpoint=f"{base}{INTROSPECT_PATH}",
+        revocation_endpoint=f"{base}{REVOKE_PATH}",
     )
-    app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder)
+    token_checks: dict[str, TokenCheck] = {
+        INTROSPECT_PATH: IntrospectionEndpoint(answering.pipeline, recorder),
+        REVOKE_PATH: RevocationEndpoint(answering.pipeline, recorder),
+    }
+    app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder, token_checks)
     http = await serve_uvicorn(app, listener, settings)
     on_close(stack, "the OAuth HTTP endpoints", http.stop)
     return http

@@ -20,6 +20,7 @@ from watchword.compose.observing import build_metrics_port, build_observing
 from watchword.compose.replica import LoadReplica, Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
+from watchword.http_api import INTROSPECT_PATH, REVOKE_PATH
 from watchword.observe import metrics as observe_metrics
 
 
@@ -68,6 +69,9 @@ async def compose(
     # configured from the metadata works out of the box.
     http_port = http.port if http is not None else settings.http_port
     answering.pipeline.clients.accept_audience(config_options.public_token_endpoint(settings, http_port))
+    # I7: and the introspection and revocation endpoints' URLs, which clients (authlib) sign for there.
+    for path in (INTROSPECT_PATH, REVOKE_PATH):
+        answering.pipeline.clients.accept_audience(config_options.public_base_url(settings, http_port) + path)
     on_close(stack, "the graceful drain", grpc.drain)  # the first step of the stop
     await grpc.serving()
     return RunningServer(

@@ -14,6 +14,11 @@ INVALID_CLIENT = "invalid_client"
 INVALID_GRANT = "invalid_grant"
 UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
 INVALID_SCOPE = "invalid_scope"
+# I7: an authenticated client without the grant for introspection or revocation (RFC 6749 §5.2's code;
+# 403, as the client is known and only not allowed), and RFC 7009 §2.2.1's refusal of a kind of token
+# the revocation endpoint does not revoke.
+UNAUTHORIZED_CLIENT = "unauthorized_client"
+UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"
 
 # RFC 6749 §5.2: the HTTP status of each error Watchword answers with; 401 only for a failed client
 # authentication (which the HTTP door challenges when the client tried the Authorization header).
@@ -24,6 +29,8 @@ HTTP_STATUS: Mapping[str, int] = MappingProxyType(
         INVALID_GRANT: 400,
         UNSUPPORTED_GRANT_TYPE: 400,
         INVALID_SCOPE: 400,
+        UNAUTHORIZED_CLIENT: 403,
+        UNSUPPORTED_TOKEN_TYPE: 400,
     }
 )
 # Not an answer to the request but Watchword unable to give one (the store down, a fault): RFC 6749

@@ -143,3 +143,30 @@ class Recorder:
             kind, who = KIND_LABELS[CredentialKind.ADMIN_TOKEN], {"admin_token_id": caller}
         what = {"action": "sign_outbound", "outbound_credential_id": outbound_credential_id}
         self._record(kind, ERROR if failure else ALLOW, failure or "signed", who, what)
+
+    def token_checked(
+        self,
+        action: str,
+        caller: Principal | str,
+        outcome: str,
+        found: Principal | None = None,
+        detail: str = "",
+        refused: bool = False,
+        fault: bool = False,
+    ) -> None:
+        """I7 introspection and revocation. `caller` is the authenticated OAuth client, or the client id
+        its request claimed when it was refused ("": none); `outcome` the answer (`active`, `inactive`,
+        `revoked`, `deactivated`, `not_found`) or the OAuth error code of a refusal (`refused`) or a
+        fault (`fault`); `found` the token's principal when it was found (ids only, as every principal
+        in a record, never the token); `detail` the reason code of why it was not, for the operator."""
+        if isinstance(caller, Principal):
+            who: Who = caller
+        else:
+            who = {"credential_id": caller} if caller else {}
+        what: dict[str, Any] = {"action": action}
+        if found is not None:
+            what["token"] = found
+        if detail:
+            what["detail"] = detail
+        result = ERROR if fault else DENY if refused else ALLOW
+        self._record(KIND_LABELS[CredentialKind.OAUTH_CLIENT], result, outcome, who, what)
