@@ -22,6 +22,7 @@ from watchword import reasons, secret_format
 from watchword.domain import CredentialKind
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
+from support.cli import run_cli
 from support.observe import file_records, sample, scrape, wait_for_records
 from support.server import WatchwordProcess
 from support.tenants import API_KEY, APPLICATION_SECRET, STATIC_TOKEN, Tenant, create_credential, make_tenant
@@ -517,3 +518,22 @@ def test_i7_every_call_is_audited_without_the_token_and_counted(server, tenant, 
         sample(after, "watchword_decisions_total", **labels)
         == sample(before, "watchword_decisions_total", **labels) + 1
     )
+
+
+# ---- the grant through the CLI ----
+
+
+def test_i7_a_client_granted_through_the_cli_introspects(server, tenant) -> None:
+    flags = ["--kind", "oauth-client", "--org", tenant.organization_id, "--name", "gateway"]
+    flags += ["--client-auth-method", "client_secret_post", "--permission", "token.introspect"]
+    settings = {"WATCHWORD_ADDRESS": server.address, "WATCHWORD_ADMIN_TOKEN": server.admin_token}
+    done = run_cli("admin", "credential", "create", *flags, settings=settings)
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    assert created["credential"]["permissions"] == ["token.introspect"]
+    key = api_key(server, tenant.organization_id)
+    with OAuth2Client(
+        created["credential"]["id"], created["secret"], token_endpoint_auth_method="client_secret_post"
+    ) as client:
+        found = answer(client.introspect_token(url(server, "/oauth/introspect"), token=key.secret))
+    assert (found["active"], found["credential_id"]) == (True, key.credential.id)
