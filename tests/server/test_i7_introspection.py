@@ -31,7 +31,11 @@ from support.tokens import watchword_token
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # authlib announces a future move of its httpx integration
     from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.oauth2.rfc6749 import ResourceProtector
+    from authlib.oauth2.rfc6749.requests import JsonRequest
+    from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
     from authlib.oauth2.rfc7523 import ClientSecretJWT, PrivateKeyJWT
+    from authlib.oauth2.rfc7662 import IntrospectTokenValidator
     from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -537,3 +541,38 @@ def test_i7_a_client_granted_through_the_cli_introspects(server, tenant) -> None
     ) as client:
         found = answer(client.introspect_token(url(server, "/oauth/introspect"), token=key.secret))
     assert (found["active"], found["credential_id"]) == (True, key.credential.id)
+
+
+# ---- a peer's expectations: a resource server built on authlib's RFC 7662 validator ----
+
+
+def test_i7_authlibs_introspection_resource_protector_accepts_and_refuses_as_watchword_says(
+    server, tenant, caller
+) -> None:
+    """What a resource server does with the answers: authlib's ResourceProtector and its RFC 7662
+    IntrospectTokenValidator, asking Watchword's endpoint, decide a request's bearer token and scope."""
+
+    class WatchwordIntrospection(IntrospectTokenValidator):
+        def introspect_token(self, token_string: str) -> dict:
+            response = introspect(server, caller, token_string, token_type_hint="access_token")
+            response.raise_for_status()
+            return response.json()
+
+    protector = ResourceProtector()
+    protector.register_token_validator(WatchwordIntrospection(realm="orders"))
+
+    def protect(token: str, scope: str) -> dict:
+        request = JsonRequest("POST", "https://orders.example/events", {"Authorization": f"Bearer {token}"})
+        return protector.validate_request([scope], request)
+
+    key = api_key(server, tenant.organization_id)
+    token = exchanged(server, key).access_token
+    assert protect(token, "event.send")["client_id"] == key.credential.id
+    assert protect(key.secret, "application.list")["credential_kind"] == "api_key"
+    with pytest.raises(InsufficientScopeError):
+        protect(token, "event.list")
+    assert revoke(server, caller, token).status_code == 200
+    with pytest.raises(InvalidTokenError):
+        protect(token, "event.send")
+    with pytest.raises(InvalidTokenError):
+        protect(api_key(server, tenant.organization_id).secret[:-1] + "x", "event.send")
