@@ -269,6 +269,31 @@ def test_audit_log_never_holds_a_secret_or_token(audited, token_server) -> None:
     ]
     assert made["fetched outbound token"].startswith("at-")
 
+    # I7: every secret and token so far introspected, then revoked, over HTTP by a granted client.
+    gateway = admin.CreateCredential(
+        admin_pb2.CreateCredentialRequest(
+            kind=KINDS["oauth-client"],
+            name="gateway",
+            organization_id=org,
+            permissions=["token.introspect", "token.revoke"],
+            client_auth_method=admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_BASIC,
+        ),
+        metadata=md,
+    )
+    made["introspecting client"] = gateway.secret
+    active = 0
+    for path in ("/oauth/introspect", "/oauth/revoke"):
+        for secret in list(made.values()):
+            answer = httpx.post(
+                f"http://127.0.0.1:{server.http_port}{path}",
+                data={"token": secret},
+                auth=(gateway.credential.id, gateway.secret),
+                timeout=10,
+            )
+            assert answer.status_code in (200, 400), answer.text  # 400: unsupported_token_type
+            active += path == "/oauth/introspect" and answer.json()["active"]
+    assert active >= 8  # the opaque secrets and the tokens Watchword issued
+
     # Refusals log no more than successes: a wrong secret, a tampered token, a bad admin token.
     wrong = made["static-token"][:-4] + "AAAA"
     made["wrong static token"] = wrong
