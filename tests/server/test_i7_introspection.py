@@ -576,3 +576,54 @@ def test_i7_authlibs_introspection_resource_protector_accepts_and_refuses_as_wat
         protect(token, "event.send")
     with pytest.raises(InvalidTokenError):
         protect(api_key(server, tenant.organization_id).secret[:-1] + "x", "event.send")
+
+
+def _subject_token(server: WatchwordProcess, tenant: Tenant) -> str:
+    connector = create_credential(
+        server, kind=CONNECTOR, organization_id=tenant.organization_id, name="hull", permissions=["track"]
+    )
+    grant = auth_pb2.SubjectTokenGrant(
+        connector_id=connector.credential.id,
+        connector_secret=connector.secret,
+        subject=common_pb2.Subject(type=common_pb2.Subject.TYPE_ACCOUNT, id="a-1"),
+    )
+    return issue(server, subject_token=grant).access_token
+
+
+def _client_credentials_token(server: WatchwordProcess, tenant: Tenant) -> str:
+    other = oauth_client(server, tenant.organization_id, POST, permissions=("event.send",))
+    auth = auth_pb2.ClientAuthentication(client_id=other.credential.id, client_secret=other.secret)
+    return issue(server, client_credentials=auth_pb2.ClientCredentialsGrant(client=auth)).access_token
+
+
+def _opaque(kind: int, **fields: object):
+    def made(server: WatchwordProcess, tenant: Tenant) -> str:
+        if kind == APPLICATION_SECRET:
+            fields["application_id"] = tenant.application_id
+        return create_credential(
+            server, kind=kind, organization_id=tenant.organization_id, name="revocable", **fields
+        ).secret
+
+    return made
+
+
+@pytest.mark.parametrize(
+    ("make", "refusal"),
+    [
+        (_subject_token, reasons.TOKEN_REVOKED),
+        (_client_credentials_token, reasons.TOKEN_REVOKED),
+        (_opaque(STATIC_TOKEN, permissions=["event.list"]), reasons.CREDENTIAL_DEACTIVATED),
+        (_opaque(APPLICATION_SECRET), reasons.CREDENTIAL_DEACTIVATED),
+        (_opaque(CONNECTOR, permissions=["track"]), reasons.CREDENTIAL_DEACTIVATED),
+    ],
+    ids=["subject token", "client credentials token", "static token", "application secret", "connector"],
+)
+def test_i7_authlib_revokes_every_kind_and_authenticate_refuses_it_next(
+    server, tenant, caller, make, refusal
+) -> None:
+    token = make(server, tenant)
+    assert answer(introspect(server, caller, token))["active"] is True
+    response = revoke(server, caller, token)
+    assert (response.status_code, response.content) == (200, b"")
+    assert authenticate(server, token).refusal.reason == refusal
+    assert answer(introspect(server, caller, token)) == INACTIVE
