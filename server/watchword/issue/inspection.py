@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from watchword import reasons
 from watchword.domain import ClientAuthentication, CredentialKind, Principal, Refusal
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.issue.oauth import CLIENT_REFUSED, UNAUTHORIZED_CLIENT, OAuthError
+from watchword.issue.token_endpoint import ClientCredentials
 from watchword.jose import jws
+from watchword.observe.decisions import Recorder
 from watchword.pipeline import BareInput, Pipeline
 from watchword.store.models import Credential
 
@@ -118,3 +121,33 @@ class TokenInspector:
         if record is None:  # deleted since it verified
             return NotFound(reasons.CREDENTIAL_UNKNOWN)
         return Found(principal, record=record)
+
+
+class TokenCheckEndpoint:
+    """What introspection and revocation do before the token: refuse an unreadable request or a caller
+    without the grant, audited; and answer a fault. Each HTTP door holds one of each, over the server's
+    pipeline and recorder (no other state); without a recorder (unit tests) nothing is counted."""
+
+    action: ClassVar[str]  # the audit record's `action`
+    grant: ClassVar[str]  # the permission the caller needs
+
+    def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
+        self._clients = pipeline.clients
+        self._tokens = TokenInspector(pipeline)
+        self._recorder = recorder or Recorder(None, None)
+
+    async def _asked(self, question: TokenQuestion | OAuthError, now: datetime) -> Principal | OAuthError:
+        """The caller, or the RFC 6749 §5.2 error to answer (audited)."""
+        if isinstance(question, OAuthError):
+            self._recorder.token_checked(self.action, "", question.error, refused=True)
+            return question
+        client = await authorised_client(self._clients, question.client, self.grant, now)
+        if isinstance(client, OAuthError):
+            claimed = ClientCredentials(question.client).claimed_id()
+            self._recorder.token_checked(self.action, claimed, client.error, refused=True)
+        return client
+
+    def failed(self, fault: OAuthError) -> OAuthError:
+        """A fault (the store down, a bug) the transport answers with `fault` (HTTP: 503): audited."""
+        self._recorder.token_checked(self.action, "", fault.error, refused=True, fault=True)
+        return fault

@@ -14,16 +14,11 @@ from typing import Any
 
 from watchword.domain import CredentialKind
 from watchword.identify.credential_state import proved_secret_version
-from watchword.issue.inspection import INTROSPECT, Found, NotFound, TokenInspector, TokenQuestion
-from watchword.issue.inspection import authorised_client as authorised
+from watchword.issue.inspection import INTROSPECT, Found, NotFound, TokenCheckEndpoint, TokenQuestion
 from watchword.issue.oauth import TOKEN_TYPE, OAuthError
-from watchword.issue.token_endpoint import ClientCredentials
 from watchword.observe.audit import KIND_LABELS
-from watchword.observe.decisions import Recorder
-from watchword.pipeline import Pipeline
 from watchword.store.models import Credential
 
-ACTION = "introspect_token"  # the audit record's `action`
 ACTIVE, INACTIVE = "active", "inactive"
 # The claims of a Watchword token an answer repeats (RFC 7662 §2.2, then Watchword's own); never
 # `secret_version`, which only ties the token to its credential's secret.
@@ -98,37 +93,23 @@ def opaque_secret_fields(found: Found, issuer: str) -> Answer:
     return fields
 
 
-class IntrospectionEndpoint:
-    """Each HTTP door holds one, over the server's pipeline and recorder (no other state); without a
-    recorder (unit tests) nothing is counted."""
-
-    def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
-        self._clients = pipeline.clients
-        self._tokens = TokenInspector(pipeline)
-        self._recorder = recorder or Recorder(None, None)
+class IntrospectionEndpoint(TokenCheckEndpoint):
+    action = "introspect_token"
+    grant = INTROSPECT
 
     async def answer(self, question: TokenQuestion | OAuthError) -> Answer | OAuthError:
         """RFC 7662 §2.2's answer, or the RFC 6749 §5.2 error of a request that cannot have one (a bad
         request, a client that does not authenticate or lacks the grant); either way audited."""
-        if isinstance(question, OAuthError):
-            self._recorder.token_checked(ACTION, "", question.error, refused=True)
-            return question
         now = datetime.now(UTC)
-        client = await authorised(self._clients, question.client, INTROSPECT, now)
+        client = await self._asked(question, now)
         if isinstance(client, OAuthError):
-            claimed = ClientCredentials(question.client).claimed_id()
-            self._recorder.token_checked(ACTION, claimed, client.error, refused=True)
             return client
+        assert isinstance(question, TokenQuestion)  # a refused one is its own error
         found = await self._tokens.find(question.token, client.organization_id, now)
         if isinstance(found, NotFound):
-            self._recorder.token_checked(ACTION, client, INACTIVE, detail=found.reason)
+            self._recorder.token_checked(self.action, client, INACTIVE, detail=found.reason)
             return inactive()
-        self._recorder.token_checked(ACTION, client, ACTIVE, found=found.principal)
+        self._recorder.token_checked(self.action, client, ACTIVE, found=found.principal)
         if found.claims is not None:
             return issued_token_fields(found)
         return opaque_secret_fields(found, self._tokens.issuer)
-
-    def failed(self, fault: OAuthError) -> OAuthError:
-        """A fault (the store down, a bug) the transport answers with `fault` (HTTP: 503): audited."""
-        self._recorder.token_checked(ACTION, "", fault.error, refused=True, fault=True)
-        return fault

@@ -22,18 +22,15 @@ from watchword.issue.inspection import (
     REVOKE,
     Found,
     NotFound,
-    TokenInspector,
+    TokenCheckEndpoint,
     TokenQuestion,
-    authorised_client,
 )
 from watchword.issue.oauth import UNSUPPORTED_TOKEN_TYPE, OAuthError
-from watchword.issue.token_endpoint import ClientCredentials
 from watchword.jose import jws
 from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
 from watchword.store.repository import NotFoundError
 
-ACTION = "revoke_token"  # the audit record's `action`
 REVOKED, DEACTIVATED, NOT_FOUND = "revoked", "deactivated", "not_found"
 UNSUPPORTED = OAuthError(
     UNSUPPORTED_TOKEN_TYPE,
@@ -58,39 +55,32 @@ def unsupported_by_shape(token: str, issuer: str, max_bytes: int) -> bool:
     return claimed != issuer
 
 
-class RevocationEndpoint:
-    """Each HTTP door holds one, over the server's pipeline and recorder (no other state); without a
-    recorder (unit tests) nothing is counted."""
+class RevocationEndpoint(TokenCheckEndpoint):
+    action = "revoke_token"
+    grant = REVOKE
 
     def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
-        self._clients = pipeline.clients
+        super().__init__(pipeline, recorder)
         self._store = pipeline.store
-        self._tokens = TokenInspector(pipeline)
         self._leeway = timedelta(seconds=pipeline.jwt.leeway_seconds)
         self._max_bytes = pipeline.transports.max_token_bytes
-        self._recorder = recorder or Recorder(None, None)
 
     async def answer(self, question: TokenQuestion | OAuthError) -> OAuthError | None:
         """None when done (RFC 7009 §2.2: 200, whether there was anything to revoke or not), or the
         RFC 6749 §5.2 / RFC 7009 §2.2.1 error; either way audited."""
-        if isinstance(question, OAuthError):
-            self._recorder.token_checked(ACTION, "", question.error, refused=True)
-            return question
         now = datetime.now(UTC)
-        client = await authorised_client(self._clients, question.client, REVOKE, now)
+        client = await self._asked(question, now)
         if isinstance(client, OAuthError):
-            claimed = ClientCredentials(question.client).claimed_id()
-            self._recorder.token_checked(ACTION, claimed, client.error, refused=True)
             return client
+        assert isinstance(question, TokenQuestion)  # a refused one is its own error
         if unsupported_by_shape(question.token, self._tokens.issuer, self._max_bytes):
-            self._recorder.token_checked(ACTION, client, UNSUPPORTED.error, refused=True)
+            self._recorder.token_checked(self.action, client, UNSUPPORTED.error, refused=True)
             return UNSUPPORTED
         found = await self._tokens.find(question.token, client.organization_id, now)
         if isinstance(found, NotFound):
-            self._recorder.token_checked(ACTION, client, NOT_FOUND, detail=found.reason)
+            self._recorder.token_checked(self.action, client, NOT_FOUND, detail=found.reason)
             return None
-        outcome = await self._revoke(found)
-        self._recorder.token_checked(ACTION, client, outcome, found=found.principal)
+        self._recorder.token_checked(self.action, client, await self._revoke(found), found=found.principal)
         return None
 
     async def _revoke(self, found: Found) -> str:
@@ -108,8 +98,3 @@ class RevocationEndpoint:
         """By `jti`, kept until the token could no longer verify anyway (its `exp` and the leeway)."""
         assert principal.expires_at is not None
         await self._store.revoke_token(principal.token_id, principal.expires_at + self._leeway)
-
-    def failed(self, fault: OAuthError) -> OAuthError:
-        """A fault (the store down, a bug) the transport answers with `fault` (HTTP: 503): audited."""
-        self._recorder.token_checked(ACTION, "", fault.error, refused=True, fault=True)
-        return fault
