@@ -1,14 +1,16 @@
-"""I7 across worker processes: a token revoked and a key deactivated through `POST /oauth/revoke` on
-whichever worker the HTTP connection reached are refused by Authenticate on every worker within 1 s.
+"""I7 across worker processes and replicas: a token revoked and a key deactivated through
+`POST /oauth/revoke` are refused by Authenticate on every worker and replica within 1 s.
 
-Two workers on one SQLite file, with `cache_ttl_seconds = 30`: only the change log can make the worker
-that did not serve the revocation refuse within 1 s, so the test fails if the revocation bypasses it. Which
-worker a gRPC channel reaches is read from the metrics (each sample carries a `worker` label).
+Two workers on one SQLite file (whichever the HTTP connection reached revokes), and two replicas on one
+PostgreSQL database (the first revokes), all with `cache_ttl_seconds = 30`: only the change log or the
+change feed can make the others refuse within 1 s, so the tests fail if the revocation bypasses them.
+Which worker a gRPC channel reaches is read from the metrics (each sample carries a `worker` label).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 
@@ -17,8 +19,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from watchword.crypto.master_key import generate
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
+from support.cli import migrate
+from support.postgres import PostgresServer
 from support.server import WatchwordProcess
 from support.tenants import API_KEY, Tenant, create_credential, make_tenant
 
@@ -98,20 +103,46 @@ def revoke(server: WatchwordProcess, tenant: Tenant, token: str) -> None:
     assert revoked.status_code == 200
 
 
-def test_i7_a_revocation_through_any_worker_is_refused_by_every_worker_within_1s(workers) -> None:
-    channels = channel_per_worker(workers)
-    tenant = make_tenant(workers, "i7 workers")
+def revoked_everywhere(revoking: WatchwordProcess, channels: dict[str, grpc.Channel]) -> list[float]:
+    """A token and the key it was exchanged from, each cached as valid by every channel's server, then
+    revoked through `revoking`: seconds until every one refuses each."""
+    tenant = make_tenant(revoking, f"i7 {uuid.uuid4().hex[:6]}")
     key = create_credential(
-        workers, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"]
+        revoking, kind=API_KEY, organization_id=tenant.organization_id, name="k", permissions=["event.send"]
     )
     grant = auth_pb2.ApiKeyExchangeGrant(api_key=key.secret)
-    token = workers.auth().IssueToken(auth_pb2.IssueTokenRequest(api_key_exchange=grant), timeout=10).token
-    for channel in channels.values():  # every worker has both cached as valid
+    token = revoking.auth().IssueToken(auth_pb2.IssueTokenRequest(api_key_exchange=grant), timeout=10).token
+    for channel in channels.values():
         assert authenticate(channel, token.access_token).HasField("principal")
         assert authenticate(channel, key.secret).HasField("principal")
-    revoke(workers, tenant, token.access_token)
-    seconds = refused_everywhere_within(channels, token.access_token, "token_revoked")
-    print(f"\nthe revoked token was refused by every worker {seconds:.3f}s after the revocation")
-    revoke(workers, tenant, key.secret)
-    seconds = refused_everywhere_within(channels, key.secret, "credential_deactivated")
-    print(f"the revoked key was refused by every worker {seconds:.3f}s after the revocation")
+    revoke(revoking, tenant, token.access_token)
+    token_seconds = refused_everywhere_within(channels, token.access_token, "token_revoked")
+    revoke(revoking, tenant, key.secret)
+    key_seconds = refused_everywhere_within(channels, key.secret, "credential_deactivated")
+    return [token_seconds, key_seconds]
+
+
+def test_i7_a_revocation_through_any_worker_is_refused_by_every_worker_within_1s(workers) -> None:
+    seconds = revoked_everywhere(workers, channel_per_worker(workers))
+    print(f"\nSQLite workers: token and key refused everywhere after {[round(s, 3) for s in seconds]} s")
+
+
+def test_i7_a_revocation_through_one_replica_is_refused_by_every_replica_within_1s_on_postgresql(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    url = postgres.create_database(f"i7_{uuid.uuid4().hex[:8]}")
+    env = {
+        "WATCHWORD_DATABASE_URL": url,
+        "WATCHWORD_MASTER_KEY": generate(),
+        "WATCHWORD_CACHE_TTL_SECONDS": "30",
+    }
+    migrate(env)
+    # One by one: the first start mints the admin token.
+    with (
+        WatchwordProcess(tmp_path_factory.mktemp("r1") / "data", env=env) as first,
+        WatchwordProcess(tmp_path_factory.mktemp("r2") / "data", env=env) as second,
+    ):
+        second.admin_token = first.admin_token
+        channels = {"first": first.channel(), "second": second.channel()}
+        seconds = revoked_everywhere(first, channels)
+    print(f"\nPostgreSQL replicas: token and key refused everywhere after {[round(s, 3) for s in seconds]} s")
