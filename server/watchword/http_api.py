@@ -236,7 +236,7 @@ def _in_call(endpoint: Endpoint, rpc: str) -> Endpoint:
     return called
 
 
-def token_check_route(path: str, core: TokenCheck) -> Route:
+def _token_check_route(path: str, core: TokenCheck) -> Route:
     """`POST path` for one of I7's cores: its answer as JSON (RFC 7662 §2.2) or an empty 200 (RFC 7009
     §2.2), its errors as the token endpoint's, never cached."""
 
@@ -308,7 +308,7 @@ def build_app(
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route(JWKS_PATH, _fault_contained(jwks_document, f"GET {JWKS_PATH}"), methods=["GET"]),
         Route(METADATA_PATH, _fault_contained(server_metadata, f"GET {METADATA_PATH}"), methods=["GET"]),
-        *(token_check_route(path, core) for path, core in (token_checks or {}).items()),
+        *(_token_check_route(path, core) for path, core in (token_checks or {}).items()),
     ]
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: _client_gone})
 
