@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -302,7 +303,35 @@ def inactive_tokens(server: WatchwordProcess, tenant: Tenant, stranger: Tenant) 
             server, api_key(server, stranger.organization_id)
         ).access_token,
         "an oauth client secret": own_client.secret,
+        "a tenant's own token (C4)": _tenant_token(server, tenant),
     }
+
+
+def _tenant_token(server: WatchwordProcess, tenant: Tenant) -> str:
+    """A valid C4 token of the caller's organization: Authenticate accepts it, introspection does not
+    cover it (the tenant signed it, not Watchword)."""
+    signing = create_credential(
+        server,
+        kind=common_pb2.CREDENTIAL_KIND_TENANT_SIGNING_SECRET,
+        organization_id=tenant.organization_id,
+        name="tenant",
+        permissions=["object.publish"],
+    )
+    now = int(time.time())
+    claims = {
+        "sub": "svc",
+        "tnd": tenant.organization_id,
+        "iss": "tenant.example",
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+    }
+    headers = {"kid": signing.credential.id}
+    token = jwt.encode(
+        claims | {"permissions": ["object.publish"]}, signing.secret, algorithm="HS256", headers=headers
+    )
+    assert authenticate(server, token).principal.kind == common_pb2.CREDENTIAL_KIND_TENANT_JWT
+    return token
 
 
 def test_i7_inactive_is_active_false_and_nothing_else(server, tenant, stranger, caller) -> None:
