@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from watchword import reasons, secret_format
+from watchword.decide.catalogue import Catalogue
 from watchword.domain import ClientAuthentication, CredentialKind
 from watchword.http_api import INTROSPECT_PATH, REVOKE_PATH, build_app
 from watchword.identify import minting
@@ -26,6 +27,7 @@ from watchword.invalidation import InvalidationBus
 from watchword.issue.grants import Requested
 from watchword.issue.inspection import TokenQuestion
 from watchword.issue.introspection import IntrospectionEndpoint
+from watchword.issue.oauth import OAuthError
 from watchword.issue.revocation import RevocationEndpoint, unsupported_by_shape
 from watchword.issue.tokens import IssuedToken
 from watchword.observe import call
@@ -189,3 +191,13 @@ async def test_i7_a_fault_is_a_clean_audited_503(world, observed, caplog, monkey
         "error",
         "temporarily_unavailable",
     )
+
+
+async def test_i7_a_catalogue_without_the_action_turns_its_endpoint_off(world, monkeypatch) -> None:
+    caller = await client(world)  # granted both while the catalogue had them
+    _, key = await world.register(kind=API_KEY, permissions=["event.send"])
+    actions = {name: action for name, action in world.catalogue.actions.items() if name != "token.introspect"}
+    monkeypatch.setattr(world.pipeline, "catalogue", Catalogue(world.catalogue.roles, actions))
+    refused = await IntrospectionEndpoint(world.pipeline).answer(TokenQuestion(caller, key))
+    assert refused == OAuthError("unauthorized_client", "this client is not granted token.introspect")
+    assert await RevocationEndpoint(world.pipeline).answer(TokenQuestion(caller, key)) is None

@@ -76,14 +76,19 @@ class NotFound:
 
 
 async def authorised_client(
-    clients: ClientAuthenticator, client: ClientAuthentication, grant: str, now: datetime
+    clients: ClientAuthenticator,
+    client: ClientAuthentication,
+    grant: str,
+    now: datetime,
+    offered: bool = True,
 ) -> Principal | OAuthError:
     """The OAuth client, when it authenticates and holds `grant`: `invalid_client` (401) when it does
-    not authenticate, as at the token endpoint; `unauthorized_client` (403) without the grant."""
+    not authenticate, as at the token endpoint; `unauthorized_client` (403) without the grant, or for
+    everyone when the grant is not `offered` (the catalogue no longer has the action)."""
     principal = await clients.verify(client, now)
     if isinstance(principal, Refusal):
         return CLIENT_REFUSED
-    if grant not in principal.permissions or not principal.organization_id:
+    if not offered or grant not in principal.permissions or not principal.organization_id:
         return OAuthError(UNAUTHORIZED_CLIENT, f"this client is not granted {grant}")
     return principal
 
@@ -133,6 +138,8 @@ class TokenCheckEndpoint:
 
     def __init__(self, pipeline: Pipeline, recorder: Recorder | None = None) -> None:
         self._clients = pipeline.clients
+        # A catalogue without the action turns the endpoint off, whatever the clients were granted.
+        self._offered = pipeline.catalogue.get(self.grant) is not None
         self._tokens = TokenInspector(pipeline)
         self._recorder = recorder or Recorder(None, None)
 
@@ -141,7 +148,7 @@ class TokenCheckEndpoint:
         if isinstance(question, OAuthError):
             self._recorder.token_checked(self.action, "", question.error, refused=True)
             return question
-        client = await authorised_client(self._clients, question.client, self.grant, now)
+        client = await authorised_client(self._clients, question.client, self.grant, now, self._offered)
         if isinstance(client, OAuthError):
             claimed = ClientCredentials(question.client).claimed_id()
             self._recorder.token_checked(self.action, claimed, client.error, refused=True)
