@@ -23,7 +23,6 @@ _REPEATABLE = frozenset({"by", "uri", "dns"})
 _SINGLE = frozenset({"hash", "cert", "chain", "subject"})
 # `key=` then a quoted value (escapes allowed) or a bare one up to the next separator.
 _PAIR = re.compile(r'[ \t]*([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^;,"]*)[ \t]*')
-_ESCAPED = re.compile(r"\\(.)")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -46,7 +45,8 @@ class XfccElement:
 
 def _value(raw: str) -> str:
     if raw.startswith('"'):
-        return _ESCAPED.sub(r"\1", raw[1:-1])
+        # Envoy escapes only the quote; other backslashes are the value's own (RFC 4514's `\,`).
+        return raw[1:-1].replace('\\"', '"')
     return raw.rstrip(" \t")
 
 
