@@ -80,6 +80,14 @@ def _challenge(refusal: Refusal, source: CredentialInput) -> str:
     return challenge.for_refusal(refusal.reason, source.headers)
 
 
+def _peer_certificate(source: PeerCertificate) -> PresentedCredential | Refusal:
+    return client_certificate.presented(source.pem) if source.pem else client_certificate.missing()
+
+
+# C10's transport, read once: checked on every identification.
+_CERTIFICATE = Transport.CLIENT_CERTIFICATE
+
+
 class Pipeline:
     def __init__(
         self,
@@ -177,7 +185,12 @@ class Pipeline:
     ) -> Principal | Refusal:
         """`memo`, shared by the entries of one batch (T7), verifies each distinct credential once."""
         now = now or datetime.now(UTC)
-        presented = self._extract(source)
+        if isinstance(source, BareInput):
+            presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
+        elif isinstance(source, HttpParts):
+            presented = extract.from_http(source, self.transports)
+        else:
+            presented = _peer_certificate(source)
         if isinstance(presented, Refusal):
             result: Principal | Refusal = presented
         elif memo is not None:
@@ -194,7 +207,7 @@ class Pipeline:
             return extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
         if isinstance(source, HttpParts):
             return extract.from_http(source, self.transports)
-        return client_certificate.presented(source.pem) if source.pem else client_certificate.missing()
+        return _peer_certificate(source)
 
     async def _identify_isolated(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """In a batch (T7), an unexpected fault verifying one credential is that credential's refusal,
@@ -210,7 +223,7 @@ class Pipeline:
     async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""
         self.identifications += 1
-        if presented.transport is Transport.CLIENT_CERTIFICATE:
+        if presented.transport is _CERTIFICATE:
             return await self._certificate(presented, now)
         if presented.token.count(".") != 2:
             return await self.secrets.verify(presented, now)

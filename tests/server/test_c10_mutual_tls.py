@@ -119,6 +119,21 @@ def test_c10_a_good_certificate_is_its_service_identity(world: World) -> None:
     assert authenticated.principal.credential_id == world.credential
 
 
+def test_c10_batch_entries_may_each_name_the_peer_certificate(world: World) -> None:
+    good = client_certificate(world.ca, spiffe_id=SPIFFE_ID)
+    resource = auth_pb2.Resource(application_id=world.application, event_type="order.paid")
+    entries = [
+        auth_pb2.AuthorizeRequest(credential=PEER, action="event.send", resource=resource),
+        auth_pb2.AuthorizeRequest(credential=PEER, action="application.create", resource=resource),
+    ]
+    with _channel(world, good) as channel:
+        answer = auth_pb2_grpc.AuthServiceStub(channel).AuthorizeBatch(
+            auth_pb2.AuthorizeBatchRequest(entries=entries), timeout=10
+        )
+    assert [result.decision.allowed for result in answer.results] == [True, False]
+    assert answer.results[1].decision.reason == reasons.ACTION_NOT_GRANTED
+
+
 @pytest.mark.parametrize(
     ("case", "reason"),
     [

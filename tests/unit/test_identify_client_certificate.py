@@ -168,6 +168,10 @@ async def test_c10_every_bad_certificate_has_its_reason(store: Store) -> None:
 async def test_c10_the_mapping_is_exact(store: Store) -> None:
     await _register(store, SPIFFE_ID)
     pipeline = await _pipeline(store)
+    stranger = "spiffe://example.org/ns/billing/sa/stranger"
+    refusal = await pipeline.authenticate(PeerCertificate(_pem(issue(CA, spiffe_id=stranger))))
+    assert isinstance(refusal, Refusal)
+    assert refusal.detail == f"identity {stranger}"  # for the audit log: which workload to register
     for near in (SPIFFE_ID + "/child", SPIFFE_ID[:-1], SPIFFE_ID.replace("billing", "Billing")):
         assert await _refused(pipeline, _pem(issue(CA, spiffe_id=near))) == reasons.SERVICE_IDENTITY_UNKNOWN
 

@@ -67,15 +67,6 @@ def peer_certificate(context: grpc.aio.ServicerContext | None) -> str:
     return certificates[0].decode("ascii", "replace")
 
 
-def with_peer_certificate(
-    source: CredentialInput, context: grpc.aio.ServicerContext | None
-) -> CredentialInput:
-    """A `peer_certificate` source filled in with the connection's certificate; any other as it is."""
-    if isinstance(source, PeerCertificate):
-        return PeerCertificate(peer_certificate(context))
-    return source
-
-
 # The action (in the catalogue) a caller's credential must hold to use SignOutbound.
 SIGN_ACTION = "outbound.sign"
 
@@ -111,7 +102,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         source = convert.credential_source(
             request.credential, "credential", self._max_token_bytes, self._max_headers
         )
-        result = await self._pipeline.authenticate(with_peer_certificate(source, context))
+        if isinstance(source, PeerCertificate):
+            source = PeerCertificate(peer_certificate(context))
+        result = await self._pipeline.authenticate(source)
         self._recorder.authenticated(result)
         if isinstance(result, Refusal):
             return auth_pb2.AuthenticateResponse(refusal=convert.refusal_to_proto(result))
@@ -128,7 +121,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         source = convert.credential_source(
             request.credential, f"{field}credential", self._max_token_bytes, self._max_headers
         )
-        source = with_peer_certificate(source, context)
+        if isinstance(source, PeerCertificate):  # C10: the connection's own certificate, asked for
+            source = PeerCertificate(peer_certificate(context))
         action = convert.required(request.action, f"{field}action", convert.MAX_ACTION)
         resource = convert.resource_from_proto(request.resource, f"{field}resource")
         outcome = await self._pipeline.authorize(source, action, resource, memo=memo)

@@ -357,7 +357,9 @@ class ClientCertificateVerifier:
         record = await self._lookup(credential_id) if credential_id else None
         # Exact: the stored identity itself, whatever a cache or a database collation matched.
         if record is None or record.kind != self.kind or record.service_identity != identity:
-            return refuse(reasons.SERVICE_IDENTITY_UNKNOWN, "no service identity is registered for it")
+            message = "no service identity is registered for it"
+            # The identity is no secret, and the operator needs it to register the workload.
+            return refuse(reasons.SERVICE_IDENTITY_UNKNOWN, message, detail=f"identity {identity[:255]}")
         refusal = state_refusal(record, now, "the service identity")
         return refusal or self._principal(credential.token, record, not_after)
 
