@@ -18,7 +18,7 @@ from watchword import reasons
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
 from support.certificates import Issued, certificate_authority, client_certificate, self_signed
-from support.cli import run_cli
+from support.cli import refused_start, run_cli
 from support.server import WatchwordProcess
 
 SPIFFE_ID = "spiffe://example.org/ns/billing/sa/worker"
@@ -223,3 +223,15 @@ def test_c10_the_cli_registers_an_identity_and_deactivation_refuses_it_at_once(w
     assert answer.refusal.reason == reasons.CREDENTIAL_DEACTIVATED
     rotated = run_cli("admin", "credential", "rotate", credential["id"], settings=settings)
     assert rotated.returncode != 0
+
+
+def test_c10_a_bad_setup_stops_the_start_with_its_reason(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    base = {"WATCHWORD_DATA_DIR": str(tmp_path / "data"), "WATCHWORD_PORT": "0", "WATCHWORD_HTTP_PORT": "0"}
+    unreadable = refused_start({**base, "WATCHWORD_TLS_CLIENT_CA_FILE": str(not_pem)})
+    assert "tls_client_ca_file" in unreadable.stderr
+    no_tls = refused_start({**base, "WATCHWORD_TLS_CLIENT_AUTH": "require"})
+    assert "tls_client_ca_file" in no_tls.stderr
+    no_ca = refused_start({**base, "WATCHWORD_XFCC_TRUSTED": "true"})
+    assert "tls_client_ca_file" in no_ca.stderr
