@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+import watchword_client
 from watchword import reasons
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
@@ -117,6 +118,18 @@ def test_c10_a_good_certificate_is_its_service_identity(world: World) -> None:
             auth_pb2.AuthenticateRequest(credential=PEER), timeout=10
         )
     assert authenticated.principal.credential_id == world.credential
+
+
+def test_c10_the_python_client_asks_with_its_own_certificate(world: World) -> None:
+    good = client_certificate(world.ca, spiffe_id=SPIFFE_ID)
+    credentials = grpc.ssl_channel_credentials(world.server_ca, good.key_pem, good.pem)
+    with watchword_client.WatchwordClient(world.watchword.address, channel_credentials=credentials) as client:
+        resource = watchword_client.Resource(application_id=world.application, event_type="order.paid")
+        answer = client.authorize(watchword_client.PeerCertificate(), "event.send", resource)
+    assert answer.decision.allowed
+    assert answer.principal is not None
+    assert answer.principal.kind is watchword_client.CredentialKind.CLIENT_CERTIFICATE
+    assert answer.principal.transport is watchword_client.Transport.CLIENT_CERTIFICATE
 
 
 def test_c10_batch_entries_may_each_name_the_peer_certificate(world: World) -> None:
