@@ -10,7 +10,6 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -86,7 +85,7 @@ def _admin(replicas: list[WatchwordProcess]) -> Callable[..., Any]:
 
 
 def test_c10_registration_and_deactivation_reach_the_other_replica_within_a_second(
-    replicas: list[WatchwordProcess], tmp_path: Path
+    replicas: list[WatchwordProcess],
 ) -> None:
     call = _admin(replicas)
     organization = call("CreateOrganization", admin_pb2.CreateOrganizationRequest(name="w")).id
