@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 from datetime import UTC
 from datetime import datetime as DateTime
+from urllib.parse import quote
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -15,10 +16,13 @@ from watchword import reasons
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind, FieldError, HttpParts, Principal, Refusal, Resource, Transport
+from watchword.ext_authz.core import Allowed, Denied, ExtAuthzCore, ExtAuthzSettings
 from watchword.extract import TransportSettings
 from watchword.identify import client_certificate, minting
 from watchword.identify.client_certificate import CertificateSettings, service_identity, spiffe_id_problem
 from watchword.pipeline import PeerCertificate, Pipeline
+from watchword.routes import RouteSettings, RouteTable
+from watchword.store.change_feed import ChangeKind
 from watchword.store.repository import Store
 
 from support.certificates import Issued, certificate_authority
@@ -216,9 +220,7 @@ async def test_c10_a_new_identity_is_found_at_once_after_a_cached_miss(store: St
     assert isinstance(await pipeline.authenticate(PeerCertificate(pem)), Principal)
 
 
-def _credential_change(*ids: str) -> tuple[object, tuple[str, ...]]:
-    from watchword.store.change_feed import ChangeKind
-
+def _credential_change(*ids: str) -> tuple[ChangeKind, tuple[str, ...]]:
     return ChangeKind.CREDENTIAL, ids
 
 
@@ -232,8 +234,6 @@ async def test_c10_without_a_ca_bundle_certificates_are_not_accepted(store: Stor
 
 
 def _xfcc(issued: Issued, by: str = "spiffe://example.org/edge") -> tuple[str, str]:
-    from urllib.parse import quote
-
     return ("x-forwarded-client-cert", f'By={by};Hash=00;Cert="{quote(issued.pem.decode(), safe="")}"')
 
 
@@ -299,3 +299,25 @@ async def test_c10_its_caches_are_registered_for_invalidation(store: Store) -> N
     assert pipeline.certificates is not None
     for cache in (pipeline.service_identities, pipeline.certificates, pipeline.certificates.checker):
         assert id(cache) in registered
+
+
+# ---- the ext_authz core (E1/E4): the XFCC header reaches the extractor only when trusted ----
+
+
+async def test_c10_ext_authz_reads_xfcc_only_when_trusted_and_the_source_certificate_always(
+    store: Store,
+) -> None:
+    organization, _ = await _register(store, SPIFFE_ID, ("organization.get",))
+    route = {"method": "GET", "path": "/v1/organizations/{organization_id}", "action": "organization.get"}
+    routes = RouteTable.build([RouteSettings.model_validate(route)], Catalogue.load())
+    path = f"/v1/organizations/{organization}"
+    forged = _xfcc(issue(CA, spiffe_id=SPIFFE_ID))
+    trusting = TransportSettings(client_certificates=True, xfcc_trusted=True)
+    for transports, allowed in ((CERTIFICATES, False), (trusting, True)):
+        core = ExtAuthzCore(await _pipeline(store, transports), routes, transports, ExtAuthzSettings())
+        answer = await core.check("GET", path, "", [forged])
+        assert isinstance(answer, Allowed if allowed else Denied), (transports, answer)
+    core = ExtAuthzCore(await _pipeline(store), routes, CERTIFICATES, ExtAuthzSettings())
+    assert core.reads_client_certificates
+    pem = _pem(issue(CA, spiffe_id=SPIFFE_ID))
+    assert isinstance(await core.check("GET", path, "", [], client_certificate=pem), Allowed)
