@@ -266,6 +266,8 @@ def _cmd_admin(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("WATCHWORD_ADMIN_TOKEN", "")
     if not token:
         return _fail("admin commands need an admin token: set WATCHWORD_ADMIN_TOKEN or pass --token")
+    if bool(args.client_cert_file) != bool(args.client_key_file):
+        return _fail("mutual TLS needs both --client-cert-file and --client-key-file")
     method, build_request = ADMIN_CALLS[(args.resource, args.verb)]
     with _channel(args) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)

@@ -248,3 +248,11 @@ def test_c10_a_bad_setup_stops_the_start_with_its_reason(tmp_path: Path) -> None
     assert "tls_client_ca_file" in no_tls.stderr
     no_ca = refused_start({**base, "WATCHWORD_XFCC_TRUSTED": "true"})
     assert "tls_client_ca_file" in no_ca.stderr
+
+
+def test_c10_the_cli_wants_both_halves_of_its_key_pair(tmp_path: Path) -> None:
+    settings = {"WATCHWORD_ADMIN_TOKEN": "wwad_x", "WATCHWORD_CLIENT_CERT_FILE": str(tmp_path / "c.crt")}
+    result = run_cli("admin", "org", "list", settings=settings)
+    assert result.returncode != 0
+    assert "--client-key-file" in result.stderr
+    assert "Traceback" not in result.stderr
