@@ -151,8 +151,15 @@ def _channel(args: argparse.Namespace) -> grpc.Channel:
     if tls:
         # Without a CA file, the system's trusted roots.
         roots = Path(args.ca_file).read_bytes() if args.ca_file else None
-        return grpc.secure_channel(address, grpc.ssl_channel_credentials(roots))
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(roots, *_client_key_pair(args)))
     return grpc.insecure_channel(address)
+
+
+def _client_key_pair(args: argparse.Namespace) -> tuple[bytes | None, bytes | None]:
+    """C10: the CLI's own client certificate, for a server that requires mutual TLS."""
+    if not args.client_cert_file:
+        return None, None
+    return Path(args.client_key_file).read_bytes(), Path(args.client_cert_file).read_bytes()
 
 
 def _print(message: Message) -> None:
@@ -224,6 +231,7 @@ ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
             expires_at=_timestamp(a.expires_at),
             client_auth_method=CLIENT_AUTH_METHODS.get(a.client_auth_method or "", 0),
             public_jwk=Path(a.public_jwk_file).read_text() if a.public_jwk_file else "",
+            service_identity=a.service_identity or "",
         ),
     ),
     ("credential", "get"): ("GetCredential", lambda a: admin_pb2.GetCredentialRequest(id=a.id)),
@@ -258,6 +266,8 @@ def _cmd_admin(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("WATCHWORD_ADMIN_TOKEN", "")
     if not token:
         return _fail("admin commands need an admin token: set WATCHWORD_ADMIN_TOKEN or pass --token")
+    if bool(args.client_cert_file) != bool(args.client_key_file):
+        return _fail("mutual TLS needs both --client-cert-file and --client-key-file")
     method, build_request = ADMIN_CALLS[(args.resource, args.verb)]
     with _channel(args) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
@@ -286,6 +296,16 @@ def _admin_parsers(subparsers: Any) -> None:
     )
     admin.add_argument("--token", default="", help="admin token (default: $WATCHWORD_ADMIN_TOKEN)")
     admin.add_argument("--ca-file", default=os.environ.get("WATCHWORD_CA_FILE", ""), help="CA bundle for TLS")
+    admin.add_argument(
+        "--client-cert-file",
+        default=os.environ.get("WATCHWORD_CLIENT_CERT_FILE", ""),
+        help='mutual TLS (tls_client_auth = "require"): the client certificate (PEM)',
+    )
+    admin.add_argument(
+        "--client-key-file",
+        default=os.environ.get("WATCHWORD_CLIENT_KEY_FILE", ""),
+        help="its private key (PEM)",
+    )
     admin.add_argument("--timeout", type=float, default=10.0, help="deadline per call, in seconds")
     resources = admin.add_subparsers(dest="resource", required=True)
 
@@ -340,6 +360,10 @@ def _admin_parsers(subparsers: Any) -> None:
     )
     create.add_argument(
         "--public-jwk-file", help="OAuth clients with private_key_jwt: their public JWK (JSON file)"
+    )
+    create.add_argument(
+        "--service-identity",
+        help="client certificates (C10): the SPIFFE id (spiffe://domain/path) or subject name to match",
     )
     credential.add_parser("get").add_argument("id")
     listing = credential.add_parser("list")

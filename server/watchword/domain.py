@@ -11,7 +11,7 @@ SUBJECT_ACTIONS = frozenset({"track", "traits", "alias"})
 
 
 class CredentialKind(enum.IntEnum):
-    """Catalogue C1-C9 plus the stored-only kinds; values match the proto enum."""
+    """Catalogue C1-C10 plus the stored-only kinds; values match the proto enum."""
 
     EXTERNAL_JWT = 1
     APPLICATION_SECRET = 2
@@ -24,6 +24,7 @@ class CredentialKind(enum.IntEnum):
     OAUTH_CLIENT = 9
     TENANT_SIGNING_SECRET = 10
     ADMIN_TOKEN = 11
+    CLIENT_CERTIFICATE = 12  # C10
 
 
 class Transport(enum.IntEnum):
@@ -37,6 +38,7 @@ class Transport(enum.IntEnum):
     BARE = 6
     BATCH_ENTRY = 7
     FORM = 8
+    CLIENT_CERTIFICATE = 9  # C10: mutual TLS, Envoy's source attributes, a trusted proxy's XFCC
 
 
 class ClientAuthMethod(enum.IntEnum):
@@ -67,6 +69,9 @@ class HttpParts:
     headers: tuple[tuple[str, str], ...] = ()
     query: str = ""
     cookies: tuple[tuple[str, str], ...] = ()
+    # C10: the client certificate of the connection (PEM, from Envoy's source attributes), or the bare
+    # identity a proxy named without one; read only when the request carries no other credential.
+    client_certificate: str = ""
 
 
 @dataclass(frozen=True, slots=True)

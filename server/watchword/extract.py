@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from watchword import reasons
 from watchword.domain import HttpParts, PresentedCredential, Refusal, Transport
+from watchword.identify import client_certificate, xfcc
 from watchword.identify.verifier import refuse
 
 # RFC 6750 §2.1 b64token.
@@ -42,6 +43,11 @@ class TransportSettings:
     header_pair: tuple[str, str] = ("Hull-App-Id", "Hull-Access-Token")  # T4: (id header, token header)
     query_enabled: bool = False  # T5
     query_parameters: tuple[str, str] = ("id", "secret")
+    # C10: a client certificate is read when the request carries no other credential: the one a trusted
+    # proxy's x-forwarded-client-cert names (only when `xfcc_trusted`), else the connection's own.
+    client_certificates: bool = False
+    xfcc_trusted: bool = False
+    xfcc_trusted_by: tuple[str, ...] = ()
 
 
 def _check_token(token: str, max_bytes: int, pattern: re.Pattern[str] = _B64TOKEN) -> Refusal | None:
@@ -157,6 +163,19 @@ def _candidates(request: HttpParts, settings: TransportSettings) -> list[Present
     return found
 
 
+def _client_certificate(request: HttpParts, settings: TransportSettings) -> PresentedCredential | Refusal:
+    """C10: the XFCC element of a trusted proxy first (it names the client further out), then the
+    certificate of the connection (Envoy's source attributes). A client-sent XFCC is never read unless the
+    operator says the proxy in front sets it."""
+    if settings.xfcc_trusted:
+        values = [value for name, value in request.headers if name.lower() == xfcc.HEADER]
+        if values:
+            return client_certificate.from_xfcc(values, settings.xfcc_trusted_by)
+    if request.client_certificate:
+        return client_certificate.presented(request.client_certificate)
+    return refuse(reasons.CREDENTIAL_MISSING, "the request carries no credential")
+
+
 def from_bare(token: str, client_id: str, max_bytes: int) -> PresentedCredential | Refusal:
     """T6: a bare token, e.g. the auth message of a persistent connection. There is no HTTP around it, so
     no optional whitespace either: surrounding whitespace is refused, never removed."""
@@ -192,6 +211,8 @@ def from_http(request: HttpParts, settings: TransportSettings) -> PresentedCrede
                 return _from_authorization(value, settings.max_token_bytes)
             return _parsed_authorization(value, settings.max_token_bytes)
     found = _candidates(request, settings)
+    if not found and settings.client_certificates:
+        return _client_certificate(request, settings)
     if len(found) == 1:  # the common case: one credential, or one refusal, and nothing else
         return found[0]
     presented = [c for c in found if isinstance(c, PresentedCredential)]

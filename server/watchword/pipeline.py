@@ -23,8 +23,10 @@ from watchword.domain import (
     Principal,
     Refusal,
     Resource,
+    Transport,
 )
-from watchword.identify import cache, opaque_secret, verifiers, watchword_token
+from watchword.identify import cache, client_certificate, opaque_secret, verifiers, watchword_token
+from watchword.identify.client_certificate import CertificateSettings
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
@@ -44,7 +46,14 @@ class BareInput:
     client_id: str = ""
 
 
-CredentialInput = BareInput | HttpParts
+@dataclass(frozen=True, slots=True)
+class PeerCertificate:
+    """C10: the caller's own TLS client certificate (PEM; empty: its connection has none)."""
+
+    pem: str = ""
+
+
+CredentialInput = BareInput | HttpParts | PeerCertificate
 # Authentication results by credential, shared by the entries of one batch.
 Memo = dict[PresentedCredential, Principal | Refusal]
 
@@ -65,10 +74,18 @@ def entry_fault(what: str) -> tuple[str, str]:
 
 
 def _challenge(refusal: Refusal, source: CredentialInput) -> str:
-    # No HTTP around a bare token (T6): there is no response header to challenge with.
-    if isinstance(source, BareInput):
+    # No HTTP around a bare token (T6) or a TLS connection: no response header to challenge with.
+    if not isinstance(source, HttpParts):
         return ""
     return challenge.for_refusal(refusal.reason, source.headers)
+
+
+def _peer_certificate(source: PeerCertificate) -> PresentedCredential | Refusal:
+    return client_certificate.presented(source.pem) if source.pem else client_certificate.missing()
+
+
+# C10's transport, read once: checked on every identification.
+_CERTIFICATE = Transport.CLIENT_CERTIFICATE
 
 
 class Pipeline:
@@ -82,6 +99,7 @@ class Pipeline:
         external: ExternalJwtVerifier | None = None,
         cache_ttl: float = cache.DEFAULT_TTL_SECONDS,
         cache_max_entries: int = cache.DEFAULT_MAX_ENTRIES,
+        certificates: CertificateSettings | None = None,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
@@ -120,8 +138,30 @@ class Pipeline:
         )
         deps = verifiers.Dependencies(lookup, self.sealed_keys, self.signing_keys, self.jwt, external)
         self.jwts = verifiers.JwtRouter(verifiers.jwt_verifiers(deps), transports.max_token_bytes)
+        self._build_certificates(certificates, cache_ttl, bound)
         self.identifications = 0  # credentials verified (cache hits included): for tests and metrics
         self.caches = self._registered_caches()
+
+    def _build_certificates(self, settings: CertificateSettings | None, ttl: float, bound: int) -> None:
+        """C10, when a client CA bundle is configured: service identity -> credential id, cached."""
+        self.certificates: client_certificate.ClientCertificateVerifier | None = None
+        if settings is None:
+            return
+        self.service_identities: cache.TtlCache[str] = cache.TtlCache(
+            self.store.credential_id_for_identity, ttl, bound
+        )
+        checker = client_certificate.CertificateChecker(settings, bound)
+        self.certificates = client_certificate.ClientCertificateVerifier(
+            checker, self.service_identities.get, self.credentials.get, bound
+        )
+
+    def _register_certificates(self, caches: CacheRegistry) -> None:
+        # Keyed by credential ids and, for a new C10 credential, by its identity (`store.credentials`).
+        if self.certificates is not None:
+            stored = {"counted": True, "serves_stale": True}
+            caches.add("service_identities", self.service_identities, {ChangeKind.CREDENTIAL}, **stored)
+            caches.add("certificate_principals", self.certificates, {ChangeKind.CREDENTIAL})
+            caches.add("verified_certificates", self.certificates.checker, ())
 
     def _registered_caches(self) -> CacheRegistry:
         """Every cache this pipeline keeps, with the changes whose ids are its keys (`watchword.caches`):
@@ -137,6 +177,7 @@ class Pipeline:
         caches.add("sealed_keys", self.sealed_keys, {ChangeKind.CREDENTIAL})
         caches.add("client_public_keys", self.clients.public_keys, {ChangeKind.CREDENTIAL})
         caches.add_key_ring("signing_keys", self.signing_keys.reload)
+        self._register_certificates(caches)
         return caches
 
     async def authenticate(
@@ -146,8 +187,10 @@ class Pipeline:
         now = now or datetime.now(UTC)
         if isinstance(source, BareInput):
             presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
-        else:
+        elif isinstance(source, HttpParts):
             presented = extract.from_http(source, self.transports)
+        else:
+            presented = _peer_certificate(source)
         if isinstance(presented, Refusal):
             result: Principal | Refusal = presented
         elif memo is not None:
@@ -158,6 +201,13 @@ class Pipeline:
         if isinstance(result, Refusal):
             result = replace(result, www_authenticate=_challenge(result, source))
         return result
+
+    def _extract(self, source: CredentialInput) -> PresentedCredential | Refusal:
+        if isinstance(source, BareInput):
+            return extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
+        if isinstance(source, HttpParts):
+            return extract.from_http(source, self.transports)
+        return _peer_certificate(source)
 
     async def _identify_isolated(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """In a batch (T7), an unexpected fault verifying one credential is that credential's refusal,
@@ -173,6 +223,8 @@ class Pipeline:
     async def _identify(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """Route by shape: a compact JWS to the JWT verifier that fits it, anything else to the secrets."""
         self.identifications += 1
+        if presented.transport is _CERTIFICATE:
+            return await self._certificate(presented, now)
         if presented.token.count(".") != 2:
             return await self.secrets.verify(presented, now)
         result = await self.verified_tokens.get(presented, now)
@@ -186,6 +238,12 @@ class Pipeline:
             # Stored roles change independently of the token: merged on every call, from their own cache.
             result = await self._with_stored_roles(result)
         return result
+
+    async def _certificate(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
+        if self.certificates is None:
+            message = "client certificates are not accepted here: no tls_client_ca_file is configured"
+            return Refusal(reason=reasons.CREDENTIAL_KIND_UNSUPPORTED, message=message)
+        return await self.certificates.verify(presented, now)
 
     async def _with_stored_roles(self, user: Principal) -> Principal:
         """S1: merge the memberships stored through the admin API, where the user's issuer says so. Only
@@ -254,10 +312,7 @@ class Pipeline:
         """The distinct credentials a batch presents (T7): what it can make this replica verify."""
         found: set[PresentedCredential] = set()
         for source in sources:
-            if isinstance(source, BareInput):
-                presented = extract.from_bare(source.token, source.client_id, self.transports.max_token_bytes)
-            else:
-                presented = extract.from_http(source, self.transports)
+            presented = self._extract(source)
             if not isinstance(presented, Refusal):
                 found.add(presented)
         return found
@@ -265,7 +320,11 @@ class Pipeline:
     async def preload(self, credentials: set[PresentedCredential]) -> None:
         """Look up the stored credentials that a batch's opaque secrets name together, in one query: a
         batch of unknown keys once cost one query per entry."""
-        named = (opaque_secret.credential_id_of(p) for p in credentials if p.token.count(".") != 2)
+        named = (
+            opaque_secret.credential_id_of(p)
+            for p in credentials
+            if p.token.count(".") != 2 and p.transport is not Transport.CLIENT_CERTIFICATE
+        )
         try:
             await self.credentials.load_many([i for i in named if i], self.store.get_credentials)
         except Exception:

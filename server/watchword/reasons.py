@@ -33,6 +33,17 @@ TOKEN_CLIENT_NOT_ALLOWED = "token_client_not_allowed"
 TOKEN_REPLAYED = "token_replayed"
 TOKEN_REVOKED = "token_revoked"
 CLIENT_AUTH_METHOD_NOT_ALLOWED = "client_auth_method_not_allowed"
+# C10: client certificates and service identities.
+CLIENT_CERTIFICATE_MISSING = "client_certificate_missing"
+CLIENT_CERTIFICATE_UNTRUSTED = "client_certificate_untrusted"
+CLIENT_CERTIFICATE_EXPIRED = "client_certificate_expired"
+CLIENT_CERTIFICATE_NOT_YET_VALID = "client_certificate_not_yet_valid"
+CLIENT_CERTIFICATE_USAGE_INVALID = "client_certificate_usage_invalid"
+CLIENT_CERTIFICATE_SAN_MISSING = "client_certificate_san_missing"
+CLIENT_CERTIFICATE_SAN_INVALID = "client_certificate_san_invalid"
+SERVICE_IDENTITY_UNKNOWN = "service_identity_unknown"
+XFCC_UNTRUSTED = "xfcc_untrusted"
+XFCC_MALFORMED = "xfcc_malformed"
 
 # Authorization decisions.
 ALLOWED = "allowed"
@@ -107,6 +118,27 @@ REASONS: dict[str, str] = {
     TOKEN_REVOKED: "The token was revoked by its `jti` (I6, S6).",
     CLIENT_AUTH_METHOD_NOT_ALLOWED: "An OAuth client authenticated with another method than the one it was "
     "registered for, or with more than one (RFC 6749 §2.3).",
+    CLIENT_CERTIFICATE_MISSING: "C10: a client certificate was asked for (a `peer_certificate` source) but "
+    "the connection has none, or a proxy named the client without its certificate while bare identities "
+    "are not trusted (`client_certificate_trust_bare_identity`).",
+    CLIENT_CERTIFICATE_UNTRUSTED: "C10: the client certificate does not chain to a CA of "
+    "`tls_client_ca_file` (or its chain breaks the RFC 5280 profile); the audit record's `detail` says "
+    "where the path failed.",
+    CLIENT_CERTIFICATE_EXPIRED: "C10: the client certificate's `notAfter` has passed (S6).",
+    CLIENT_CERTIFICATE_NOT_YET_VALID: "C10: the client certificate's `notBefore` is in the future (S6).",
+    CLIENT_CERTIFICATE_USAGE_INVALID: "C10: the client certificate has an extended key usage without "
+    "`clientAuth` (RFC 5280 §4.2.1.12): it was issued for something else, e.g. a server.",
+    CLIENT_CERTIFICATE_SAN_MISSING: "C10: the client certificate has no SPIFFE id (URI SAN), and subject "
+    "names are not accepted (`client_certificate_subject_names`) or it has none.",
+    CLIENT_CERTIFICATE_SAN_INVALID: "C10: the client certificate's SPIFFE id breaks the SPIFFE-ID spec "
+    "(more than one URI SAN, an uppercase trust domain, a port, userinfo, query or fragment, an empty or "
+    "dot segment) or names a trust domain outside `client_certificate_trust_domains`.",
+    SERVICE_IDENTITY_UNKNOWN: "C10: the certificate verified, but no service identity is registered for "
+    "its SPIFFE id or subject name (matched exactly).",
+    XFCC_UNTRUSTED: "C10: the `x-forwarded-client-cert` element the nearest proxy added does not name one "
+    "of `xfcc_trusted_by` in its `By=`.",
+    XFCC_MALFORMED: "C10: the `x-forwarded-client-cert` header is not in Envoy's format (elements of "
+    "`Key=value` pairs, quoted where needed).",
     ALLOWED: "A rule explicitly allowed the action.",
     NOT_AUTHENTICATED: "The credential was refused; the refusal says why.",
     ACTION_UNKNOWN: "The action is not in the action catalogue.",

@@ -51,6 +51,7 @@ ALLOWING_RULE = {
     CredentialKind.API_KEY: "S3",
     CredentialKind.CONNECTOR: "S3",
     CredentialKind.WATCHWORD_TOKEN: "S3",
+    CredentialKind.CLIENT_CERTIFICATE: "S3",  # C10: a service identity's grants
     CredentialKind.TENANT_JWT: "S4",
     CredentialKind.SUBJECT_JWT: "S5",
 }
@@ -63,6 +64,7 @@ EDGE_ACTIONS = {
     CredentialKind.API_KEY: _EVENT_ACTIONS,
     CredentialKind.CONNECTOR: _EVENT_ACTIONS,
     CredentialKind.WATCHWORD_TOKEN: _EVENT_ACTIONS,
+    CredentialKind.CLIENT_CERTIFICATE: _EVENT_ACTIONS,
     CredentialKind.TENANT_JWT: ["object.publish"],
     CredentialKind.SUBJECT_JWT: sorted(SUBJECT_ACTIONS),
 }

@@ -1,4 +1,4 @@
-"""The kinds table (identify/kinds.py): one row per credential kind (C1-C9 and the stored-only kinds),
+"""The kinds table (identify/kinds.py): one row per credential kind (C1-C10 and the stored-only kinds),
 and the facts derived from it are the ones the code said before the table, and the README says."""
 
 from __future__ import annotations
@@ -63,26 +63,33 @@ def test_every_credential_kind_has_exactly_one_row() -> None:
     assert set(kinds.FACTS) == set(CredentialKind)
 
 
-def test_c1_to_c9_rows_name_their_catalogue_id() -> None:
+def test_c1_to_c10_rows_name_their_catalogue_id() -> None:
     named = {row.catalogue_id: row.kind for row in kinds.KINDS if row.catalogue_id}
-    assert sorted(named) == [f"C{n}" for n in range(1, 10)]
+    assert sorted(named) == sorted(f"C{n}" for n in range(1, 11))
     assert all(named[f"C{kind.value}"] is kind for kind in CredentialKind if kind.value <= 9)
+    assert named["C10"] is CredentialKind.CLIENT_CERTIFICATE
+
+
+# C10, added after the table: secretless, made by CreateCredential with its service identity.
+C10 = CredentialKind.CLIENT_CERTIFICATE
 
 
 def test_derived_facts_are_what_the_code_said_before_the_table() -> None:
     assert kinds.PREFIXES == BEFORE_PREFIXES
     assert secret_format.PREFIXES == BEFORE_PREFIXES
-    assert set(BEFORE_PREFIXES) == kinds.MINTABLE
-    assert kinds.CARRY_PERMISSIONS == BEFORE_GRANT_KINDS
-    assert kinds.CARRY_EVENT_FILTERS == BEFORE_EVENT_FILTER_KINDS
+    assert set(BEFORE_PREFIXES) | {C10} == kinds.MINTABLE
+    assert BEFORE_GRANT_KINDS | {C10} == kinds.CARRY_PERMISSIONS
+    assert BEFORE_EVENT_FILTER_KINDS | {C10} == kinds.CARRY_EVENT_FILTERS
     assert kinds.SEALED == BEFORE_SEALED_KINDS
-    assert kinds.TRANSPORTS == BEFORE_TRANSPORTS
-    assert cli.KIND_NAMES == BEFORE_CLI_NAMES
+    assert {C10} == kinds.SECRETLESS
+    assert BEFORE_TRANSPORTS | {C10: {Transport.CLIENT_CERTIFICATE}} == kinds.TRANSPORTS
+    assert cli.KIND_NAMES == BEFORE_CLI_NAMES | {"client-certificate": 12}
 
 
 def test_mintable_kinds_have_a_prefix_of_the_secret_format_and_a_cli_name() -> None:
     for row in kinds.KINDS:
-        assert row.mintable == bool(row.prefix) == bool(row.cli_name), row
+        assert row.mintable == bool(row.cli_name), row
+        assert bool(row.prefix) == (row.mintable and not row.secretless), row
         if row.prefix:  # secret_format reads exactly four characters `ww..` before the id
             assert re.fullmatch(r"ww[a-z]{2}", row.prefix), row
     assert len(set(kinds.PREFIXES.values())) == len(kinds.PREFIXES)
@@ -117,10 +124,11 @@ def test_prefixes_and_mintable_kinds_are_the_documented_ones() -> None:
         assert documented[prefix].lower().startswith(label), (prefix, documented[prefix])
 
 
-def test_transports_and_prefixes_are_the_documented_ones_for_c1_to_c9() -> None:
+def test_transports_and_prefixes_are_the_documented_ones_for_c1_to_c10() -> None:
     # T7 is a batch entry carrying one of the others, so the table's T1-T6 are compared.
+    by_id = {row.catalogue_id: row for row in kinds.KINDS if row.catalogue_id}
     for kind_cell, looks_like, accepted_over in _table("| kind | looks like | accepted over |"):
-        row = kinds.FACTS[CredentialKind(int(kind_cell.split()[0][1:]))]
+        row = by_id[kind_cell.split()[0]]
         documented = {Transport(int(n)) for n in re.findall(r"\bT([1-6])\b", accepted_over)}
         assert documented == {t for t in row.transports if t.value <= 6}, kind_cell
         assert (f"`{row.prefix}_" in looks_like) == bool(row.prefix), kind_cell

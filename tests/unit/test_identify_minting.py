@@ -28,11 +28,15 @@ def _spec(kind: CredentialKind, **fields: object) -> minting.NewCredential:
         base["application_id"] = "app"
     if kind is CredentialKind.OAUTH_CLIENT:
         base["client_auth_method"] = 1
+    if kind is CredentialKind.CLIENT_CERTIFICATE:
+        base["service_identity"] = "spiffe://example.org/worker"
     base.update(fields)
     return minting.NewCredential(**base)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind", sorted(kinds.MINTABLE), ids=lambda kind: kind.name.lower())
+@pytest.mark.parametrize(
+    "kind", sorted(kinds.MINTABLE - kinds.SECRETLESS), ids=lambda kind: kind.name.lower()
+)
 def test_i4_each_mintable_kind_gets_a_secret_of_its_own_prefix(kind: CredentialKind) -> None:
     row, secret = minting.create(_spec(kind), Catalogue.load(), MASTER, NOW)
     assert row.kind == int(kind)
@@ -71,7 +75,16 @@ def test_c9_client_secret_jwt_clients_keep_a_sealed_secret_when_rotated() -> Non
     assert secret_format.secret_matches(rotated.value, rotated.hash)
 
 
-@pytest.mark.parametrize("kind", sorted(kinds.MINTABLE), ids=lambda kind: kind.name.lower())
+def test_c10_a_secretless_credential_has_nothing_to_rotate() -> None:
+    row, secret = minting.create(_spec(CredentialKind.CLIENT_CERTIFICATE), Catalogue.load(), MASTER, NOW)
+    assert (secret, row.secret_hash, row.sealed_secret) == ("", "", None)
+    with pytest.raises(FieldError, match="no secret to rotate"):
+        minting.rotated_secret(row, MASTER)
+
+
+@pytest.mark.parametrize(
+    "kind", sorted(kinds.MINTABLE - kinds.SECRETLESS), ids=lambda kind: kind.name.lower()
+)
 def test_i6_a_rotated_secret_is_sealed_as_the_created_one_was(kind: CredentialKind) -> None:
     row, _ = minting.create(_spec(kind), Catalogue.load(), MASTER, NOW)
     rotated = minting.rotated_secret(row, MASTER)

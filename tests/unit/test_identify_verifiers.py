@@ -15,6 +15,7 @@ from watchword.crypto import master_key
 from watchword.crypto.master_key import MasterKey
 from watchword.domain import PresentedCredential, Refusal, Transport
 from watchword.identify import kinds, verifier, verifiers
+from watchword.identify.client_certificate import ClientCertificateVerifier
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.opaque_secret import OpaqueSecretVerifier
@@ -59,11 +60,15 @@ def test_every_jwt_verifier_says_which_tokens_are_its_own(cls: type) -> None:
 
 
 def test_every_kind_accepted_for_authentication_has_one_verifier() -> None:
-    # JWT verifiers name their kind; every other kind with transports is an opaque secret (a prefix).
+    # JWT verifiers name their kind; every other kind with transports is an opaque secret (a prefix), or
+    # C10, the one secretless kind, verified by its certificate (its own verifier names its kind).
     jwt_kinds = {cls.kind for cls in JWT_VERIFIERS}
     secret_kinds = {kind for kind in kinds.PREFIXES if kinds.TRANSPORTS[kind]}
+    certificate_kinds = {ClientCertificateVerifier.kind}
+    assert certificate_kinds == kinds.SECRETLESS
     assert not jwt_kinds & secret_kinds
-    assert jwt_kinds | secret_kinds == {kind for kind, accepted in kinds.TRANSPORTS.items() if accepted}
+    accepted = {kind for kind, transports in kinds.TRANSPORTS.items() if transports}
+    assert jwt_kinds | secret_kinds | certificate_kinds == accepted
 
 
 def test_the_registry_routes_c7_then_c4_then_c8_then_c1() -> None:

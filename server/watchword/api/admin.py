@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import grpc
+from sqlalchemy.exc import IntegrityError
 
 from watchword.api import convert, errors, new_credential, outbound_admin
 from watchword.api.errors import FieldError
@@ -206,10 +207,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.CreateCredentialRequest, context: Context
     ) -> admin_pb2.CreateCredentialResponse:
         row, secret = new_credential.build(request, self._catalogue, self._master_key)
-        stored = await _found(context, self._store.add_credential(row))
+        stored = await _found(context, self._add_credential(row))
         return admin_pb2.CreateCredentialResponse(
             credential=convert.credential_to_proto(stored), secret=secret
         )
+
+    async def _add_credential(self, row: models.Credential) -> models.Credential:
+        """C10: one credential per service identity (the unique index settles a race)."""
+        taken = "is registered already: deactivate or delete that credential first"
+        if row.service_identity and await self._store.credential_id_for_identity(row.service_identity):
+            raise FieldError("service_identity", taken)
+        try:
+            return await self._store.add_credential(row)
+        except IntegrityError:
+            if row.service_identity:
+                raise FieldError("service_identity", taken) from None
+            raise
 
     async def _credential(self, context: Context, credential_id: str) -> models.Credential:
         lookup = self._store.get_credential(_id(credential_id))

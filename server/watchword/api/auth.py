@@ -17,7 +17,6 @@ from watchword.decide.rules import decide
 from watchword.domain import (
     ClientAuthentication,
     Decision,
-    HttpParts,
     Principal,
     Refusal,
     Resource,
@@ -35,7 +34,15 @@ from watchword.issue.token_endpoint import (
 from watchword.observe.decisions import Recorder
 from watchword.outbound import header_values
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
-from watchword.pipeline import AuthorizeOutcome, BareInput, Memo, Pipeline, entry_fault
+from watchword.pipeline import (
+    AuthorizeOutcome,
+    BareInput,
+    CredentialInput,
+    Memo,
+    PeerCertificate,
+    Pipeline,
+    entry_fault,
+)
 from watchword.store.database import is_store_outage
 from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
@@ -49,6 +56,15 @@ def _outcome_to_proto(
     if outcome.refusal is not None:
         response.refusal.CopyFrom(convert.refusal_to_proto(outcome.refusal))
     return response
+
+
+def peer_certificate(context: grpc.aio.ServicerContext | None) -> str:
+    """C10: the PEM client certificate of the caller's TLS connection (verified by the handshake against
+    tls_client_ca_file, and again by the verifier); "" without mutual TLS."""
+    if context is None:
+        return ""
+    certificates = context.auth_context().get("x509_pem_cert") or [b""]
+    return certificates[0].decode("ascii", "replace")
 
 
 # The action (in the catalogue) a caller's credential must hold to use SignOutbound.
@@ -86,6 +102,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         source = convert.credential_source(
             request.credential, "credential", self._max_token_bytes, self._max_headers
         )
+        if isinstance(source, PeerCertificate):
+            source = PeerCertificate(peer_certificate(context))
         result = await self._pipeline.authenticate(source)
         self._recorder.authenticated(result)
         if isinstance(result, Refusal):
@@ -98,10 +116,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         field: str,
         memo: Memo | None = None,
         entry: int | None = None,
+        context: grpc.aio.ServicerContext | None = None,
     ) -> auth_pb2.AuthorizeResponse:
         source = convert.credential_source(
             request.credential, f"{field}credential", self._max_token_bytes, self._max_headers
         )
+        if isinstance(source, PeerCertificate):  # C10: the connection's own certificate, asked for
+            source = PeerCertificate(peer_certificate(context))
         action = convert.required(request.action, f"{field}action", convert.MAX_ACTION)
         resource = convert.resource_from_proto(request.resource, f"{field}resource")
         outcome = await self._pipeline.authorize(source, action, resource, memo=memo)
@@ -132,8 +153,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             )
         await self._pipeline.preload(credentials)
 
-    def _batch_sources(self, entries: Sequence[auth_pb2.AuthorizeRequest]) -> list[BareInput | HttpParts]:
-        sources: list[BareInput | HttpParts] = []
+    def _batch_sources(self, entries: Sequence[auth_pb2.AuthorizeRequest]) -> list[CredentialInput]:
+        sources: list[CredentialInput] = []
         limits = (self._max_token_bytes, self._max_headers)
         for index, entry in enumerate(entries):
             with contextlib.suppress(FieldError):  # the entry gets its own refusal when decided
@@ -145,7 +166,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Authorize(
         self, request: auth_pb2.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.AuthorizeResponse:
-        return await self._authorize_one(request, "")
+        return await self._authorize_one(request, "", context=context)
 
     async def AuthorizeBatch(
         self, request: auth_pb2.AuthorizeBatchRequest, context: grpc.aio.ServicerContext
@@ -157,17 +178,22 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise FieldError("entries", f"at most {self._max_batch_entries} entries per batch")
         memo: Memo = {}  # each distinct credential of the batch is verified once
         results = [
-            await self._authorize_entry(entry, index, memo) for index, entry in enumerate(request.entries)
+            await self._authorize_entry(entry, index, memo, context)
+            for index, entry in enumerate(request.entries)
         ]
         return auth_pb2.AuthorizeBatchResponse(results=results)
 
     async def _authorize_entry(
-        self, entry: auth_pb2.AuthorizeRequest, index: int, memo: Memo
+        self,
+        entry: auth_pb2.AuthorizeRequest,
+        index: int,
+        memo: Memo,
+        context: grpc.aio.ServicerContext | None = None,
     ) -> auth_pb2.AuthorizeResponse:
         """One batch entry: whatever goes wrong with it is its own denial and never spoils the others (T7).
         Only a store outage fails the whole call (UNAVAILABLE, retryable)."""
         try:
-            return await self._authorize_one(entry, f"entries[{index}].", memo, index)
+            return await self._authorize_one(entry, f"entries[{index}].", memo, index, context)
         except FieldError as exc:
             return self._entry_denial(index, reasons.ENTRY_INVALID, str(exc))
         except Exception as exc:

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from watchword.api.errors import FieldError
 from watchword.domain import Decision, HttpParts, Principal, Refusal, Resource, Subject
 from watchword.issue.keyring import public_jwk
-from watchword.pipeline import BareInput, CredentialInput
+from watchword.pipeline import BareInput, CredentialInput, PeerCertificate
 from watchword.store import models
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
@@ -110,6 +110,7 @@ def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
         client_auth_method=row.client_auth_method,
         public_jwk=row.public_jwk,
         secret_hint=row.secret_hint,
+        service_identity=row.service_identity or "",
     )
 
 
@@ -151,7 +152,9 @@ def credential_source(
         if len(client_id) > MAX_ID:
             bounded(client_id, f"{field}.bare.client_id", MAX_ID)
         return BareInput(token=source.bare.token, client_id=client_id)
-    raise FieldError(field, "set either `bare` or `http`")
+    if which == "peer_certificate":
+        return PeerCertificate()  # the front door fills in its connection's certificate
+    raise FieldError(field, "set one of `bare`, `http` or `peer_certificate`")
 
 
 def subject_from_proto(subject: common_pb2.Subject, field: str) -> Subject | None:

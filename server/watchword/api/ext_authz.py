@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from urllib.parse import unquote
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -78,9 +79,19 @@ def request_headers(http: attribute_context_pb2.AttributeContext.HttpRequest) ->
     return [(name.lower(), headers[name]) for name in headers]
 
 
+def source_certificate(source: attribute_context_pb2.AttributeContext.Peer) -> str:
+    """C10: the downstream's client certificate as Envoy sends it (URL-encoded PEM, with
+    `include_peer_certificate: true`), else the identity it names (`principal`: URI SAN or subject),
+    trusted only under client_certificate_trust_bare_identity."""
+    if source.certificate:
+        return unquote(source.certificate)
+    return source.principal
+
+
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, core: ExtAuthzCore) -> None:
         self._core = core
+        self._certificates = core.reads_client_certificates  # C10
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
@@ -89,7 +100,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             http = request.attributes.request.http
             path, _, query = http.path.partition("?")
             query = query.partition("#")[0] or http.query
-            answer = await self._core.check(http.method, path, query, request_headers(http))
+            peer = source_certificate(request.attributes.source) if self._certificates else ""
+            answer = await self._core.check(
+                http.method, path, query, request_headers(http), client_certificate=peer
+            )
             return check_response(answer)
         except Exception:  # the core answers its own faults; this is the adapter's: still a denial
             incident = uuid.uuid4().hex[:16]

@@ -55,6 +55,7 @@ def new_credential(request: admin_pb2.CreateCredentialRequest) -> minting.NewCre
         client_auth_method=request.client_auth_method,
         public_jwk=request.public_jwk,
         expires_at=_expiry(request),
+        service_identity=convert.identifier(request.service_identity, "service_identity", 1024),
     )
 
 

@@ -13,6 +13,7 @@ from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.ext_authz.core import ExtAuthzCore
+from watchword.identify.client_certificate import CertificateSettings
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
 from watchword.invalidation import for_replica, replica_caches
@@ -64,6 +65,14 @@ async def build_external_jwt(stack: AsyncExitStack, settings: Settings) -> Exter
     return external
 
 
+def certificate_settings(settings: Settings) -> CertificateSettings | None:
+    """C10's CAs, read at start: an unreadable bundle stops it with the reason."""
+    try:
+        return config_options.certificate_settings(settings)
+    except ValueError as exc:
+        raise StartupError(f"tls_client_ca_file: {exc}") from None
+
+
 def build_pipeline(settings: Settings, prepared: Prepared, external: ExternalJwtVerifier | None) -> Pipeline:
     """The request pipeline and its caches, signing with the replica's active key."""
     pipeline = Pipeline(
@@ -75,6 +84,7 @@ def build_pipeline(settings: Settings, prepared: Prepared, external: ExternalJwt
         external,
         cache_ttl=settings.cache_ttl_seconds,
         cache_max_entries=settings.cache_max_entries,
+        certificates=certificate_settings(settings),
     )
     pipeline.signing_keys.local = prepared.keyring.active
     return pipeline

@@ -184,10 +184,19 @@ def bind(server: grpc.aio.Server, settings: Settings) -> int:
         if settings.tls_cert_file is None or settings.tls_key_file is None:
             return server.add_insecure_port(address)
         key_pair = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
-        return server.add_secure_port(address, grpc.ssl_server_credentials([key_pair]))
+        return server.add_secure_port(address, server_credentials(settings, key_pair))
     except RuntimeError:
         reason = "the port is in use or the address is not local"
         raise StartupError(f"cannot listen on {address}: {reason}") from None
+
+
+def server_credentials(settings: Settings, key_pair: tuple[bytes, bytes]) -> grpc.ServerCredentials:
+    """TLS, and with `tls_client_auth = "require"` mutual TLS (C10): the handshake itself refuses a client
+    without a certificate chaining to tls_client_ca_file (grpc can require a certificate, not request one)."""
+    if settings.tls_client_auth != "require" or settings.tls_client_ca_file is None:
+        return grpc.ssl_server_credentials([key_pair])
+    roots = settings.tls_client_ca_file.read_bytes()
+    return grpc.ssl_server_credentials([key_pair], root_certificates=roots, require_client_auth=True)
 
 
 async def stop(server: grpc.aio.Server, overload: OverloadInterceptor, drain: Drain) -> None:

@@ -19,7 +19,15 @@ from watchword.config.settings import Settings
 ENV_PREFIX = "WATCHWORD_"
 CONFIG_FILE_ENV = "WATCHWORD_CONFIG"
 # Read by the CLI's admin commands, not by the server; allowed beside the server's own variables.
-CLIENT_ENV = frozenset({"WATCHWORD_ADMIN_TOKEN", "WATCHWORD_ADDRESS", "WATCHWORD_CA_FILE"})
+CLIENT_ENV = frozenset(
+    {
+        "WATCHWORD_ADMIN_TOKEN",
+        "WATCHWORD_ADDRESS",
+        "WATCHWORD_CA_FILE",
+        "WATCHWORD_CLIENT_CERT_FILE",  # C10: the CLI's own certificate for mutual TLS
+        "WATCHWORD_CLIENT_KEY_FILE",
+    }
+)
 
 
 class ConfigError(Exception):

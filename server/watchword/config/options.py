@@ -11,6 +11,7 @@ from watchword.config.settings import Settings
 from watchword.ext_authz.core import ExtAuthzSettings
 from watchword.extract import TransportSettings
 from watchword.http_api import TOKEN_PATH
+from watchword.identify.client_certificate import CertificateSettings, load_authorities
 from watchword.issue.internal_token import InternalTokens
 from watchword.issue.keyring import IssuingKeyring
 from watchword.issue.tokens import TokenSettings
@@ -25,6 +26,21 @@ def transport_settings(settings: Settings) -> TransportSettings:
         cookie_name=settings.auth_cookie_name,
         header_pair=(settings.connector_id_header, settings.connector_token_header),
         query_enabled=settings.query_credentials_enabled,
+        client_certificates=settings.tls_client_ca_file is not None,
+        xfcc_trusted=settings.xfcc_trusted,
+        xfcc_trusted_by=settings.xfcc_trusted_by,
+    )
+
+
+def certificate_settings(settings: Settings) -> CertificateSettings | None:
+    """C10: the CAs client certificates chain to and how their identities are read; None: off."""
+    if settings.tls_client_ca_file is None:
+        return None
+    return CertificateSettings(
+        authorities=load_authorities(settings.tls_client_ca_file),
+        trust_domains=frozenset(settings.client_certificate_trust_domains),
+        subject_names=settings.client_certificate_subject_names,
+        trust_bare_identity=settings.client_certificate_trust_bare_identity,
     )
 
 

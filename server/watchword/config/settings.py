@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -45,6 +46,41 @@ class Settings(BaseModel):
     port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: pick a free one).")
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain; enables TLS.")
     tls_key_file: Path | None = Field(default=None, description="PEM private key for `tls_cert_file`.")
+    # C10: client certificates (workload identity).
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="C10: PEM bundle of the CAs client certificates must chain to (Watchword's own mutual "
+        "TLS, Envoy's peer certificate, XFCC); enables client-certificate credentials.",
+    )
+    tls_client_auth: Literal["none", "require"] = Field(
+        default="none",
+        description="C10: `require`: the gRPC port asks every client for a certificate chaining to "
+        "tls_client_ca_file and refuses the handshake without one (needs tls_cert_file).",
+    )
+    client_certificate_trust_domains: tuple[str, ...] = Field(
+        default=(),
+        description="C10: SPIFFE trust domains whose ids are accepted (comma-separated in the "
+        "environment); empty: any the CAs vouch for.",
+    )
+    client_certificate_subject_names: bool = Field(
+        default=False,
+        description="C10: a certificate without a SPIFFE id is known by its subject name (RFC 4514).",
+    )
+    client_certificate_trust_bare_identity: bool = Field(
+        default=False,
+        description="C10: accept a proxy's word for the client's identity without its certificate "
+        "(Envoy's source.principal, an XFCC URI or Subject): only the proxy vouches for it.",
+    )
+    xfcc_trusted: bool = Field(
+        default=False,
+        description="C10: read x-forwarded-client-cert, because the proxy in front sets it and drops any "
+        "client-sent one (Envoy: forward_client_cert_details SANITIZE_SET); off: the header is ignored.",
+    )
+    xfcc_trusted_by: tuple[str, ...] = Field(
+        default=(),
+        description="C10: the URI SANs of the proxies whose XFCC element counts (its By=); empty: the last "
+        "element, whoever added it.",
+    )
     data_dir: Path = Field(default=Path("watchword-data"), description="Where the embedded store lives.")
     database_url: str = Field(
         default="", description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB; empty: SQLite in data_dir."
@@ -318,6 +354,39 @@ class Settings(BaseModel):
                 "production mode needs a master key: set master_key_file (or WATCHWORD_MASTER_KEY_FILE) "
                 "to a file holding one; `watchword generate-master-key` makes one"
             )
+        return self
+
+    @field_validator("client_certificate_trust_domains", "xfcc_trusted_by", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # From the environment a list is one string: comma-separated.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("client_certificate_trust_domains")
+    @classmethod
+    def _trust_domains_are_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in value:
+            if re.fullmatch(r"[a-z0-9._-]{1,255}", domain) is None:
+                raise ValueError(f"{domain!r} is no SPIFFE trust domain (lowercase, no scheme or port)")
+        return value
+
+    @model_validator(mode="after")
+    def _client_certificates_have_their_ca(self) -> Settings:
+        if self.tls_client_ca_file is not None and not self.tls_client_ca_file.is_file():
+            raise ValueError(f"tls_client_ca_file {str(self.tls_client_ca_file)!r} is not a file")
+        uses = (
+            self.tls_client_auth == "require",
+            bool(self.client_certificate_trust_domains),
+            self.client_certificate_subject_names,
+            self.client_certificate_trust_bare_identity,
+            self.xfcc_trusted,
+        )
+        if any(uses) and self.tls_client_ca_file is None:
+            raise ValueError("client certificates (C10) need tls_client_ca_file, the CAs they chain to")
+        if self.tls_client_auth == "require" and self.tls_cert_file is None:
+            raise ValueError('tls_client_auth = "require" needs TLS: set tls_cert_file and tls_key_file')
         return self
 
     @model_validator(mode="after")

@@ -15,13 +15,14 @@ from watchword.decide.catalogue import APPLICATION_LEVELS, Action, Catalogue, Le
 from watchword.domain import SUBJECT_ACTIONS, CredentialKind, Decision, Principal, Resource
 
 # Credentials whose reach is their own list of granted actions (S3; connectors and Watchword's own tokens
-# carry such a list too: a connector's grants, a token's scope).
+# carry such a list too: a connector's grants, a token's scope; so do C10 service identities).
 GRANT_LIST_KINDS = frozenset(
     {
         CredentialKind.API_KEY,
         CredentialKind.STATIC_TOKEN,
         CredentialKind.CONNECTOR,
         CredentialKind.WATCHWORD_TOKEN,
+        CredentialKind.CLIENT_CERTIFICATE,
     }
 )
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote
 from watchword import reasons
 from watchword.domain import HttpParts, Principal, Refusal
 from watchword.extract import TransportSettings, parse_cookie_header
+from watchword.identify import xfcc
 from watchword.issue.internal_token import InternalTokens
 from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
@@ -113,8 +114,15 @@ class ExtAuthzCore:
         names = {"authorization", *(name.lower() for name in transports.header_pair)}
         if transports.cookie_name:
             names.add("cookie")
+        if transports.xfcc_trusted:  # C10: never read (nor trusted) unless the operator says so
+            names.add(xfcc.HEADER)
         self._credential_headers = frozenset(names)
         self._plain_allows: dict[int, tuple[Principal, Allowed]] = {}
+
+    @property
+    def reads_client_certificates(self) -> bool:
+        """C10: whether a front door should pass the downstream's client certificate (Envoy's source)."""
+        return self._transports.client_certificates
 
     @property
     def strips_query_credentials(self) -> bool:
@@ -128,11 +136,13 @@ class ExtAuthzCore:
         query: str,
         headers: Sequence[tuple[str, str]],
         query_removable: bool = True,
+        client_certificate: str = "",
     ) -> Answer:
         """`path` without its query, `headers` with lower-case names. `query_removable`: whether the front
-        door can remove query parameters; if not, a query credential that must be removed is refused."""
+        door can remove query parameters; if not, a query credential that must be removed is refused.
+        `client_certificate`: C10, the downstream connection's certificate (PEM) or identity."""
         try:
-            return await self._check(method, path, query, headers, query_removable)
+            return await self._check(method, path, query, headers, query_removable, client_certificate)
         except Exception as exc:
             if is_store_outage(exc):
                 log.warning("store unavailable during ext_authz Check", exc_info=True)
@@ -148,6 +158,7 @@ class ExtAuthzCore:
         query: str,
         headers: Sequence[tuple[str, str]],
         query_removable: bool,
+        client_certificate: str = "",
     ) -> Answer:
         match = self._routes.match(method, path.partition("#")[0])
         if match is None:
@@ -159,7 +170,7 @@ class ExtAuthzCore:
         if not query_removable and self._query_credential(query):
             return self._unremovable(match)
         credential_headers, spoofed = self._scan(headers)
-        parts = HttpParts(method=method, path=path, headers=credential_headers, query=query)
+        parts = HttpParts(method, path, credential_headers, query, client_certificate=client_certificate)
         outcome = await self._pipeline.authorize(parts, match.route.action, match.resource)
         decision = outcome.decision
         self._recorder.authorized(

@@ -1,4 +1,4 @@
-"""One row of facts per credential kind (C1-C9, and the two kinds that are only stored).
+"""One row of facts per credential kind (C1-C10, and the two kinds that are only stored).
 
 Everything that differs between kinds without being verification logic is here, once: the prefix of the
 secrets Watchword mints for it (`secret_format`), whether CreateCredential makes it and what it then carries
@@ -36,6 +36,9 @@ class KindFacts:
     carries_permissions: bool = False
     carries_event_filters: bool = False  # event allow/deny patterns (S3)
     sealed: bool = False  # its secret is also an HMAC key Watchword verifies with: sealed, not only hashed
+    # No secret at all: its holder proves itself otherwise (C10: a certificate), and the credential is
+    # found by the service identity it names (nothing minted, nothing to rotate).
+    secretless: bool = False
 
 
 KINDS: tuple[KindFacts, ...] = (
@@ -104,6 +107,16 @@ KINDS: tuple[KindFacts, ...] = (
         sealed=True,  # tenants sign their C4 tokens with it
     ),
     KindFacts(CredentialKind.ADMIN_TOKEN, "", prefix="wwad", cli_name="admin-token", mintable=True),
+    KindFacts(
+        CredentialKind.CLIENT_CERTIFICATE,
+        "C10",
+        frozenset({Transport.CLIENT_CERTIFICATE}),
+        cli_name="client-certificate",
+        mintable=True,
+        carries_permissions=True,
+        carries_event_filters=True,
+        secretless=True,
+    ),
 )
 
 FACTS: dict[CredentialKind, KindFacts] = {row.kind: row for row in KINDS}
@@ -120,3 +133,4 @@ MINTABLE = frozenset(row.kind for row in KINDS if row.mintable)
 CARRY_PERMISSIONS = frozenset(row.kind for row in KINDS if row.carries_permissions)
 CARRY_EVENT_FILTERS = frozenset(row.kind for row in KINDS if row.carries_event_filters)
 SEALED = frozenset(row.kind for row in KINDS if row.sealed)
+SECRETLESS = frozenset(row.kind for row in KINDS if row.secretless)

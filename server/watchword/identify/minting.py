@@ -19,7 +19,7 @@ from watchword.crypto.master_key import MasterKey
 from watchword.decide import names
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import CredentialKind, FieldError
-from watchword.identify import kinds
+from watchword.identify import client_certificate, kinds
 from watchword.identify.oauth_client import CLIENT_SECRET_JWT, PRIVATE_KEY_ALGORITHMS, PRIVATE_KEY_JWT
 from watchword.identify.sealed_keys import sealing_purpose
 from watchword.jose.jwk import KeySetError, load_jwk
@@ -47,6 +47,7 @@ class NewCredential:
     client_auth_method: int = 0
     public_jwk: str = ""
     expires_at: datetime | None = None
+    service_identity: str = ""  # C10: the SPIFFE id or subject name it is found by
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,8 @@ MAX_OVERLAP = timedelta(days=30)
 
 
 def rotated_secret(record: models.Credential, master_key: MasterKey) -> MintedSecret:
+    if CredentialKind(record.kind) in kinds.SECRETLESS:
+        raise FieldError("id", "this kind of credential has no secret to rotate")
     return mint_secret(CredentialKind(record.kind), record.id, master_key, record.client_auth_method)
 
 
@@ -99,8 +102,9 @@ def create(
     method, public_jwk = _client_method(spec.kind, spec.client_auth_method, spec.public_jwk)
     if spec.expires_at is not None and spec.expires_at <= now:
         raise FieldError("expires_at", "must be in the future")
+    identity = _service_identity(spec, facts)
     credential_id = secret_format.new_credential_id()
-    secret = mint_secret(spec.kind, credential_id, master_key, method)
+    secret = _no_secret() if facts.secretless else mint_secret(spec.kind, credential_id, master_key, method)
     row = models.Credential(
         id=credential_id,
         kind=int(spec.kind),
@@ -118,10 +122,30 @@ def create(
         client_auth_method=method,
         public_jwk=public_jwk,
         expires_at=spec.expires_at,
+        service_identity=identity,
     )
     # A private_key_jwt client authenticates with its key only: the minted secret is never shown (its
     # hash fills the column and matches nothing anyone holds).
     return row, "" if method == PRIVATE_KEY_JWT else secret.value
+
+
+def _no_secret() -> MintedSecret:
+    # C10 proves itself with a certificate: the hash column holds nothing any secret hashes to.
+    return MintedSecret("", "", None)
+
+
+def _service_identity(spec: NewCredential, facts: kinds.KindFacts) -> str | None:
+    """C10: the identity it is found by, in its one stored form; no other kind has one."""
+    if not facts.secretless:
+        if spec.service_identity:
+            raise FieldError("service_identity", "only client-certificate credentials have one")
+        return None
+    if not spec.service_identity:
+        raise FieldError("service_identity", "is required: the SPIFFE id or subject name to match")
+    try:
+        return client_certificate.service_identity(spec.service_identity)
+    except client_certificate.IdentityError as exc:
+        raise FieldError("service_identity", str(exc)) from None
 
 
 def _organization(spec: NewCredential) -> str | None:

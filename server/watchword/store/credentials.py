@@ -17,7 +17,9 @@ from watchword.store.models import Application, Credential, Organization, utcnow
 class CredentialQueries(StoreBase):
     async def add_credential(self, credential: Credential) -> Credential:
         async with self._writing() as (session, changes):
-            changes.append(Change(ChangeKind.CREDENTIAL, (credential.id,)))
+            # A C10 credential is found by its service identity too: caches keyed by it drop their miss.
+            identity = (credential.service_identity,) if credential.service_identity else ()
+            changes.append(Change(ChangeKind.CREDENTIAL, (credential.id, *identity)))
             organization_id = credential.organization_id
             if organization_id is not None:
                 await existing(session, Organization, organization_id, "organization")
@@ -30,6 +32,12 @@ class CredentialQueries(StoreBase):
 
     async def get_credential(self, credential_id: str) -> Credential | None:
         return await self._get(Credential, credential_id)
+
+    async def credential_id_for_identity(self, service_identity: str) -> str | None:
+        """C10: the id of the credential registered for this SPIFFE id or subject name (exact match)."""
+        query = select(Credential.id).where(Credential.service_identity == service_identity)
+        async with self._sessions() as session:
+            return (await session.exec(query)).first()
 
     async def get_credentials(self, credential_ids: Sequence[str]) -> dict[str, Credential]:
         """The credentials that exist among `credential_ids`, in one query (a batch's, T7)."""

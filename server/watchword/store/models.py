@@ -119,6 +119,8 @@ class Credential(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     deactivated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     rotated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # C10: the SPIFFE id or subject name of a service identity, its lookup key (unique, matched exactly).
+    service_identity: str | None = Field(default=None, max_length=255, unique=True, index=True)
 
 
 class SigningKey(SQLModel, table=True):

@@ -192,7 +192,7 @@ class DeleteMembershipResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Credential(_message.Message):
-    __slots__ = ("id", "kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "created_at", "deactivated_at", "rotated_at", "previous_secret_valid_until", "algorithms", "client_auth_method", "public_jwk", "secret_hint")
+    __slots__ = ("id", "kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "created_at", "deactivated_at", "rotated_at", "previous_secret_valid_until", "algorithms", "client_auth_method", "public_jwk", "secret_hint", "service_identity")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class Credential(_message.Message):
     CLIENT_AUTH_METHOD_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_JWK_FIELD_NUMBER: _ClassVar[int]
     SECRET_HINT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: _common_pb2.CredentialKind
     organization_id: str
@@ -229,10 +230,11 @@ class Credential(_message.Message):
     client_auth_method: ClientAuthMethod
     public_jwk: str
     secret_hint: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., organization_id: _Optional[str] = ..., application_id: _Optional[str] = ..., name: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., event_types_allowed: _Optional[_Iterable[str]] = ..., event_types_denied: _Optional[_Iterable[str]] = ..., basic_auth_enabled: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deactivated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_secret_valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_auth_method: _Optional[_Union[ClientAuthMethod, str]] = ..., public_jwk: _Optional[str] = ..., secret_hint: _Optional[str] = ...) -> None: ...
+    service_identity: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., organization_id: _Optional[str] = ..., application_id: _Optional[str] = ..., name: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., event_types_allowed: _Optional[_Iterable[str]] = ..., event_types_denied: _Optional[_Iterable[str]] = ..., basic_auth_enabled: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deactivated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_secret_valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_auth_method: _Optional[_Union[ClientAuthMethod, str]] = ..., public_jwk: _Optional[str] = ..., secret_hint: _Optional[str] = ..., service_identity: _Optional[str] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
-    __slots__ = ("kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "algorithms", "client_auth_method", "public_jwk")
+    __slots__ = ("kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "algorithms", "client_auth_method", "public_jwk", "service_identity")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +247,7 @@ class CreateCredentialRequest(_message.Message):
     ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_AUTH_METHOD_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_JWK_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     kind: _common_pb2.CredentialKind
     organization_id: str
     application_id: str
@@ -257,7 +260,8 @@ class CreateCredentialRequest(_message.Message):
     algorithms: _containers.RepeatedScalarFieldContainer[str]
     client_auth_method: ClientAuthMethod
     public_jwk: str
-    def __init__(self, kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., organization_id: _Optional[str] = ..., application_id: _Optional[str] = ..., name: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., event_types_allowed: _Optional[_Iterable[str]] = ..., event_types_denied: _Optional[_Iterable[str]] = ..., basic_auth_enabled: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_auth_method: _Optional[_Union[ClientAuthMethod, str]] = ..., public_jwk: _Optional[str] = ...) -> None: ...
+    service_identity: str
+    def __init__(self, kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., organization_id: _Optional[str] = ..., application_id: _Optional[str] = ..., name: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., event_types_allowed: _Optional[_Iterable[str]] = ..., event_types_denied: _Optional[_Iterable[str]] = ..., basic_auth_enabled: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_auth_method: _Optional[_Union[ClientAuthMethod, str]] = ..., public_jwk: _Optional[str] = ..., service_identity: _Optional[str] = ...) -> None: ...
 
 class CreateCredentialResponse(_message.Message):
     __slots__ = ("credential", "secret")

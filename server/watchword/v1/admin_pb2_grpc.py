@@ -240,8 +240,9 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateCredential(self, request, context):
-        """Creates an inbound credential of any kind (C2-C6, C9, tenant signing secrets, admin tokens).
-        The answer carries the secret, once.
+        """Creates an inbound credential of any kind (C2-C6, C9, C10, tenant signing secrets, admin tokens).
+        The answer carries the secret, once (C10 client certificates have none: they name their
+        `service_identity`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -274,6 +275,7 @@ class AdminServiceServicer:
 
     def RotateCredential(self, request, context):
         """Issues a new secret; the previous one keeps working for `overlap_seconds` (0: stops at once).
+        C10 credentials have no secret: INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -21,6 +21,7 @@ from watchword_client.types import (
     IssuedToken,
     OrganizationRole,
     OutboundError,
+    PeerCertificate,
     Principal,
     Refusal,
     Resource,
@@ -52,6 +53,8 @@ def credential_to_proto(credential: Credential) -> common_pb2.CredentialSource:
             cookies=_pairs(credential.cookies),
         )
         return common_pb2.CredentialSource(http=http)
+    if isinstance(credential, PeerCertificate):
+        return common_pb2.CredentialSource(peer_certificate=common_pb2.PeerCertificate())
     raise TypeError(f"not a credential source: {type(credential).__name__}")
 
 

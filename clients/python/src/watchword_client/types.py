@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 
 class CredentialKind(enum.Enum):
-    """The kind of credential a principal authenticated with (catalogue C1-C9)."""
+    """The kind of credential a principal authenticated with (catalogue C1-C10)."""
 
     UNSPECIFIED = 0
     EXTERNAL_JWT = 1
@@ -23,6 +23,7 @@ class CredentialKind(enum.Enum):
     OAUTH_CLIENT = 9
     TENANT_SIGNING_SECRET = 10
     ADMIN_TOKEN = 11
+    CLIENT_CERTIFICATE = 12  # C10: a workload's X.509 client certificate
 
 
 class Transport(enum.Enum):
@@ -37,6 +38,7 @@ class Transport(enum.Enum):
     BARE = 6
     BATCH_ENTRY = 7
     FORM = 8
+    CLIENT_CERTIFICATE = 9  # C10: mutual TLS, Envoy's peer certificate, a trusted proxy's XFCC
 
 
 class SubjectType(enum.Enum):
@@ -149,7 +151,13 @@ class BareCredential:
         return f"BareCredential(token=<{len(self.token)} chars>, client_id={self.client_id!r})"
 
 
-Credential = HttpCredential | BareCredential
+@dataclass(frozen=True)
+class PeerCertificate:
+    """C10: the caller itself, by the client certificate of its own TLS connection to Watchword (give the
+    client `channel_credentials` with that certificate and key)."""
+
+
+Credential = HttpCredential | BareCredential | PeerCertificate
 
 
 @dataclass(frozen=True)

@@ -25,33 +25,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19watchword/v1/common.proto\x12\x0cwatchword.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x08KeyValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x8c\x01\n\x0bHttpRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\'\n\x07headers\x18\x03 \x03(\x0b\x32\x16.watchword.v1.KeyValue\x12\r\n\x05query\x18\x04 \x01(\t\x12\'\n\x07\x63ookies\x18\x05 \x03(\x0b\x32\x16.watchword.v1.KeyValue\"2\n\x0e\x42\x61reCredential\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\"u\n\x10\x43redentialSource\x12,\n\x04\x62\x61re\x18\x01 \x01(\x0b\x32\x1c.watchword.v1.BareCredentialH\x00\x12)\n\x04http\x18\x02 \x01(\x0b\x32\x19.watchword.v1.HttpRequestH\x00\x42\x08\n\x06source\"~\n\x07Subject\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.watchword.v1.Subject.Type\x12\n\n\x02id\x18\x02 \x01(\t\"=\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n\tTYPE_USER\x10\x01\x12\x10\n\x0cTYPE_ACCOUNT\x10\x02\":\n\x10OrganizationRole\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"\xf3\x03\n\tPrincipal\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.watchword.v1.CredentialKind\x12\x15\n\rcredential_id\x18\x03 \x01(\t\x12\x17\n\x0forganization_id\x18\x04 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x05 \x01(\t\x12&\n\x07subject\x18\x06 \x01(\x0b\x32\x15.watchword.v1.Subject\x12\x13\n\x0bpermissions\x18\x07 \x03(\t\x12\x33\n\x0bmemberships\x18\x08 \x03(\x0b\x32\x1e.watchword.v1.OrganizationRole\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\ttransport\x18\n \x01(\x0e\x32\x17.watchword.v1.Transport\x12\x1d\n\x15\x64iscouraged_transport\x18\x0b \x01(\x08\x12\x0e\n\x06issuer\x18\x0c \x01(\t\x12\x1e\n\x16\x64\x61ta_provider_patterns\x18\r \x03(\t\x12\x1b\n\x13\x65vent_types_allowed\x18\x0e \x03(\t\x12\x1a\n\x12\x65vent_types_denied\x18\x0f \x03(\t\x12\x10\n\x08token_id\x18\x10 \x01(\t\"D\n\x07Refusal\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10www_authenticate\x18\x03 \x01(\t*\xad\x03\n\x0e\x43redentialKind\x12\x1f\n\x1b\x43REDENTIAL_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43REDENTIAL_KIND_EXTERNAL_JWT\x10\x01\x12&\n\"CREDENTIAL_KIND_APPLICATION_SECRET\x10\x02\x12 \n\x1c\x43REDENTIAL_KIND_STATIC_TOKEN\x10\x03\x12\x1e\n\x1a\x43REDENTIAL_KIND_TENANT_JWT\x10\x04\x12\x1b\n\x17\x43REDENTIAL_KIND_API_KEY\x10\x05\x12\x1d\n\x19\x43REDENTIAL_KIND_CONNECTOR\x10\x06\x12\x1f\n\x1b\x43REDENTIAL_KIND_SUBJECT_JWT\x10\x07\x12#\n\x1f\x43REDENTIAL_KIND_WATCHWORD_TOKEN\x10\x08\x12 \n\x1c\x43REDENTIAL_KIND_OAUTH_CLIENT\x10\t\x12)\n%CREDENTIAL_KIND_TENANT_SIGNING_SECRET\x10\n\x12\x1f\n\x1b\x43REDENTIAL_KIND_ADMIN_TOKEN\x10\x0b*\xda\x01\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x14\n\x10TRANSPORT_BEARER\x10\x01\x12\x13\n\x0fTRANSPORT_BASIC\x10\x02\x12\x14\n\x10TRANSPORT_COOKIE\x10\x03\x12\x19\n\x15TRANSPORT_HEADER_PAIR\x10\x04\x12\x13\n\x0fTRANSPORT_QUERY\x10\x05\x12\x12\n\x0eTRANSPORT_BARE\x10\x06\x12\x19\n\x15TRANSPORT_BATCH_ENTRY\x10\x07\x12\x12\n\x0eTRANSPORT_FORM\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19watchword/v1/common.proto\x12\x0cwatchword.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x08KeyValue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x8c\x01\n\x0bHttpRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\'\n\x07headers\x18\x03 \x03(\x0b\x32\x16.watchword.v1.KeyValue\x12\r\n\x05query\x18\x04 \x01(\t\x12\'\n\x07\x63ookies\x18\x05 \x03(\x0b\x32\x16.watchword.v1.KeyValue\"2\n\x0e\x42\x61reCredential\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\"\x11\n\x0fPeerCertificate\"\xb0\x01\n\x10\x43redentialSource\x12,\n\x04\x62\x61re\x18\x01 \x01(\x0b\x32\x1c.watchword.v1.BareCredentialH\x00\x12)\n\x04http\x18\x02 \x01(\x0b\x32\x19.watchword.v1.HttpRequestH\x00\x12\x39\n\x10peer_certificate\x18\x03 \x01(\x0b\x32\x1d.watchword.v1.PeerCertificateH\x00\x42\x08\n\x06source\"~\n\x07Subject\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.watchword.v1.Subject.Type\x12\n\n\x02id\x18\x02 \x01(\t\"=\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\r\n\tTYPE_USER\x10\x01\x12\x10\n\x0cTYPE_ACCOUNT\x10\x02\":\n\x10OrganizationRole\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"\xf3\x03\n\tPrincipal\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.watchword.v1.CredentialKind\x12\x15\n\rcredential_id\x18\x03 \x01(\t\x12\x17\n\x0forganization_id\x18\x04 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x05 \x01(\t\x12&\n\x07subject\x18\x06 \x01(\x0b\x32\x15.watchword.v1.Subject\x12\x13\n\x0bpermissions\x18\x07 \x03(\t\x12\x33\n\x0bmemberships\x18\x08 \x03(\x0b\x32\x1e.watchword.v1.OrganizationRole\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\ttransport\x18\n \x01(\x0e\x32\x17.watchword.v1.Transport\x12\x1d\n\x15\x64iscouraged_transport\x18\x0b \x01(\x08\x12\x0e\n\x06issuer\x18\x0c \x01(\t\x12\x1e\n\x16\x64\x61ta_provider_patterns\x18\r \x03(\t\x12\x1b\n\x13\x65vent_types_allowed\x18\x0e \x03(\t\x12\x1a\n\x12\x65vent_types_denied\x18\x0f \x03(\t\x12\x10\n\x08token_id\x18\x10 \x01(\t\"D\n\x07Refusal\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x18\n\x10www_authenticate\x18\x03 \x01(\t*\xd5\x03\n\x0e\x43redentialKind\x12\x1f\n\x1b\x43REDENTIAL_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43REDENTIAL_KIND_EXTERNAL_JWT\x10\x01\x12&\n\"CREDENTIAL_KIND_APPLICATION_SECRET\x10\x02\x12 \n\x1c\x43REDENTIAL_KIND_STATIC_TOKEN\x10\x03\x12\x1e\n\x1a\x43REDENTIAL_KIND_TENANT_JWT\x10\x04\x12\x1b\n\x17\x43REDENTIAL_KIND_API_KEY\x10\x05\x12\x1d\n\x19\x43REDENTIAL_KIND_CONNECTOR\x10\x06\x12\x1f\n\x1b\x43REDENTIAL_KIND_SUBJECT_JWT\x10\x07\x12#\n\x1f\x43REDENTIAL_KIND_WATCHWORD_TOKEN\x10\x08\x12 \n\x1c\x43REDENTIAL_KIND_OAUTH_CLIENT\x10\t\x12)\n%CREDENTIAL_KIND_TENANT_SIGNING_SECRET\x10\n\x12\x1f\n\x1b\x43REDENTIAL_KIND_ADMIN_TOKEN\x10\x0b\x12&\n\"CREDENTIAL_KIND_CLIENT_CERTIFICATE\x10\x0c*\xfc\x01\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x14\n\x10TRANSPORT_BEARER\x10\x01\x12\x13\n\x0fTRANSPORT_BASIC\x10\x02\x12\x14\n\x10TRANSPORT_COOKIE\x10\x03\x12\x19\n\x15TRANSPORT_HEADER_PAIR\x10\x04\x12\x13\n\x0fTRANSPORT_QUERY\x10\x05\x12\x12\n\x0eTRANSPORT_BARE\x10\x06\x12\x19\n\x15TRANSPORT_BATCH_ENTRY\x10\x07\x12\x12\n\x0eTRANSPORT_FORM\x10\x08\x12 \n\x1cTRANSPORT_CLIENT_CERTIFICATE\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'watchword_client._generated.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREDENTIALKIND']._serialized_start=1192
-  _globals['_CREDENTIALKIND']._serialized_end=1621
-  _globals['_TRANSPORT']._serialized_start=1624
-  _globals['_TRANSPORT']._serialized_end=1842
+  _globals['_CREDENTIALKIND']._serialized_start=1271
+  _globals['_CREDENTIALKIND']._serialized_end=1740
+  _globals['_TRANSPORT']._serialized_start=1743
+  _globals['_TRANSPORT']._serialized_end=1995
   _globals['_KEYVALUE']._serialized_start=76
   _globals['_KEYVALUE']._serialized_end=115
   _globals['_HTTPREQUEST']._serialized_start=118
   _globals['_HTTPREQUEST']._serialized_end=258
   _globals['_BARECREDENTIAL']._serialized_start=260
   _globals['_BARECREDENTIAL']._serialized_end=310
-  _globals['_CREDENTIALSOURCE']._serialized_start=312
-  _globals['_CREDENTIALSOURCE']._serialized_end=429
-  _globals['_SUBJECT']._serialized_start=431
-  _globals['_SUBJECT']._serialized_end=557
-  _globals['_SUBJECT_TYPE']._serialized_start=496
-  _globals['_SUBJECT_TYPE']._serialized_end=557
-  _globals['_ORGANIZATIONROLE']._serialized_start=559
-  _globals['_ORGANIZATIONROLE']._serialized_end=617
-  _globals['_PRINCIPAL']._serialized_start=620
-  _globals['_PRINCIPAL']._serialized_end=1119
-  _globals['_REFUSAL']._serialized_start=1121
-  _globals['_REFUSAL']._serialized_end=1189
+  _globals['_PEERCERTIFICATE']._serialized_start=312
+  _globals['_PEERCERTIFICATE']._serialized_end=329
+  _globals['_CREDENTIALSOURCE']._serialized_start=332
+  _globals['_CREDENTIALSOURCE']._serialized_end=508
+  _globals['_SUBJECT']._serialized_start=510
+  _globals['_SUBJECT']._serialized_end=636
+  _globals['_SUBJECT_TYPE']._serialized_start=575
+  _globals['_SUBJECT_TYPE']._serialized_end=636
+  _globals['_ORGANIZATIONROLE']._serialized_start=638
+  _globals['_ORGANIZATIONROLE']._serialized_end=696
+  _globals['_PRINCIPAL']._serialized_start=699
+  _globals['_PRINCIPAL']._serialized_end=1198
+  _globals['_REFUSAL']._serialized_start=1200
+  _globals['_REFUSAL']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)

@@ -24,6 +24,7 @@ class CredentialKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CREDENTIAL_KIND_OAUTH_CLIENT: _ClassVar[CredentialKind]
     CREDENTIAL_KIND_TENANT_SIGNING_SECRET: _ClassVar[CredentialKind]
     CREDENTIAL_KIND_ADMIN_TOKEN: _ClassVar[CredentialKind]
+    CREDENTIAL_KIND_CLIENT_CERTIFICATE: _ClassVar[CredentialKind]
 
 class Transport(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,6 +37,7 @@ class Transport(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSPORT_BARE: _ClassVar[Transport]
     TRANSPORT_BATCH_ENTRY: _ClassVar[Transport]
     TRANSPORT_FORM: _ClassVar[Transport]
+    TRANSPORT_CLIENT_CERTIFICATE: _ClassVar[Transport]
 CREDENTIAL_KIND_UNSPECIFIED: CredentialKind
 CREDENTIAL_KIND_EXTERNAL_JWT: CredentialKind
 CREDENTIAL_KIND_APPLICATION_SECRET: CredentialKind
@@ -48,6 +50,7 @@ CREDENTIAL_KIND_WATCHWORD_TOKEN: CredentialKind
 CREDENTIAL_KIND_OAUTH_CLIENT: CredentialKind
 CREDENTIAL_KIND_TENANT_SIGNING_SECRET: CredentialKind
 CREDENTIAL_KIND_ADMIN_TOKEN: CredentialKind
+CREDENTIAL_KIND_CLIENT_CERTIFICATE: CredentialKind
 TRANSPORT_UNSPECIFIED: Transport
 TRANSPORT_BEARER: Transport
 TRANSPORT_BASIC: Transport
@@ -57,6 +60,7 @@ TRANSPORT_QUERY: Transport
 TRANSPORT_BARE: Transport
 TRANSPORT_BATCH_ENTRY: Transport
 TRANSPORT_FORM: Transport
+TRANSPORT_CLIENT_CERTIFICATE: Transport
 
 class KeyValue(_message.Message):
     __slots__ = ("name", "value")
@@ -88,13 +92,19 @@ class BareCredential(_message.Message):
     client_id: str
     def __init__(self, token: _Optional[str] = ..., client_id: _Optional[str] = ...) -> None: ...
 
+class PeerCertificate(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CredentialSource(_message.Message):
-    __slots__ = ("bare", "http")
+    __slots__ = ("bare", "http", "peer_certificate")
     BARE_FIELD_NUMBER: _ClassVar[int]
     HTTP_FIELD_NUMBER: _ClassVar[int]
+    PEER_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     bare: BareCredential
     http: HttpRequest
-    def __init__(self, bare: _Optional[_Union[BareCredential, _Mapping]] = ..., http: _Optional[_Union[HttpRequest, _Mapping]] = ...) -> None: ...
+    peer_certificate: PeerCertificate
+    def __init__(self, bare: _Optional[_Union[BareCredential, _Mapping]] = ..., http: _Optional[_Union[HttpRequest, _Mapping]] = ..., peer_certificate: _Optional[_Union[PeerCertificate, _Mapping]] = ...) -> None: ...
 
 class Subject(_message.Message):
     __slots__ = ("type", "id")
