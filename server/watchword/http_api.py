@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchword.domain import ClientAuthentication
+from watchword.hygiene.report_endpoint import report_route
+from watchword.hygiene.secret_scanning import LeakReports
 from watchword.issue.grants import Grants, Requested
 from watchword.issue.oauth import (
     INVALID_REQUEST,
@@ -190,7 +192,11 @@ async def _token_request(request: Request, authorization: str) -> TokenRequest |
 
 
 def build_app(
-    grants: Grants, jwks: JwksSource, metadata: dict[str, Any], recorder: Recorder | None = None
+    grants: Grants,
+    jwks: JwksSource,
+    metadata: dict[str, Any],
+    recorder: Recorder | None = None,
+    leak_reports: LeakReports | None = None,
 ) -> Starlette:
     endpoint = TokenEndpoint(grants, recorder)
 
@@ -236,6 +242,8 @@ def build_app(
         Route(JWKS_PATH, _fault_contained(jwks_document, f"GET {JWKS_PATH}"), methods=["GET"]),
         Route(METADATA_PATH, _fault_contained(server_metadata, f"GET {METADATA_PATH}"), methods=["GET"]),
     ]
+    if leak_reports is not None:  # key hygiene: leaked-key reports of secret scanners
+        routes.append(report_route(leak_reports))
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: _client_gone})
 
 

@@ -24,6 +24,7 @@ from watchword.domain import (
     Refusal,
     Resource,
 )
+from watchword.hygiene.usage import UsageCounter
 from watchword.identify import cache, opaque_secret, verifiers, watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
@@ -121,6 +122,7 @@ class Pipeline:
         deps = verifiers.Dependencies(lookup, self.sealed_keys, self.signing_keys, self.jwt, external)
         self.jwts = verifiers.JwtRouter(verifiers.jwt_verifiers(deps), transports.max_token_bytes)
         self.identifications = 0  # credentials verified (cache hits included): for tests and metrics
+        self.usage: UsageCounter | None = None  # key hygiene: set by compose when usage is tracked
         self.caches = self._registered_caches()
 
     def _registered_caches(self) -> CacheRegistry:
@@ -157,7 +159,14 @@ class Pipeline:
             result = await self._identify(presented, now)
         if isinstance(result, Refusal):
             result = replace(result, www_authenticate=_challenge(result, source))
+        elif self.usage is not None:
+            self.usage.record(result, now)  # in memory only: flushed in batches (`hygiene.usage`)
         return result
+
+    def note_use(self, principal: Principal, now: datetime) -> None:
+        """A use of `principal`'s credential verified outside `authenticate` (C9 at the token endpoint)."""
+        if self.usage is not None:
+            self.usage.record(principal, now)
 
     async def _identify_isolated(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """In a batch (T7), an unexpected fault verifying one credential is that credential's refusal,

@@ -110,6 +110,8 @@ def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
         client_auth_method=row.client_auth_method,
         public_jwk=row.public_jwk,
         secret_hint=row.secret_hint,
+        last_used_at=timestamp(row.last_used_at),
+        leak_reported_at=timestamp(row.leak_reported_at),
     )
 
 

@@ -97,7 +97,7 @@ async def build_oauth_http(
         scopes=sorted(prepared.catalogue.actions),
         signing_algorithm=settings.signing_algorithm,
     )
-    app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder)
+    app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder, answering.leak_reports)
     http = await serve_uvicorn(app, listener, settings)
     on_close(stack, "the OAuth HTTP endpoints", http.stop)
     return http
