@@ -258,3 +258,32 @@ def test_the_last_uses_are_written_at_stop(tmp_path: Path) -> None:
     with WatchwordProcess(tmp_path / "data", env=env) as again:
         again.admin_token = admin_token
         assert get_credential(again, key_id).uses_last_30_days == 3
+
+
+def test_c9_a_client_is_used_at_the_token_endpoint_and_its_tokens_are_not_counted(
+    hygiene: WatchwordProcess,
+) -> None:
+    """Authenticating at the token endpoint is the client's use; calls with the C8 token it got are the
+    token's, not the client's."""
+    org = organization(hygiene, "clients")
+    request = admin_pb2.CreateCredentialRequest(
+        kind=common_pb2.CREDENTIAL_KIND_OAUTH_CLIENT,
+        organization_id=org,
+        name="svc",
+        permissions=["application.list"],
+        client_auth_method=admin_pb2.CLIENT_AUTH_METHOD_CLIENT_SECRET_BASIC,
+    )
+    client = hygiene.admin().CreateCredential(request, metadata=hygiene.admin_metadata, timeout=10)
+    answer = httpx.post(
+        f"http://127.0.0.1:{hygiene.http_port}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client.credential.id, client.secret),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    for _ in range(3):
+        assert authenticate(hygiene, answer.json()["access_token"]).HasField("principal")
+    credential = wait_for_uses(hygiene, client.credential.id, 1)
+    time.sleep(0.5)  # a few more flushes: the token's three uses must not arrive
+    assert get_credential(hygiene, client.credential.id).uses_last_30_days == 1
+    assert credential.HasField("last_used_at")

@@ -236,6 +236,8 @@ async def test_bad_reports_are_refused_whole(store: Store, scanner: Scanner) -> 
         json.dumps([{"token": 5}]).encode(),
         json.dumps([{"type": "no token"}]).encode(),
         json.dumps([{"token": secret, "url": "x" * 5000}]).encode(),
+        b"[" * 100_000,  # nesting deeper than the parser goes
+        b"\xff\xfe[",  # not UTF-8
     ]
     for sent in malformed:
         found = await refused(leaks, sent, *scanner.headers(sent))

@@ -160,7 +160,7 @@ def parse_report(body: bytes) -> list[ReportedToken]:
     """The entries of a (verified) report body; ReportRefused (400) when it is not the program's format."""
     try:
         document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ReportRefused(400, reasons.LEAK_REPORT_MALFORMED, "the body is not JSON") from None
     if not isinstance(document, list) or not document or len(document) > MAX_ENTRIES:
         message = f"the body must be a JSON array of 1 to {MAX_ENTRIES} reported tokens"
