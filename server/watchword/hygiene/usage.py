@@ -32,7 +32,7 @@ DEFAULT_RETENTION_DAYS = 90
 USAGE_WINDOW_DAYS = 30  # what Get/List credential call "uses in the last 30 days"
 # C8 tokens name the credential they were minted from; their uses are the token's, not the credential's
 # (minting them is: the exchange authenticates the credential itself).
-_NOT_COUNTED = frozenset({CredentialKind.WATCHWORD_TOKEN})
+_NOT_COUNTED = CredentialKind.WATCHWORD_TOKEN
 
 
 class UsageCounter:
@@ -47,18 +47,34 @@ class UsageCounter:
         self.dropped = 0  # uses not counted because the counter was full
 
     def record(self, principal: Principal, now: datetime) -> None:
-        """One use of the stored credential behind `principal` (none for C1 users and C8 tokens)."""
-        if principal.credential_id and principal.kind not in _NOT_COUNTED:
-            self.count(principal.credential_id, now)
+        """One use of the stored credential behind `principal` (none for C1 users and C8 tokens). On every
+        authenticated call: an identity test, not a set lookup (an enum's hash is a Python call)."""
+        credential_id = principal.credential_id
+        if not credential_id or principal.kind is _NOT_COUNTED:
+            return
+        # `count`, inlined: a call costs as much as the counting itself.
+        uses = self.uses
+        count = uses.get(credential_id)
+        if count is not None:
+            uses[credential_id] = count + 1
+        elif len(uses) < self.max_entries:
+            uses[credential_id] = 1
+        else:
+            self.dropped += 1
+            return
+        self.last_used[credential_id] = now
 
     def count(self, credential_id: str, now: datetime) -> None:
         """One use of the stored credential `credential_id` (an admin token, an authenticated client)."""
         uses = self.uses
         count = uses.get(credential_id)
-        if count is None and len(uses) >= self.max_entries:
+        if count is not None:
+            uses[credential_id] = count + 1
+        elif len(uses) < self.max_entries:
+            uses[credential_id] = 1
+        else:
             self.dropped += 1
             return
-        uses[credential_id] = (count or 0) + 1
         self.last_used[credential_id] = now
 
     def take(self) -> tuple[dict[str, int], dict[str, datetime]]:
