@@ -19,7 +19,7 @@ from watchword import reasons
 from watchword.hygiene.secret_scanning import REPORT_PATH, token_hash
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
-from support.cli import run_cli
+from support.cli import refused_start, run_cli
 from support.observe import audit_records, wait_for_records
 from support.server import WatchwordProcess
 
@@ -287,3 +287,18 @@ def test_c9_a_client_is_used_at_the_token_endpoint_and_its_tokens_are_not_counte
     time.sleep(0.5)  # a few more flushes: the token's three uses must not arrive
     assert get_credential(hygiene, client.credential.id).uses_last_30_days == 1
     assert credential.HasField("last_used_at")
+
+
+def test_an_unusable_key_document_stops_the_start_with_a_message(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"public_keys": [{"key_identifier": "k", "key": "not a key"}]}', encoding="utf-8")
+    settings = {
+        "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+        "WATCHWORD_PORT": "0",
+        "WATCHWORD_HTTP_PORT": "0",
+        "WATCHWORD_METRICS_PORT": "0",
+        "WATCHWORD_SECRET_SCANNING_PUBLIC_KEYS_FILE": str(keys),
+    }
+    result = refused_start(settings)
+    assert "secret_scanning_public_keys_file" in result.stderr
+    assert "ECDSA P-256" in result.stderr

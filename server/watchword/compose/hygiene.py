@@ -3,6 +3,7 @@ after the last call), and the leaked-key reports (when a scanner's keys are conf
 
 from __future__ import annotations
 
+import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -15,6 +16,8 @@ from watchword.hygiene.secret_scanning import Audit, Finding, LeakReports, Publi
 from watchword.hygiene.usage import UsageCounter, UsageFlusher
 from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
+
+log = logging.getLogger("watchword.hygiene")
 
 
 def build_usage(
@@ -47,6 +50,8 @@ def build_leak_reports(settings: Settings, prepared: Prepared, observing: Observ
         keys = PublicKeys(path)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    if not settings.http_enabled:
+        log.warning("secret_scanning_public_keys_file is set but http_enabled is false: no report endpoint")
     reports = LeakReports(
         prepared.store, keys, settings.leaked_credential_action, audit_finding(observing.recorder)
     )
