@@ -226,3 +226,15 @@ async def test_unused_listing(store: Store, organization: str) -> None:
     assert [row.id for row in page.items] == [old_unused]
     page = await store.list_credentials(organization, unused_since=now - timedelta(hours=1))
     assert sorted(row.id for row in page.items) == sorted([old_unused, old_used, new_unused])
+
+
+async def test_a_flush_larger_than_one_statement_is_written_whole(store: Store, organization: str) -> None:
+    """After a long outage a flush may hold more rows than one statement's parameters allow: chunked,
+    still one transaction."""
+    key = await stored_key(store, organization)
+    first = date(2024, 1, 1)
+    uses = {(key, first + timedelta(days=n)): 1 for n in range(1200)}
+    unknown = {f"{n:016d}": DAY for n in range(1200)}  # deleted meanwhile: skipped
+    assert await store.record_usage(uses, {key: DAY, **unknown}) == 1200
+    assert await store.usage_since([key], first) == {key: 1200}
+    assert (await store.get_credential(key)).last_used_at == DAY

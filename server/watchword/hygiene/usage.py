@@ -145,7 +145,11 @@ class UsageFlusher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(min(self._interval, seconds_to_midnight(self._clock()) + 0.001))
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:
+                # A bug must not end the flushes for good: logged, and the counts kept for the next.
+                log.exception("credential usage flush failed")
 
     async def flush(self) -> bool:
         """Write the counts taken so far; False when the store failed (they are kept for the next)."""

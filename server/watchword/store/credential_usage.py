@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,9 +20,27 @@ from sqlmodel import col, select
 
 from watchword.store.base import StoreBase, existing
 from watchword.store.change_feed import Change, ChangeKind
-from watchword.store.models import Credential, CredentialUsage
+from watchword.store.models import Credential, CredentialUsage, UtcDateTime
 
 UsageKey = tuple[str, date]  # (credential id, UTC day)
+ItemT = TypeVar("ItemT")
+# Rows per statement: well within every backend's limit of bound parameters (SQLite's 32766, psycopg's
+# 65535), so a flush after a long outage is several statements in its one transaction, never a failure.
+CHUNK = 500
+
+_credentials = Credential.__table__
+# One statement executed for many rows (executemany): last_used_at only ever moves forward.
+_LAST_USED_FORWARD = (
+    sa.update(_credentials)
+    .where(_credentials.c.id == sa.bindparam("moved_id"))
+    .where(
+        sa.or_(
+            _credentials.c.last_used_at.is_(None),
+            _credentials.c.last_used_at < sa.bindparam("used_at", type_=UtcDateTime()),
+        )
+    )
+    .values(last_used_at=sa.bindparam("used_at", type_=UtcDateTime()))
+)
 
 
 def _upsert(dialect: str, rows: list[dict[str, object]]) -> sa.Insert:
@@ -34,6 +53,10 @@ def _upsert(dialect: str, rows: list[dict[str, object]]) -> sa.Insert:
     )
 
 
+def _chunks(items: Sequence[ItemT], size: int = CHUNK) -> list[Sequence[ItemT]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
 class CredentialUsageQueries(StoreBase):
     async def record_usage(self, uses: Mapping[UsageKey, int], last_used: Mapping[str, datetime]) -> int:
         """Add `uses` to the per-day counts and move each credential's `last_used_at` forward to
@@ -43,29 +66,21 @@ class CredentialUsageQueries(StoreBase):
         if not named:
             return 0
         async with self._sessions.begin() as session:
-            query = select(Credential.id).where(col(Credential.id).in_(named))
-            present = set((await session.exec(query)).all())
+            present: set[str] = set()
+            for chunk in _chunks(named):
+                query = select(Credential.id).where(col(Credential.id).in_(list(chunk)))
+                present.update((await session.exec(query)).all())
             rows = [
                 {"credential_id": key[0], "day": key[1], "uses": count}
                 for key, count in sorted(uses.items())
                 if key[0] in present and count > 0
             ]
-            if rows:
-                await session.exec(_upsert(self.engine.dialect.name, rows))  # type: ignore[call-overload]
-            await self._move_last_used(session, {i: t for i, t in last_used.items() if i in present})
+            for chunk in _chunks(rows):
+                await session.exec(_upsert(self.engine.dialect.name, list(chunk)))  # type: ignore[call-overload]
+            moved = [{"moved_id": i, "used_at": t} for i, t in sorted(last_used.items()) if i in present]
+            if moved:
+                await session.exec(_LAST_USED_FORWARD, params=moved)  # type: ignore[call-overload]
         return len(rows)
-
-    @staticmethod
-    async def _move_last_used(session: object, last_used: Mapping[str, datetime]) -> None:
-        table = Credential.__table__
-        for credential_id, used_at in sorted(last_used.items()):
-            statement = (
-                sa.update(table)
-                .where(table.c.id == credential_id)
-                .where(sa.or_(table.c.last_used_at.is_(None), table.c.last_used_at < used_at))
-                .values(last_used_at=used_at)
-            )
-            await session.exec(statement)  # type: ignore[attr-defined]
 
     async def usage_since(self, credential_ids: Sequence[str], since: date) -> dict[str, int]:
         """Each credential's uses on `since` and the days after it (credentials never used: absent)."""
