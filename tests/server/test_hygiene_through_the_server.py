@@ -21,6 +21,7 @@ from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
 from support.cli import refused_start, run_cli
 from support.observe import audit_records, wait_for_records
+from support.scanner_keys import KeyServer, document
 from support.server import WatchwordProcess
 
 KEY_ID = "scanner-key-1"
@@ -302,3 +303,27 @@ def test_an_unusable_key_document_stops_the_start_with_a_message(tmp_path: Path)
     result = refused_start(settings)
     assert "secret_scanning_public_keys_file" in result.stderr
     assert "ECDSA P-256" in result.stderr
+
+
+def test_c5_keys_fetched_from_a_configured_url(tmp_path: Path, scanner_key) -> None:
+    """The key document fetched from a URL (a real HTTP server on 127.0.0.1 standing in for the
+    scanner's): the server starts before it is served, and the first report fetches it."""
+    key_server = KeyServer()
+    key_server.status = 503
+    try:
+        env = {"WATCHWORD_SECRET_SCANNING_PUBLIC_KEYS_URL": key_server.url}
+        with WatchwordProcess(tmp_path / "data", env=env) as server:
+            assert "no secret scanner keys yet" in "".join(server.output)
+            key_server.status, key_server.body = 200, document(**{KEY_ID: scanner_key})
+            _, secret = api_key(server, organization(server, "fetched"))
+            body = leak(secret)
+            deadline = time.monotonic() + 10
+            # Fetched again 2 s after the failed fetch at start, by the first report after that.
+            while (response := post_report(server, body, signed(scanner_key, body))).status_code == 401:
+                assert response.json()["error"] == reasons.LEAK_REPORT_KEY_UNKNOWN
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+            assert response.json()[0]["label"] == "true_positive"
+            assert authenticate(server, secret).refusal.reason == reasons.CREDENTIAL_DEACTIVATED
+    finally:
+        key_server.close()

@@ -52,7 +52,7 @@ async def build_answering(
     watch(observing, caches, outbound.tokens, external)
     grants = Grants(pipeline, prepared.keyring, config_options.token_settings(settings))
     ext_authz = build_ext_authz_core(settings, prepared, pipeline, observing.recorder)
-    leak_reports = build_leak_reports(settings, prepared, observing)
+    leak_reports = await build_leak_reports(stack, settings, prepared, observing)
     return Answering(pipeline, grants, outbound.signer, ext_authz, leak_reports)
 
 

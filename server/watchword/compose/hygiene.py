@@ -7,17 +7,27 @@ import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
+
 from watchword.compose.failures import StartupError, on_close
 from watchword.compose.observing import Observing
 from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.domain import CredentialKind
-from watchword.hygiene.secret_scanning import Audit, Finding, LeakReports, PublicKeys
+from watchword.hygiene.secret_scanning import (
+    Audit,
+    FetchedKeys,
+    Finding,
+    KeySource,
+    LeakReports,
+    PublicKeys,
+)
 from watchword.hygiene.usage import UsageCounter, UsageFlusher
 from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
 
 log = logging.getLogger("watchword.hygiene")
+KEY_FETCH_TIMEOUT = httpx.Timeout(5.0)
 
 
 def build_usage(
@@ -41,22 +51,39 @@ def build_usage(
     return flusher
 
 
-def build_leak_reports(settings: Settings, prepared: Prepared, observing: Observing) -> LeakReports | None:
-    """The leaked-key report endpoint's core (None: no scanner keys configured); bad keys stop the start."""
-    path = settings.secret_scanning_public_keys_file
-    if path is None:
+async def build_leak_reports(
+    stack: AsyncExitStack, settings: Settings, prepared: Prepared, observing: Observing
+) -> LeakReports | None:
+    """The leaked-key report endpoint's core (None: no scanner keys configured); a bad key file stops the
+    start, an unreachable key URL only warns (it is fetched again with the first report)."""
+    keys = await scanner_keys(stack, settings)
+    if keys is None:
         return None
-    try:
-        keys = PublicKeys(path)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
     if not settings.http_enabled:
-        log.warning("secret_scanning_public_keys_file is set but http_enabled is false: no report endpoint")
+        log.warning("secret scanning keys are set but http_enabled is false: no report endpoint")
     reports = LeakReports(
         prepared.store, keys, settings.leaked_credential_action, audit_finding(observing.recorder)
     )
     observing.metrics.watch_leak_reports(reports.stats)
     return reports
+
+
+async def scanner_keys(stack: AsyncExitStack, settings: Settings) -> KeySource | None:
+    if settings.secret_scanning_public_keys_url:
+        client = httpx.AsyncClient(timeout=KEY_FETCH_TIMEOUT, follow_redirects=False)
+        on_close(stack, "the secret scanner key client", client.aclose)
+        fetched = FetchedKeys(settings.secret_scanning_public_keys_url, client)
+        try:
+            await fetched.load()
+        except ValueError as exc:
+            log.warning("no secret scanner keys yet (fetched again with the first report): %s", exc)
+        return fetched
+    if settings.secret_scanning_public_keys_file is None:
+        return None
+    try:
+        return PublicKeys(settings.secret_scanning_public_keys_file)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _safe(value: str, token: str) -> str:

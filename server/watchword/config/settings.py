@@ -302,6 +302,14 @@ class Settings(BaseModel):
         "of `key_identifier`, `key`, `is_current`); enables the leaked-key report endpoint on the OAuth "
         "HTTP port.",
     )
+    secret_scanning_public_keys_url: str = Field(
+        default="",
+        max_length=2048,
+        pattern=r"^(https?://\S+)?$",
+        description="Where to fetch the scanner's key document instead (e.g. GitHub's "
+        "`https://api.github.com/meta/public_keys/secret_scanning`): at start, and again when a report "
+        "names a key it lacks (at most once a minute).",
+    )
     leaked_credential_action: Literal["deactivate", "flag"] = Field(
         default="deactivate",
         description="What a verified leak report does to the credential: deactivate it, or only "
@@ -320,6 +328,14 @@ class Settings(BaseModel):
         description="Log lines as JSON objects or text (on stderr); auto: json in production mode, "
         "text in development mode.",
     )
+
+    @model_validator(mode="after")
+    def _one_source_of_scanner_keys(self) -> Settings:
+        if self.secret_scanning_public_keys_file is not None and self.secret_scanning_public_keys_url:
+            raise ValueError(
+                "set secret_scanning_public_keys_file or secret_scanning_public_keys_url, not both"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

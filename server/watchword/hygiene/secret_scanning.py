@@ -3,9 +3,10 @@
 A scanner that finds a Watchword secret in public code POSTs a JSON array of `{"token", "type", "url",
 "source"}` to `REPORT_PATH`, signed: `Github-Public-Key-Identifier` names one of the scanner's keys and
 `Github-Public-Key-Signature` is the base64 ECDSA P-256 SHA-256 signature (DER) of the raw body. The keys
-are the operator's copy of the scanner's key document (`secret_scanning_public_keys_file`, in GitHub's
-`{"public_keys": [{"key_identifier", "key", "is_current"}]}` shape), read again whenever the file changes;
-nothing is fetched from the network.
+are the scanner's key document (GitHub's `{"public_keys": [{"key_identifier", "key", "is_current"}]}`
+shape): the operator's copy (`secret_scanning_public_keys_file`, read again whenever the file changes), or
+fetched from the URL the operator configures (`secret_scanning_public_keys_url`, again when a report names
+a key it lacks).
 
 Each reported token: its checksum first (`secret_format.parse`: costs no query), then the credential its id
 names, whose current secret (or previous one, during a rotation's overlap) must match the token's hash
@@ -21,12 +22,14 @@ import binascii
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,6 +48,9 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_ENTRIES = 1000
 MAX_TOKEN_CHARS = 1024
 MAX_FIELD_CHARS = 2048  # `type`, `url`, `source`
+MAX_KEY_DOCUMENT_BYTES = 256 * 1024
+MIN_REFRESH_SECONDS = 60.0  # between two fetches of the key document for an unknown key id
+RETRY_AFTER_FAILURE_SECONDS = 2.0  # after a fetch that failed
 TRUE_POSITIVE, FALSE_POSITIVE = "true_positive", "false_positive"
 Action = Literal["deactivate", "flag"]
 
@@ -111,7 +117,7 @@ class PublicKeys:
             raise ValueError(f"secret_scanning_public_keys_file {str(self._path)!r}: {exc}") from None
         self._keys, self._stamp = keys, (status.st_mtime_ns, status.st_size)
 
-    def get(self, identifier: str) -> ec.EllipticCurvePublicKey | None:
+    async def get(self, identifier: str) -> ec.EllipticCurvePublicKey | None:
         self._refresh()
         return self._keys.get(identifier)
 
@@ -124,11 +130,68 @@ class PublicKeys:
             log.warning("keeping the secret scanner's keys read before: %s", exc)
 
 
-def verify_signature(keys: PublicKeys, key_id: str, signature: str, body: bytes) -> None:
+class FetchedKeys:
+    """The key document at `url` (the scanner's own, e.g. GitHub's `meta/public_keys/secret_scanning`),
+    fetched at start and again when a report names a key it lacks, at most once per `min_refresh`
+    seconds (2 s after a failed fetch): a rotated key is picked up by the first report signed with it.
+    A failed fetch keeps the keys fetched before. No redirect is followed; the answer is bounded."""
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        min_refresh: float = MIN_REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._client = client
+        self._min_refresh = min_refresh
+        self._clock = clock
+        self._fetched_at: float | None = None
+        self._failed = False  # the last fetch failed: tried again sooner
+        self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
+
+    async def load(self) -> None:
+        """Fetch the document; ValueError (naming the URL) when it cannot be had or used."""
+        self._fetched_at, self._failed = self._clock(), True
+        try:
+            self._keys = parse_key_document(await self._fetch())
+        except (httpx.HTTPError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"secret_scanning_public_keys_url {self._url!r}: {exc}") from None
+        self._failed = False
+
+    async def _fetch(self) -> str:
+        async with self._client.stream("GET", self._url, headers={"accept": "application/json"}) as answer:
+            if answer.status_code != 200:
+                raise ValueError(f"answered HTTP {answer.status_code}")
+            body = b""
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_KEY_DOCUMENT_BYTES:
+                    raise ValueError("the key document is too large")
+        return body.decode("utf-8")
+
+    async def get(self, identifier: str) -> ec.EllipticCurvePublicKey | None:
+        key = self._keys.get(identifier)
+        wait = min(self._min_refresh, RETRY_AFTER_FAILURE_SECONDS) if self._failed else self._min_refresh
+        due = self._fetched_at is None or self._clock() - self._fetched_at >= wait
+        if key is None and due:
+            try:
+                await self.load()
+            except ValueError as exc:
+                log.warning("keeping the secret scanner's keys fetched before: %s", exc)
+            key = self._keys.get(identifier)
+        return key
+
+
+KeySource = PublicKeys | FetchedKeys
+
+
+async def verify_signature(keys: KeySource, key_id: str, signature: str, body: bytes) -> None:
     """ReportRefused (401) unless `signature` is a valid signature of `body` by the key `key_id`."""
     if not key_id or not signature:
         raise ReportRefused(401, reasons.LEAK_REPORT_UNSIGNED, "the report carries no signature")
-    key = keys.get(key_id)
+    key = await keys.get(key_id)
     if key is None:
         raise ReportRefused(401, reasons.LEAK_REPORT_KEY_UNKNOWN, "the signing key is not a configured one")
     try:
@@ -232,7 +295,7 @@ Audit = Callable[[Finding], None]
 class LeakReports:
     """Processes verified reports: finds each token's credential and applies `action` to it."""
 
-    def __init__(self, store: Store, keys: PublicKeys, action: Action, audit: Audit | None = None) -> None:
+    def __init__(self, store: Store, keys: KeySource, action: Action, audit: Audit | None = None) -> None:
         self._store = store
         self.keys = keys
         self._action = action
@@ -242,7 +305,7 @@ class LeakReports:
     async def receive(self, body: bytes, key_id: str, signature: str) -> list[dict[str, str]]:
         """The program's answer to a signed report; ReportRefused when it is refused whole."""
         try:
-            verify_signature(self.keys, key_id, signature, body)
+            await verify_signature(self.keys, key_id, signature, body)
             reported = parse_report(body)
         except ReportRefused as refused:
             self.stats.count(self.stats.reports, refused.reason)
