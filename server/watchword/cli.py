@@ -245,6 +245,16 @@ ADMIN_CALLS: dict[tuple[str, str], AdminCall] = {
             page_token=a.page_token,
         ),
     ),
+    ("credential", "unused"): (
+        "ListCredentials",
+        lambda a: admin_pb2.ListCredentialsRequest(
+            organization_id=a.org or "",
+            kind=KIND_NAMES[a.kind] if a.kind else 0,
+            unused_for_days=a.days,
+            page_size=a.page_size,
+            page_token=a.page_token,
+        ),
+    ),
     ("credential", "deactivate"): (
         "DeactivateCredential",
         lambda a: admin_pb2.DeactivateCredentialRequest(id=a.id),
@@ -371,6 +381,11 @@ def _admin_parsers(subparsers: Any) -> None:
     listing.add_argument("--kind", choices=sorted(KIND_NAMES))
     listing.add_argument("--app")
     _add_paging(listing)
+    unused = credential.add_parser("unused", help="credentials neither used nor created in the last N days")
+    unused.add_argument("--org", help="the organization (not for --kind admin-token)")
+    unused.add_argument("--kind", choices=sorted(KIND_NAMES))
+    unused.add_argument("--days", type=int, required=True, help="unused for at least this many days")
+    _add_paging(unused)
     credential.add_parser("deactivate").add_argument("id")
     credential.add_parser("delete").add_argument("id")
     rotate = credential.add_parser("rotate", help="new secret, printed once")

@@ -25,6 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchword.domain import ClientAuthentication
+from watchword.hygiene.report_endpoint import report_route
+from watchword.hygiene.secret_scanning import LeakReports
 from watchword.issue.grants import Grants, Requested
 from watchword.issue.inspection import TokenQuestion
 from watchword.issue.introspection import Answer
@@ -263,6 +265,7 @@ def build_app(
     metadata: dict[str, Any],
     recorder: Recorder | None = None,
     token_checks: dict[str, TokenCheck] | None = None,
+    leak_reports: LeakReports | None = None,
 ) -> Starlette:
     """`token_checks`: I7's cores by path (INTROSPECT_PATH, REVOKE_PATH); none: not served."""
     endpoint = TokenEndpoint(grants, recorder)
@@ -310,6 +313,8 @@ def build_app(
         Route(METADATA_PATH, _fault_contained(server_metadata, f"GET {METADATA_PATH}"), methods=["GET"]),
         *(_token_check_route(path, core) for path, core in (token_checks or {}).items()),
     ]
+    if leak_reports is not None:  # key hygiene: leaked-key reports of secret scanners
+        routes.append(report_route(leak_reports))
     return Starlette(routes=routes, exception_handlers={ClientDisconnect: _client_gone})
 
 

@@ -27,6 +27,8 @@ from watchword.domain import (
 )
 from watchword.identify import cache, client_certificate, opaque_secret, verifiers, watchword_token
 from watchword.identify.client_certificate import CertificateSettings
+from watchword.hygiene.usage import UsageCounter
+from watchword.identify import cache, opaque_secret, verifiers, watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys
@@ -140,6 +142,7 @@ class Pipeline:
         self.jwts = verifiers.JwtRouter(verifiers.jwt_verifiers(deps), transports.max_token_bytes)
         self._build_certificates(certificates, cache_ttl, bound)
         self.identifications = 0  # credentials verified (cache hits included): for tests and metrics
+        self.usage: UsageCounter | None = None  # key hygiene: set by compose when usage is tracked
         self.caches = self._registered_caches()
 
     def _build_certificates(self, settings: CertificateSettings | None, ttl: float, bound: int) -> None:
@@ -200,6 +203,8 @@ class Pipeline:
             result = await self._identify(presented, now)
         if isinstance(result, Refusal):
             result = replace(result, www_authenticate=_challenge(result, source))
+        elif self.usage is not None:
+            self.usage.record(result, now)  # in memory only: flushed in batches (`hygiene.usage`)
         return result
 
     def _extract(self, source: CredentialInput) -> PresentedCredential | Refusal:
@@ -208,6 +213,10 @@ class Pipeline:
         if isinstance(source, HttpParts):
             return extract.from_http(source, self.transports)
         return _peer_certificate(source)
+    def note_use(self, principal: Principal, now: datetime) -> None:
+        """A use of `principal`'s credential verified outside `authenticate` (C9 at the token endpoint)."""
+        if self.usage is not None:
+            self.usage.record(principal, now)
 
     async def _identify_isolated(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """In a batch (T7), an unexpected fault verifying one credential is that credential's refusal,

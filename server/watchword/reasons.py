@@ -75,6 +75,12 @@ PATH_PREFIX_MISSING = "path_prefix_missing"
 MALFORMED_HTTP_REQUEST = "malformed_http_request"
 REQUEST_HEADER_TOO_LARGE = "request_header_too_large"
 REQUEST_BODY_TOO_LARGE = "request_body_too_large"
+# Key hygiene: a leaked-key report refused whole (`hygiene.secret_scanning`); nothing is changed.
+LEAK_REPORT_UNSIGNED = "leak_report_unsigned"
+LEAK_REPORT_KEY_UNKNOWN = "leak_report_key_unknown"
+LEAK_REPORT_SIGNATURE_INVALID = "leak_report_signature_invalid"
+LEAK_REPORT_MALFORMED = "leak_report_malformed"
+LEAK_REPORT_TOO_LARGE = "leak_report_too_large"
 
 REASONS: dict[str, str] = {
     CREDENTIAL_MISSING: "No credential was found where credentials are read.",
@@ -181,6 +187,15 @@ REASONS: dict[str, str] = {
     "bound and the path prefix): 400, then the connection is closed. Never decided.",
     REQUEST_BODY_TOO_LARGE: "E4: a check request's body exceeds 64 KiB (Watchword reads no body; Envoy "
     "sends one only with `with_request_body`): 413, then the connection is closed. Never decided.",
+    LEAK_REPORT_UNSIGNED: "Key hygiene: a leaked-key report without the `Github-Public-Key-Identifier` "
+    "and `Github-Public-Key-Signature` headers: 401, nothing changed.",
+    LEAK_REPORT_KEY_UNKNOWN: "Key hygiene: a leaked-key report signed with a key that is not in "
+    "`secret_scanning_public_keys_file`: 401, nothing changed.",
+    LEAK_REPORT_SIGNATURE_INVALID: "Key hygiene: a leaked-key report whose signature does not verify "
+    "against the named key (ECDSA P-256, SHA-256, over the raw body): 401, nothing changed.",
+    LEAK_REPORT_MALFORMED: "Key hygiene: a signed leaked-key report that is not a JSON array of 1 to 1000 "
+    '`{"token", "type", "url", "source"}` objects: 400, nothing changed.',
+    LEAK_REPORT_TOO_LARGE: "Key hygiene: a leaked-key report body over 1 MiB: 413, nothing changed.",
 }
 
 

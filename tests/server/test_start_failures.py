@@ -32,6 +32,7 @@ COMPOSE_LOG = "watchword.compose"
 FULL_START = [
     "the store",
     "the audit log",
+    "the usage flusher",
     "the outbound token client",
     "the change feed",
     "the metrics port",

@@ -16,7 +16,7 @@ from typing import TypeVar
 import grpc
 from sqlalchemy.exc import IntegrityError
 
-from watchword.api import convert, errors, new_credential, outbound_admin
+from watchword.api import convert, credential_usage, errors, new_credential, outbound_admin
 from watchword.api.errors import FieldError
 from watchword.crypto.master_key import MasterKey
 from watchword.decide.catalogue import Catalogue
@@ -231,7 +231,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def GetCredential(
         self, request: admin_pb2.GetCredentialRequest, context: Context
     ) -> admin_pb2.Credential:
-        return convert.credential_to_proto(await self._credential(context, request.id))
+        credential = convert.credential_to_proto(await self._credential(context, request.id))
+        await credential_usage.add_daily_usage(self._store, credential)
+        return credential
 
     async def ListCredentials(
         self, request: admin_pb2.ListCredentialsRequest, context: Context
@@ -246,11 +248,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             convert.identifier(request.application_id, "application_id"),
             request.page_size,
             request.page_token,
+            credential_usage.unused_since(request.unused_for_days),
         )
         page = await _listing(_found(context, listing))
+        credentials = [convert.credential_to_proto(row) for row in page.items]
+        await credential_usage.add_usage(self._store, credentials)
         return admin_pb2.ListCredentialsResponse(
-            credentials=[convert.credential_to_proto(row) for row in page.items],
-            next_page_token=page.next_page_token,
+            credentials=credentials, next_page_token=page.next_page_token
         )
 
     async def DeactivateCredential(

@@ -111,6 +111,8 @@ def credential_to_proto(row: models.Credential) -> admin_pb2.Credential:
         public_jwk=row.public_jwk,
         secret_hint=row.secret_hint,
         service_identity=row.service_identity or "",
+        last_used_at=timestamp(row.last_used_at),
+        leak_reported_at=timestamp(row.leak_reported_at),
     )
 
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from watchword.caches import CacheRegistry
 from watchword.compose.failures import StartupError, on_close
+from watchword.compose.hygiene import build_leak_reports, build_usage
 from watchword.compose.observing import Observing, watch
 from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.ext_authz.core import ExtAuthzCore
 from watchword.identify.client_certificate import CertificateSettings
+from watchword.hygiene.secret_scanning import LeakReports
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
 from watchword.invalidation import for_replica, replica_caches
@@ -34,6 +36,7 @@ class Answering:
     grants: Grants
     signer: OutboundSigner
     ext_authz: ExtAuthzCore
+    leak_reports: LeakReports | None = None  # key hygiene: the leaked-key report endpoint's core
 
 
 async def build_answering(
@@ -41,6 +44,7 @@ async def build_answering(
 ) -> Answering:
     external = await build_external_jwt(stack, settings)
     pipeline = build_pipeline(settings, prepared, external)
+    build_usage(stack, settings, prepared, pipeline, observing)
     outbound = build_outbound(stack, settings, prepared)
     caches = replica_caches(pipeline, outbound.signer, prepared.keyring)
     # Store outages: known credentials keep answering from cache for a bounded time (S8).
@@ -49,7 +53,8 @@ async def build_answering(
     watch(observing, caches, outbound.tokens, external)
     grants = Grants(pipeline, prepared.keyring, config_options.token_settings(settings))
     ext_authz = build_ext_authz_core(settings, prepared, pipeline, observing.recorder)
-    return Answering(pipeline, grants, outbound.signer, ext_authz)
+    leak_reports = await build_leak_reports(stack, settings, prepared, observing)
+    return Answering(pipeline, grants, outbound.signer, ext_authz, leak_reports)
 
 
 async def build_external_jwt(stack: AsyncExitStack, settings: Settings) -> ExternalJwtVerifier | None:

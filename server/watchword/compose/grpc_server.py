@@ -26,6 +26,7 @@ from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.domain import CredentialKind
+from watchword.hygiene.usage import UsageCounter
 from watchword.identify.credential_state import is_usable
 from watchword.observe.interceptor import ObserveInterceptor
 from watchword.store.repository import Store
@@ -99,7 +100,7 @@ async def build_grpc_server(
     """Started, and NOT_SERVING until every listener is up. `shared_port`: one of several worker
     processes on the same port (SO_REUSEPORT)."""
     overload = OverloadInterceptor(settings.max_concurrent_rpcs)
-    admin = admin_token_checker(prepared.store)
+    admin = admin_token_checker(prepared.store, answering.pipeline.usage)
     # Observing first, so every answer is timed and audited with its request id; then the bound: an
     # excess call is refused before anything else is done for it.
     observe = ObserveInterceptor(observing.metrics, observing.audit, served_methods())
@@ -157,21 +158,25 @@ def add_services(
     reflection.enable((*SERVICE_NAMES, HEALTH_SERVICE_NAME), server)
 
 
-def admin_token_checker(store: Store) -> AdminAuthInterceptor:
-    """AdminService calls carry a usable admin token (constant-time comparison of its hash)."""
+def admin_token_checker(store: Store, usage: UsageCounter | None = None) -> AdminAuthInterceptor:
+    """AdminService calls carry a usable admin token (constant-time comparison of its hash); each use is
+    counted in `usage` (key hygiene)."""
 
     async def check(token: str) -> str | None:
         parsed = secret_format.parse(token)
         if parsed is None or parsed.kind is not CredentialKind.ADMIN_TOKEN:
             return None
         record = await store.get_credential(parsed.credential_id)
+        now = datetime.now(UTC)
         if (
             record is None
             or record.kind != int(CredentialKind.ADMIN_TOKEN)
             or not secret_format.secret_matches(token, record.secret_hash)
-            or not is_usable(record, datetime.now(UTC))
+            or not is_usable(record, now)
         ):
             return None
+        if usage is not None:
+            usage.count(record.id, now)
         return record.id
 
     return AdminAuthInterceptor(check)

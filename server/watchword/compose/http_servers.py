@@ -111,7 +111,9 @@ async def build_oauth_http(
         INTROSPECT_PATH: IntrospectionEndpoint(answering.pipeline, recorder),
         REVOKE_PATH: RevocationEndpoint(answering.pipeline, recorder),
     }
-    app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder, token_checks)
+    app = build_app(
+        answering.grants, prepared.keyring.jwks, metadata, recorder, token_checks, answering.leak_reports
+    )
     http = await serve_uvicorn(app, listener, settings)
     on_close(stack, "the OAuth HTTP endpoints", http.stop)
     return http

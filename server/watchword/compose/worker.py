@@ -2,7 +2,7 @@
 of what it opened right after opening it, so a failed start closes exactly what it opened, in reverse
 order, and the stop is the same stack unwinding: drain (health NOT_SERVING, in-flight calls finish),
 then the E4 and OAuth HTTP listeners, the gRPC server, the metrics port, the change feed, the outbound
-token client, the JWKS client, the audit log and last the store."""
+token client, the usage flusher (its last flush), the JWKS client, the audit log and last the store."""
 
 from __future__ import annotations
 

@@ -310,6 +310,47 @@ class Settings(BaseModel):
         max_length=4096,
         description="File the audit log's JSON lines are appended to (created owner-only); empty: stdout.",
     )
+    # ---- key hygiene: credential usage and leaked-key reports (`watchword.hygiene`) ----
+    usage_tracking_enabled: bool = Field(
+        default=True,
+        description="Count each inbound credential's uses per UTC day and its last use, in memory, and "
+        "write them to the store in batches.",
+    )
+    usage_flush_seconds: float = Field(
+        default=30.0,
+        ge=0.05,
+        le=3600,
+        description="How often each process adds its counted uses to the store (one transaction).",
+    )
+    usage_retention_days: int = Field(
+        default=90, ge=30, le=3660, description="Days of per-day use counts kept in the store."
+    )
+    usage_max_pending: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="Credentials (and credential-days) counted in memory between two successful "
+        "writes; beyond it uses are dropped and counted in a metric.",
+    )
+    secret_scanning_public_keys_file: Path | None = Field(
+        default=None,
+        description="A secret scanner's signing keys, as GitHub publishes them (a `public_keys` list "
+        "of `key_identifier`, `key`, `is_current`); enables the leaked-key report endpoint on the OAuth "
+        "HTTP port.",
+    )
+    secret_scanning_public_keys_url: str = Field(
+        default="",
+        max_length=2048,
+        pattern=r"^(https?://\S+)?$",
+        description="Where to fetch the scanner's key document instead (e.g. GitHub's "
+        "`https://api.github.com/meta/public_keys/secret_scanning`): at start, and again when a report "
+        "names a key it lacks (at most once a minute).",
+    )
+    leaked_credential_action: Literal["deactivate", "flag"] = Field(
+        default="deactivate",
+        description="What a verified leak report does to the credential: deactivate it, or only "
+        "flag it (`leak_reported_at`).",
+    )
     # Worker processes: one Python process uses one core.
     workers: int = Field(
         default=1,
@@ -323,6 +364,14 @@ class Settings(BaseModel):
         description="Log lines as JSON objects or text (on stderr); auto: json in production mode, "
         "text in development mode.",
     )
+
+    @model_validator(mode="after")
+    def _one_source_of_scanner_keys(self) -> Settings:
+        if self.secret_scanning_public_keys_file is not None and self.secret_scanning_public_keys_url:
+            raise ValueError(
+                "set secret_scanning_public_keys_file or secret_scanning_public_keys_url, not both"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -115,9 +115,11 @@ class Grants:
 
     async def client_credentials(self, client: ClientAuthentication, requested: Requested) -> Outcome:
         """I2: RFC 6749 §4.4 with C9 client authentication; any failure is `invalid_client` (401)."""
-        principal = await self._pipeline.clients.verify(client, datetime.now(UTC))
+        now = datetime.now(UTC)
+        principal = await self._pipeline.clients.verify(client, now)
         if isinstance(principal, Refusal):
             return CLIENT_REFUSED
+        self._pipeline.note_use(principal, now)
         return await self._mint(principal, requested, principal.permissions)
 
     async def subject_token(

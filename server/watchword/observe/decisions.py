@@ -61,11 +61,19 @@ class Recorder:
         self._audit = audit
 
     def _record(
-        self, kind: str, result: str, reason: str, who: Who, what: dict[str, Any], rule: str = ""
+        self,
+        kind: str,
+        result: str,
+        reason: str,
+        who: Who,
+        what: dict[str, Any],
+        rule: str = "",
+        decided: bool = True,
     ) -> None:
+        """`decided`: counted among the decisions (a leak report is audited, not counted there)."""
         info = call.current.get()
         rpc = info.rpc if info is not None else ""
-        if self._metrics is not None:
+        if self._metrics is not None and decided:
             self._metrics.count_decision((rpc, kind, result, reason))
         if self._audit is not None:
             record: Record = {
@@ -170,3 +178,10 @@ class Recorder:
             what["detail"] = detail
         result = ERROR if fault else DENY if refused else ALLOW
         self._record(KIND_LABELS[CredentialKind.OAUTH_CLIENT], result, outcome, who, what)
+    def leak_reported(
+        self, kind: CredentialKind | None, who: dict[str, str], outcome: str, what: dict[str, Any]
+    ) -> None:
+        """A token a secret scanner reported leaked, and what was done (`hygiene.secret_scanning`): the
+        credential by its ids, the outcome (deactivated, flagged, false_positive...), never the token."""
+        label = KIND_LABELS[kind] if kind is not None else UNKNOWN_KIND
+        self._record(label, outcome, "leak_reported", who, {"action": "leak_report", **what}, decided=False)

@@ -96,6 +96,19 @@ class LoopHistogram:
         return buckets, total
 
 
+class UsageFlushCounting(Protocol):
+    flushed: int
+    failed: int
+    rows_written: int
+    dropped: int
+    pending: int
+
+
+class LeakReportCounting(Protocol):
+    reports: dict[str, int]
+    tokens: dict[str, int]
+
+
 class Metrics:
     """Everything one server counts; `registry` is what its exporter serves."""
 
@@ -108,6 +121,8 @@ class Metrics:
         self._jwks: Callable[[], Mapping[str, JwksCounting]] = dict
         self._token_fetches: TokenFetchCounting | None = None
         self._audit: AuditCounting | None = None
+        self._usage: UsageFlushCounting | None = None
+        self._leaks: LeakReportCounting | None = None
         self.revocation_delay = Histogram(
             "watchword_revocation_propagation_seconds",
             "Time from a revocation or deactivation on one replica to its cache drop on this one.",
@@ -137,6 +152,12 @@ class Metrics:
 
     def watch_audit(self, audit: AuditCounting) -> None:
         self._audit = audit
+
+    def watch_usage(self, usage: UsageFlushCounting) -> None:
+        self._usage = usage
+
+    def watch_leak_reports(self, leaks: LeakReportCounting) -> None:
+        self._leaks = leaks
 
 
 class _Collector(Collector):
@@ -201,6 +222,8 @@ class _Collector(Collector):
                 fetches.add_metric([reason], count)
         yield fetches
 
+        yield from _hygiene_families(metrics._usage, metrics._leaks)
+
         if metrics._audit is not None:
             yield CounterMetricFamily(
                 "watchword_audit_records_written", "Audit records written.", value=metrics._audit.written
@@ -210,6 +233,54 @@ class _Collector(Collector):
                 "Audit records dropped because the writer fell behind (its queue was full).",
                 value=metrics._audit.dropped,
             )
+
+
+def _hygiene_families(
+    usage: UsageFlushCounting | None, leaks: LeakReportCounting | None
+) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Key hygiene: the usage flusher's writes, and the leaked-key reports."""
+    if usage is not None:
+        flushes = CounterMetricFamily(
+            "watchword_credential_usage_flushes",
+            "Writes of counted credential uses to the store, by result (ok, failed: kept for the next).",
+            labels=["result"],
+        )
+        flushes.add_metric(["ok"], usage.flushed)
+        flushes.add_metric(["failed"], usage.failed)
+        yield flushes
+        yield CounterMetricFamily(
+            "watchword_credential_usage_rows_written",
+            "Per-day usage rows added to by the flushes.",
+            value=usage.rows_written,
+        )
+        yield CounterMetricFamily(
+            "watchword_credential_usage_dropped",
+            "Credential uses not recorded because the in-memory bound was reached (usage_max_pending).",
+            value=usage.dropped,
+        )
+        yield GaugeMetricFamily(
+            "watchword_credential_usage_pending",
+            "Usage rows counted but not yet written (a store outage keeps them for the next flush).",
+            value=usage.pending,
+        )
+    if leaks is not None:
+        reports = CounterMetricFamily(
+            "watchword_leak_reports",
+            "Leaked-key reports received, by result (accepted, or the reason code of the refusal).",
+            labels=["result"],
+        )
+        for result, count in sorted(dict(leaks.reports).items()):
+            reports.add_metric([result], count)
+        yield reports
+        tokens = CounterMetricFamily(
+            "watchword_leaked_tokens",
+            "Tokens in accepted leak reports, by outcome (deactivated, flagged, already_deactivated, "
+            "already_flagged, false_positive).",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(dict(leaks.tokens).items()):
+            tokens.add_metric([outcome], count)
+        yield tokens
 
 
 @dataclass

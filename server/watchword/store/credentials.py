@@ -54,9 +54,14 @@ class CredentialQueries(StoreBase):
         application_id: str = "",
         page_size: int = 0,
         page_token: str = "",
+        unused_since: datetime | None = None,
     ) -> Page[Credential]:
-        """One organization's credentials (None: the admin tokens, which belong to none)."""
+        """One organization's credentials (None: the admin tokens, which belong to none). `unused_since`:
+        only those neither used nor created since then (key hygiene)."""
         query = select(Credential).where(Credential.organization_id == organization_id)
+        if unused_since is not None:
+            last_seen = sa.func.coalesce(col(Credential.last_used_at), col(Credential.created_at))
+            query = query.where(last_seen < unused_since)
         if kind:
             query = query.where(Credential.kind == kind)
         if application_id:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -121,6 +121,24 @@ class Credential(SQLModel, table=True):
     rotated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     # C10: the SPIFFE id or subject name of a service identity, its lookup key (unique, matched exactly).
     service_identity: str | None = Field(default=None, max_length=255, unique=True, index=True)
+    # Key hygiene (`watchword.hygiene`): written in batches by the usage flusher, and by a leak report.
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    leak_reported_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class CredentialUsage(SQLModel, table=True):
+    """How often a credential was used on one UTC day: every replica and worker adds its counts to the
+    same row (an additive upsert, `store.credential_usage`). Rows older than the retention are pruned."""
+
+    __tablename__ = "credential_usage"
+
+    credential_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(16), sa.ForeignKey("credentials.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    day: date = Field(sa_column=sa.Column(sa.Date, primary_key=True, index=True))
+    uses: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
 
 
 class SigningKey(SQLModel, table=True):

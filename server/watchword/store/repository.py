@@ -4,6 +4,7 @@ transaction: it commits whole or not at all; a write announces what it changed (
 from __future__ import annotations
 
 from watchword.store.base import InvalidPageTokenError, NotFoundError, Page
+from watchword.store.credential_usage import CredentialUsageQueries
 from watchword.store.credentials import CredentialQueries
 from watchword.store.memberships import MembershipQueries
 from watchword.store.organizations import OrganizationQueries
@@ -18,6 +19,7 @@ class Store(
     OrganizationQueries,
     MembershipQueries,
     CredentialQueries,
+    CredentialUsageQueries,
     OutboundCredentialQueries,
     TokenRecordQueries,
     SigningKeyQueries,

@@ -192,7 +192,7 @@ class DeleteMembershipResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Credential(_message.Message):
-    __slots__ = ("id", "kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "created_at", "deactivated_at", "rotated_at", "previous_secret_valid_until", "algorithms", "client_auth_method", "public_jwk", "secret_hint", "service_identity")
+    __slots__ = ("id", "kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "created_at", "deactivated_at", "rotated_at", "previous_secret_valid_until", "algorithms", "client_auth_method", "public_jwk", "secret_hint", "service_identity", "last_used_at", "uses_last_30_days", "daily_usage", "leak_reported_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +212,10 @@ class Credential(_message.Message):
     PUBLIC_JWK_FIELD_NUMBER: _ClassVar[int]
     SECRET_HINT_FIELD_NUMBER: _ClassVar[int]
     SERVICE_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    USES_LAST_30_DAYS_FIELD_NUMBER: _ClassVar[int]
+    DAILY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    LEAK_REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: _common_pb2.CredentialKind
     organization_id: str
@@ -231,7 +235,19 @@ class Credential(_message.Message):
     public_jwk: str
     secret_hint: str
     service_identity: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., organization_id: _Optional[str] = ..., application_id: _Optional[str] = ..., name: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., event_types_allowed: _Optional[_Iterable[str]] = ..., event_types_denied: _Optional[_Iterable[str]] = ..., basic_auth_enabled: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deactivated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_secret_valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_auth_method: _Optional[_Union[ClientAuthMethod, str]] = ..., public_jwk: _Optional[str] = ..., secret_hint: _Optional[str] = ..., service_identity: _Optional[str] = ...) -> None: ...
+    last_used_at: _timestamp_pb2.Timestamp
+    uses_last_30_days: int
+    daily_usage: _containers.RepeatedCompositeFieldContainer[DailyUsage]
+    leak_reported_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., organization_id: _Optional[str] = ..., application_id: _Optional[str] = ..., name: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., event_types_allowed: _Optional[_Iterable[str]] = ..., event_types_denied: _Optional[_Iterable[str]] = ..., basic_auth_enabled: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deactivated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_secret_valid_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_auth_method: _Optional[_Union[ClientAuthMethod, str]] = ..., public_jwk: _Optional[str] = ..., secret_hint: _Optional[str] = ..., service_identity: _Optional[str] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uses_last_30_days: _Optional[int] = ..., daily_usage: _Optional[_Iterable[_Union[DailyUsage, _Mapping]]] = ..., leak_reported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DailyUsage(_message.Message):
+    __slots__ = ("day", "uses")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    uses: int
+    def __init__(self, day: _Optional[str] = ..., uses: _Optional[int] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
     __slots__ = ("kind", "organization_id", "application_id", "name", "permissions", "event_types_allowed", "event_types_denied", "basic_auth_enabled", "expires_at", "algorithms", "client_auth_method", "public_jwk", "service_identity")
@@ -278,18 +294,20 @@ class GetCredentialRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListCredentialsRequest(_message.Message):
-    __slots__ = ("organization_id", "kind", "application_id", "page_size", "page_token")
+    __slots__ = ("organization_id", "kind", "application_id", "page_size", "page_token", "unused_for_days")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    UNUSED_FOR_DAYS_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     kind: _common_pb2.CredentialKind
     application_id: str
     page_size: int
     page_token: str
-    def __init__(self, organization_id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., application_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    unused_for_days: int
+    def __init__(self, organization_id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CredentialKind, str]] = ..., application_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., unused_for_days: _Optional[int] = ...) -> None: ...
 
 class ListCredentialsResponse(_message.Message):
     __slots__ = ("credentials", "next_page_token")
