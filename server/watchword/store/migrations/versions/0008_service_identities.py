@@ -1,6 +1,6 @@
 """service identities: the lookup key of C10 client-certificate credentials
 
-Revision ID: 0008_service_identities
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03 18:00:00.000000
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0008_service_identities"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """credential usage: last use, uses per day and leak reports of inbound credentials
 
-Revision ID: 0008_credential_usage
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03 17:45:00.000000
 
 Key hygiene (`watchword.hygiene`): each replica counts the uses of every credential in memory and adds
@@ -15,8 +15,8 @@ from alembic import op
 
 import watchword.store.models
 
-revision = "0008_credential_usage"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
