@@ -25,10 +25,9 @@ from watchword.domain import (
     Resource,
     Transport,
 )
+from watchword.hygiene.usage import UsageCounter
 from watchword.identify import cache, client_certificate, opaque_secret, verifiers, watchword_token
 from watchword.identify.client_certificate import CertificateSettings
-from watchword.hygiene.usage import UsageCounter
-from watchword.identify import cache, opaque_secret, verifiers, watchword_token
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.oauth_client import ClientAuthenticator
 from watchword.identify.sealed_keys import SealedKeys

@@ -14,8 +14,8 @@ from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.ext_authz.core import ExtAuthzCore
-from watchword.identify.client_certificate import CertificateSettings
 from watchword.hygiene.secret_scanning import LeakReports
+from watchword.identify.client_certificate import CertificateSettings
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.identify.jwks_source import JwksSourceError
 from watchword.invalidation import for_replica, replica_caches
