@@ -212,6 +212,7 @@ class Pipeline:
         if isinstance(source, HttpParts):
             return extract.from_http(source, self.transports)
         return _peer_certificate(source)
+
     def note_use(self, principal: Principal, now: datetime) -> None:
         """A use of `principal`'s credential verified outside `authenticate` (C9 at the token endpoint)."""
         if self.usage is not None:

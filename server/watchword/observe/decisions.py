@@ -178,6 +178,7 @@ class Recorder:
             what["detail"] = detail
         result = ERROR if fault else DENY if refused else ALLOW
         self._record(KIND_LABELS[CredentialKind.OAUTH_CLIENT], result, outcome, who, what)
+
     def leak_reported(
         self, kind: CredentialKind | None, who: dict[str, str], outcome: str, what: dict[str, Any]
     ) -> None:
