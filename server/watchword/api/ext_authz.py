@@ -1,9 +1,15 @@
 """E1: Envoy's external authorization over gRPC, `envoy.service.auth.v3.Authorization/Check`.
 
-A thin adapter: the CheckRequest's method, path, query and headers go to the decision core
-(`watchword.ext_authz.core`), whose Allowed or Denied answer becomes a CheckResponse. Every failure is
-answered as a denied CheckResponse rather than a gRPC error, so Envoy's `failure_mode_allow` is never
-consulted.
+A thin adapter: the CheckRequest's method, path, query, headers and context_extensions (which may name
+the route: routes.py) go to the decision core (`watchword.ext_authz.core`), whose Allowed or Denied answer
+becomes a CheckResponse. Every failure is answered as a denied CheckResponse rather than a gRPC error, so
+Envoy's `failure_mode_allow` is never consulted.
+
+Each answer carries its decision id as the header `x-watchword-decision-id` (to the upstream on an allow,
+to the client on a denial) and in `dynamic_metadata`, which Envoy files under the filter's namespace
+(`envoy.filters.http.ext_authz`) for the access log: `x-watchword-decision-id` and, in dry-run,
+`x-watchword-dry-run`, `x-watchword-would-be-status` and `x-watchword-would-be-reason`. The keys are the
+header names, as HTTP mode's `dynamic_metadata_from_headers` makes them: one access-log format for both.
 """
 
 from __future__ import annotations
@@ -17,7 +23,18 @@ from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, exte
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from watchword.ext_authz.core import Allowed, Answer, Denied, ExtAuthzCore, unavailable
+from watchword.ext_authz.core import (
+    DECISION_ID,
+    DRY_RUN,
+    WOULD_BE_REASON,
+    WOULD_BE_STATUS,
+    Allowed,
+    Answer,
+    Denied,
+    ExtAuthzCore,
+    WouldBe,
+    unavailable,
+)
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -35,30 +52,53 @@ def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
+def _metadata(
+    response: external_auth_pb2.CheckResponse, decision_id: str, would_be: WouldBe | None = None
+) -> None:
+    fields = response.dynamic_metadata.fields
+    fields[DECISION_ID].string_value = decision_id
+    if would_be is not None:
+        fields[DRY_RUN].string_value = "true"
+        fields[WOULD_BE_STATUS].string_value = str(would_be.status)
+        fields[WOULD_BE_REASON].string_value = would_be.reason
+
+
 def denied_response(denied: Denied) -> external_auth_pb2.CheckResponse:
-    return external_auth_pb2.CheckResponse(
+    headers = [_header(*_JSON), *(_header(n, v) for n, v in denied.headers)]
+    if denied.decision_id:
+        headers.append(_header(DECISION_ID, denied.decision_id))
+    response = external_auth_pb2.CheckResponse(
         status=status_pb2.Status(
             code=_CODES.get(denied.status, code_pb2.PERMISSION_DENIED), message=denied.reason
         ),
         denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=denied.status),
-            headers=[_header(*_JSON), *(_header(n, v) for n, v in denied.headers)],
-            body=denied.body,
+            status=http_status_pb2.HttpStatus(code=denied.status), headers=headers, body=denied.body
         ),
     )
+    if denied.decision_id:
+        _metadata(response, denied.decision_id)
+    return response
 
 
 def ok_response(allowed: Allowed) -> external_auth_pb2.CheckResponse:
+    """The shared encoding of the allow's headers (made once per plain allow), copied and given this
+    decision's id: a C copy and two fields, about 3 µs."""
     rendered = allowed.rendered.get(_RENDERED)
-    if rendered is not None:
+    if rendered is None:
+        ok = external_auth_pb2.OkHttpResponse(
+            headers=[_header(name, value) for name, value in allowed.headers],
+            headers_to_remove=allowed.remove,
+            query_parameters_to_remove=allowed.remove_query,
+        )
+        rendered = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
+        allowed.rendered[_RENDERED] = rendered
+    if not allowed.decision_id:
         return rendered
-    ok = external_auth_pb2.OkHttpResponse(
-        headers=[_header(name, value) for name, value in allowed.headers],
-        headers_to_remove=allowed.remove,
-        query_parameters_to_remove=allowed.remove_query,
-    )
-    response = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
-    allowed.rendered[_RENDERED] = response
+    response = external_auth_pb2.CheckResponse()
+    response.CopyFrom(rendered)
+    option = response.ok_response.headers.add(append_action=_OVERWRITE)
+    option.header.key, option.header.value = DECISION_ID, allowed.decision_id
+    _metadata(response, allowed.decision_id, allowed.would_be)
     return response
 
 
@@ -89,7 +129,10 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             http = request.attributes.request.http
             path, _, query = http.path.partition("?")
             query = query.partition("#")[0] or http.query
-            answer = await self._core.check(http.method, path, query, request_headers(http))
+            extensions = request.attributes.context_extensions
+            answer = await self._core.check(
+                http.method, path, query, request_headers(http), extensions=extensions or None
+            )
             return check_response(answer)
         except Exception:  # the core answers its own faults; this is the adapter's: still a denial
             incident = uuid.uuid4().hex[:16]
