@@ -260,14 +260,15 @@ class ExtAuthzCore:
         match = named.match(ANY_METHOD, path)
         if match is None:
             return reasons.ROUTE_NOT_CONFIGURED, "the path does not fit watchword.path of its Envoy route"
-        if listed is None or (listed.route.dry_run and match.route.dry_run):
+        if listed is None:
             return match
         if (listed.route.action, listed.resource) != (match.route.action, match.resource):
             return reasons.ROUTE_CONFLICT, (
                 f"the Envoy route names action {match.route.action!r}, the route table "
                 f"{listed.route.action!r} (or another resource) for this request"
             )
-        return listed
+        # The same route twice: dry-run only if both say so.
+        return match if listed.route.dry_run else listed
 
     async def _refused(
         self,
