@@ -33,7 +33,7 @@ from watchword.domain import HttpParts, Principal, Refusal
 from watchword.extract import TransportSettings, parse_cookie_header
 from watchword.issue.internal_token import InternalTokens
 from watchword.observe.decisions import Recorder, new_decision_id
-from watchword.pipeline import Pipeline
+from watchword.pipeline import AuthorizeOutcome, Pipeline
 from watchword.routes import ANY_METHOD, Match, RouteTable, UnknownActionError
 from watchword.store.database import is_store_outage
 
@@ -220,6 +220,18 @@ class ExtAuthzCore:
         credential_headers, spoofed = self._scan(headers)
         parts = HttpParts(method=method, path=path, headers=credential_headers, query=query)
         outcome = await self._pipeline.authorize(parts, match.route.action, match.resource)
+        return await self._answer(match, outcome, headers, spoofed, query, decision_id)
+
+    async def _answer(
+        self,
+        match: Match,
+        outcome: AuthorizeOutcome,
+        headers: Sequence[tuple[str, str]],
+        spoofed: bool,
+        query: str,
+        decision_id: str,
+    ) -> Answer:
+        """The decision recorded and turned into the answer: in dry-run, always an allow."""
         decision = outcome.decision
         dry_run = self._settings.dry_run or match.route.dry_run
         self._recorder.authorized(
