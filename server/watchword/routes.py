@@ -17,6 +17,10 @@ segment is percent-decoded strictly and refused when it decodes to something tha
 path's meaning to another reader (`/`, `\\`, `.`, `..`, control characters). When several templates
 match, the one whose first differing segment is literal wins, so `/v1/applications/list` beats
 `/v1/applications/{application_id}`; two templates of the same shape are a configuration error.
+
+A route may set `dry_run = true` (ext_authz/core.py). In gRPC mode an Envoy route can name its own route in
+its `context_extensions` (`watchword.action`, `watchword.path`, `watchword.subject_type`,
+`watchword.dry_run`): `for_extensions` checks them like a `[[routes]]` table, once per distinct set.
 """
 
 from __future__ import annotations
