@@ -149,6 +149,7 @@ async def test_e1_bad_extensions_are_refused_before_the_credential_is_read(
     assert isinstance(dry, Allowed) == (reason == reasons.ROUTE_NOT_CONFIGURED)
     (record, dry_record) = [r for r in core.records() if r["what"]["action"] == ""]
     assert (record["result"], record["reason"], record["rule"]) == ("deny", reason, "S8")
+    assert record["who"] == {}  # no credential was read
     assert record["decision_id"] != dry_record["decision_id"]
 
 
