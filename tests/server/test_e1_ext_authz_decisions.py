@@ -289,6 +289,20 @@ async def test_e1_dry_run_plain_allows_are_shared_per_principal_apart_from_enfor
     assert first.rendered is not enforced.rendered
     assert DRY_RUN in headers_of(first)
     assert DRY_RUN in enforced.remove
+    # gRPC: the shared part carries the would-be answer, each decision its own id.
+    for answer in (first, second):
+        metadata = check_response(answer).dynamic_metadata.fields
+        assert metadata[DECISION_ID].string_value == answer.decision_id
+        assert (metadata[DRY_RUN].string_value, metadata[WOULD_BE_STATUS].string_value) == ("true", "200")
+    assert DRY_RUN not in check_response(enforced).dynamic_metadata.fields
+
+
+def test_e1_an_allow_with_an_id_of_another_length_is_encoded_all_the_same() -> None:
+    for decision_id in ("short", "0123456789abcdef0123456789"):
+        response = check_response(Allowed((("x-watchword-principal-id", "p"),), (), decision_id=decision_id))
+        assert response.dynamic_metadata.fields[DECISION_ID].string_value == decision_id
+        headers = {h.header.key: h.header.value for h in response.ok_response.headers}
+        assert headers == {"x-watchword-principal-id": "p", DECISION_ID: decision_id}
 
 
 async def test_e1_global_dry_run_passes_unrouted_requests_but_never_secrets_or_faults(core: Core) -> None:

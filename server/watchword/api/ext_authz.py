@@ -53,10 +53,11 @@ def _header(name: str, value: str) -> base_pb2.HeaderValueOption:
 
 
 def _metadata(
-    response: external_auth_pb2.CheckResponse, decision_id: str, would_be: WouldBe | None = None
+    response: external_auth_pb2.CheckResponse, decision_id: str = "", would_be: WouldBe | None = None
 ) -> None:
     fields = response.dynamic_metadata.fields
-    fields[DECISION_ID].string_value = decision_id
+    if decision_id:
+        fields[DECISION_ID].string_value = decision_id
     if would_be is not None:
         fields[DRY_RUN].string_value = "true"
         fields[WOULD_BE_STATUS].string_value = str(would_be.status)
@@ -75,14 +76,36 @@ def denied_response(denied: Denied) -> external_auth_pb2.CheckResponse:
             status=http_status_pb2.HttpStatus(code=denied.status), headers=headers, body=denied.body
         ),
     )
-    if denied.decision_id:
-        _metadata(response, denied.decision_id)
+    _metadata(response, denied.decision_id)
     return response
 
 
+def _decision_part(decision_id: str) -> external_auth_pb2.CheckResponse:
+    """What a decision adds to an allow: its id as a header for the upstream and as dynamic metadata."""
+    response = external_auth_pb2.CheckResponse(
+        ok_response=external_auth_pb2.OkHttpResponse(headers=[_header(DECISION_ID, decision_id)])
+    )
+    _metadata(response, decision_id)
+    return response
+
+
+# Protobuf merges concatenated messages (repeated fields appended, map entries added), so an allow is its
+# shared part, serialized once, followed by its decision's part. Decision ids have one length (24 hex
+# digits), so that part is serialized once too and the id written over a placeholder: building the
+# message per check through the protobuf API cost about 10 µs, this about 2.
+_ID_PLACEHOLDER = b"0" * 24
+_DECISION_PART = _decision_part(_ID_PLACEHOLDER.decode()).SerializeToString()
+
+
+def _decision_bytes(decision_id: str) -> bytes:
+    if len(decision_id) == len(_ID_PLACEHOLDER):
+        return _DECISION_PART.replace(_ID_PLACEHOLDER, decision_id.encode("ascii"))
+    return _decision_part(decision_id).SerializeToString()  # never for Watchword's own ids
+
+
 def ok_response(allowed: Allowed) -> external_auth_pb2.CheckResponse:
-    """The shared encoding of the allow's headers (made once per plain allow), copied and given this
-    decision's id: a C copy and two fields, about 3 µs."""
+    """The allow's shared part (its headers, and in dry-run its would-be answer), serialized once per plain
+    allow, with this decision's id."""
     rendered = allowed.rendered.get(_RENDERED)
     if rendered is None:
         ok = external_auth_pb2.OkHttpResponse(
@@ -90,16 +113,12 @@ def ok_response(allowed: Allowed) -> external_auth_pb2.CheckResponse:
             headers_to_remove=allowed.remove,
             query_parameters_to_remove=allowed.remove_query,
         )
-        rendered = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
-        allowed.rendered[_RENDERED] = rendered
-    if not allowed.decision_id:
-        return rendered
-    response = external_auth_pb2.CheckResponse()
-    response.CopyFrom(rendered)
-    option = response.ok_response.headers.add(append_action=_OVERWRITE)
-    option.header.key, option.header.value = DECISION_ID, allowed.decision_id
-    _metadata(response, allowed.decision_id, allowed.would_be)
-    return response
+        shared = external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
+        _metadata(shared, would_be=allowed.would_be)
+        rendered = allowed.rendered[_RENDERED] = shared.SerializeToString()
+    if allowed.decision_id:
+        rendered += _decision_bytes(allowed.decision_id)
+    return external_auth_pb2.CheckResponse.FromString(rendered)
 
 
 def check_response(answer: Answer) -> external_auth_pb2.CheckResponse:
