@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,8 +23,10 @@ from watchword.compose.failures import StartupError
 from watchword.compose.replica import bind_unbound_memberships, ensure_data_dir, route_table
 from watchword.crypto import master_key
 from watchword.decide.catalogue import Catalogue, CatalogueError
+from watchword.ext_authz import envoy_routes
 from watchword.identify import kinds
 from watchword.observe import logging_setup
+from watchword.routes import RouteTable
 from watchword.store import database
 from watchword.store.repository import Store
 from watchword.v1 import admin_pb2, admin_pb2_grpc
@@ -102,13 +105,26 @@ async def _bind_memberships(url: str, issuers: list[str], chosen: str | None) ->
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    route_table(settings, Catalogue.load(settings.catalogue_file))  # E1: routes name catalogue actions
+    routes = route_table(settings, Catalogue.load(settings.catalogue_file))  # E1: catalogue actions
+    if found := _envoy_route_problems(args.envoy_config, routes):
+        return _fail("\n".join(found))
     if settings.master_key:
         master_key.MasterKey.from_text(settings.master_key, "WATCHWORD_MASTER_KEY")
     elif settings.master_key_file is not None:
         master_key.MasterKey.from_file(settings.master_key_file)
     print(f"configuration is valid (workers: {config.worker_count(settings.workers)})")
     return 0
+
+
+def _envoy_route_problems(path: Path | None, routes: RouteTable) -> list[str]:
+    """E1: the Envoy routes whose watchword.* context_extensions a Check would refuse (no file: none)."""
+    if path is None:
+        return []
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"cannot read the Envoy configuration {path} as JSON: {exc}"]
+    return envoy_routes.problems(document, routes)
 
 
 def _cmd_generate_master_key(_args: argparse.Namespace) -> int:
@@ -421,7 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="give memberships stored before issuers were recorded to this configured issuer (needed "
         "only with several [[issuers]]; with one, they are bound to it)",
     )
-    subparsers.add_parser("check-config", help="validate the configuration and catalogue, then exit")
+    check = subparsers.add_parser("check-config", help="validate the configuration and catalogue, then exit")
+    check.add_argument(
+        "--envoy-config",
+        type=Path,
+        metavar="FILE",
+        help="also check the watchword.* context_extensions of every route in this Envoy configuration "
+        "(JSON: a bootstrap, or the admin endpoint's /config_dump)",
+    )
     subparsers.add_parser("generate-master-key", help="print a new master key")
     _admin_parsers(subparsers)
     return parser

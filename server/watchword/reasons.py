@@ -68,6 +68,9 @@ SUBJECT_MISMATCH = "subject_mismatch"
 # HTTP answers in front of an API (E1 Envoy ext_authz).
 ROUTE_NOT_CONFIGURED = "route_not_configured"
 AUTHORIZATION_UNAVAILABLE = "authorization_unavailable"
+# E1: an Envoy route's `watchword.*` context_extensions (gRPC mode).
+ROUTE_EXTENSIONS_INVALID = "route_extensions_invalid"
+ROUTE_CONFLICT = "route_conflict"
 # E4: the HTTP ext_authz front door.
 QUERY_CREDENTIAL_NOT_REMOVABLE = "query_credential_not_removable"
 PATH_PREFIX_MISSING = "path_prefix_missing"
@@ -175,6 +178,13 @@ REASONS: dict[str, str] = {
     "denied with 403 before any credential is read.",
     AUTHORIZATION_UNAVAILABLE: "E1: Watchword could not decide (store unavailable, internal error); the "
     "HTTP request is refused with 503, never allowed.",
+    ROUTE_EXTENSIONS_INVALID: "E1: the `watchword.*` context_extensions of the Envoy route are invalid (an "
+    "unknown `watchword.` key, no `watchword.action`, a bad `watchword.path` template or one that lacks what "
+    "the action's level needs, a `watchword.dry_run` other than true or false): denied with 403 before any "
+    "credential is read, also in dry-run. An unknown action is `action_unknown`.",
+    ROUTE_CONFLICT: "E1: the Envoy route's context_extensions and Watchword's route table both name a route "
+    "for the request, with different actions or resources: denied with 403 before any credential is read, "
+    "also in dry-run.",
     QUERY_CREDENTIAL_NOT_REMOVABLE: "E4: the request carries a T5 query-parameter credential, credential "
     "removal is on, and the HTTP front door cannot remove query parameters (Envoy's `http_service` has no "
     "way to): denied with 403 before the credential is read, so the secret never reaches the upstream.",

@@ -17,16 +17,28 @@ segment is percent-decoded strictly and refused when it decodes to something tha
 path's meaning to another reader (`/`, `\\`, `.`, `..`, control characters). When several templates
 match, the one whose first differing segment is literal wins, so `/v1/applications/list` beats
 `/v1/applications/{application_id}`; two templates of the same shape are a configuration error.
+
+A route may set `dry_run = true` (ext_authz/core.py). In gRPC mode an Envoy route can name its own route in
+its `context_extensions` (`watchword.action`, `watchword.path`, `watchword.subject_type`,
+`watchword.dry_run`): `for_extensions` checks them like a `[[routes]]` table, once per distinct set.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from watchword.decide.catalogue import Catalogue, Level
 from watchword.domain import Resource, Subject
@@ -63,6 +75,11 @@ class RouteSettings(BaseModel):
     action: str = Field(min_length=1, max_length=128, description="Action of the catalogue.")
     subject_type: Literal["", "user", "account"] = Field(
         default="", description="Fixed subject type for templates that capture only {subject_id}."
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Decide, audit and count as usual, then allow, with the would-be answer for the "
+        "upstream and Envoy (docs/guides/envoy.md, Dry-run).",
     )
 
     @field_validator("method")
@@ -153,6 +170,10 @@ class RouteError(ValueError):
     """The route table does not fit the action catalogue; the message names the route."""
 
 
+class UnknownActionError(RouteError):
+    """A route names an action the catalogue does not have."""
+
+
 # What each level of action needs from the path (or, for an application, from the store).
 _NEEDED: dict[Level, tuple[frozenset[str], ...]] = {
     Level.ORGANIZATION: (frozenset({"organization_id", "application_id"}),),
@@ -163,6 +184,30 @@ _NEEDED: dict[Level, tuple[frozenset[str], ...]] = {
 }
 
 
+def compile_route(entry: RouteSettings, catalogue: Catalogue, method: str = "") -> Route:
+    """One checked route: its action is in the catalogue and its path captures what the action's level
+    needs (e.g. {application_id} for an application-level action); RouteError naming the route if not.
+    `method` overrides the entry's (ANY_METHOD for a route from Envoy's context_extensions)."""
+    label = f"route {method or entry.method} {entry.path}"
+    action = catalogue.get(entry.action)
+    if action is None:
+        raise UnknownActionError(f"{label}: action {entry.action!r} is not in the catalogue")
+    for alternatives in _NEEDED[action.level]:
+        if not alternatives & entry.parameters:
+            wanted = " or ".join(f"{{{name}}}" for name in sorted(alternatives))
+            raise RouteError(
+                f"{label}: {action.level.value}-level action {entry.action!r} needs {wanted} in the path"
+            )
+    return Route(
+        method=method or entry.method,
+        template=entry.path,
+        action=entry.action,
+        segments=tuple(template_segments(entry.path)),
+        fixed_subject_type=entry.subject_type,
+        dry_run=entry.dry_run,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
@@ -170,6 +215,7 @@ class Route:
     action: str
     segments: tuple[tuple[Literal["literal", "parameter"], str], ...]
     fixed_subject_type: str = ""
+    dry_run: bool = False
 
     @property
     def specificity(self) -> tuple[bool, ...]:
@@ -203,9 +249,12 @@ def _decode(segment: str) -> str | None:
 class RouteTable:
     """The configured routes, checked against the catalogue, indexed by (method, segment count)."""
 
-    def __init__(self, routes: Sequence[Route]) -> None:
+    def __init__(self, routes: Sequence[Route], catalogue: Catalogue | None = None) -> None:
         self._index: dict[tuple[str, int], list[Route]] = {}
         self._matches: dict[tuple[str, str], Match | None] = {}
+        # What Envoy's per-route context_extensions name is checked against (without it, refused).
+        self._catalogue = catalogue
+        self._extension_routes: dict[tuple[tuple[str, str], ...], RouteTable | RouteError] = {}
         for route in routes:
             self._index.setdefault((route.method, len(route.segments)), []).append(route)
         for candidates in self._index.values():
@@ -216,30 +265,7 @@ class RouteTable:
 
     @classmethod
     def build(cls, settings: Sequence[RouteSettings], catalogue: Catalogue) -> RouteTable:
-        routes = []
-        for entry in settings:
-            action = catalogue.get(entry.action)
-            if action is None:
-                raise RouteError(
-                    f"route {entry.method} {entry.path}: action {entry.action!r} is not in the catalogue"
-                )
-            for alternatives in _NEEDED[action.level]:
-                if not alternatives & entry.parameters:
-                    wanted = " or ".join(f"{{{name}}}" for name in sorted(alternatives))
-                    raise RouteError(
-                        f"route {entry.method} {entry.path}: {action.level.value}-level action "
-                        f"{entry.action!r} needs {wanted} in the path"
-                    )
-            routes.append(
-                Route(
-                    method=entry.method,
-                    template=entry.path,
-                    action=entry.action,
-                    segments=tuple(template_segments(entry.path)),
-                    fixed_subject_type=entry.subject_type,
-                )
-            )
-        return cls(routes)
+        return cls([compile_route(entry, catalogue) for entry in settings], catalogue)
 
     def match(self, method: str, path: str) -> Match | None:
         """The route for this request (the path without its query), or None: deny by default. Remembered
@@ -256,6 +282,43 @@ class RouteTable:
         matches[key] = found
         return found
 
+    def for_extensions(self, extensions: Mapping[str, str]) -> RouteTable | RouteError | None:
+        """The route an Envoy route names in its `watchword.*` context_extensions, as a table of that one
+        route for any method (`match(ANY_METHOD, path)`); None when they name none (the other keys are
+        for others); RouteError (UnknownActionError for an unknown action) when they are invalid.
+        Remembered: extensions come from Envoy's configuration, so the same few come back."""
+        ours = tuple(sorted(item for item in extensions.items() if item[0].startswith(EXTENSION_PREFIX)))
+        if not ours:
+            return None
+        known = self._extension_routes.get(ours)
+        if known is None:
+            if len(self._extension_routes) >= MAX_REMEMBERED_EXTENSIONS:
+                self._extension_routes.clear()
+            known = self._extension_routes[ours] = self._extension_route(dict(ours))
+        return known
+
+    def _extension_route(self, extensions: dict[str, str]) -> RouteTable | RouteError:
+        unknown = sorted(set(extensions) - set(EXTENSION_KEYS))
+        if unknown:
+            return RouteError(f"context_extensions: unknown key {unknown[0][:64]!r}")
+        if EXTENSION_ACTION not in extensions:
+            return RouteError(f"context_extensions: {EXTENSION_ACTION} is missing")
+        if extensions.get(EXTENSION_DRY_RUN, "false") not in ("true", "false"):
+            return RouteError(f'context_extensions: {EXTENSION_DRY_RUN} must be "true" or "false"')
+        if self._catalogue is None:
+            return RouteError("context_extensions: this route table has no action catalogue")
+        fields = {field: extensions[key] for key, field in EXTENSION_KEYS.items() if key in extensions}
+        try:
+            entry = RouteSettings.model_validate({"method": "GET", **fields})
+            route = compile_route(entry, self._catalogue, ANY_METHOD)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = f"{EXTENSION_PREFIX}{first['loc'][0]}" if first["loc"] else "context_extensions"
+            return RouteError(f"context_extensions: {key}: {first['msg'][:200]}")
+        except RouteError as error:
+            return type(error)(f"context_extensions: {error}")
+        return RouteTable([route], self._catalogue)
+
     def _match(self, method: str, path: str) -> Match | None:
         if len(path) > MAX_PATH or not path.startswith("/"):
             return None
@@ -265,6 +328,21 @@ class RouteTable:
             if captured is not None:
                 return Match(route=route, resource=_resource(route, captured))
         return None
+
+
+# E1: the keys of Envoy's per-route `context_extensions` (gRPC mode) that name a route themselves, and the
+# route field each sets; a route from them matches whatever methods its Envoy route matches.
+EXTENSION_PREFIX = "watchword."
+EXTENSION_ACTION = "watchword.action"
+EXTENSION_DRY_RUN = "watchword.dry_run"
+EXTENSION_KEYS = {
+    EXTENSION_ACTION: "action",
+    "watchword.path": "path",
+    "watchword.subject_type": "subject_type",
+    EXTENSION_DRY_RUN: "dry_run",
+}
+ANY_METHOD = "*"
+MAX_REMEMBERED_EXTENSIONS = 1024
 
 
 def _capture(route: Route, parts: list[str]) -> dict[str, str] | None:

@@ -87,6 +87,9 @@ def test_e1_servicer_allows_with_overwritten_principal_headers_and_removes_spoof
     assert response.status.code == code_pb2.OK
     assert response.HasField("ok_response")
     given = headers_of(response.ok_response.headers)
+    # The decision's id, for the upstream and (dynamic metadata) Envoy's access log.
+    decision_id = given.pop("x-watchword-decision-id")
+    assert response.dynamic_metadata.fields["x-watchword-decision-id"].string_value == decision_id
     assert given == {
         "x-watchword-principal-id": credential_id,
         "x-watchword-organization-id": given["x-watchword-organization-id"],
@@ -97,7 +100,14 @@ def test_e1_servicer_allows_with_overwritten_principal_headers_and_removes_spoof
     # The spoofed header Watchword sets is overwritten; the other one is removed; the credential stays
     # (ext_authz_remove_credential_headers is off by default).
     # The internal token (off here) is removed too, so a client can never pass one of its own upstream.
-    assert list(response.ok_response.headers_to_remove) == ["x-watchword-internal-token", "x-watchword-roles"]
+    # So are the dry-run headers: this route is not in dry-run.
+    assert list(response.ok_response.headers_to_remove) == [
+        "x-watchword-dry-run",
+        "x-watchword-internal-token",
+        "x-watchword-roles",
+        "x-watchword-would-be-reason",
+        "x-watchword-would-be-status",
+    ]
 
 
 def test_e1_servicer_reads_raw_header_maps(server, tenant_secret) -> None:
@@ -114,9 +124,11 @@ def test_e1_servicer_refusals_are_json_denied_responses(server, tenant_secret) -
     assert response.status.code == code_pb2.UNAUTHENTICATED
     denied = response.denied_response
     assert denied.status.code == 401
+    decision_id = response.dynamic_metadata.fields["x-watchword-decision-id"].string_value
     assert headers_of(denied.headers) == {
         "content-type": "application/json",
         "www-authenticate": 'Bearer realm="watchword"',
+        "x-watchword-decision-id": decision_id,  # for the client to quote
     }
     assert json.loads(denied.body) == {
         "error": "unauthenticated",

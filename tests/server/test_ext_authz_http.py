@@ -23,7 +23,7 @@ from watchword.api.ext_authz import ExtAuthzServicer
 from watchword.api.overload import OverloadInterceptor
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
-from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
+from watchword.ext_authz.core import DECISION_ID, ExtAuthzCore, ExtAuthzSettings
 from watchword.ext_authz.http import RPC, HttpFrontDoor, decode_path, strip_prefix
 from watchword.ext_authz.http_server import CheckListener
 from watchword.extract import TransportSettings
@@ -147,17 +147,23 @@ async def test_e4_the_http_and_grpc_doors_give_the_same_answers(
     headers = {name: value.format(secret=door.secret) for name, value in headers.items()}
     over_http = await door.client.request(method, PREFIX + path, headers=headers)
     over_grpc = await ExtAuthzServicer(door.core).Check(grpc_check(method, path, headers), None)  # type: ignore[arg-type]
+    # Each answer has its own decision id (both doors give one, in the header and, gRPC, the metadata).
+    http_headers = dict(over_http.headers)
+    http_id = http_headers.pop(DECISION_ID)
+    assert over_grpc.dynamic_metadata.fields[DECISION_ID].string_value != http_id
     if over_grpc.HasField("denied_response"):
         denied = over_grpc.denied_response
         assert over_http.status_code == denied.status.code
         assert over_http.content.decode() == denied.body
         grpc_headers = {option.header.key: option.header.value for option in denied.headers}
-        assert grpc_headers.items() <= dict(over_http.headers).items()
+        assert grpc_headers.pop(DECISION_ID) == over_grpc.dynamic_metadata.fields[DECISION_ID].string_value
+        assert grpc_headers.items() <= http_headers.items()
         return
     assert over_http.status_code == 200
     ok = over_grpc.ok_response
     set_by_grpc = {option.header.key: option.header.value for option in ok.headers}
-    assert set_by_grpc == {name: value for name, value in over_http.headers.items() if name in set_by_grpc}
+    assert set_by_grpc.pop(DECISION_ID) == over_grpc.dynamic_metadata.fields[DECISION_ID].string_value
+    assert set_by_grpc == {name: value for name, value in http_headers.items() if name in set_by_grpc}
     removed = over_http.headers.get("x-envoy-auth-headers-to-remove", "")
     assert sorted(ok.headers_to_remove) == sorted(name.strip() for name in removed.split(",") if name)
 

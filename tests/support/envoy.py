@@ -31,6 +31,8 @@ CLUSTERS = {"grpc": "watchword", "http": "watchword_http"}
 # What the HTTP-mode example's path_prefix needs on the Watchword side.
 HTTP_MODE_SETTINGS = 'ext_authz_http_path_prefix = "/ext_authz"\next_authz_http_port = 0\n'
 START_TIMEOUT = 30.0
+# Envoy flushes its access logs every 10 s by default: tests that read them want them sooner.
+ACCESS_LOG_ARGS = ("--file-flush-interval-msec", "50")
 
 
 ROUTES = """
@@ -106,10 +108,13 @@ def example_config(watchword_ports: list[int], upstream_port: int, mode: str = "
 class EnvoyProcess:
     """`with EnvoyProcess(config, tmp_path) as envoy:` then `envoy.url("/path")`, `envoy.admin_json(...)`."""
 
-    def __init__(self, config: dict[str, Any], work_dir: Path, concurrency: int = 1) -> None:
+    def __init__(
+        self, config: dict[str, Any], work_dir: Path, concurrency: int = 1, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.config = copy.deepcopy(config)
         self.work_dir = work_dir
         self.concurrency = concurrency
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.admin_address = ""
         self.listeners: dict[str, int] = {}
@@ -134,6 +139,7 @@ class EnvoyProcess:
                     str(self.concurrency),
                     "--log-level",
                     "warning",
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -165,6 +171,12 @@ class EnvoyProcess:
 
     def url(self, path: str, listener: str = "http") -> str:
         return f"http://127.0.0.1:{self.listeners[listener]}{path}"
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The JSON lines of the examples' stdout access log so far (run with ACCESS_LOG_ARGS: flushed
+        every 50 ms instead of every 10 s)."""
+        lines = self.log_file.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     def admin_json(self, path: str) -> Any:
         return httpx.get(f"http://{self.admin_address}{path}", timeout=5).raise_for_status().json()

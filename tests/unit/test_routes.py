@@ -14,12 +14,15 @@ from watchword import config
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import Resource, Subject
 from watchword.routes import (
+    ANY_METHOD,
+    MAX_REMEMBERED_EXTENSIONS,
     MAX_REMEMBERED_MATCHES,
     MAX_REMEMBERED_PATH,
     Match,
     RouteError,
     RouteSettings,
     RouteTable,
+    UnknownActionError,
 )
 
 CATALOGUE = Catalogue.load(None)
@@ -222,3 +225,80 @@ def test_e1_remembered_matches_answer_as_a_fresh_match_and_stay_bounded() -> Non
         assert match.resource.application_id == f"app-{number}"
     assert len(routes._matches) <= MAX_REMEMBERED_MATCHES
     assert all(len(path) <= MAX_REMEMBERED_PATH for _, path in routes._matches)
+
+
+def test_e1_a_route_may_be_in_dry_run(tmp_path: Path) -> None:
+    dry = table({**APPLICATION, "dry_run": True}, LIST)
+    assert dry.match("GET", "/v1/applications/app-1").route.dry_run  # type: ignore[union-attr]
+    assert not dry.match("GET", "/v1/organizations/o-1/applications").route.dry_run  # type: ignore[union-attr]
+    file = tmp_path / "watchword.toml"
+    file.write_text('[[routes]]\nmethod = "GET"\npath = "/v1/applications/{application_id}"\n'
+                    'action = "application.get"\ndry_run = true\n')  # fmt: skip
+    assert config.load(file, environ={}).routes[0].dry_run
+    assert config.load(None, environ={"WATCHWORD_EXT_AUTHZ_DRY_RUN": "true"}).ext_authz_dry_run
+
+
+# ---- routes named by Envoy's context_extensions (gRPC mode) ----
+
+NAMED = {"watchword.action": "application.get", "watchword.path": "/reports/{application_id}"}
+
+
+def test_e1_extensions_name_a_route_for_any_method() -> None:
+    named = ROUTES.for_extensions({**NAMED, "other.key": "ignored"})
+    assert isinstance(named, RouteTable)
+    for method in ("GET", "DELETE"):
+        match = named.match(ANY_METHOD, "/reports/app-7")
+        assert match is not None
+        assert (match.route.action, match.resource) == ("application.get", Resource(application_id="app-7"))
+        assert ROUTES.match(method, "/reports/app-7") is None  # the table itself is unchanged
+    assert named.match(ANY_METHOD, "/reports/app-7/more") is None
+    assert ROUTES.for_extensions({}) is None
+    assert ROUTES.for_extensions({"tenant": "acme"}) is None  # no watchword.* key: the table decides
+
+
+def test_e1_extension_routes_carry_subject_type_and_dry_run() -> None:
+    named = ROUTES.for_extensions(
+        {"watchword.action": "track", "watchword.path": "/t/{organization_id}/{subject_id}",
+         "watchword.subject_type": "account", "watchword.dry_run": "true"}
+    )  # fmt: skip
+    assert isinstance(named, RouteTable)
+    match = named.match(ANY_METHOD, "/t/o-1/a-1")
+    assert match is not None
+    assert match.route.dry_run
+    assert match.resource.subject == Subject(type="account", id="a-1")
+
+
+@pytest.mark.parametrize(
+    ("extensions", "error", "message"),
+    [
+        ({**NAMED, "watchword.action": "nope"}, UnknownActionError, "action 'nope' is not in the catalogue"),
+        ({**NAMED, "watchword.acton": "x"}, RouteError, "unknown key 'watchword.acton'"),
+        ({"watchword.path": "/r/{application_id}"}, RouteError, "watchword.action is missing"),
+        ({"watchword.action": "application.get"}, RouteError, "watchword.path: Field required"),
+        ({**NAMED, "watchword.path": "/r/{x}"}, RouteError, "unknown parameter {x}"),
+        ({**NAMED, "watchword.path": "/r"}, RouteError, "needs {application_id} in the path"),
+        ({**NAMED, "watchword.subject_type": "robot"}, RouteError, "watchword.subject_type"),
+        ({**NAMED, "watchword.dry_run": "yes"}, RouteError, 'must be "true" or "false"'),
+    ],
+)
+def test_e1_bad_extensions_are_an_error_naming_the_problem(
+    extensions: dict[str, str], error: type[RouteError], message: str
+) -> None:
+    named = ROUTES.for_extensions(extensions)
+    assert type(named) is error
+    assert message in str(named)
+    assert str(named).startswith("context_extensions: ")
+
+
+def test_e1_extensions_are_checked_once_and_remembered_within_a_bound() -> None:
+    routes = table(APPLICATION)
+    first = routes.for_extensions(NAMED)
+    assert routes.for_extensions(dict(reversed(list(NAMED.items())))) is first  # order does not matter
+    for number in range(MAX_REMEMBERED_EXTENSIONS + 5):
+        routes.for_extensions({**NAMED, "watchword.path": f"/r{number}/{{application_id}}"})
+    assert len(routes._extension_routes) <= MAX_REMEMBERED_EXTENSIONS
+
+
+def test_e1_a_table_without_a_catalogue_refuses_extensions() -> None:
+    named = RouteTable([]).for_extensions(NAMED)
+    assert isinstance(named, RouteError)

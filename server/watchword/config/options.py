@@ -84,7 +84,9 @@ def ext_authz_settings(settings: Settings, keyring: IssuingKeyring) -> ExtAuthzS
             settings.ext_authz_internal_token_audience,
             settings.ext_authz_internal_token_lifetime_seconds,
         )
-    return ExtAuthzSettings(settings.ext_authz_remove_credential_headers, internal_tokens)
+    return ExtAuthzSettings(
+        settings.ext_authz_remove_credential_headers, internal_tokens, settings.ext_authz_dry_run
+    )
 
 
 def grpc_address(settings: Settings) -> str:

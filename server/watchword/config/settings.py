@@ -277,6 +277,12 @@ class Settings(BaseModel):
     ext_authz_internal_token_lifetime_seconds: int = Field(
         default=60, ge=10, le=3600, description="E1: lifetime of the internal token."
     )
+    ext_authz_dry_run: bool = Field(
+        default=False,
+        description="E1/E4: dry-run for every route: decide, audit and count as usual, then allow, with the "
+        "would-be answer in x-watchword-would-be-* headers (faults, overload and the refusals listed in the "
+        "Envoy guide still refuse).",
+    )
     # E4: the HTTP ext_authz front door (Envoy's `http_service`), beside the gRPC Check.
     ext_authz_http_host: str = Field(
         default="127.0.0.1", description="E4: address the HTTP ext_authz front door listens on."

@@ -7,7 +7,9 @@ the path always). The answer, from the decision core:
 
 - 200: allow; the `x-watchword-*` headers (and the rewritten cookie) go upstream through Envoy's
   `allowed_upstream_headers`, and `x-envoy-auth-headers-to-remove` lists the headers Envoy removes
-  (spoofed `x-watchword-*` ones, the credential);
+  (spoofed `x-watchword-*` ones, the credential). Every answer, allow or refusal, carries its
+  `x-watchword-decision-id` (and a dry-run allow its `x-watchword-would-be-*`), which Envoy's
+  `dynamic_metadata_from_headers` turns into dynamic metadata for the access log;
 - 401/403: Envoy answers the client with this status, the JSON body and the headers its
   `allowed_client_headers` lets through (`WWW-Authenticate` always);
 - 503: Watchword cannot decide (store down, a fault, overload, shutting down). Envoy treats every 5xx as
@@ -25,7 +27,7 @@ import uuid
 from typing import Protocol
 
 from watchword import reasons
-from watchword.ext_authz.core import Allowed, Answer, ExtAuthzCore, unavailable
+from watchword.ext_authz.core import DECISION_ID, Allowed, Answer, ExtAuthzCore, unavailable
 from watchword.ext_authz.http_server import Response
 from watchword.observe import call, request_id
 from watchword.observe.metrics import Metrics
@@ -40,6 +42,7 @@ OVERLOADED = "overloaded"
 SHUTTING_DOWN = "shutting_down"
 _JSON = (b"content-type", b"application/json")
 _EMPTY = (b"content-length", b"0")
+_DECISION_ID = DECISION_ID.encode("ascii")
 # Where an Allowed answer keeps its encoding (see Allowed.rendered).
 _RENDERED = "http"
 
@@ -147,7 +150,7 @@ class HttpFrontDoor:
         raw_path, _, query = target.partition(b"#")[0].partition(b"?")
         path = strip_prefix(raw_path, self._prefix)
         if path is None:
-            return self._core.refuse(
+            return await self._core.refuse(
                 reasons.PATH_PREFIX_MISSING, "the path lacks the configured ext_authz_http_path_prefix"
             )
         answer = await self._core.check(
@@ -162,8 +165,16 @@ class HttpFrontDoor:
 
 def encode(answer: Answer, rid: bytes) -> Response:
     """Status, headers and body of the answer to Envoy."""
+    request_id = (b"x-request-id", rid)
+    # Decision ids are hex digits (observe/decisions.py); faults have none.
+    decision = (_DECISION_ID, answer.decision_id.encode("ascii")) if answer.decision_id else None
     if isinstance(answer, Allowed):
-        return 200, [*allowed_headers(answer), (b"x-request-id", rid)], b""
-    body = answer.body.encode("utf-8")
-    length = (b"content-length", str(len(body)).encode("ascii"))
-    return answer.status, [_JSON, length, *_latin1(answer.headers), (b"x-request-id", rid)], body
+        status, body = 200, b""
+        headers = [*allowed_headers(answer), request_id]
+    else:
+        status, body = answer.status, answer.body.encode("utf-8")
+        length = (b"content-length", str(len(body)).encode("ascii"))
+        headers = [_JSON, length, *_latin1(answer.headers), request_id]
+    if decision:
+        headers.append(decision)
+    return status, headers, body

@@ -148,8 +148,10 @@ def _json(value: object) -> str:
 
 def _field(key: str, value: object) -> str:
     prefix = _keys.get(key) or _remember(_keys, key, f"{_quoted(key)}:")
-    if key in _REPEATED_VALUES and type(value) is str:
-        return prefix + (_values.get(value) or _remember(_values, value, str(_quoted(value))))
+    if type(value) is str:  # most fields: ids, reason codes
+        if key in _REPEATED_VALUES:
+            return prefix + (_values.get(value) or _remember(_values, value, str(_quoted(value))))
+        return prefix + _quoted(value)
     return prefix + _json(value)
 
 

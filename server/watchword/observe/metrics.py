@@ -48,6 +48,8 @@ REVOCATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 
 # (rpc, credential kind, result, reason) -> decisions made
 DecisionKey = tuple[str, str, str, str]
+# (rpc, reason) -> ext_authz refusals allowed in dry-run
+DryRunKey = tuple[str, str]
 
 
 class HitCounting(Protocol):
@@ -117,6 +119,7 @@ class Metrics:
         self.in_flight = 0
         self.rpc_latency: dict[str, LoopHistogram] = {}
         self.decisions: dict[DecisionKey, int] = {}
+        self.dry_run_denials: dict[DryRunKey, int] = {}
         self._caches: dict[str, HitCounting] = {}
         self._jwks: Callable[[], Mapping[str, JwksCounting]] = dict
         self._token_fetches: TokenFetchCounting | None = None
@@ -140,6 +143,9 @@ class Metrics:
 
     def count_decision(self, key: DecisionKey) -> None:
         self.decisions[key] = self.decisions.get(key, 0) + 1
+
+    def count_dry_run_denial(self, key: DryRunKey) -> None:
+        self.dry_run_denials[key] = self.dry_run_denials.get(key, 0) + 1
 
     def watch_cache(self, name: str, cache: HitCounting) -> None:
         self._caches[name] = cache
@@ -179,6 +185,15 @@ class _Collector(Collector):
         for key, count in sorted(dict(metrics.decisions).items()):
             decisions.add_metric(list(key), count)
         yield decisions
+
+        dry_run = CounterMetricFamily(
+            "watchword_dry_run_denials",
+            "Envoy checks allowed in dry-run that would have been refused or denied, by RPC and reason.",
+            labels=["rpc", "reason"],
+        )
+        for dry_key, count in sorted(dict(metrics.dry_run_denials).items()):
+            dry_run.add_metric(list(dry_key), count)
+        yield dry_run
 
         latency = HistogramMetricFamily(
             "watchword_rpc_duration_seconds", "Time spent serving each RPC method.", labels=["method"]
