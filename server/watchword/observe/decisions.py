@@ -79,6 +79,7 @@ class Recorder:
         who: Who,
         what: dict[str, Any],
         rule: str = "",
+        *,
         decided: bool = True,
         decision_id: str = "",
         dry_run: bool = False,
@@ -142,9 +143,12 @@ class Recorder:
         if refusal is not None:
             # Not authenticated: the refusal's reason says why (the decision's is `not_authenticated`).
             what = _with_detail(what, refusal)
-            self._record(kind, REFUSED, refusal.reason, who, what, rule, decision_id, dry_run)
+            self._record(
+                kind, REFUSED, refusal.reason, who, what, rule, decision_id=decision_id, dry_run=dry_run
+            )
         else:
-            self._record(kind, ALLOW if allowed else DENY, reason, who, what, rule, decision_id, dry_run)
+            result = ALLOW if allowed else DENY
+            self._record(kind, result, reason, who, what, rule, decision_id=decision_id, dry_run=dry_run)
 
     def issued(
         self,
