@@ -18,6 +18,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from watchword.ext_authz.core import Allowed, Answer, Denied, ExtAuthzCore, unavailable
+from watchword.observe import tracing
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -76,6 +77,12 @@ def request_headers(http: attribute_context_pb2.AttributeContext.HttpRequest) ->
     headers = http.headers
     # Keys, then lookups: iterating the map's items() goes through a slow Python view.
     return [(name.lower(), headers[name]) for name in headers]
+
+
+# Tracing: a Check joins the trace of Envoy's own call (when Envoy traces) or else of the checked request.
+tracing.request_carriers[f"/{SERVICE_NAME}/Check"] = lambda request: request_headers(
+    request.attributes.request.http
+)
 
 
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):

@@ -18,6 +18,7 @@ from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.http_api import authorization_server_metadata, build_app
+from watchword.observe import tracing
 from watchword.observe.decisions import Recorder
 
 
@@ -98,6 +99,6 @@ async def build_oauth_http(
         signing_algorithm=settings.signing_algorithm,
     )
     app = build_app(answering.grants, prepared.keyring.jwks, metadata, recorder)
-    http = await serve_uvicorn(app, listener, settings)
+    http = await serve_uvicorn(tracing.traced_asgi(app) if tracing.enabled else app, listener, settings)
     on_close(stack, "the OAuth HTTP endpoints", http.stop)
     return http

@@ -24,6 +24,7 @@ from watchword import reasons
 from watchword.domain import HttpParts, Principal, Refusal
 from watchword.extract import TransportSettings, parse_cookie_header
 from watchword.issue.internal_token import InternalTokens
+from watchword.observe import spans, tracing
 from watchword.observe.decisions import Recorder
 from watchword.pipeline import Pipeline
 from watchword.routes import Match, RouteTable
@@ -156,6 +157,8 @@ class ExtAuthzCore:
                 reasons.ROUTE_NOT_CONFIGURED,
                 f"no route is configured for {method[:32]} requests to this path",
             )
+        if tracing.enabled:
+            tracing.annotate(spans.routed(match.route.method, match.route.template, match.route.action))
         if not query_removable and self._query_credential(query):
             return self._unremovable(match)
         credential_headers, spoofed = self._scan(headers)
