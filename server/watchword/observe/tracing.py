@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -197,29 +199,41 @@ def span(
 ) -> AbstractContextManager[Span | None]:
     """A child of the current span, or a no-op when tracing is off (the span is None then)."""
     tracer = _tracer
-    if tracer is None:
+    if tracer is None or _unsampled.get():
         return _NO_SPAN
-    return _opened(tracer, name, kind, attributes)
+    return _Opened(tracer.start_span(name, None, kind, attributes))
 
 
-@contextmanager
-def _opened(
-    tracer: trace.Tracer,
-    name: str,
-    kind: SpanKind = INTERNAL,
-    attributes: Attributes | None = None,
-    context: Any = None,
-) -> Iterator[Span]:
-    """A current span that an exception marks failed with its type only: the SDK's default would record
-    the exception's text and traceback, which may quote a token or a store statement's parameters."""
-    with tracer.start_as_current_span(
-        name, context, kind, attributes, record_exception=False, set_status_on_exception=False
-    ) as current:
-        try:
-            yield current
-        except BaseException as exc:
-            current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
+# True inside a request whose span was sampled out: its children would be dropped too (the default,
+# parent-based samplers), so they are not made at all, and an unsampled request costs one span.
+_unsampled: ContextVar[bool] = ContextVar("watchword_trace_unsampled", default=False)
+
+
+class _Opened:
+    """`span` as the current span while the block runs. An exception marks it failed with its type only:
+    the SDK's own default records the exception's text and traceback, which may quote a token or a store
+    statement's parameters."""
+
+    __slots__ = ("_span", "_tokens")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+        self._tokens: tuple[object, Token[bool] | None] = (None, None)
+
+    def __enter__(self) -> Span:
+        span = self._span
+        unsampled = None if span.is_recording() else _unsampled.set(True)
+        self._tokens = (otel_context.attach(trace.set_span_in_context(span)), unsampled)
+        return span
+
+    def __exit__(self, kind: object, exc: BaseException | None, _tb: object) -> None:
+        if exc is not None:
+            self._span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        self._span.end()
+        attached, unsampled = self._tokens
+        if unsampled is not None:
+            _unsampled.reset(unsampled)
+        otel_context.detach(attached)  # type: ignore[arg-type]
 
 
 def _carrier(headers: Headers) -> dict[str, str]:
@@ -236,14 +250,13 @@ def parent_of(*carriers: Headers) -> Any:
     return None
 
 
-@contextmanager
-def server_span(name: str, carriers: Iterable[Headers], attributes: Attributes) -> Iterator[Span]:
+def server_span(
+    name: str, carriers: Iterable[Headers], attributes: Attributes
+) -> AbstractContextManager[Span]:
     """The span of one request Watchword serves, a child of the caller's span when a carrier names one.
     Only called when tracing is on."""
     assert _tracer is not None, "server_span is only called while tracing is on"
-    context = parent_of(*carriers)
-    with _opened(_tracer, name, SERVER, attributes, context) as current:
-        yield current
+    return _Opened(_tracer.start_span(name, parent_of(*carriers), SERVER, attributes))
 
 
 def annotate(attributes: Attributes) -> None:
@@ -266,7 +279,9 @@ def phase(name: str, function: Callable[P, R], describe: Describe) -> Callable[P
     assert tracer is not None, "phases are wrapped only while tracing is on"
 
     def traced(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _opened(tracer, name) as current:
+        if _unsampled.get():
+            return function(*args, **kwargs)
+        with _Opened(tracer.start_span(name)) as current:
             result = function(*args, **kwargs)
             current.set_attributes(describe(result, *args))
             return result
@@ -282,7 +297,9 @@ def async_phase(
     assert tracer is not None, "phases are wrapped only while tracing is on"
 
     async def traced(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _opened(tracer, name) as current:
+        if _unsampled.get():
+            return await function(*args, **kwargs)
+        with _Opened(tracer.start_span(name)) as current:
             result = await function(*args, **kwargs)
             current.set_attributes(describe(result, *args))
             return result
@@ -294,6 +311,8 @@ def annotated(function: Callable[P, Awaitable[R]], describe: Describe) -> Callab
     """`function`, adding what `describe` reads from its result to the span current when it is called."""
 
     async def noted(*args: P.args, **kwargs: P.kwargs) -> R:
+        if _unsampled.get():
+            return await function(*args, **kwargs)
         current = trace.get_current_span()
         result = await function(*args, **kwargs)
         current.set_attributes(describe(result, *args))
