@@ -121,12 +121,13 @@ def read_settings(environ: Mapping[str, str] = os.environ) -> TraceSettings | No
 
 def resource() -> Resource:
     """`OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` as the SDK reads them (with a
-    `service.instance.id` of each process: each worker is an instance); the service is `watchword` unless
-    they name it."""
+    `service.instance.id` of each process), and the process id: each worker is an instance of its own. The
+    service is `watchword` unless they name it."""
     found = Resource.create()
+    own: dict[str, str | int] = {"process.pid": os.getpid()}
     if str(found.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        return found.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    return found
+        own[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    return found.merge(Resource(own))
 
 
 def _exporter(name: str, protocol: str) -> SpanExporter:
