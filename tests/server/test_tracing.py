@@ -313,3 +313,6 @@ def test_no_span_holds_a_secret_token_credential_id_or_key_id(traced, idp: JwksS
     for name, identifier in ids.items():
         assert identifier, name
         assert identifier not in text, f"{name} ({identifier}) is in a span"
+    output = "".join(server.output)
+    assert "Traceback" not in output
+    assert "Failed to detach context" not in output  # every span left the context it entered

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -149,7 +150,10 @@ def start(settings: TraceSettings) -> None:
     from `OTEL_BSP_*`) and turn tracing on."""
     processors = [BatchSpanProcessor(_exporter(name, settings.protocol)) for name in settings.exporters]
     use(TracerProvider(resource=resource()), *processors)
-    where = settings.endpoint or "the exporter's default endpoint"
+    # Scheme, host and port only: a URL's user part or query could hold a key.
+    parts = urlsplit(settings.endpoint)
+    port = f":{parts.port}" if parts.port else ""
+    where = f"{parts.scheme}://{parts.hostname}{port}" if parts.hostname else "the default endpoint"
     log.info(
         "tracing on: %s (%s to %s), sampler %s",
         ", ".join(settings.exporters),
