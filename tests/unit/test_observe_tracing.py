@@ -362,3 +362,43 @@ async def test_an_oauth_http_request_is_a_span_named_by_its_route(exported: InMe
     assert token_span.attributes["http.route"] == "/oauth/token"
     assert token_span.attributes["http.response.status_code"] == 401
     assert other.name == "_OTHER"  # neither an unknown method nor a path a caller chose names a span
+
+
+async def test_an_unsampled_caller_costs_one_span_and_no_phase_spans(world) -> None:
+    store, organization_id, secrets = world
+    exporter = InMemorySpanExporter()
+    # The default sampler follows the parent: a caller that did not sample (flags 00) is not sampled here.
+    tracing.use(TracerProvider(resource=tracing.resource()), SimpleSpanProcessor(exporter))
+    pipeline = Pipeline(store, Catalogue.load(), TransportSettings(), MASTER)
+    unsampled = f"00-{TRACE_ID}-{PARENT_ID}-00"
+    with tracing.server_span("request", [[("traceparent", unsampled)]], {}) as request:
+        assert not request.is_recording()
+        outcome = await pipeline.authorize(bearer(secrets[0]), "application.list", Resource(organization_id))
+        with tracing.span("store call") as child:
+            assert child is None
+    assert outcome.decision.allowed
+    assert exporter.get_finished_spans() == ()
+    with tracing.server_span("request", [[("traceparent", TRACEPARENT)]], {}):
+        await pipeline.authorize(bearer(secrets[0]), "application.list", Resource(organization_id))
+    assert {span.name for span in exporter.get_finished_spans()} == {
+        "request",
+        "extract",
+        "identify",
+        "decide",
+    }
+
+
+async def test_no_phase_span_holds_the_secret_or_the_credential_id(
+    world, exported: InMemorySpanExporter
+) -> None:
+    store, organization_id, secrets = world
+    pipeline = Pipeline(store, Catalogue.load(), TransportSettings(), MASTER)
+    resource = Resource(organization_id)
+    with tracing.server_span("request", [[("traceparent", TRACEPARENT)]], {}):
+        outcome = await pipeline.authorize(bearer(secrets[0]), "application.list", resource)
+        await pipeline.authorize(bearer(secrets[0][:-1] + "x"), "application.list", resource)
+    assert outcome.principal is not None
+    exported_text = " ".join(span.to_json() for span in exported.get_finished_spans())
+    assert "identify" in exported_text  # positive control
+    for forbidden in (secrets[0], secrets[0].rsplit("_", 1)[1], outcome.principal.credential_id):
+        assert forbidden not in exported_text
