@@ -36,6 +36,7 @@ from watchword.ext_authz.core import (
     WouldBe,
     unavailable,
 )
+from watchword.observe import tracing
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -145,6 +146,12 @@ def source_certificate(source: attribute_context_pb2.AttributeContext.Peer) -> s
     if source.certificate:
         return unquote(source.certificate)
     return source.principal
+
+
+# Tracing: a Check joins the trace of Envoy's own call (when Envoy traces) or else of the checked request.
+tracing.request_carriers[f"/{SERVICE_NAME}/Check"] = lambda request: request_headers(
+    request.attributes.request.http
+)
 
 
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):

@@ -15,9 +15,10 @@ from watchword.compose.http_servers import Serving, open_listener
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.ext_authz.core import ExtAuthzCore
-from watchword.ext_authz.http import HttpFrontDoor
+from watchword.ext_authz.http import RPC, HttpFrontDoor
 from watchword.ext_authz.http_server import CheckListener
 from watchword.observe import metrics as observe_metrics
+from watchword.observe import tracing
 
 
 async def build_ext_authz_http(
@@ -49,7 +50,7 @@ async def serve_ext_authz_http(
     header, which Envoy would pass on to the client), with the bounds of the other HTTP ports."""
     door = HttpFrontDoor(core, settings.ext_authz_http_path_prefix, overload, metrics)
     serving = CheckListener(
-        door,
+        tracing.traced_http_check(door, RPC) if tracing.enabled else door,
         config_options.connections_per_port(settings),
         settings.idle_timeout_seconds,
         listeners.ENVOY_MAX_HEADER_BYTES,

@@ -26,6 +26,7 @@ from watchword.http_api import (
 )
 from watchword.issue.introspection import IntrospectionEndpoint
 from watchword.issue.revocation import RevocationEndpoint
+from watchword.observe import tracing
 from watchword.observe.decisions import Recorder
 
 
@@ -114,6 +115,6 @@ async def build_oauth_http(
     app = build_app(
         answering.grants, prepared.keyring.jwks, metadata, recorder, token_checks, answering.leak_reports
     )
-    http = await serve_uvicorn(app, listener, settings)
+    http = await serve_uvicorn(tracing.traced_asgi(app) if tracing.enabled else app, listener, settings)
     on_close(stack, "the OAuth HTTP endpoints", http.stop)
     return http

@@ -1,4 +1,4 @@
-"""Builders of what the server is seen through: the audit log, the metrics and the metrics port."""
+"""Builders of what the server is seen through: tracing, the audit log, the metrics and the metrics port."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from watchword.config import Settings
 from watchword.config.options import audit_log_path
 from watchword.identify.external_jwt import ExternalJwtVerifier
 from watchword.observe import metrics as observe_metrics
+from watchword.observe import tracing
 from watchword.observe.audit import AuditLog
 from watchword.observe.decisions import Recorder
 from watchword.outbound.token_cache import TokenCache
@@ -28,9 +29,24 @@ class Observing:
 
 
 def build_observing(stack: AsyncExitStack, settings: Settings, out: TextIO) -> Observing:
+    build_tracing(stack)
     metrics = observe_metrics.Metrics()
     audit = open_audit(stack, settings, out) if settings.audit_enabled else None
     return Observing(metrics, audit, Recorder(metrics, audit))
+
+
+def build_tracing(stack: AsyncExitStack) -> None:
+    """Tracing as the `OTEL_*` variables say (off by default), in this process (each worker has its own):
+    on before the pipeline and the front doors are built, which wrap their phases only when it is on."""
+    try:
+        trace_settings = tracing.read_settings()
+    except tracing.TracingConfigError as exc:
+        raise StartupError(f"cannot trace: {exc}") from None
+    if trace_settings is None:
+        return
+    tracing.start(trace_settings)
+    # Unwound after the gRPC server and the listeners have stopped: the spans of the last calls go out.
+    on_close(stack, "tracing", lambda: asyncio.to_thread(tracing.shutdown))
 
 
 def open_audit(stack: AsyncExitStack, settings: Settings, out: TextIO) -> AuditLog:

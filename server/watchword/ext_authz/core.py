@@ -33,6 +33,7 @@ from watchword.domain import HttpParts, Principal, Refusal
 from watchword.extract import TransportSettings, parse_cookie_header
 from watchword.identify import xfcc
 from watchword.issue.internal_token import InternalTokens
+from watchword.observe import spans, tracing
 from watchword.observe.decisions import Recorder, new_decision_id
 from watchword.pipeline import AuthorizeOutcome, Pipeline
 from watchword.routes import ANY_METHOD, Match, RouteTable, UnknownActionError
@@ -228,6 +229,8 @@ class ExtAuthzCore:
                 f"no route is configured for {method[:32]} requests to this path",
             )
             return await self._refused(reason, message, "S8", decision_id, headers, query)
+        if tracing.enabled:
+            tracing.annotate(spans.routed(match.route.method, match.route.template, match.route.action))
         if not query_removable and self._query_credential(query):
             return self._unremovable(match, decision_id)
         credential_headers, spoofed = self._scan(headers)

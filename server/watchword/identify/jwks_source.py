@@ -27,6 +27,7 @@ import httpx
 
 from watchword.identify.issuer_settings import MAX_CACHE_SECONDS, MIN_CACHE_SECONDS, IssuerSettings, check_url
 from watchword.jose.jwk import KeySetError, VerificationKey, load_jwks
+from watchword.observe import tracing
 
 log = logging.getLogger("watchword.identify.jwks")
 
@@ -196,7 +197,8 @@ class JwksSource:
         self.stats.refreshes += 1
         try:
             async with asyncio.timeout(FETCH_DEADLINE_SECONDS):
-                keys, cache_seconds = await self._fetch_keys()
+                with tracing.span("jwks fetch", {"watchword.issuer": self.settings.issuer}, tracing.CLIENT):
+                    keys, cache_seconds = await self._fetch_keys()
         except Exception as exc:  # any failure keeps the known keys; the reason is logged below
             self._record_failure(exc)
             return False

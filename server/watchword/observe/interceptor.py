@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from watchword.observe import call, request_id
+from watchword.observe import call, request_id, tracing
 from watchword.observe.audit import AuditLog, Record
 from watchword.observe.metrics import LoopHistogram, Metrics
 
@@ -161,7 +161,7 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
             method = self._methods.get(name) or self._method(name)
             info.rpc = method.rpc
             return grpc.unary_unary_rpc_method_handler(
-                self._observed(handler.unary_unary, method, info),
+                self._observed(handler.unary_unary, method, info, name),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -175,7 +175,7 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
             return cached[1]
         method = self._methods.get(name) or self._method(name)
         wrapped = grpc.unary_unary_rpc_method_handler(
-            self._observed(handler.unary_unary, method, None),
+            self._observed(handler.unary_unary, method, None, name),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -183,7 +183,12 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
             self._wrapped[name] = (handler, wrapped)
         return wrapped
 
-    def _observed(self, behavior: Behavior, method: _Method, admin_info: call.CallInfo | None) -> Behavior:
+    def _observed(
+        self, behavior: Behavior, method: _Method, admin_info: call.CallInfo | None, name: str
+    ) -> Behavior:
+        if tracing.enabled:  # decided once per wrapped method: off, the call path is unchanged
+            served = name if method.rpc != UNKNOWN_METHOD else f"/{UNKNOWN_METHOD}/{UNKNOWN_METHOD}"
+            behavior = tracing.traced_rpc(behavior, served, call.request_id)
         metrics = self._metrics
         header = request_id.HEADER
 

@@ -44,6 +44,7 @@ from typing import Self
 import httpx
 
 from watchword.identify.cache import trim_oldest
+from watchword.observe import tracing
 from watchword.outbound import client_auth, token_response
 from watchword.outbound.network_guard import NetworkGuard, OutboundTokenError
 from watchword.outbound.pinned_transport import PinnedTransport, redacted
@@ -273,7 +274,10 @@ class TokenCache:
 
     async def _attempt(self, endpoint: TokenEndpoint, audience: str) -> tuple[str, float]:
         headers, body = client_auth.token_request(endpoint, audience)
-        answer = await self._transport.post_form(endpoint.token_url, headers, body)
+        where = {"server.address": httpx.URL(endpoint.token_url).host}  # never the credential's id
+        with tracing.span("outbound token fetch", where, tracing.CLIENT) as fetching:
+            answer = await self._transport.post_form(endpoint.token_url, headers, body)
+            tracing.answered(fetching, answer.status)
         return token_response.read_answer(
             answer.status,
             answer.headers,

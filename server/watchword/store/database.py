@@ -22,6 +22,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from watchword.observe import tracing
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
@@ -201,9 +203,12 @@ def engine_probe(engine: AsyncEngine) -> Callable[[], Awaitable[None]]:
 def bound_calls(store: Any, bound: TimeBound) -> None:
     """Route every public coroutine method of `store` (each one transaction) through `bound`; closing
     the store stops the probe too."""
+    system = store.engine.dialect.name if hasattr(store, "engine") else ""
     for name, method in inspect.getmembers(store, inspect.iscoroutinefunction):
         if not name.startswith("_") and name != "close":
-            setattr(store, name, _bounded(method, bound))
+            setattr(
+                store, name, _bounded(method, bound, {"db.system.name": system, "db.operation.name": name})
+            )
     close = store.close
 
     async def close_both() -> None:
@@ -214,10 +219,15 @@ def bound_calls(store: Any, bound: TimeBound) -> None:
 
 
 def _bounded(
-    method: Callable[..., Coroutine[Any, Any, ResultT]], bound: TimeBound
+    method: Callable[..., Coroutine[Any, Any, ResultT]], bound: TimeBound, traced: dict[str, str]
 ) -> Callable[..., Coroutine[Any, Any, ResultT]]:
+    span_name = f"store {traced['db.operation.name']}"
+
     @wraps(method)
     async def bounded(*args: Any, **kwargs: Any) -> ResultT:
+        if tracing.enabled:  # the call's span names the method, never its arguments
+            with tracing.span(span_name, traced, tracing.CLIENT):
+                return await bound.run(method(*args, **kwargs))
         return await bound.run(method(*args, **kwargs))
 
     return bounded
