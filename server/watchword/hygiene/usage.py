@@ -50,19 +50,8 @@ class UsageCounter:
         """One use of the stored credential behind `principal` (none for C1 users and C8 tokens). On every
         authenticated call: an identity test, not a set lookup (an enum's hash is a Python call)."""
         credential_id = principal.credential_id
-        if not credential_id or principal.kind is _NOT_COUNTED:
-            return
-        # `count`, inlined: a call costs as much as the counting itself.
-        uses = self.uses
-        count = uses.get(credential_id)
-        if count is not None:
-            uses[credential_id] = count + 1
-        elif len(uses) < self.max_entries:
-            uses[credential_id] = 1
-        else:
-            self.dropped += 1
-            return
-        self.last_used[credential_id] = now
+        if credential_id and principal.kind is not _NOT_COUNTED:
+            self.count(credential_id, now)
 
     def count(self, credential_id: str, now: datetime) -> None:
         """One use of the stored credential `credential_id` (an admin token, an authenticated client)."""
