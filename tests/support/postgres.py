@@ -338,19 +338,29 @@ class PostgresServer:
                 found.append(int(stat.parent.name))
         return found
 
-    def freeze(self) -> None:
+    def freeze(self, timeout: float = 5.0) -> None:
         """Every process stops (SIGSTOP): connections stay open, nothing is answered or refused.
 
         The postmaster stops first, so it forks no backend after the scan; then the children are scanned
-        until a scan finds none that is not stopped yet (a backend forked while the first scan ran)."""
+        again, for a backend forked while the first scan ran. A signal takes effect when its process next
+        runs, so this returns once every process is seen stopped (or gone), not merely signalled."""
+        deadline = time.monotonic() + timeout
         stopped: set[int] = set()
         while True:
             fresh = [pid for pid in self.processes() if pid not in stopped]
-            if not fresh:
-                return
             for pid in fresh:
                 _signal(pid, signal.SIGSTOP)
                 stopped.add(pid)
+            if not fresh and not self.running():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL processes still running after SIGSTOP: {self.running()}")
+            time.sleep(0.005)
+
+    def running(self) -> dict[int, str]:
+        """The processes that are neither stopped nor gone, with their state letter (e.g. S, R, D)."""
+        states = {pid: process_state(pid) for pid in self.processes()}
+        return {pid: state for pid, state in states.items() if state not in "TtZX"}
 
     def thaw(self) -> None:
         for pid in self.processes():
@@ -380,6 +390,15 @@ class PostgresServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat: T stopped, Z exited and not reaped (its stopped parent
+    cannot), X gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "X"
 
 
 def _signal(pid: int, signum: int) -> None:
