@@ -11,7 +11,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 # Exactly the versions of requirements/serve.lock, hash-checked (the lock holds setuptools too, so the
 # project builds without fetching an unpinned build backend).
-COPY requirements/serve.lock ./requirements/
+COPY requirements/serve.lock requirements/otel-proto.lock ./requirements/
 RUN pip install --require-hashes -r requirements/serve.lock \
     && pip wheel --require-hashes -r requirements/serve.lock --wheel-dir /wheels
 # The package is under server/ (generated stubs, migrations and the default catalogue included);
@@ -30,6 +30,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     --mount=type=bind,from=builder,source=/src/requirements,target=/requirements \
     pip install --no-index --find-links=/wheels --require-hashes -r /requirements/serve.lock \
+    && pip install --no-index --find-links=/wheels --no-deps --force-reinstall --require-hashes -r /requirements/otel-proto.lock \
     && pip install --no-index --no-deps /wheels/project/watchword-*.whl
 RUN groupadd --gid 10001 watchword \
     && useradd --uid 10001 --gid watchword --home-dir /var/lib/watchword \

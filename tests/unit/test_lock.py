@@ -76,3 +76,28 @@ def test_every_install_path_uses_the_lock_with_hashes(path: str, lock: str) -> N
     text = (ROOT / path).read_text()
     assert f"--require-hashes -r {lock}" in text, f"{path} does not install from {lock}"
     assert "--no-deps" in text, f"{path} lets pip resolve the project's own dependencies afresh"
+
+
+OTEL_PROTO_LOCK = ROOT / "requirements" / "otel-proto.lock"
+
+
+def test_the_opentelemetry_proto_overlay_is_the_locked_entry() -> None:
+    # xds-protos ships an older copy of opentelemetry-proto's files; the overlay reinstalls the real one.
+    assert pins(OTEL_PROTO_LOCK) == {"opentelemetry-proto": pins(TEST_LOCK)["opentelemetry-proto"]}
+
+
+@pytest.mark.parametrize("path", [".ci/run", "README.md", "Dockerfile", "docs/guides/quick-start.md"])
+def test_every_install_path_reinstalls_opentelemetry_proto_last(path: str) -> None:
+    text = (ROOT / path).read_text()
+    overlay = text.find("--force-reinstall --require-hashes -r")
+    assert overlay != -1, f"{path} does not reinstall opentelemetry-proto"
+    assert "otel-proto.lock" in text[overlay:], f"{path} does not reinstall requirements/otel-proto.lock"
+    assert overlay > text.find("serve.lock" if path != ".ci/run" else "test.lock"), f"{path}: overlay first"
+
+
+def test_the_installed_opentelemetry_proto_files_are_its_own() -> None:
+    # With xds-protos' older files on top, the OTLP exporters fail to import and tracing cannot start.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    assert GrpcExporter.__name__ == HttpExporter.__name__ == "OTLPSpanExporter"
