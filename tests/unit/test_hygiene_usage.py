@@ -238,3 +238,51 @@ async def test_a_flush_larger_than_one_statement_is_written_whole(store: Store, 
     assert await store.record_usage(uses, {key: DAY, **unknown}) == 1200
     assert await store.usage_since([key], first) == {key: 1200}
     assert (await store.get_credential(key)).last_used_at == DAY
+
+
+async def fresh_key_used_while_read(store: Store, organization: str, read: object) -> tuple[str, object]:
+    """A never-used key whose first use is flushed while `read(key)` runs: what the read saw."""
+    key = await stored_key(store, organization)
+    flush = store.record_usage({(key, DAY.date()): 1}, {key: DAY})
+    _, seen = await asyncio.gather(flush, read(key))  # type: ignore[operator]
+    return key, seen
+
+
+async def test_get_reads_a_credential_and_its_counts_in_one_snapshot(store: Store, organization: str) -> None:
+    """A flush that commits while GetCredential reads shows in its last use and its counts together or in
+    neither: never uses counted with no last use (a CI run saw exactly that with two separate reads)."""
+    for _ in range(40):
+        _, seen = await fresh_key_used_while_read(
+            store, organization, lambda key: store.credential_with_daily_usage(key, DAY.date())
+        )
+        credential, days = seen  # type: ignore[misc]
+        assert (credential.last_used_at is not None) == bool(days), (credential.last_used_at, days)
+
+
+async def test_list_reads_credentials_and_their_counts_in_one_snapshot(
+    store: Store, organization: str
+) -> None:
+    for _ in range(40):
+        key, seen = await fresh_key_used_while_read(
+            store, organization, lambda key: store.list_credentials_with_usage(organization, DAY.date())
+        )
+        (credential, uses), *_ = [item for item in seen.items if item[0].id == key]  # type: ignore[attr-defined]
+        assert (credential.last_used_at is not None) == (uses == 1), (credential.last_used_at, uses)
+
+
+async def test_get_and_list_with_usage_answer_what_was_flushed(store: Store, organization: str) -> None:
+    key = await stored_key(store, organization)
+    unused = await stored_key(store, organization)
+    await store.record_usage({(key, DAY.date()): 2, (key, (DAY - timedelta(days=40)).date()): 5}, {key: DAY})
+    credential, days = await store.credential_with_daily_usage(key, (DAY - timedelta(days=29)).date())
+    assert (credential.id, credential.last_used_at, days) == (key, DAY, [(DAY.date(), 2)])
+    assert await store.credential_with_daily_usage("0" * 16, DAY.date()) is None
+    page = await store.list_credentials_with_usage(
+        organization, (DAY - timedelta(days=29)).date(), page_size=1
+    )
+    assert len(page.items) == 1
+    assert page.next_page_token
+    rest = await store.list_credentials_with_usage(
+        organization, (DAY - timedelta(days=29)).date(), page_token=page.next_page_token
+    )
+    assert {c.id: uses for c, uses in page.items + rest.items} == {key: 2, unused: 0}

@@ -231,9 +231,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def GetCredential(
         self, request: admin_pb2.GetCredentialRequest, context: Context
     ) -> admin_pb2.Credential:
-        credential = convert.credential_to_proto(await self._credential(context, request.id))
-        await credential_usage.add_daily_usage(self._store, credential)
-        return credential
+        since = credential_usage.window_start(datetime.now(UTC))
+        lookup = self._store.credential_with_daily_usage(_id(request.id), since)
+        credential, days = await _found(context, lookup, "credential")
+        return credential_usage.with_daily_usage(credential, days)
 
     async def ListCredentials(
         self, request: admin_pb2.ListCredentialsRequest, context: Context
@@ -242,8 +243,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             organization_id = None
         else:
             organization_id = _id(request.organization_id, "organization_id")
-        listing = self._store.list_credentials(
+        listing = self._store.list_credentials_with_usage(
             organization_id,
+            credential_usage.window_start(datetime.now(UTC)),
             request.kind,
             convert.identifier(request.application_id, "application_id"),
             request.page_size,
@@ -251,10 +253,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             credential_usage.unused_since(request.unused_for_days),
         )
         page = await _listing(_found(context, listing))
-        credentials = [convert.credential_to_proto(row) for row in page.items]
-        await credential_usage.add_usage(self._store, credentials)
         return admin_pb2.ListCredentialsResponse(
-            credentials=credentials, next_page_token=page.next_page_token
+            credentials=[credential_usage.with_usage(row, uses) for row, uses in page.items],
+            next_page_token=page.next_page_token,
         )
 
     async def DeactivateCredential(

@@ -1,5 +1,6 @@
 """Key hygiene in the admin answers: each credential's uses over the last 30 UTC days (and per day, for
-GetCredential), read from the per-day counts the usage flushers write (`hygiene.usage`); and the cut-off of
+GetCredential), read from the per-day counts the usage flushers write (`hygiene.usage`) in the same
+statement as the credential itself, so `last_used_at` and the counts always agree; and the cut-off of
 ListCredentials' `unused_for_days`."""
 
 from __future__ import annotations
@@ -7,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from watchword.api import convert
 from watchword.api.errors import FieldError
 from watchword.hygiene.usage import USAGE_WINDOW_DAYS, utc_day
-from watchword.store.repository import Store
+from watchword.store import models
 from watchword.v1 import admin_pb2
 
 MAX_UNUSED_DAYS = 3660
@@ -20,19 +22,19 @@ def window_start(now: datetime) -> date:
     return utc_day(now) - timedelta(days=USAGE_WINDOW_DAYS - 1)
 
 
-async def add_usage(store: Store, credentials: Sequence[admin_pb2.Credential]) -> None:
-    """Fill in `uses_last_30_days` of each credential, with one query."""
-    since = window_start(datetime.now(UTC))
-    uses = await store.usage_since([credential.id for credential in credentials], since)
-    for credential in credentials:
-        credential.uses_last_30_days = uses.get(credential.id, 0)
+def with_usage(credential: models.Credential, uses: int) -> admin_pb2.Credential:
+    """A credential with its uses over the last 30 days (ListCredentials)."""
+    answer = convert.credential_to_proto(credential)
+    answer.uses_last_30_days = uses
+    return answer
 
 
-async def add_daily_usage(store: Store, credential: admin_pb2.Credential) -> None:
-    """Fill in `daily_usage` and `uses_last_30_days` of one credential."""
-    days = await store.daily_usage(credential.id, window_start(datetime.now(UTC)))
-    credential.daily_usage.extend(admin_pb2.DailyUsage(day=day.isoformat(), uses=uses) for day, uses in days)
-    credential.uses_last_30_days = sum(uses for _, uses in days)
+def with_daily_usage(credential: models.Credential, days: Sequence[tuple[date, int]]) -> admin_pb2.Credential:
+    """A credential with its uses per day and over the last 30 days (GetCredential)."""
+    answer = convert.credential_to_proto(credential)
+    answer.daily_usage.extend(admin_pb2.DailyUsage(day=day.isoformat(), uses=uses) for day, uses in days)
+    answer.uses_last_30_days = sum(uses for _, uses in days)
+    return answer
 
 
 def unused_since(days: int) -> datetime | None:

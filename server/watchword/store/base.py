@@ -148,7 +148,10 @@ class StoreBase:
         rows = list((await session.exec(query.order_by(key).limit(size + 1))).all())
         if len(rows) > size:
             rows = rows[:size]
-            return Page(rows, encode_page_token(str(getattr(rows[-1], key.key))))
+            last = rows[-1]
+            # A row of several columns (a model and computed values) pages by its model's key.
+            item = last[0] if isinstance(last, sa.Row) else last
+            return Page(rows, encode_page_token(str(getattr(item, key.key))))
         return Page(rows, "")
 
     async def _get(self, model: type[RowT], key: str) -> RowT | None:

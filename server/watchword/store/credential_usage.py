@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from watchword.store.base import StoreBase, existing
+from watchword.store.base import Page, StoreBase, existing
 from watchword.store.change_feed import Change, ChangeKind
+from watchword.store.credentials import credentials_query
 from watchword.store.models import Credential, CredentialUsage, UtcDateTime
 
 UsageKey = tuple[str, date]  # (credential id, UTC day)
@@ -81,6 +82,48 @@ class CredentialUsageQueries(StoreBase):
             if moved:
                 await session.exec(_LAST_USED_FORWARD, params=moved)  # type: ignore[call-overload]
         return len(rows)
+
+    async def credential_with_daily_usage(
+        self, credential_id: str, since: date
+    ) -> tuple[Credential, list[tuple[date, int]]] | None:
+        """A credential and its uses per day from `since` on (oldest first), or None. One statement, so
+        one snapshot: a flush committing meanwhile shows in both or in neither (never uses counted with
+        no last use)."""
+        table = CredentialUsage.__table__
+        joined = sa.and_(table.c.credential_id == col(Credential.id), table.c.day >= since)
+        query = (
+            select(Credential, table.c.day, table.c.uses)
+            .outerjoin(table, joined)
+            .where(col(Credential.id) == credential_id)
+            .order_by(table.c.day)
+        )
+        async with self._sessions() as session:
+            rows = (await session.exec(query)).all()
+        if not rows:
+            return None
+        return rows[0][0], [(day, int(uses)) for _, day, uses in rows if day is not None]
+
+    async def list_credentials_with_usage(
+        self,
+        organization_id: str | None,
+        since: date,
+        kind: int = 0,
+        application_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        unused_since: datetime | None = None,
+    ) -> Page[tuple[Credential, int]]:
+        """`list_credentials`, each credential with its uses from `since` on, in the same statement (one
+        snapshot, as `credential_with_daily_usage`)."""
+        table = CredentialUsage.__table__
+        uses = (
+            sa.select(sa.func.coalesce(sa.func.sum(table.c.uses), 0))
+            .where(table.c.credential_id == col(Credential.id), table.c.day >= since)
+            .scalar_subquery()
+        )
+        query = credentials_query(organization_id, kind, application_id, unused_since, uses)
+        page = await self._listing(query, col(Credential.id), page_size, page_token, organization_id)
+        return Page([(row[0], int(row[1])) for row in page.items], page.next_page_token)
 
     async def usage_since(self, credential_ids: Sequence[str], since: date) -> dict[str, int]:
         """Each credential's uses on `since` and the days after it (credentials never used: absent)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -12,6 +13,27 @@ from sqlmodel import col, select
 from watchword.store.base import NotFoundError, Page, StoreBase, existing
 from watchword.store.change_feed import Change, ChangeKind
 from watchword.store.models import Application, Credential, Organization, utcnow
+
+
+def credentials_query(
+    organization_id: str | None,
+    kind: int,
+    application_id: str,
+    unused_since: datetime | None,
+    *computed: Any,
+) -> Any:
+    """The credentials ListCredentials names: of one organization (None: the admin tokens), optionally
+    of one kind, of one application, or neither used nor created since `unused_since` (key hygiene).
+    With `computed` columns, rows of the credential and those values."""
+    query = select(Credential, *computed).where(Credential.organization_id == organization_id)
+    if unused_since is not None:
+        last_seen = sa.func.coalesce(col(Credential.last_used_at), col(Credential.created_at))
+        query = query.where(last_seen < unused_since)
+    if kind:
+        query = query.where(Credential.kind == kind)
+    if application_id:
+        query = query.where(Credential.application_id == application_id)
+    return query
 
 
 class CredentialQueries(StoreBase):
@@ -58,14 +80,7 @@ class CredentialQueries(StoreBase):
     ) -> Page[Credential]:
         """One organization's credentials (None: the admin tokens, which belong to none). `unused_since`:
         only those neither used nor created since then (key hygiene)."""
-        query = select(Credential).where(Credential.organization_id == organization_id)
-        if unused_since is not None:
-            last_seen = sa.func.coalesce(col(Credential.last_used_at), col(Credential.created_at))
-            query = query.where(last_seen < unused_since)
-        if kind:
-            query = query.where(Credential.kind == kind)
-        if application_id:
-            query = query.where(Credential.application_id == application_id)
+        query = credentials_query(organization_id, kind, application_id, unused_since)
         return await self._listing(query, col(Credential.id), page_size, page_token, organization_id)
 
     async def count_credentials(self, kind: int) -> int:
