@@ -36,7 +36,7 @@ from watchword.ext_authz.core import (
     WouldBe,
     unavailable,
 )
-from watchword.observe import tracing
+from watchword.observe import spans, tracing
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -158,6 +158,8 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, core: ExtAuthzCore) -> None:
         self._core = core
         self._certificates = core.reads_client_certificates  # C10
+        # Traced: a check Watchword could not decide (a 503) names its reason on the span too.
+        self._check = tracing.annotated(core.check, spans.undecided) if tracing.enabled else core.check
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
@@ -168,7 +170,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             query = query.partition("#")[0] or http.query
             peer = source_certificate(request.attributes.source) if self._certificates else ""
             extensions = request.attributes.context_extensions
-            answer = await self._core.check(
+            answer = await self._check(
                 http.method,
                 path,
                 query,
@@ -180,4 +182,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         except Exception:  # the core answers its own faults; this is the adapter's: still a denial
             incident = uuid.uuid4().hex[:16]
             log.exception("internal error in the gRPC ext_authz adapter (incident %s)", incident)
-            return denied_response(unavailable(f"internal error (incident {incident})"))
+            fault = unavailable(f"internal error (incident {incident})")
+            if tracing.enabled:
+                tracing.annotate(spans.fault(fault.reason))
+            return denied_response(fault)
