@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -219,6 +220,69 @@ def test_every_answer_is_on_its_span_with_the_decision_id_the_caller_and_the_aud
         assert len(decision_id) == 24
         record = audited(server, decision_id)
         assert record["result"] == result
+
+
+def test_an_overload_refusal_is_on_its_span_and_audited_with_its_reason(
+    tmp_path: Path, idp: JwksServer
+) -> None:
+    """One call in flight (a token whose key the issuer serves slowly) fills a bound of one: the next
+    Authenticate and the next Check are refused before any work, and their spans say why."""
+    config = tmp_path / "watchword.toml"
+    config.write_text(
+        f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\njwks_uri = "{idp.jwks_uri}"\n'
+        "allow_insecure_http = true\nrefresh_min_interval_seconds = 1\n",
+        encoding="utf-8",
+    )
+    with OtlpReceiver("grpc") as receiver:
+        env = receiver.env(WATCHWORD_MAX_CONCURRENT_RPCS="1")
+        with WatchwordProcess(tmp_path / "data", env=env, args=["--config", str(config)]) as server:
+            now = int(time.time())
+            key = idp.add_key("ES256")
+            idp.set(delay_seconds=2.0)
+            token = idp.sign({"iss": idp.issuer, "aud": "api", "sub": "u", "iat": now, "exp": now + 300}, key)
+            auth = server.auth()
+            slow = threading.Thread(
+                target=auth.Authenticate,
+                args=(auth_pb2.AuthenticateRequest(credential=bearer_source(token)),),
+                kwargs={"timeout": 20},
+            )
+            slow.start()
+            time.sleep(0.5)  # the slow call holds the only place
+            try:
+                with pytest.raises(grpc.RpcError) as refused:
+                    auth.Authenticate(
+                        auth_pb2.AuthenticateRequest(credential=bearer_source("wwak_x")),
+                        metadata=(("x-request-id", "overloaded-auth"),),
+                        timeout=5,
+                    )
+                with pytest.raises(grpc.RpcError) as check_refused:
+                    external_auth_pb2_grpc.AuthorizationStub(server.channel()).Check(
+                        external_auth_pb2.CheckRequest(),
+                        metadata=(("x-request-id", "overloaded-check"),),
+                        timeout=5,
+                    )
+            finally:
+                slow.join(20)
+                idp.set(delay_seconds=0)
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert check_refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, check_refused.value
+            record = next(
+                json.loads(line) for line in server.output if '"request_id":"overloaded-auth"' in line
+            )
+        wanted = {"overloaded-auth", "overloaded-check"}
+        spans = receiver.wait_for(
+            lambda found: wanted <= {span.attributes.get("watchword.request_id") for span in found}
+        )
+    for request_id in wanted:
+        found = by_request_id(spans, request_id).attributes
+        assert (found["watchword.decision"], found["watchword.reason"]) == ("error", "overloaded"), request_id
+        assert found["rpc.grpc.status_code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert "watchword.decision_id" not in found  # not a decision
+    assert (record["result"], record["reason"], record["status"]) == (
+        "error",
+        "overloaded",
+        "RESOURCE_EXHAUSTED",
+    )
 
 
 # ---- never a secret or an id ----

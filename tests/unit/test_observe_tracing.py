@@ -356,10 +356,13 @@ async def test_an_ext_authz_check_joins_the_checked_requests_trace_unless_envoy_
     await traced(
         check_request(("traceparent", TRACEPARENT)), GrpcContext((("traceparent", OTHER_TRACEPARENT),))
     )
-    from_request, from_envoy = exported.get_finished_spans()
+    # A Check refused before its request was decoded (overload: the raw bytes) has no request headers.
+    assert await traced(b"\x0a\x02", GrpcContext((("traceparent", OTHER_TRACEPARENT),))) == "ok"
+    from_request, from_envoy, undecoded = exported.get_finished_spans()
     assert from_request.name == "envoy.service.auth.v3.Authorization/Check"
     assert format(from_request.context.trace_id, "032x") == TRACE_ID
     assert format(from_envoy.context.trace_id, "032x") == OTHER_TRACEPARENT.split("-")[1]
+    assert format(undecoded.context.trace_id, "032x") == OTHER_TRACEPARENT.split("-")[1]
 
 
 async def test_an_http_ext_authz_check_joins_the_trace_of_the_headers_envoy_forwards(

@@ -148,10 +148,16 @@ def source_certificate(source: attribute_context_pb2.AttributeContext.Peer) -> s
     return source.principal
 
 
+def _checked_request_headers(request: object) -> list[tuple[str, str]]:
+    """The checked request's headers, for its trace context. A Check refused before its request was
+    decoded (overload, a drain: the bytes as they came) or that does not decode has none."""
+    if not isinstance(request, external_auth_pb2.CheckRequest):
+        return []
+    return request_headers(request.attributes.request.http)
+
+
 # Tracing: a Check joins the trace of Envoy's own call (when Envoy traces) or else of the checked request.
-tracing.request_carriers[f"/{SERVICE_NAME}/Check"] = lambda request: request_headers(
-    request.attributes.request.http
-)
+tracing.request_carriers[f"/{SERVICE_NAME}/Check"] = _checked_request_headers
 
 
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
