@@ -591,3 +591,21 @@ async def test_an_ext_authz_check_watchword_cannot_decide_carries_error_and_its_
         ("http check", "error", "overloaded", False),
         ("http check", "error", "shutting_down", False),
     ]
+
+
+async def test_a_dry_run_decision_says_so_on_its_span_with_the_would_be_answer(
+    world, exported: InMemorySpanExporter
+) -> None:
+    store, _organization_id, _secrets = world
+    servicer = ext_authz_api.ExtAuthzServicer(ext_authz_core(store, [LIST_ROUTE], dry_run=True))
+    request = check_request()
+    request.attributes.request.http.method, request.attributes.request.http.path = "GET", "/nowhere"
+    with tracing.server_span("check", [], {}):
+        answer = await servicer.Check(request, GrpcContext(()))
+    assert answer.HasField("ok_response")  # allowed, in dry-run
+    found = named(exported)["check"].attributes
+    assert (found[spans.DECISION], found[spans.REASON], found[spans.DRY_RUN]) == (
+        "deny",
+        reasons.ROUTE_NOT_CONFIGURED,
+        True,
+    )
