@@ -78,6 +78,9 @@ def recorded(
     """On the request's span: the answer its audit record has (`decisions.Recorder`), for every decision of
     every front door, also those made before the pipeline ran (no route, a broken Envoy route, a batch
     entry that does not parse). A batch entry's answer is an event of its own."""
+    current = trace.get_current_span()
+    if not current.is_recording():  # sampled out: nothing to build
+        return
     found: dict[str, str | int | bool] = {DECISION: result, REASON: reason}
     if rule:
         found[RULE] = rule
@@ -89,7 +92,6 @@ def recorded(
         found[DECISION_ID] = decision_id
     if dry_run:
         found[DRY_RUN] = True
-    current = trace.get_current_span()
     entry = what.get("entry")
     if entry is None:
         current.set_attributes(found)
