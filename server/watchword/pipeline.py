@@ -148,13 +148,12 @@ class Pipeline:
             self._trace_phases()
 
     def _trace_phases(self) -> None:
-        """Each phase in a span of its own, the answer on the request's span (docs/operations/tracing.md).
-        Only while tracing is on: off, nothing is wrapped and the phases cost what they always did."""
+        """Each phase in a span of its own (docs/operations/tracing.md; the answer goes on the request's span
+        with its audit record, `observe.decisions`). Only while tracing is on: off, nothing is wrapped and
+        the phases cost what they always did."""
         self._extract = tracing.phase("extract", self._extract, spans.extracted)
         self._identify = tracing.async_phase("identify", self._identify, spans.identified)
         self._decide = tracing.phase("decide", self._decide, spans.decided)
-        self.authenticate = tracing.annotated(self.authenticate, spans.authenticated)
-        self.authorize = tracing.annotated(self.authorize, spans.authorized)
         for verified in (self.verified_tokens, self.verified_secrets):
             verified.get = tracing.annotated(verified.get, spans.cache_lookup)
 

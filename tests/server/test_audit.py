@@ -363,15 +363,19 @@ def test_decisions_are_audited_with_reason_rule_and_principal(audited) -> None:
     assert record["peer"].startswith(("ipv4:127.0.0.1:", "ipv6:"))
     assert datetime.fromisoformat(record["ts"]).tzinfo == UTC
     assert record["ts"].endswith("Z")
+    # The caller got the decision's id: it names this record.
+    assert len(denied.decision_id) == 24
+    assert record["decision_id"] == denied.decision_id
 
     rid = f"audit-{uuid.uuid4().hex}"
-    server.auth().Authenticate(
+    refused = server.auth().Authenticate(
         auth_pb2.AuthenticateRequest(credential=bearer_source("wwas_notAtAllValid")),
         metadata=(("x-request-id", rid),),
     )
     (record,) = wait_for_records(file_records(log), lambda r: r["request_id"] == rid)
     assert (record["rpc"], record["result"], record["who"]) == ("Authenticate", "refused", {})
     assert record["reason"] == reasons.CREDENTIAL_MALFORMED
+    assert record["decision_id"] == refused.decision_id != denied.decision_id
 
 
 def test_every_batch_entry_is_audited(audited) -> None:
@@ -392,7 +396,7 @@ def test_every_batch_entry_is_audited(audited) -> None:
         resource=auth_pb2.Resource(application_id=tenant.application_id, event_type="a.b"),
     )
     rid = f"batch-{uuid.uuid4().hex}"
-    server.auth().AuthorizeBatch(
+    answer = server.auth().AuthorizeBatch(
         auth_pb2.AuthorizeBatchRequest(entries=[entry, auth_pb2.AuthorizeRequest(), entry]),
         metadata=(("x-request-id", rid),),
     )
@@ -403,6 +407,9 @@ def test_every_batch_entry_is_audited(audited) -> None:
     assert by_entry[0]["who"]["id"] == key.credential.id
     assert (by_entry[1]["result"], by_entry[1]["reason"]) == ("deny", reasons.ENTRY_INVALID)
     assert {record["rpc"] for record in records} == {"AuthorizeBatch"}
+    # Each entry is a decision of its own, with its own id, in its answer and in its record.
+    assert [by_entry[i]["decision_id"] for i in range(3)] == [r.decision_id for r in answer.results]
+    assert len({r.decision_id for r in answer.results}) == 3
 
 
 def test_admin_changes_name_the_admin_token_the_call_and_the_ids(audited) -> None:

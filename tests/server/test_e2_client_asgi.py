@@ -43,6 +43,7 @@ async def echo(request: Request) -> JSONResponse:
         {
             "principal": principal.id if principal else None,
             "kind": principal.kind.name if principal else None,
+            "decision_id": getattr(request.state, "watchword_decision_id", None),
             "headers": {k: v for k, v in request.headers.items() if k.startswith("x-watchword-")},
         }
     )
@@ -109,6 +110,7 @@ async def test_e2_asgi_allowed_request_reaches_the_app_with_the_principal(http, 
     body = response.json()
     assert body["principal"] == app_secret.credential.id
     assert body["kind"] == CredentialKind.APPLICATION_SECRET.name
+    assert len(body["decision_id"]) == 24  # the decision's id, as in Watchword's audit record
     assert body["headers"] == {
         "x-watchword-principal-id": app_secret.credential.id,
         "x-watchword-organization-id": tenant.organization_id,
@@ -205,7 +207,7 @@ async def test_e2_asgi_unrouted_paths_are_403_and_public_paths_pass(http, secret
         assert response.json()["reason"] == "route_not_configured"
     public = await http.get("/healthz", headers={"x-watchword-principal-id": "spoofed"})
     assert public.status_code == 200
-    assert public.json() == {"principal": None, "kind": None, "headers": {}}
+    assert public.json() == {"principal": None, "kind": None, "decision_id": None, "headers": {}}
 
 
 async def test_e2_asgi_watchword_down_is_503_fail_closed(secrets) -> None:

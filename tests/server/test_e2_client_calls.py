@@ -179,6 +179,10 @@ def test_e2_sync_authorize_allows_and_denies_with_reasons(client, world) -> None
     assert refused.principal is None
     assert refused.refusal is not None
     assert refused.refusal.reason == "credential_malformed"
+    # Each decision has its own id (the one in its audit record), refusals too.
+    ids = {allowed.decision_id, other.decision_id, refused.decision_id}
+    assert len(ids) == 3
+    assert all(len(decision_id) == 24 for decision_id in ids)
 
 
 def test_e2_sync_authorize_batch_keeps_order(client, world) -> None:
@@ -203,6 +207,7 @@ def test_e2_sync_authorize_batch_keeps_order(client, world) -> None:
         "event_type_denied",
         "action_level_not_allowed",
     ]
+    assert len({r.decision_id for r in results} - {""}) == 3  # one id per entry
     with pytest.raises(InvalidRequest) as empty:
         client.authorize_batch([])
     assert (empty.value.code, empty.value.reason, empty.value.metadata) == (

@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import jwt
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from watchword.v1 import admin_pb2, auth_pb2, common_pb2
 
@@ -148,6 +151,138 @@ def test_tracing_variables_watchword_cannot_honour_stop_the_start(
     result = refused_start({"WATCHWORD_DATA_DIR": str(tmp_path), "OTEL_TRACES_EXPORTER": "otlp", **variables})
     assert "cannot trace" in result.stderr
     assert message in result.stderr
+
+
+def by_request_id(spans: list[ReceivedSpan], request_id: str) -> ReceivedSpan:
+    return next(span for span in spans if span.attributes.get("watchword.request_id") == request_id)
+
+
+def audited(server: WatchwordProcess, decision_id: str) -> dict[str, object]:
+    needle = f'"decision_id":"{decision_id}"'
+    deadline = time.monotonic() + 10
+    while not (line := next((x for x in server.output if needle in x), None)):
+        assert time.monotonic() < deadline, f"no audit record of {decision_id}"
+        time.sleep(0.05)
+    return json.loads(line)
+
+
+def test_every_answer_is_on_its_span_with_the_decision_id_the_caller_and_the_audit_got(traced) -> None:
+    server, receiver = traced
+    tenant = make_tenant(server, "answers")
+    key = server.admin().CreateCredential(
+        admin_pb2.CreateCredentialRequest(
+            kind=common_pb2.CREDENTIAL_KIND_API_KEY, organization_id=tenant.organization_id, name="k",
+            permissions=["application.list"],
+        ),
+        metadata=server.admin_metadata,
+    )  # fmt: skip
+    auth = server.auth()
+    resource = auth_pb2.Resource(organization_id=tenant.organization_id)
+    request = auth_pb2.AuthorizeRequest(
+        credential=bearer_source(key.secret), action="application.list", resource=resource
+    )
+    allowed = auth.Authorize(request, metadata=(("x-request-id", "answer-allow"),))
+    refused = auth.Authenticate(
+        auth_pb2.AuthenticateRequest(credential=bearer_source("not-a-key")),
+        metadata=(("x-request-id", "answer-refused"),),
+    )
+    with pytest.raises(grpc.RpcError) as malformed:  # no action: refused before the pipeline
+        auth.Authorize(
+            auth_pb2.AuthorizeRequest(credential=bearer_source(key.secret), resource=resource),
+            metadata=(("x-request-id", "answer-malformed"),),
+        )
+    assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    check = external_auth_pb2.CheckRequest()
+    check.attributes.request.http.method, check.attributes.request.http.path = "GET", "/unrouted"
+    unrouted = external_auth_pb2_grpc.AuthorizationStub(server.channel()).Check(
+        check, metadata=(("x-request-id", "answer-unrouted"),), timeout=10
+    )
+    unrouted_id = unrouted.dynamic_metadata.fields["x-watchword-decision-id"].string_value
+    wanted = {"answer-allow", "answer-refused", "answer-malformed", "answer-unrouted"}
+    spans = receiver.wait_for(
+        lambda found: wanted <= {span.attributes.get("watchword.request_id") for span in found}
+    )
+
+    def outcome(request_id: str) -> tuple[object, ...]:
+        found = by_request_id(spans, request_id).attributes
+        return tuple(found.get(f"watchword.{name}") for name in ("decision", "reason", "rule", "decision_id"))
+
+    assert outcome("answer-allow") == ("allow", "allowed", "S3", allowed.decision_id)
+    assert outcome("answer-refused") == ("refused", refused.refusal.reason, None, refused.decision_id)
+    assert outcome("answer-malformed") == ("error", "field_invalid", None, None)
+    assert outcome("answer-unrouted") == ("deny", "route_not_configured", "S8", unrouted_id)
+    # The caller's id names the audit record of the same decision.
+    for decision_id, result in (
+        (allowed.decision_id, "allow"),
+        (refused.decision_id, "refused"),
+        (unrouted_id, "deny"),
+    ):
+        assert len(decision_id) == 24
+        record = audited(server, decision_id)
+        assert record["result"] == result
+
+
+def test_an_overload_refusal_is_on_its_span_and_audited_with_its_reason(
+    tmp_path: Path, idp: JwksServer
+) -> None:
+    """One call in flight (a token whose key the issuer serves slowly) fills a bound of one: the next
+    Authenticate and the next Check are refused before any work, and their spans say why."""
+    config = tmp_path / "watchword.toml"
+    config.write_text(
+        f'[[issuers]]\nissuer = "{idp.issuer}"\naudiences = ["api"]\njwks_uri = "{idp.jwks_uri}"\n'
+        "allow_insecure_http = true\nrefresh_min_interval_seconds = 1\n",
+        encoding="utf-8",
+    )
+    with OtlpReceiver("grpc") as receiver:
+        env = receiver.env(WATCHWORD_MAX_CONCURRENT_RPCS="1")
+        with WatchwordProcess(tmp_path / "data", env=env, args=["--config", str(config)]) as server:
+            now = int(time.time())
+            key = idp.add_key("ES256")
+            idp.set(delay_seconds=2.0)
+            token = idp.sign({"iss": idp.issuer, "aud": "api", "sub": "u", "iat": now, "exp": now + 300}, key)
+            auth = server.auth()
+            slow = threading.Thread(
+                target=auth.Authenticate,
+                args=(auth_pb2.AuthenticateRequest(credential=bearer_source(token)),),
+                kwargs={"timeout": 20},
+            )
+            slow.start()
+            time.sleep(0.5)  # the slow call holds the only place
+            try:
+                with pytest.raises(grpc.RpcError) as refused:
+                    auth.Authenticate(
+                        auth_pb2.AuthenticateRequest(credential=bearer_source("wwak_x")),
+                        metadata=(("x-request-id", "overloaded-auth"),),
+                        timeout=5,
+                    )
+                with pytest.raises(grpc.RpcError) as check_refused:
+                    external_auth_pb2_grpc.AuthorizationStub(server.channel()).Check(
+                        external_auth_pb2.CheckRequest(),
+                        metadata=(("x-request-id", "overloaded-check"),),
+                        timeout=5,
+                    )
+            finally:
+                slow.join(20)
+                idp.set(delay_seconds=0)
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert check_refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, check_refused.value
+            record = next(
+                json.loads(line) for line in server.output if '"request_id":"overloaded-auth"' in line
+            )
+        wanted = {"overloaded-auth", "overloaded-check"}
+        spans = receiver.wait_for(
+            lambda found: wanted <= {span.attributes.get("watchword.request_id") for span in found}
+        )
+    for request_id in wanted:
+        found = by_request_id(spans, request_id).attributes
+        assert (found["watchword.decision"], found["watchword.reason"]) == ("error", "overloaded"), request_id
+        assert found["rpc.grpc.status_code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert "watchword.decision_id" not in found  # not a decision
+    assert (record["result"], record["reason"], record["status"]) == (
+        "error",
+        "overloaded",
+        "RESOURCE_EXHAUSTED",
+    )
 
 
 # ---- never a secret or an id ----
@@ -292,6 +427,22 @@ def test_no_span_holds_a_secret_token_credential_id_or_key_id(traced, idp: JwksS
     )
     ids["second admin token"] = second_admin.credential.id
 
+    # Refusals made before the pipeline, each carrying a secret: a malformed call (no action), a batch
+    # with a malformed entry, a wrong secret, ext_authz checks that are unrouted or name an unknown action.
+    with pytest.raises(grpc.RpcError):
+        auth.Authorize(auth_pb2.AuthorizeRequest(credential=bearer_source(key.secret)))
+    entries = [auth_pb2.AuthorizeRequest(credential=bearer_source(key.secret), action="x" * 1000)]
+    auth.AuthorizeBatch(auth_pb2.AuthorizeBatchRequest(entries=entries))
+    made["wrong secret"] = key.secret[:-4] + "AAAA"
+    auth.Authenticate(auth_pb2.AuthenticateRequest(credential=bearer_source(made["wrong secret"])))
+    checks = external_auth_pb2_grpc.AuthorizationStub(server.channel())
+    for extensions in ({}, {"watchword.action": "no.such", "watchword.path": "/{organization_id}"}):
+        check = external_auth_pb2.CheckRequest()
+        check.attributes.request.http.method, check.attributes.request.http.path = "GET", f"/{org}"
+        check.attributes.request.http.headers["authorization"] = f"Bearer {key.secret}"
+        check.attributes.context_extensions.update(extensions)
+        checks.Check(check, timeout=10)
+
     wanted = {
         "jwks fetch",
         "outbound token fetch",
@@ -304,6 +455,15 @@ def test_no_span_holds_a_secret_token_credential_id_or_key_id(traced, idp: JwksS
     assert {"application_secret", "static_token", "api_key", "connector", "tenant_jwt",
             "subject_jwt", "external_jwt", "watchword_token"} <= kinds_seen  # fmt: skip
     assert len(in_trace(spans, TRACE_ID)) >= 10
+    spans = receiver.wait_for(
+        lambda found: (
+            {"error", "refused", "deny", "allow"}
+            <= {span.attributes.get("watchword.decision") for span in found}
+            and any(span.raw.get("events") for span in found)
+        )
+    )
+    reasons_seen = {span.attributes.get("watchword.reason") for span in spans}
+    assert {"field_invalid", "route_not_configured", "action_unknown"} <= reasons_seen
     text = json.dumps([{"name": s.name, "span": s.raw, "resource": s.resource} for s in spans])
     assert len(made) >= 15
     for name, secret in made.items():

@@ -13,14 +13,18 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import yaml
+
+if TYPE_CHECKING:
+    from support.server import WatchwordProcess
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLE = ROOT / "clients" / "envoy" / "envoy.yaml"
@@ -260,3 +264,65 @@ class EchoUpstream:
     ) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# ---- checks through Envoy: its routes, the upstream's view, the access log and the audit log ----
+
+PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+DECISION_ID = "x-watchword-decision-id"
+
+
+def envoy_route(prefix: str, extensions: dict[str, str]) -> dict[str, Any]:
+    """An Envoy route to the API whose ext_authz check carries these context_extensions."""
+    return {
+        "match": {"prefix": prefix},
+        "route": {"cluster": "api"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.ext_authz": {
+                "@type": PER_ROUTE,
+                "check_settings": {"context_extensions": extensions},
+            }
+        },
+    }
+
+
+def add_routes(config: dict[str, Any], *routes: dict[str, Any]) -> None:
+    """Put `routes` before the example's catch-all route."""
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][:0] = routes
+
+
+def get(envoy: EnvoyProcess, path: str, secret: str = "", **headers: str) -> httpx.Response:
+    if secret:
+        headers["authorization"] = f"Bearer {secret}"
+    return httpx.get(envoy.url(path), headers=headers, timeout=10)
+
+
+def upstream_saw(response: httpx.Response) -> dict[str, list[str]]:
+    assert response.status_code == 200, response.text
+    return response.json()["headers"]
+
+
+def eventually(found: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
+def access_lines(envoy: EnvoyProcess, decision_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Envoy's access log lines of these decisions, by decision id (written by Envoy's flush thread)."""
+
+    def lines() -> dict[str, dict[str, Any]] | None:
+        found = {line["decision_id"]: line for line in envoy.access_log()}
+        return found if set(decision_ids) <= set(found) else None
+
+    return eventually(lines, "access log line for each decision")
+
+
+def audit_record(watchword: WatchwordProcess, decision_id: str) -> dict[str, Any]:
+    """The audit record of this decision (written by the audit thread)."""
+    needle = f'"decision_id":"{decision_id}"'
+    line = eventually(lambda: next((x for x in watchword.output if needle in x), None), "audit record")
+    return json.loads(line)

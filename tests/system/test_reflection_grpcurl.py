@@ -153,6 +153,7 @@ def test_e3_s2_grpcurl_authorizes_the_secret_on_its_own_application_only(
     )
     assert own["decision"]["allowed"] is True
     assert own["decision"]["reason"] == "allowed"
+    assert len(own["decision_id"]) == 24  # the decision's id, as docs/reference/rpcs.md shows it
     other = invoke(
         grpcurl,
         server,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -21,13 +22,19 @@ from starlette.routing import Route
 
 from watchword import reasons
 from watchword.api import ext_authz as ext_authz_api
+from watchword.api.auth import AuthServicer
+from watchword.api.overload import OverloadInterceptor
 from watchword.crypto.master_key import MasterKey, generate
 from watchword.decide.catalogue import Catalogue
 from watchword.domain import HttpParts, Resource
+from watchword.ext_authz.core import ExtAuthzCore, ExtAuthzSettings
+from watchword.ext_authz.http import HttpFrontDoor
 from watchword.extract import TransportSettings
-from watchword.observe import spans, tracing
+from watchword.observe import call, spans, tracing
 from watchword.pipeline import Pipeline
+from watchword.routes import RouteSettings, RouteTable
 from watchword.store import database
+from watchword.v1 import auth_pb2, common_pb2
 
 from support.api_keys import store_with_api_keys
 
@@ -75,6 +82,21 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Any, str, list[str]]]:
 
 def bearer(token: str, *extra: tuple[str, str]) -> HttpParts:
     return HttpParts(method="GET", path="/", headers=(("authorization", f"Bearer {token}"), *extra))
+
+
+def bearer_source(token: str) -> common_pb2.CredentialSource:
+    header = common_pb2.KeyValue(name="authorization", value=f"Bearer {token}")
+    return common_pb2.CredentialSource(http=common_pb2.HttpRequest(headers=[header]))
+
+
+def authorize_request(
+    token: str, organization_id: str, action: str = "application.list"
+) -> auth_pb2.AuthorizeRequest:
+    return auth_pb2.AuthorizeRequest(
+        credential=bearer_source(token),
+        action=action,
+        resource=auth_pb2.Resource(organization_id=organization_id),
+    )
 
 
 def named(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
@@ -195,9 +217,9 @@ async def test_authorize_makes_extract_identify_and_decide_spans_under_the_reque
     world, exported: InMemorySpanExporter
 ) -> None:
     store, organization_id, secrets = world
-    pipeline = Pipeline(store, Catalogue.load(), TransportSettings(), MASTER)
+    servicer = AuthServicer(Pipeline(store, Catalogue.load(), TransportSettings(), MASTER), 8192, 64, 10)
     with tracing.server_span("request", [[("traceparent", TRACEPARENT)]], {}):
-        outcome = await pipeline.authorize(bearer(secrets[0]), "application.list", Resource(organization_id))
+        outcome = await servicer.Authorize(authorize_request(secrets[0], organization_id), GrpcContext(()))
     assert outcome.decision.allowed
     found = named(exported)
     request = found["request"]
@@ -216,9 +238,16 @@ async def test_authorize_makes_extract_identify_and_decide_spans_under_the_reque
         spans.REASON: outcome.decision.reason,
         spans.RULE: outcome.decision.rule,
     }
-    assert request.attributes[spans.DECISION] == "allow"
-    assert request.attributes[spans.KIND] == "api_key"
-    assert request.attributes[spans.ACTION] == "application.list"
+    # The answer, on the request's span as in its audit record, with the decision id the caller got.
+    assert dict(request.attributes) == {
+        spans.DECISION: "allow",
+        spans.REASON: outcome.decision.reason,
+        spans.RULE: outcome.decision.rule,
+        spans.KIND: "api_key",
+        spans.ACTION: "application.list",
+        spans.DECISION_ID: outcome.decision_id,
+    }
+    assert len(outcome.decision_id) == 24
 
 
 async def test_the_second_call_is_a_cache_hit_and_a_refusal_names_its_reason(
@@ -232,13 +261,16 @@ async def test_the_second_call_is_a_cache_hit_and_a_refusal_names_its_reason(
     await pipeline.authorize(bearer(secrets[0]), "application.list", resource)
     assert named(exported)["identify"].attributes[spans.CACHE] == "hit"
     exported.clear()
+    servicer = AuthServicer(pipeline, 8192, 64, 10)
     with tracing.server_span("request", [], {}):
-        await pipeline.authorize(bearer(secrets[0][:-3] + "AAA"), "application.list", resource)
+        wrong = authorize_request(secrets[0][:-3] + "AAA", organization_id)
+        await servicer.Authorize(wrong, GrpcContext(()))
     found = named(exported)
     assert found["identify"].attributes[spans.DECISION] == "refused"
     assert found["identify"].attributes[spans.REASON] == reasons.CREDENTIAL_MALFORMED  # checksum wrong
     assert "decide" not in found
     assert found["request"].attributes[spans.DECISION] == "refused"
+    assert found["request"].attributes[spans.REASON] == reasons.CREDENTIAL_MALFORMED
     assert found["request"].attributes[spans.RULE] == "S8"
     assert found["request"].parent is None  # no carrier named a trace: a new one
 
@@ -324,10 +356,13 @@ async def test_an_ext_authz_check_joins_the_checked_requests_trace_unless_envoy_
     await traced(
         check_request(("traceparent", TRACEPARENT)), GrpcContext((("traceparent", OTHER_TRACEPARENT),))
     )
-    from_request, from_envoy = exported.get_finished_spans()
+    # A Check refused before its request was decoded (overload: the raw bytes) has no request headers.
+    assert await traced(b"\x0a\x02", GrpcContext((("traceparent", OTHER_TRACEPARENT),))) == "ok"
+    from_request, from_envoy, undecoded = exported.get_finished_spans()
     assert from_request.name == "envoy.service.auth.v3.Authorization/Check"
     assert format(from_request.context.trace_id, "032x") == TRACE_ID
     assert format(from_envoy.context.trace_id, "032x") == OTHER_TRACEPARENT.split("-")[1]
+    assert format(undecoded.context.trace_id, "032x") == OTHER_TRACEPARENT.split("-")[1]
 
 
 async def test_an_http_ext_authz_check_joins_the_trace_of_the_headers_envoy_forwards(
@@ -402,3 +437,175 @@ async def test_no_phase_span_holds_the_secret_or_the_credential_id(
     assert "identify" in exported_text  # positive control
     for forbidden in (secrets[0], secrets[0].rsplit("_", 1)[1], outcome.principal.credential_id):
         assert forbidden not in exported_text
+
+
+# ---- every answer on its request's span, also the refusals made before the pipeline ----
+
+
+class FailedContext(GrpcContext):
+    """A call the guard answered with an error status (the servicer raised, the abort set the code)."""
+
+    def __init__(self, status: grpc.StatusCode) -> None:
+        super().__init__(())
+        self.status = status
+
+    def code(self) -> grpc.StatusCode:  # type: ignore[override]
+        return self.status
+
+
+@pytest.mark.parametrize(
+    ("status", "noted", "reason"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, "field_invalid", "field_invalid"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded", "overloaded"),
+        (grpc.StatusCode.UNAVAILABLE, "", "unavailable"),  # no ErrorInfo reason: the status names it
+    ],
+)
+async def test_a_grpc_call_ended_by_an_error_status_carries_error_and_its_reason(
+    exported: InMemorySpanExporter, status: grpc.StatusCode, noted: str, reason: str
+) -> None:
+    async def refused(_request: Any, _context: Any) -> Any:
+        info = call.current.get()
+        assert info is not None
+        info.error_reason = noted  # what errors.abort and the overload bound note for the audit record
+        raise RuntimeError("aborted")
+
+    traced = tracing.traced_rpc(refused, "/watchword.v1.AuthService/Authorize", lambda: "", spans.rpc_failed)
+    entered = call.current.set(call.CallInfo("rid", "Authorize"))
+    try:
+        with pytest.raises(RuntimeError):
+            await traced(None, FailedContext(status))
+    finally:
+        call.current.reset(entered)
+    (span,) = exported.get_finished_spans()
+    assert span.attributes["rpc.grpc.status_code"] == status.value[0]
+    assert (span.attributes[spans.DECISION], span.attributes[spans.REASON]) == ("error", reason)
+
+
+async def test_authenticate_and_each_batch_entry_carry_their_answer_and_decision_id(
+    world, exported: InMemorySpanExporter
+) -> None:
+    store, organization_id, secrets = world
+    servicer = AuthServicer(Pipeline(store, Catalogue.load(), TransportSettings(), MASTER), 8192, 64, 10)
+    with tracing.server_span("authenticate", [], {}):
+        refused = await servicer.Authenticate(
+            auth_pb2.AuthenticateRequest(credential=bearer_source("nope")), GrpcContext(())
+        )
+    batch = auth_pb2.AuthorizeBatchRequest(
+        entries=[
+            authorize_request(secrets[0], organization_id),
+            authorize_request(secrets[0], organization_id, action=""),  # malformed: its own refusal
+        ]
+    )
+    with tracing.server_span("batch", [], {}):
+        results = (await servicer.AuthorizeBatch(batch, GrpcContext(()))).results
+    found = named(exported)
+    assert dict(found["authenticate"].attributes) == {
+        spans.DECISION: "refused",
+        spans.REASON: refused.refusal.reason,
+        spans.ACTION: "authenticate",
+        spans.DECISION_ID: refused.decision_id,
+    }
+    # A batch has no single answer: each entry's is an event of the batch's span.
+    assert spans.DECISION not in found["batch"].attributes
+    events = [dict(event.attributes or {}) for event in found["batch"].events]
+    assert [event[spans.ENTRY] for event in events] == [0, 1]
+    assert [event[spans.DECISION_ID] for event in events] == [r.decision_id for r in results]
+    assert (events[0][spans.DECISION], events[1][spans.DECISION]) == ("allow", "deny")  # as audited
+    assert (events[1][spans.REASON], events[1][spans.RULE]) == (reasons.ENTRY_INVALID, "S8")
+    assert len({refused.decision_id, *(r.decision_id for r in results)}) == 3
+
+
+def ext_authz_core(store: Any, routes: list[dict[str, str]], **settings: Any) -> ExtAuthzCore:
+    catalogue = Catalogue.load()
+    pipeline = Pipeline(store, catalogue, TransportSettings(), MASTER)
+    table = RouteTable.build([RouteSettings.model_validate(route) for route in routes], catalogue)
+    return ExtAuthzCore(pipeline, table, TransportSettings(), ExtAuthzSettings(**settings))
+
+
+LIST_ROUTE = {"method": "GET", "path": "/orgs/{organization_id}/apps", "action": "application.list"}
+LIST_ROUTE_EXTENSIONS = {"watchword.path": LIST_ROUTE["path"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "extensions", "reason"),
+    [
+        ("/nowhere", {}, reasons.ROUTE_NOT_CONFIGURED),
+        ("/x/o-1", {"watchword.action": "application.gte", "watchword.path": "/x/{organization_id}"},
+         reasons.ACTION_UNKNOWN),
+        ("/orgs/o-1/apps", {**LIST_ROUTE_EXTENSIONS, "watchword.action": "organization.get"},
+         reasons.ROUTE_CONFLICT),
+    ],
+)  # fmt: skip
+async def test_an_ext_authz_refusal_before_the_pipeline_carries_its_answer_and_decision_id(
+    world, exported: InMemorySpanExporter, path: str, extensions: dict[str, str], reason: str
+) -> None:
+    store, _organization_id, secrets = world
+    servicer = ext_authz_api.ExtAuthzServicer(ext_authz_core(store, [LIST_ROUTE]))
+    request = check_request(("authorization", f"Bearer {secrets[0]}"))
+    request.attributes.request.http.method, request.attributes.request.http.path = "GET", path
+    request.attributes.context_extensions.update(extensions)
+    with tracing.server_span("check", [], {}):
+        answer = await servicer.Check(request, GrpcContext(()))
+    decision_id = answer.dynamic_metadata.fields["x-watchword-decision-id"].string_value
+    assert dict(named(exported)["check"].attributes) == {
+        spans.DECISION: "deny",
+        spans.REASON: reason,
+        spans.RULE: "S8",
+        spans.DECISION_ID: decision_id,
+    }
+
+
+async def test_an_ext_authz_check_watchword_cannot_decide_carries_error_and_its_reason(
+    world, exported: InMemorySpanExporter
+) -> None:
+    store, _organization_id, _secrets = world
+    core = ext_authz_core(store, [LIST_ROUTE], dry_run=True)
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    core._pipeline.authorize = broken  # type: ignore[method-assign]
+    request = check_request()
+    request.attributes.request.http.method, request.attributes.request.http.path = "GET", "/orgs/o/apps"
+    with tracing.server_span("grpc check", [], {}):
+        answer = await ext_authz_api.ExtAuthzServicer(core).Check(request, GrpcContext(()))
+    assert answer.denied_response.status.code == 503  # never dry-run into an allow
+    busy = OverloadInterceptor(1)
+    busy.in_flight = 1
+    door = tracing.traced_http_check(HttpFrontDoor(core, admission=busy), "http check")
+    assert (await door("GET", b"/orgs/o/apps", [], "127.0.0.1"))[0] == 503
+    busy.draining = True
+    assert (await door("GET", b"/orgs/o/apps", [], "127.0.0.1"))[0] == 503
+    outcomes = [
+        (
+            span.name,
+            span.attributes[spans.DECISION],
+            span.attributes[spans.REASON],
+            spans.DECISION_ID in span.attributes,
+        )
+        for span in exported.get_finished_spans()
+    ]
+    assert outcomes == [
+        ("grpc check", "error", reasons.AUTHORIZATION_UNAVAILABLE, False),
+        ("http check", "error", "overloaded", False),
+        ("http check", "error", "shutting_down", False),
+    ]
+
+
+async def test_a_dry_run_decision_says_so_on_its_span_with_the_would_be_answer(
+    world, exported: InMemorySpanExporter
+) -> None:
+    store, _organization_id, _secrets = world
+    servicer = ext_authz_api.ExtAuthzServicer(ext_authz_core(store, [LIST_ROUTE], dry_run=True))
+    request = check_request()
+    request.attributes.request.http.method, request.attributes.request.http.path = "GET", "/nowhere"
+    with tracing.server_span("check", [], {}):
+        answer = await servicer.Check(request, GrpcContext(()))
+    assert answer.HasField("ok_response")  # allowed, in dry-run
+    found = named(exported)["check"].attributes
+    assert (found[spans.DECISION], found[spans.REASON], found[spans.DRY_RUN]) == (
+        "deny",
+        reasons.ROUTE_NOT_CONFIGURED,
+        True,
+    )

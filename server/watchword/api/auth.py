@@ -31,7 +31,7 @@ from watchword.issue.token_endpoint import (
     TokenEndpoint,
     TokenRequest,
 )
-from watchword.observe.decisions import Recorder
+from watchword.observe.decisions import Recorder, new_decision_id
 from watchword.outbound import header_values
 from watchword.outbound.signer import OutboundSigner, SignFailure, check_url
 from watchword.pipeline import (
@@ -48,9 +48,11 @@ from watchword.v1 import auth_pb2, auth_pb2_grpc, common_pb2
 
 
 def _outcome_to_proto(
-    outcome: AuthorizeOutcome, principals: convert.PrincipalMessages
+    outcome: AuthorizeOutcome, principals: convert.PrincipalMessages, decision_id: str
 ) -> auth_pb2.AuthorizeResponse:
-    response = auth_pb2.AuthorizeResponse(decision=convert.decision_to_proto(outcome.decision))
+    response = auth_pb2.AuthorizeResponse(
+        decision=convert.decision_to_proto(outcome.decision), decision_id=decision_id
+    )
     if outcome.principal is not None:
         response.principal.CopyFrom(principals.get(outcome.principal))
     if outcome.refusal is not None:
@@ -105,10 +107,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if isinstance(source, PeerCertificate):
             source = PeerCertificate(peer_certificate(context))
         result = await self._pipeline.authenticate(source)
-        self._recorder.authenticated(result)
+        decision_id = new_decision_id()  # returned, audited and traced: the caller's logs join ours
+        self._recorder.authenticated(result, decision_id)
         if isinstance(result, Refusal):
-            return auth_pb2.AuthenticateResponse(refusal=convert.refusal_to_proto(result))
-        return auth_pb2.AuthenticateResponse(principal=self._principals.get(result))
+            refusal = convert.refusal_to_proto(result)
+            return auth_pb2.AuthenticateResponse(refusal=refusal, decision_id=decision_id)
+        principal = self._principals.get(result)
+        return auth_pb2.AuthenticateResponse(principal=principal, decision_id=decision_id)
 
     async def _authorize_one(
         self,
@@ -127,6 +132,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         resource = convert.resource_from_proto(request.resource, f"{field}resource")
         outcome = await self._pipeline.authorize(source, action, resource, memo=memo)
         decision = outcome.decision
+        decision_id = new_decision_id()
         self._recorder.authorized(
             action,
             resource,
@@ -136,8 +142,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             decision.reason,
             decision.rule,
             entry,
+            decision_id,
         )
-        return _outcome_to_proto(outcome, self._principals)
+        return _outcome_to_proto(outcome, self._principals, decision_id)
 
     async def _bound_and_preload(self, entries: Sequence[auth_pb2.AuthorizeRequest]) -> None:
         """Bound what one batch can make this replica do, by its distinct credentials (each may cost a
@@ -205,8 +212,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         refusal = Refusal(reason=reason, message=message)
         denial = Decision(allowed=False, reason=reason, rule="S8", message=message)
         # The entry's fields are what was wrong: none of them goes to the audit log.
-        self._recorder.authorized("", None, None, None, False, reason, "S8", index)
-        return _outcome_to_proto(AuthorizeOutcome(decision=denial, refusal=refusal), self._principals)
+        decision_id = new_decision_id()
+        self._recorder.authorized("", None, None, None, False, reason, "S8", index, decision_id)
+        outcome = AuthorizeOutcome(decision=denial, refusal=refusal)
+        return _outcome_to_proto(outcome, self._principals, decision_id)
 
     async def IssueToken(
         self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext

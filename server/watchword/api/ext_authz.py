@@ -36,7 +36,7 @@ from watchword.ext_authz.core import (
     WouldBe,
     unavailable,
 )
-from watchword.observe import tracing
+from watchword.observe import spans, tracing
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -148,16 +148,24 @@ def source_certificate(source: attribute_context_pb2.AttributeContext.Peer) -> s
     return source.principal
 
 
+def _checked_request_headers(request: object) -> list[tuple[str, str]]:
+    """The checked request's headers, for its trace context. A Check refused before its request was
+    decoded (overload, a drain: the bytes as they came) or that does not decode has none."""
+    if not isinstance(request, external_auth_pb2.CheckRequest):
+        return []
+    return request_headers(request.attributes.request.http)
+
+
 # Tracing: a Check joins the trace of Envoy's own call (when Envoy traces) or else of the checked request.
-tracing.request_carriers[f"/{SERVICE_NAME}/Check"] = lambda request: request_headers(
-    request.attributes.request.http
-)
+tracing.request_carriers[f"/{SERVICE_NAME}/Check"] = _checked_request_headers
 
 
 class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, core: ExtAuthzCore) -> None:
         self._core = core
         self._certificates = core.reads_client_certificates  # C10
+        # Traced: a check Watchword could not decide (a 503) names its reason on the span too.
+        self._check = tracing.annotated(core.check, spans.undecided) if tracing.enabled else core.check
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
@@ -168,7 +176,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
             query = query.partition("#")[0] or http.query
             peer = source_certificate(request.attributes.source) if self._certificates else ""
             extensions = request.attributes.context_extensions
-            answer = await self._core.check(
+            answer = await self._check(
                 http.method,
                 path,
                 query,
@@ -180,4 +188,7 @@ class ExtAuthzServicer(external_auth_pb2_grpc.AuthorizationServicer):
         except Exception:  # the core answers its own faults; this is the adapter's: still a denial
             incident = uuid.uuid4().hex[:16]
             log.exception("internal error in the gRPC ext_authz adapter (incident %s)", incident)
-            return denied_response(unavailable(f"internal error (incident {incident})"))
+            fault = unavailable(f"internal error (incident {incident})")
+            if tracing.enabled:
+                tracing.annotate(spans.fault(fault.reason))
+            return denied_response(fault)

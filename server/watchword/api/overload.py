@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 
 from watchword.api import errors
+from watchword.observe import call
 
 log = logging.getLogger("watchword.overload")
 
@@ -63,7 +64,15 @@ _SHUTTING_DOWN = errors.status_for(
 )
 
 
+def _note(reason: str) -> None:
+    """The refusal's reason for the audit record, the metrics and the span (the abort carries it too)."""
+    info = call.current.get()
+    if info is not None:
+        info.error_reason = reason
+
+
 async def _refuse_overloaded(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+    _note(errors.OVERLOADED)
     await context.abort_with_status(_OVERLOADED)
 
 
@@ -112,6 +121,7 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
                 await self._wait_release(context.time_remaining())
             finally:
                 self.held -= 1
+        _note(errors.SHUTTING_DOWN)
         await context.abort_with_status(_SHUTTING_DOWN)
 
     async def _wait_release(self, remaining: float | None) -> None:
@@ -167,11 +177,13 @@ class OverloadInterceptor(grpc.aio.ServerInterceptor):
         async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if self.in_flight >= self.max_concurrent:
                 self.refused += 1
+                _note(errors.OVERLOADED)
                 await context.abort_with_status(_OVERLOADED)
             remaining = context.time_remaining()
             if remaining is not None and remaining <= 0:
                 self.expired += 1
                 log.debug("not working on a call whose deadline has passed: %s", method)
+                _note(errors.DEADLINE_EXCEEDED)
                 await context.abort_with_status(_DEADLINE_PASSED)
             self.in_flight += 1
             try:

@@ -29,7 +29,7 @@ from typing import Protocol
 from watchword import reasons
 from watchword.ext_authz.core import DECISION_ID, Allowed, Answer, ExtAuthzCore, unavailable
 from watchword.ext_authz.http_server import Response
-from watchword.observe import call, request_id
+from watchword.observe import call, request_id, spans, tracing
 from watchword.observe.metrics import Metrics
 
 log = logging.getLogger("watchword.ext_authz")
@@ -110,6 +110,8 @@ class HttpFrontDoor:
         self._admission = admission or _Unbounded()
         self._metrics = metrics or Metrics()
         self._latency = self._metrics.latency(RPC)
+        if tracing.enabled:  # a check Watchword could not decide (a 503) names its reason on the span
+            self._admitted = tracing.annotated(self._admitted, spans.undecided)  # type: ignore[method-assign]
 
     async def __call__(
         self, method: str, target: bytes, headers: list[tuple[str, str]], peer: str
@@ -125,7 +127,10 @@ class HttpFrontDoor:
         except Exception:  # a fault here must still be a clean 503, never an allow
             incident = uuid.uuid4().hex[:16]
             log.exception("internal error in the HTTP ext_authz door (incident %s)", incident)
-            response = encode(unavailable(f"internal error (incident {incident})"), rid)
+            fault = unavailable(f"internal error (incident {incident})")
+            if tracing.enabled:
+                tracing.annotate(spans.fault(fault.reason))
+            response = encode(fault, rid)
         finally:
             call.current.reset(entered)
         self._latency.observe(time.perf_counter() - started)

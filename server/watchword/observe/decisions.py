@@ -16,7 +16,7 @@ from typing import Any
 
 from watchword import secret_format
 from watchword.domain import CredentialKind, Principal, Refusal, Resource
-from watchword.observe import call
+from watchword.observe import call, spans, tracing
 from watchword.observe.audit import KIND_LABELS, AuditLog, Record
 from watchword.observe.metrics import Metrics
 
@@ -70,6 +70,28 @@ class Recorder:
     def __init__(self, metrics: Metrics | None, audit: AuditLog | None) -> None:
         self._metrics = metrics
         self._audit = audit
+        if tracing.enabled:  # decided once, when the server is built: off, a record costs what it did
+            self._record = self._record_and_trace  # type: ignore[method-assign]
+
+    def _record_and_trace(
+        self,
+        kind: str,
+        result: str,
+        reason: str,
+        who: Who,
+        what: dict[str, Any],
+        rule: str = "",
+        *,
+        decided: bool = True,
+        decision_id: str = "",
+        dry_run: bool = False,
+    ) -> None:
+        """`_record`, and the answer on the request's span: the record's result, reason, rule, kind, action
+        and decision id (never who nor on what: those are ids of principals and resources)."""
+        options = {"decided": decided, "decision_id": decision_id, "dry_run": dry_run}
+        Recorder._record(self, kind, result, reason, who, what, rule, **options)
+        if decided:
+            spans.recorded(kind, result, reason, what, rule, decision_id, dry_run)
 
     def _record(
         self,
@@ -109,12 +131,13 @@ class Recorder:
                 record["dry_run"] = True
             self._audit.write(record)
 
-    def authenticated(self, result: Principal | Refusal) -> None:
+    def authenticated(self, result: Principal | Refusal, decision_id: str = "") -> None:
         what = _AUTHENTICATE
         if isinstance(result, Principal):
-            self._record(KIND_LABELS[result.kind], ALLOW, "allowed", result, what)
+            self._record(KIND_LABELS[result.kind], ALLOW, "allowed", result, what, decision_id=decision_id)
         else:
-            self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, _with_detail(what, result))
+            what = _with_detail(what, result)
+            self._record(UNKNOWN_KIND, REFUSED, result.reason, {}, what, decision_id=decision_id)
 
     def authorized(
         self,
@@ -129,8 +152,9 @@ class Recorder:
         decision_id: str = "",
         dry_run: bool = False,
     ) -> None:
-        """`decision_id`: ext_authz's id of this decision; `dry_run`: the answer was an allow instead (the
-        record keeps the would-be result, and a would-be denial is counted as one)."""
+        """`decision_id`: this decision's id (ext_authz, Authorize, each batch entry); `dry_run`: the
+        answer was an allow instead (the record keeps the would-be result, a would-be denial counts as
+        one)."""
         what: dict[str, Any] = {"action": action}
         if resource is not None:
             what["resource"] = resource

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from watchword.observe import call, request_id, tracing
+from watchword.observe import call, request_id, spans, tracing
 from watchword.observe.audit import AuditLog, Record
 from watchword.observe.metrics import LoopHistogram, Metrics
 
@@ -188,7 +188,7 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
     ) -> Behavior:
         if tracing.enabled:  # decided once per wrapped method: off, the call path is unchanged
             served = name if method.rpc != UNKNOWN_METHOD else f"/{UNKNOWN_METHOD}/{UNKNOWN_METHOD}"
-            behavior = tracing.traced_rpc(behavior, served, call.request_id)
+            behavior = tracing.traced_rpc(behavior, served, call.request_id, spans.rpc_failed)
         metrics = self._metrics
         header = request_id.HEADER
 

@@ -6,14 +6,14 @@ credential, token, header value, credential id, key id or principal id ever beco
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
+
+from opentelemetry import trace
 
 from watchword.domain import Decision, PresentedCredential, Principal, Refusal
+from watchword.observe import call
 from watchword.observe.audit import KIND_LABELS
 from watchword.observe.tracing import Attributes
-
-if TYPE_CHECKING:
-    from watchword.pipeline import AuthorizeOutcome
 
 KIND = "watchword.credential.kind"
 TRANSPORT = "watchword.credential.transport"
@@ -23,7 +23,13 @@ ROUTE = "watchword.route"
 DECISION = "watchword.decision"
 REASON = "watchword.reason"
 RULE = "watchword.rule"
-ALLOW, DENY, REFUSED = "allow", "deny", "refused"
+DECISION_ID = "watchword.decision_id"
+DRY_RUN = "watchword.dry_run"
+ENTRY = "watchword.entry"
+# A batch entry's answer: an event on the batch's span, one per entry (the span has no single answer).
+ENTRY_EVENT = "watchword.entry_decision"
+ALLOW, DENY, REFUSED, ERROR = "allow", "deny", "refused", "error"
+UNKNOWN_KIND = "unknown"
 
 
 def _transport(presented: PresentedCredential) -> str:
@@ -55,22 +61,60 @@ def decided(decision: Decision, _principal: object = None, action: str = "", *_:
     return found
 
 
-def authenticated(result: Principal | Refusal, *_source: object) -> Attributes:
-    """On the request's span: what Authenticate (or the first step of Authorize) found."""
-    return identified(result)
-
-
-def authorized(outcome: AuthorizeOutcome, _source: object = None, action: str = "", *_: object) -> Attributes:
-    """On the request's span: the answer, as the audit record has it (a refusal by its own reason)."""
-    if outcome.refusal is not None:
-        refused = {DECISION: REFUSED, REASON: outcome.refusal.reason, RULE: outcome.decision.rule}
-        return {**refused, ACTION: action}
-    found = dict(decided(outcome.decision, None, action))
-    if outcome.principal is not None:
-        found[KIND] = KIND_LABELS[outcome.principal.kind]
-    return found
-
-
 def routed(method: str, template: str, action: str) -> Attributes:
     """On an ext_authz Check's span: the route the request matched (its template, never its path)."""
     return {ROUTE: f"{method} {template}", ACTION: action}
+
+
+def recorded(
+    kind: str,
+    result: str,
+    reason: str,
+    what: dict[str, Any],
+    rule: str,
+    decision_id: str,
+    dry_run: bool,
+) -> None:
+    """On the request's span: the answer its audit record has (`decisions.Recorder`), for every decision of
+    every front door, also those made before the pipeline ran (no route, a broken Envoy route, a batch
+    entry that does not parse). A batch entry's answer is an event of its own."""
+    current = trace.get_current_span()
+    if not current.is_recording():  # sampled out: nothing to build
+        return
+    found: dict[str, str | int | bool] = {DECISION: result, REASON: reason}
+    if rule:
+        found[RULE] = rule
+    if kind != UNKNOWN_KIND:
+        found[KIND] = kind
+    if action := what.get("action"):
+        found[ACTION] = action
+    if decision_id:
+        found[DECISION_ID] = decision_id
+    if dry_run:
+        found[DRY_RUN] = True
+    entry = what.get("entry")
+    if entry is None:
+        current.set_attributes(found)
+    else:
+        current.add_event(ENTRY_EVENT, {**found, ENTRY: entry})
+
+
+def rpc_failed(status_name: str) -> Attributes:
+    """On a gRPC call's span when it ended in an error status (a malformed request, overload, a drain,
+    the store down, an admin token refused): no decision was made, the ErrorInfo reason says why, as the
+    audit record's does (the status's own name when the call had none)."""
+    info = call.current.get()
+    reason = info.error_reason if info is not None and info.error_reason else status_name.lower()
+    return {DECISION: ERROR, REASON: reason}
+
+
+def fault(reason: str) -> Attributes:
+    """On an ext_authz check's span when Watchword could not decide (a 503: the store down, a fault,
+    overload, a drain): no decision, no decision id, the reason of the 503's body."""
+    return {DECISION: ERROR, REASON: reason}
+
+
+def undecided(answer: Any, *_request: object) -> Attributes:
+    """An ext_authz answer that is no decision (it has no decision id: a 503), as `fault`; a decision's
+    own answer is on the span already, with its audit record."""
+    return {} if answer.decision_id else fault(answer.reason)

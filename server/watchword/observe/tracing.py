@@ -334,9 +334,15 @@ request_carriers: dict[str, Callable[[Any], Headers]] = {}
 RpcBehavior = Callable[[Any, Any], Awaitable[Any]]
 
 
-def traced_rpc(behavior: RpcBehavior, method: str, request_id: Callable[[], str]) -> RpcBehavior:
+def traced_rpc(
+    behavior: RpcBehavior,
+    method: str,
+    request_id: Callable[[], str],
+    failed: Callable[[str], Attributes] | None = None,
+) -> RpcBehavior:
     """A unary gRPC behavior in a server span named `package.Service/Method` (semantic conventions),
-    joining the trace of the call's metadata or, for the methods in `request_carriers`, of the request."""
+    joining the trace of the call's metadata or, for the methods in `request_carriers`, of the request.
+    `failed` reads the outcome of a call that ended in an error status (given the status's name)."""
     name = method.lstrip("/")
     service, _, rpc = name.rpartition("/")
     attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
@@ -352,7 +358,10 @@ def traced_rpc(behavior: RpcBehavior, method: str, request_id: Callable[[], str]
                 return await behavior(request, context)
             finally:
                 code = context.code()  # None: OK (nothing was set)
-                current.set_attribute("rpc.grpc.status_code", code.value[0] if code is not None else 0)
+                status = code.value[0] if code is not None else 0
+                current.set_attribute("rpc.grpc.status_code", status)
+                if status and failed is not None:
+                    current.set_attributes(failed(code.name))
 
     return traced
 

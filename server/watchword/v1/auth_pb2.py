@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from watchword.v1 import common_pb2 as watchword_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17watchword/v1/auth.proto\x12\x0cwatchword.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19watchword/v1/common.proto\"I\n\x13\x41uthenticateRequest\x12\x32\n\ncredential\x18\x01 \x01(\x0b\x32\x1e.watchword.v1.CredentialSource\"x\n\x14\x41uthenticateResponse\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x17.watchword.v1.PrincipalH\x00\x12(\n\x07refusal\x18\x02 \x01(\x0b\x32\x15.watchword.v1.RefusalH\x00\x42\x08\n\x06result\"\x8a\x01\n\x08Resource\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\tobject_id\x18\x04 \x01(\t\x12&\n\x07subject\x18\x05 \x01(\x0b\x32\x15.watchword.v1.Subject\"\x80\x01\n\x10\x41uthorizeRequest\x12\x32\n\ncredential\x18\x01 \x01(\x0b\x32\x1e.watchword.v1.CredentialSource\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12(\n\x08resource\x18\x03 \x01(\x0b\x32\x16.watchword.v1.Resource\"J\n\x08\x44\x65\x63ision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x91\x01\n\x11\x41uthorizeResponse\x12(\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x16.watchword.v1.Decision\x12*\n\tprincipal\x18\x02 \x01(\x0b\x32\x17.watchword.v1.Principal\x12&\n\x07refusal\x18\x03 \x01(\x0b\x32\x15.watchword.v1.Refusal\"H\n\x15\x41uthorizeBatchRequest\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.watchword.v1.AuthorizeRequest\"J\n\x16\x41uthorizeBatchResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.watchword.v1.AuthorizeResponse\"&\n\x13\x41piKeyExchangeGrant\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"\x90\x01\n\x14\x43lientAuthentication\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\x15\n\rauthorization\x18\x03 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x04 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x05 \x01(\t\"L\n\x16\x43lientCredentialsGrant\x12\x32\n\x06\x63lient\x18\x01 \x01(\x0b\x32\".watchword.v1.ClientAuthentication\"k\n\x11SubjectTokenGrant\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x18\n\x10\x63onnector_secret\x18\x02 \x01(\t\x12&\n\x07subject\x18\x03 \x01(\x0b\x32\x15.watchword.v1.Subject\"\x9e\x02\n\x11IssueTokenRequest\x12=\n\x10\x61pi_key_exchange\x18\x01 \x01(\x0b\x32!.watchword.v1.ApiKeyExchangeGrantH\x00\x12\x42\n\x12\x63lient_credentials\x18\x02 \x01(\x0b\x32$.watchword.v1.ClientCredentialsGrantH\x00\x12\x38\n\rsubject_token\x18\x03 \x01(\x0b\x32\x1f.watchword.v1.SubjectTokenGrantH\x00\x12\r\n\x05scope\x18\x04 \x01(\t\x12\"\n\x1arequested_lifetime_seconds\x18\x05 \x01(\x03\x12\x10\n\x08\x61udience\x18\x06 \x01(\tB\x07\n\x05grant\"n\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\"I\n\nOAuthError\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x19\n\x11\x65rror_description\x18\x02 \x01(\t\x12\x11\n\terror_uri\x18\x03 \x01(\t\"w\n\x12IssueTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1b.watchword.v1.TokenResponseH\x00\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.watchword.v1.OAuthErrorH\x00\x42\x08\n\x06result\"\x95\x01\n\x13SignOutboundRequest\x12\x1e\n\x16outbound_credential_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x1f\n\x17previous_token_rejected\x18\x06 \x01(\x08\"i\n\rSignedHeaders\x12\'\n\x07headers\x18\x01 \x03(\x0b\x32\x16.watchword.v1.KeyValue\x12/\n\x0bvalid_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\rOutboundError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"}\n\x14SignOutboundResponse\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1b.watchword.v1.SignedHeadersH\x00\x12,\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1b.watchword.v1.OutboundErrorH\x00\x42\x08\n\x06result2\xb7\x03\n\x0b\x41uthService\x12U\n\x0c\x41uthenticate\x12!.watchword.v1.AuthenticateRequest\x1a\".watchword.v1.AuthenticateResponse\x12L\n\tAuthorize\x12\x1e.watchword.v1.AuthorizeRequest\x1a\x1f.watchword.v1.AuthorizeResponse\x12[\n\x0e\x41uthorizeBatch\x12#.watchword.v1.AuthorizeBatchRequest\x1a$.watchword.v1.AuthorizeBatchResponse\x12O\n\nIssueToken\x12\x1f.watchword.v1.IssueTokenRequest\x1a .watchword.v1.IssueTokenResponse\x12U\n\x0cSignOutbound\x12!.watchword.v1.SignOutboundRequest\x1a\".watchword.v1.SignOutboundResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17watchword/v1/auth.proto\x12\x0cwatchword.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19watchword/v1/common.proto\"I\n\x13\x41uthenticateRequest\x12\x32\n\ncredential\x18\x01 \x01(\x0b\x32\x1e.watchword.v1.CredentialSource\"\x8d\x01\n\x14\x41uthenticateResponse\x12,\n\tprincipal\x18\x01 \x01(\x0b\x32\x17.watchword.v1.PrincipalH\x00\x12(\n\x07refusal\x18\x02 \x01(\x0b\x32\x15.watchword.v1.RefusalH\x00\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x03 \x01(\tB\x08\n\x06result\"\x8a\x01\n\x08Resource\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x11\n\tobject_id\x18\x04 \x01(\t\x12&\n\x07subject\x18\x05 \x01(\x0b\x32\x15.watchword.v1.Subject\"\x80\x01\n\x10\x41uthorizeRequest\x12\x32\n\ncredential\x18\x01 \x01(\x0b\x32\x1e.watchword.v1.CredentialSource\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12(\n\x08resource\x18\x03 \x01(\x0b\x32\x16.watchword.v1.Resource\"J\n\x08\x44\x65\x63ision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xa6\x01\n\x11\x41uthorizeResponse\x12(\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x16.watchword.v1.Decision\x12*\n\tprincipal\x18\x02 \x01(\x0b\x32\x17.watchword.v1.Principal\x12&\n\x07refusal\x18\x03 \x01(\x0b\x32\x15.watchword.v1.Refusal\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x04 \x01(\t\"H\n\x15\x41uthorizeBatchRequest\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.watchword.v1.AuthorizeRequest\"J\n\x16\x41uthorizeBatchResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.watchword.v1.AuthorizeResponse\"&\n\x13\x41piKeyExchangeGrant\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"\x90\x01\n\x14\x43lientAuthentication\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\x15\n\rauthorization\x18\x03 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x04 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x05 \x01(\t\"L\n\x16\x43lientCredentialsGrant\x12\x32\n\x06\x63lient\x18\x01 \x01(\x0b\x32\".watchword.v1.ClientAuthentication\"k\n\x11SubjectTokenGrant\x12\x14\n\x0c\x63onnector_id\x18\x01 \x01(\t\x12\x18\n\x10\x63onnector_secret\x18\x02 \x01(\t\x12&\n\x07subject\x18\x03 \x01(\x0b\x32\x15.watchword.v1.Subject\"\x9e\x02\n\x11IssueTokenRequest\x12=\n\x10\x61pi_key_exchange\x18\x01 \x01(\x0b\x32!.watchword.v1.ApiKeyExchangeGrantH\x00\x12\x42\n\x12\x63lient_credentials\x18\x02 \x01(\x0b\x32$.watchword.v1.ClientCredentialsGrantH\x00\x12\x38\n\rsubject_token\x18\x03 \x01(\x0b\x32\x1f.watchword.v1.SubjectTokenGrantH\x00\x12\r\n\x05scope\x18\x04 \x01(\t\x12\"\n\x1arequested_lifetime_seconds\x18\x05 \x01(\x03\x12\x10\n\x08\x61udience\x18\x06 \x01(\tB\x07\n\x05grant\"n\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\"I\n\nOAuthError\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x19\n\x11\x65rror_description\x18\x02 \x01(\t\x12\x11\n\terror_uri\x18\x03 \x01(\t\"w\n\x12IssueTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1b.watchword.v1.TokenResponseH\x00\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.watchword.v1.OAuthErrorH\x00\x42\x08\n\x06result\"\x95\x01\n\x13SignOutboundRequest\x12\x1e\n\x16outbound_credential_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x1f\n\x17previous_token_rejected\x18\x06 \x01(\x08\"i\n\rSignedHeaders\x12\'\n\x07headers\x18\x01 \x03(\x0b\x32\x16.watchword.v1.KeyValue\x12/\n\x0bvalid_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\rOutboundError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"}\n\x14SignOutboundResponse\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1b.watchword.v1.SignedHeadersH\x00\x12,\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1b.watchword.v1.OutboundErrorH\x00\x42\x08\n\x06result2\xb7\x03\n\x0b\x41uthService\x12U\n\x0c\x41uthenticate\x12!.watchword.v1.AuthenticateRequest\x1a\".watchword.v1.AuthenticateResponse\x12L\n\tAuthorize\x12\x1e.watchword.v1.AuthorizeRequest\x1a\x1f.watchword.v1.AuthorizeResponse\x12[\n\x0e\x41uthorizeBatch\x12#.watchword.v1.AuthorizeBatchRequest\x1a$.watchword.v1.AuthorizeBatchResponse\x12O\n\nIssueToken\x12\x1f.watchword.v1.IssueTokenRequest\x1a .watchword.v1.IssueTokenResponse\x12U\n\x0cSignOutbound\x12!.watchword.v1.SignOutboundRequest\x1a\".watchword.v1.SignOutboundResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,44 +36,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUTHENTICATEREQUEST']._serialized_start=133
   _globals['_AUTHENTICATEREQUEST']._serialized_end=206
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=208
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=328
-  _globals['_RESOURCE']._serialized_start=331
-  _globals['_RESOURCE']._serialized_end=469
-  _globals['_AUTHORIZEREQUEST']._serialized_start=472
-  _globals['_AUTHORIZEREQUEST']._serialized_end=600
-  _globals['_DECISION']._serialized_start=602
-  _globals['_DECISION']._serialized_end=676
-  _globals['_AUTHORIZERESPONSE']._serialized_start=679
-  _globals['_AUTHORIZERESPONSE']._serialized_end=824
-  _globals['_AUTHORIZEBATCHREQUEST']._serialized_start=826
-  _globals['_AUTHORIZEBATCHREQUEST']._serialized_end=898
-  _globals['_AUTHORIZEBATCHRESPONSE']._serialized_start=900
-  _globals['_AUTHORIZEBATCHRESPONSE']._serialized_end=974
-  _globals['_APIKEYEXCHANGEGRANT']._serialized_start=976
-  _globals['_APIKEYEXCHANGEGRANT']._serialized_end=1014
-  _globals['_CLIENTAUTHENTICATION']._serialized_start=1017
-  _globals['_CLIENTAUTHENTICATION']._serialized_end=1161
-  _globals['_CLIENTCREDENTIALSGRANT']._serialized_start=1163
-  _globals['_CLIENTCREDENTIALSGRANT']._serialized_end=1239
-  _globals['_SUBJECTTOKENGRANT']._serialized_start=1241
-  _globals['_SUBJECTTOKENGRANT']._serialized_end=1348
-  _globals['_ISSUETOKENREQUEST']._serialized_start=1351
-  _globals['_ISSUETOKENREQUEST']._serialized_end=1637
-  _globals['_TOKENRESPONSE']._serialized_start=1639
-  _globals['_TOKENRESPONSE']._serialized_end=1749
-  _globals['_OAUTHERROR']._serialized_start=1751
-  _globals['_OAUTHERROR']._serialized_end=1824
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=1826
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=1945
-  _globals['_SIGNOUTBOUNDREQUEST']._serialized_start=1948
-  _globals['_SIGNOUTBOUNDREQUEST']._serialized_end=2097
-  _globals['_SIGNEDHEADERS']._serialized_start=2099
-  _globals['_SIGNEDHEADERS']._serialized_end=2204
-  _globals['_OUTBOUNDERROR']._serialized_start=2206
-  _globals['_OUTBOUNDERROR']._serialized_end=2321
-  _globals['_SIGNOUTBOUNDRESPONSE']._serialized_start=2323
-  _globals['_SIGNOUTBOUNDRESPONSE']._serialized_end=2448
-  _globals['_AUTHSERVICE']._serialized_start=2451
-  _globals['_AUTHSERVICE']._serialized_end=2890
+  _globals['_AUTHENTICATERESPONSE']._serialized_start=209
+  _globals['_AUTHENTICATERESPONSE']._serialized_end=350
+  _globals['_RESOURCE']._serialized_start=353
+  _globals['_RESOURCE']._serialized_end=491
+  _globals['_AUTHORIZEREQUEST']._serialized_start=494
+  _globals['_AUTHORIZEREQUEST']._serialized_end=622
+  _globals['_DECISION']._serialized_start=624
+  _globals['_DECISION']._serialized_end=698
+  _globals['_AUTHORIZERESPONSE']._serialized_start=701
+  _globals['_AUTHORIZERESPONSE']._serialized_end=867
+  _globals['_AUTHORIZEBATCHREQUEST']._serialized_start=869
+  _globals['_AUTHORIZEBATCHREQUEST']._serialized_end=941
+  _globals['_AUTHORIZEBATCHRESPONSE']._serialized_start=943
+  _globals['_AUTHORIZEBATCHRESPONSE']._serialized_end=1017
+  _globals['_APIKEYEXCHANGEGRANT']._serialized_start=1019
+  _globals['_APIKEYEXCHANGEGRANT']._serialized_end=1057
+  _globals['_CLIENTAUTHENTICATION']._serialized_start=1060
+  _globals['_CLIENTAUTHENTICATION']._serialized_end=1204
+  _globals['_CLIENTCREDENTIALSGRANT']._serialized_start=1206
+  _globals['_CLIENTCREDENTIALSGRANT']._serialized_end=1282
+  _globals['_SUBJECTTOKENGRANT']._serialized_start=1284
+  _globals['_SUBJECTTOKENGRANT']._serialized_end=1391
+  _globals['_ISSUETOKENREQUEST']._serialized_start=1394
+  _globals['_ISSUETOKENREQUEST']._serialized_end=1680
+  _globals['_TOKENRESPONSE']._serialized_start=1682
+  _globals['_TOKENRESPONSE']._serialized_end=1792
+  _globals['_OAUTHERROR']._serialized_start=1794
+  _globals['_OAUTHERROR']._serialized_end=1867
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=1869
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=1988
+  _globals['_SIGNOUTBOUNDREQUEST']._serialized_start=1991
+  _globals['_SIGNOUTBOUNDREQUEST']._serialized_end=2140
+  _globals['_SIGNEDHEADERS']._serialized_start=2142
+  _globals['_SIGNEDHEADERS']._serialized_end=2247
+  _globals['_OUTBOUNDERROR']._serialized_start=2249
+  _globals['_OUTBOUNDERROR']._serialized_end=2364
+  _globals['_SIGNOUTBOUNDRESPONSE']._serialized_start=2366
+  _globals['_SIGNOUTBOUNDRESPONSE']._serialized_end=2491
+  _globals['_AUTHSERVICE']._serialized_start=2494
+  _globals['_AUTHSERVICE']._serialized_end=2933
 # @@protoc_insertion_point(module_scope)

@@ -2,8 +2,9 @@
 
 Pure ASGI, no framework needed. On allow, the typed `Principal` is put in `scope["state"]` under
 `watchword_principal` (Starlette: `request.state.watchword_principal`), the `Decision` under
-`watchword_decision`, and the `x-watchword-*` headers the application receives are Watchword's (any the
-client sent are removed first). Otherwise the request never reaches the application:
+`watchword_decision`, its id (the one in Watchword's audit record) under `watchword_decision_id`, and
+the `x-watchword-*` headers the application receives are Watchword's (any the client sent are
+removed first). Otherwise the request never reaches the application:
 
 - 401 + `WWW-Authenticate` when the credential is missing or refused (Basic for a Basic credential,
   else Bearer with `error="invalid_token"` for a refused one, RFC 6750 §3.1),
@@ -35,6 +36,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRINCIPAL_KEY = "watchword_principal"
 DECISION_KEY = "watchword_decision"
+DECISION_ID_KEY = "watchword_decision_id"
 HEADER_PREFIX = b"x-watchword-"
 DEFAULT_CHALLENGE = 'Bearer realm="watchword"'
 INVALID_TOKEN_CHALLENGE = 'Bearer realm="watchword", error="invalid_token"'
@@ -143,7 +145,12 @@ class WatchwordMiddleware:
             )
         if not result.allowed:
             raise _Refused(403, "forbidden", result.decision.reason, result.decision.message)
-        state = {**scope.get("state", {}), PRINCIPAL_KEY: principal, DECISION_KEY: result.decision}
+        state = {
+            **scope.get("state", {}),
+            PRINCIPAL_KEY: principal,
+            DECISION_KEY: result.decision,
+            DECISION_ID_KEY: result.decision_id,
+        }
         return {**scope, "headers": headers + upstream_headers(principal), "state": state}
 
     async def _ask(self, credential: HttpCredential, action: str, resource: Any) -> Authorization:

@@ -166,6 +166,7 @@ def authorization_from_proto(response: auth_pb2.AuthorizeResponse) -> Authorizat
         decision=Decision(decision.allowed, decision.reason, decision.rule, decision.message),
         principal=principal_from_proto(response.principal) if response.HasField("principal") else None,
         refusal=refusal_from_proto(response.refusal) if response.HasField("refusal") else None,
+        decision_id=response.decision_id,
     )
 
 

@@ -113,11 +113,13 @@ class Decision:
 
 @dataclass(frozen=True)
 class Authorization:
-    """The answer to one Authorize: the decision, plus the principal or the refusal."""
+    """The answer to one Authorize: the decision, plus the principal or the refusal. `decision_id` names
+    this decision in Watchword's audit log (log it with your own record to join the two)."""
 
     decision: Decision
     principal: Principal | None
     refusal: Refusal | None
+    decision_id: str = ""
 
     @property
     def allowed(self) -> bool:

@@ -18,12 +18,14 @@ class AuthenticateRequest(_message.Message):
     def __init__(self, credential: _Optional[_Union[_common_pb2.CredentialSource, _Mapping]] = ...) -> None: ...
 
 class AuthenticateResponse(_message.Message):
-    __slots__ = ("principal", "refusal")
+    __slots__ = ("principal", "refusal", "decision_id")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     principal: _common_pb2.Principal
     refusal: _common_pb2.Refusal
-    def __init__(self, principal: _Optional[_Union[_common_pb2.Principal, _Mapping]] = ..., refusal: _Optional[_Union[_common_pb2.Refusal, _Mapping]] = ...) -> None: ...
+    decision_id: str
+    def __init__(self, principal: _Optional[_Union[_common_pb2.Principal, _Mapping]] = ..., refusal: _Optional[_Union[_common_pb2.Refusal, _Mapping]] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
 class Resource(_message.Message):
     __slots__ = ("organization_id", "application_id", "event_type", "object_id", "subject")
@@ -62,14 +64,16 @@ class Decision(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class AuthorizeResponse(_message.Message):
-    __slots__ = ("decision", "principal", "refusal")
+    __slots__ = ("decision", "principal", "refusal", "decision_id")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     principal: _common_pb2.Principal
     refusal: _common_pb2.Refusal
-    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., principal: _Optional[_Union[_common_pb2.Principal, _Mapping]] = ..., refusal: _Optional[_Union[_common_pb2.Refusal, _Mapping]] = ...) -> None: ...
+    decision_id: str
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., principal: _Optional[_Union[_common_pb2.Principal, _Mapping]] = ..., refusal: _Optional[_Union[_common_pb2.Refusal, _Mapping]] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
 class AuthorizeBatchRequest(_message.Message):
     __slots__ = ("entries",)
