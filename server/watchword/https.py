@@ -91,7 +91,7 @@ class ClientCertificateScope:
     app: Asgi
 
     def connection_made(self, transport: Any) -> None:
-        chain = peer_chain(transport)
-        if chain:
-            self.app = with_chain(self.app, chain)
+        # Every TLS connection carries the extension, with an empty chain when the client sent none.
+        if transport.get_extra_info("ssl_object") is not None:
+            self.app = with_chain(self.app, peer_chain(transport))
         super().connection_made(transport)  # type: ignore[misc]

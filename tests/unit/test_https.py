@@ -151,3 +151,46 @@ def test_c10_only_certificate_refusals_name_their_reason() -> None:
     assert client_refused(refusal, with_secret) is CLIENT_REFUSED
     assert "reason" not in CLIENT_REFUSED.http_fields()
     assert set(client_refused(refusal, by_certificate).fields()) == {"error", "error_description"}
+
+
+class _Recorded:
+    """Stands in for uvicorn's protocol: remembers that the connection was made."""
+
+    def __init__(self, app: https.Asgi) -> None:
+        self.app = app
+        self.made = False
+
+    def connection_made(self, transport: object) -> None:
+        self.made = True
+
+
+class _Protocol(https.ClientCertificateScope, _Recorded):
+    pass
+
+
+class _TlsWithoutCertificate:
+    def getpeercert(self, binary_form: bool = False) -> None:
+        return None
+
+
+class _Transport:
+    def __init__(self, tls: object | None) -> None:
+        self.tls = tls
+
+    def get_extra_info(self, name: str) -> object | None:
+        return self.tls if name == "ssl_object" else None
+
+
+def test_c10_every_tls_connection_carries_the_extension_even_without_a_certificate() -> None:
+    async def app(scope: dict[str, Any], _receive: object, _send: object) -> None:
+        return None
+
+    protocol = _Protocol(app)
+    protocol.connection_made(_Transport(_TlsWithoutCertificate()))
+    scope: dict[str, Any] = {"type": "http"}
+    asyncio.run(protocol.app(scope, None, None))
+    assert protocol.made
+    assert scope["extensions"]["tls"]["client_cert_chain"] == ()
+    plain = _Protocol(app)
+    plain.connection_made(_Transport(None))
+    assert plain.app is app
