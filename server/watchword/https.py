@@ -49,6 +49,20 @@ def server_context(
     return context
 
 
+def key_pair_problem(certificate: Path, key: Path) -> str | None:
+    """Why a certificate and its key cannot serve TLS (None: they can): unreadable, not PEM, or a key
+    that is not the certificate's. Checked with the settings, so every port's start (and check-config)
+    says so, instead of grpc's "cannot listen"."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certificate, key)
+    except ssl.SSLError as exc:
+        return f"not a certificate and its private key ({exc.reason or exc})"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
 def peer_chain(transport: Any) -> tuple[str, ...]:
     """The PEM certificates the client proved on this TLS connection, its own first (empty: none, or no
     TLS). The verified chain where Python gives it (3.13+), else the leaf alone."""

@@ -23,6 +23,7 @@ from watchword import reasons
 from watchword.v1 import admin_pb2, admin_pb2_grpc, auth_pb2, auth_pb2_grpc, common_pb2
 
 from support.certificates import Issued, TlsFiles, certificate_authority, client_certificate, self_signed
+from support.cli import refused_start
 from support.server import WatchwordProcess
 
 with warnings.catch_warnings():
@@ -336,3 +337,17 @@ def test_c10_e4_is_served_over_tls_and_not_in_plaintext(required: World) -> None
     assert answer.json()["reason"] == reasons.ROUTE_NOT_CONFIGURED
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/orders")
+
+
+def test_c10_a_key_that_is_not_the_certificates_stops_the_start_with_why(tmp_path: Path) -> None:
+    # grpc alone would say "cannot listen ... the port is in use".
+    server, other = self_signed(tmp_path / "a"), self_signed(tmp_path / "b")
+    settings = {
+        "WATCHWORD_TLS_CERT_FILE": str(server.certificate),
+        "WATCHWORD_TLS_KEY_FILE": str(other.private_key),
+        "WATCHWORD_HTTP_TLS": "true",
+        "WATCHWORD_DATA_DIR": str(tmp_path / "data"),
+    }
+    refused = refused_start(settings)
+    assert "tls_cert_file and tls_key_file: not a certificate and its private key" in refused.stderr
+    assert "port is in use" not in refused.stderr

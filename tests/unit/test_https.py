@@ -194,3 +194,20 @@ def test_c10_every_tls_connection_carries_the_extension_even_without_a_certifica
     plain = _Protocol(app)
     plain.connection_made(_Transport(None))
     assert plain.app is app
+
+
+def test_c10_a_key_that_is_not_the_certificates_is_refused_with_the_settings(
+    files: TlsFiles, tmp_path: Path
+) -> None:
+    other = self_signed(tmp_path / "other")
+    environ = {
+        "WATCHWORD_TLS_CERT_FILE": str(files.certificate),
+        "WATCHWORD_TLS_KEY_FILE": str(other.private_key),
+    }
+    with pytest.raises(config.ConfigError, match="not a certificate and its private key"):
+        config.load(environ=environ)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not PEM")
+    environ["WATCHWORD_TLS_KEY_FILE"] = str(garbage)
+    with pytest.raises(config.ConfigError, match="tls_cert_file and tls_key_file"):
+        config.load(environ=environ)

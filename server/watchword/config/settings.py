@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from watchword import https
 from watchword.identify.issuer_settings import IssuerList
 from watchword.routes import RouteList
 from watchword.store.database import DatabaseUrlError, normalise_url
@@ -421,6 +422,10 @@ class Settings(BaseModel):
         for path in (self.tls_cert_file, self.tls_key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"TLS file {str(path)!r} does not exist or is not a file")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            problem = https.key_pair_problem(self.tls_cert_file, self.tls_key_file)
+            if problem is not None:
+                raise ValueError(f"tls_cert_file and tls_key_file: {problem}")
         if self.master_key_file is not None and self.master_key:
             raise ValueError("set master_key_file or master_key, not both")
         if any(issuer.issuer == self.token_issuer for issuer in self.issuers):
