@@ -92,6 +92,14 @@ class ClientAuthentication:
     authorization: str = ""  # raw `Authorization` header (client_secret_basic)
     client_assertion_type: str = ""
     client_assertion: str = ""  # client_secret_jwt or private_key_jwt (RFC 7523)
+    client_certificate: str = ""  # the TLS connection's client certificate, PEM (RFC 8705 §2, C10)
+
+    @property
+    def uses_certificate(self) -> bool:
+        """RFC 8705 §2.1 (tls_client_auth): a certificate and none of C9's methods, which win when sent."""
+        return bool(self.client_certificate) and not (
+            self.authorization or self.client_secret or self.client_assertion
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from watchword import https
 from watchword.domain import ClientAuthentication
 from watchword.hygiene.report_endpoint import report_route
 from watchword.hygiene.secret_scanning import LeakReports
@@ -81,7 +82,7 @@ def _error(error: OAuthError, basic_challenge: bool = False) -> JSONResponse:
     headers = dict(NO_STORE)
     if error.status == 401 and basic_challenge:
         headers["WWW-Authenticate"] = 'Basic realm="watchword"'
-    return JSONResponse(error.fields(), status_code=error.status, headers=headers)
+    return JSONResponse(error.http_fields(), status_code=error.status, headers=headers)
 
 
 def _fault(exc: Exception, where: str) -> OAuthError:
@@ -153,22 +154,26 @@ def _lifetime(form: dict[str, str]) -> int | OAuthError:
     return int(value)
 
 
-def _client_authentication(form: dict[str, str], authorization: str) -> ClientAuthentication:
-    """C9's four methods as they arrive: the form's fields, or the Authorization header (Basic)."""
+def _client_authentication(
+    form: dict[str, str], authorization: str, certificate: str = ""
+) -> ClientAuthentication:
+    """C9's four methods as they arrive: the form's fields, or the Authorization header (Basic); and the
+    TLS client certificate of the connection (RFC 8705 §2, C10), when it has one."""
     return ClientAuthentication(
         client_id=form.get("client_id", ""),
         client_secret=form.get("client_secret", ""),
         authorization=authorization,
         client_assertion_type=form.get("client_assertion_type", ""),
         client_assertion=form.get("client_assertion", ""),
+        client_certificate=certificate,
     )
 
 
-def _client_credentials(form: dict[str, str], authorization: str) -> Grant | OAuthError:
-    return ClientCredentials(_client_authentication(form, authorization))
+def _client_credentials(form: dict[str, str], authorization: str, certificate: str) -> Grant | OAuthError:
+    return ClientCredentials(_client_authentication(form, authorization, certificate))
 
 
-def _api_key_exchange(form: dict[str, str], _authorization: str) -> Grant | OAuthError:
+def _api_key_exchange(form: dict[str, str], _authorization: str, _certificate: str) -> Grant | OAuthError:
     if not form.get("api_key"):
         return OAuthError(INVALID_REQUEST, "api_key is required")
     return ApiKeyExchange(form["api_key"])
@@ -176,20 +181,22 @@ def _api_key_exchange(form: dict[str, str], _authorization: str) -> Grant | OAut
 
 # RFC 6749 `grant_type` values: the token endpoint's grant each names (I3 subject tokens: gRPC only), and
 # how the form becomes one.
-GRANT_TYPES: dict[str, tuple[type[Grant], Callable[[dict[str, str], str], Grant | OAuthError]]] = {
+# How a grant is read: the form, the Authorization header, the TLS client certificate (PEM, or "").
+GrantReader = Callable[[dict[str, str], str, str], Grant | OAuthError]
+GRANT_TYPES: dict[str, tuple[type[Grant], GrantReader]] = {
     CLIENT_CREDENTIALS: (ClientCredentials, _client_credentials),
     API_KEY_GRANT: (ApiKeyExchange, _api_key_exchange),
 }
 
 
-def _grant(form: dict[str, str], authorization: str) -> Grant | OAuthError:
+def _grant(form: dict[str, str], authorization: str, certificate: str) -> Grant | OAuthError:
     grant_type = form.get("grant_type", "")
     if not grant_type:
         return OAuthError(INVALID_REQUEST, "grant_type is required")
     known = GRANT_TYPES.get(grant_type)
     if known is None:
         return OAuthError(UNSUPPORTED_GRANT_TYPE, "this server does not support that grant type")
-    return known[1](form, authorization)
+    return known[1](form, authorization, certificate)
 
 
 async def _token_request(request: Request, authorization: str) -> TokenRequest | Refused:
@@ -203,7 +210,7 @@ async def _token_request(request: Request, authorization: str) -> TokenRequest |
     lifetime = _lifetime(form)
     if isinstance(lifetime, OAuthError):
         return Refused(lifetime, named)
-    grant = _grant(form, authorization)
+    grant = _grant(form, authorization, https.client_certificate(request.scope))
     if isinstance(grant, OAuthError):
         return Refused(grant, named)
     return TokenRequest(grant, Requested(form.get("scope", ""), lifetime, form.get("audience", "")))
@@ -217,7 +224,7 @@ async def _token_question(request: Request, authorization: str) -> TokenQuestion
         return form
     if not form.get("token"):
         return OAuthError(INVALID_REQUEST, "token is required")
-    client = _client_authentication(form, authorization)
+    client = _client_authentication(form, authorization, https.client_certificate(request.scope))
     return TokenQuestion(client, form["token"], form.get("token_type_hint", ""))
 
 
@@ -326,6 +333,8 @@ async def _client_gone(request: Request, _exc: Exception) -> Response:
 
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
+# RFC 8705 §2.1: PKI mutual-TLS client authentication (C10), where the port asks for client certificates.
+TLS_CLIENT_AUTH = "tls_client_auth"
 CLIENT_ASSERTION_ALGORITHMS = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
 
 
@@ -337,6 +346,7 @@ def authorization_server_metadata(
     signing_algorithm: str,
     introspection_endpoint: str = "",
     revocation_endpoint: str = "",
+    client_auth_methods: tuple[str, ...] = CLIENT_AUTH_METHODS,
 ) -> dict[str, Any]:
     """RFC 8414 §2, for a server with a token endpoint and, when named, I7's endpoints (the same clients
     authenticate there with the same methods)."""
@@ -348,7 +358,7 @@ def authorization_server_metadata(
         # REQUIRED and non-empty (RFC 8414 §2; validators refuse []). There is no authorization endpoint,
         # so the one true value is the registered `none` (OAuth 2.0 Multiple Response Type Encoding).
         "response_types_supported": ["none"],
-        "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": list(client_auth_methods),
         "token_endpoint_auth_signing_alg_values_supported": list(CLIENT_ASSERTION_ALGORITHMS),
         "scopes_supported": scopes,
         "access_token_signing_alg_values_supported": [signing_algorithm],
@@ -356,6 +366,6 @@ def authorization_server_metadata(
     for name, url in (("introspection", introspection_endpoint), ("revocation", revocation_endpoint)):
         if url:
             document[f"{name}_endpoint"] = url
-            document[f"{name}_endpoint_auth_methods_supported"] = list(CLIENT_AUTH_METHODS)
+            document[f"{name}_endpoint_auth_methods_supported"] = list(client_auth_methods)
             document[f"{name}_endpoint_auth_signing_alg_values_supported"] = list(CLIENT_ASSERTION_ALGORITHMS)
     return document

@@ -16,6 +16,8 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from watchword.https import ClientCertificateScope
+
 log = logging.getLogger("watchword.listeners")
 
 # File descriptors kept for everything but client connections: the store's pool, the audit and log
@@ -165,9 +167,13 @@ class BoundedH11Protocol(ConnectionBounds, H11Protocol):
     """uvicorn's h11 protocol, bounded; h11 bounds the header size (`h11_max_incomplete_event_size`)."""
 
 
-def uvicorn_options(max_connections: int, idle_seconds: float) -> dict[str, Any]:
+class BoundedTlsH11Protocol(ConnectionBounds, ClientCertificateScope, H11Protocol):
+    """The same on a TLS listener, with the client's certificate in each request's scope (C10)."""
+
+
+def uvicorn_options(max_connections: int, idle_seconds: float, tls: bool = False) -> dict[str, Any]:
     return {
-        "http": BoundedH11Protocol,
+        "http": BoundedTlsH11Protocol if tls else BoundedH11Protocol,
         "limit_concurrency": max_connections + 1,
         "timeout_keep_alive": idle_seconds,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,

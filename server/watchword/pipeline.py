@@ -169,6 +169,7 @@ class Pipeline:
         self.certificates = client_certificate.ClientCertificateVerifier(
             checker, self.service_identities.get, self.credentials.get, bound
         )
+        self.clients.certificates = self.certificates  # RFC 8705 §2.1 at the OAuth HTTP endpoints
 
     def _register_certificates(self, caches: CacheRegistry) -> None:
         # Keyed by credential ids and, for a new C10 credential, by its identity (`store.credentials`).

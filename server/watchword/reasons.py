@@ -42,6 +42,7 @@ CLIENT_CERTIFICATE_USAGE_INVALID = "client_certificate_usage_invalid"
 CLIENT_CERTIFICATE_SAN_MISSING = "client_certificate_san_missing"
 CLIENT_CERTIFICATE_SAN_INVALID = "client_certificate_san_invalid"
 SERVICE_IDENTITY_UNKNOWN = "service_identity_unknown"
+CLIENT_CERTIFICATE_MISMATCH = "client_certificate_mismatch"
 XFCC_UNTRUSTED = "xfcc_untrusted"
 XFCC_MALFORMED = "xfcc_malformed"
 
@@ -129,7 +130,8 @@ REASONS: dict[str, str] = {
     "registered for, or with more than one (RFC 6749 §2.3).",
     CLIENT_CERTIFICATE_MISSING: "C10: a client certificate was asked for (a `peer_certificate` source) but "
     "the connection has none, or a proxy named the client without its certificate while bare identities "
-    "are not trusted (`client_certificate_trust_bare_identity`).",
+    "are not trusted (`client_certificate_trust_bare_identity`), or a client at the OAuth HTTP endpoints "
+    "sent a `client_id` and no secret, assertion or certificate (`tls_client_auth`).",
     CLIENT_CERTIFICATE_UNTRUSTED: "C10: the client certificate does not chain to a CA of "
     "`tls_client_ca_file` (or its chain breaks the RFC 5280 profile); the audit record's `detail` says "
     "where the path failed.",
@@ -144,6 +146,9 @@ REASONS: dict[str, str] = {
     "dot segment) or names a trust domain outside `client_certificate_trust_domains`.",
     SERVICE_IDENTITY_UNKNOWN: "C10: the certificate verified, but no service identity is registered for "
     "its SPIFFE id or subject name (matched exactly).",
+    CLIENT_CERTIFICATE_MISMATCH: "C10, RFC 8705 §2.1 (`tls_client_auth` at the OAuth HTTP endpoints): the "
+    "client certificate verified, but `client_id` does not name the service identity it maps to (or "
+    "names no credential: the two are deliberately indistinguishable).",
     XFCC_UNTRUSTED: "C10: the `x-forwarded-client-cert` element the nearest proxy added does not name one "
     "of `xfcc_trusted_by` in its `By=`.",
     XFCC_MALFORMED: "C10: the `x-forwarded-client-cert` header is not in Envoy's format (elements of "

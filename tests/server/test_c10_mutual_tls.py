@@ -256,3 +256,28 @@ def test_c10_the_cli_wants_both_halves_of_its_key_pair(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "--client-key-file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _issue(world: World, client: Issued, client_id: str) -> auth_pb2.IssueTokenResponse:
+    grant = auth_pb2.ClientCredentialsGrant(client=auth_pb2.ClientAuthentication(client_id=client_id))
+    with _channel(world, client) as channel:
+        return auth_pb2_grpc.AuthServiceStub(channel).IssueToken(
+            auth_pb2.IssueTokenRequest(client_credentials=grant), timeout=10
+        )
+
+
+def test_c10_issue_token_takes_the_connections_certificate_as_tls_client_auth(world: World) -> None:
+    # RFC 8705 §2.1 over the gRPC port's mutual TLS, as at POST /oauth/token (tests/server/test_c10_https.py).
+    good = client_certificate(world.ca, spiffe_id=SPIFFE_ID)
+    issued = _issue(world, good, world.credential)
+    assert issued.HasField("token"), issued
+    assert issued.token.scope == "event.send"
+    with _channel(world, good) as channel:
+        bearer = common_pb2.CredentialSource(bare=common_pb2.BareCredential(token=issued.token.access_token))
+        answer = auth_pb2_grpc.AuthServiceStub(channel).Authenticate(
+            auth_pb2.AuthenticateRequest(credential=bearer), timeout=10
+        )
+    assert answer.principal.credential_id == world.credential
+    other = client_certificate(world.ca, spiffe_id="spiffe://example.org/ns/billing/sa/other")
+    assert _issue(world, other, world.credential).error.error == "invalid_client"
+    assert _issue(world, good, "AAAAAAAAAAAAAAAA").error.error == "invalid_client"

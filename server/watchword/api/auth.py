@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import NoReturn
 
@@ -222,7 +223,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.IssueTokenResponse:
         if self._tokens is None:
             await _not_enabled(context, "IssueToken")
-        outcome = await self._tokens.issue(token_request(request, self._max_token_bytes))
+        certificate = peer_certificate(context)  # C10: RFC 8705 tls_client_auth over mutual TLS
+        outcome = await self._tokens.issue(token_request(request, self._max_token_bytes, certificate))
         return token_response(outcome)
 
     async def _check_signing_caller(
@@ -314,12 +316,17 @@ def _bearer(context: grpc.aio.ServicerContext) -> str:
     return values[0][7:].strip()
 
 
-def token_request(request: auth_pb2.IssueTokenRequest, max_token_bytes: int) -> TokenRequest:
-    """The proto request as the token endpoint's; malformed fields raise FieldError (INVALID_ARGUMENT)."""
+def token_request(
+    request: auth_pb2.IssueTokenRequest, max_token_bytes: int, certificate: str = ""
+) -> TokenRequest:
+    """The proto request as the token endpoint's; malformed fields raise FieldError (INVALID_ARGUMENT).
+    `certificate`: the caller's TLS client certificate (mutual TLS), for RFC 8705 tls_client_auth (C10)."""
     scope = convert.bounded(request.scope, "scope", 4096)
     audience = convert.bounded(request.audience, "audience", convert.MAX_ID)
     which = request.WhichOneof("grant")
     grant = _GRANTS[which](request, max_token_bytes) if which else None
+    if certificate and isinstance(grant, ClientCredentials):
+        grant = ClientCredentials(replace(grant.client, client_certificate=certificate))
     return TokenRequest(grant, Requested(scope, request.requested_lifetime_seconds, audience))
 
 

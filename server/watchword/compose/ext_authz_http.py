@@ -6,12 +6,13 @@ only `.port` and an async `stop()` (`Serving`)."""
 from __future__ import annotations
 
 import socket
+import ssl
 from contextlib import AsyncExitStack
 
 from watchword import listeners
 from watchword.api.overload import OverloadInterceptor
 from watchword.compose.failures import on_close
-from watchword.compose.http_servers import Serving, open_listener
+from watchword.compose.http_servers import Serving, open_listener, tls_context
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.ext_authz.core import ExtAuthzCore
@@ -33,8 +34,9 @@ async def build_ext_authz_http(
     if settings.ext_authz_http_port is None:
         return None
     host, port = settings.ext_authz_http_host, settings.ext_authz_http_port
+    tls = tls_context("the ext_authz HTTP door", config_options.ext_authz_http_tls, settings)
     listener = open_listener(stack, "ext_authz HTTP", host, port, shared_port)
-    serving = await serve_ext_authz_http(settings, core, overload, metrics, listener)
+    serving = await serve_ext_authz_http(settings, core, overload, metrics, listener, tls)
     on_close(stack, "the ext_authz HTTP front door", serving.stop)
     return serving
 
@@ -45,9 +47,11 @@ async def serve_ext_authz_http(
     overload: OverloadInterceptor,
     metrics: observe_metrics.Metrics,
     listener: socket.socket,
+    tls: ssl.SSLContext | None = None,
 ) -> Serving:
     """The port's own listener (ext_authz/http_server.py: llhttp, answers in order, no Server or Date
-    header, which Envoy would pass on to the client), with the bounds of the other HTTP ports."""
+    header, which Envoy would pass on to the client), with the bounds of the other HTTP ports; over `tls`
+    when given (the hop from Envoy; the end user's certificate arrives in XFCC, never from this TLS)."""
     door = HttpFrontDoor(core, settings.ext_authz_http_path_prefix, overload, metrics)
     serving = CheckListener(
         tracing.traced_http_check(door, RPC) if tracing.enabled else door,
@@ -55,6 +59,7 @@ async def serve_ext_authz_http(
         settings.idle_timeout_seconds,
         listeners.ENVOY_MAX_HEADER_BYTES,
         stop_grace_seconds=settings.shutdown_grace_seconds,
+        tls=tls,
     )
     await serving.start(listener)
     return serving

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Protocol
@@ -13,13 +15,15 @@ import uvicorn
 
 from watchword import listeners
 from watchword.compose.deciding import Answering
-from watchword.compose.failures import StartupError, cannot_serve, on_close
+from watchword.compose.failures import StartupError, cannot_serve, on_close, reason
 from watchword.compose.replica import Prepared
 from watchword.config import Settings
 from watchword.config import options as config_options
 from watchword.http_api import (
+    CLIENT_AUTH_METHODS,
     INTROSPECT_PATH,
     REVOKE_PATH,
+    TLS_CLIENT_AUTH,
     TokenCheck,
     authorization_server_metadata,
     build_app,
@@ -60,19 +64,33 @@ def open_listener(stack: AsyncExitStack, what: str, host: str, port: int, shared
     return listener
 
 
+def tls_context(
+    what: str, build: Callable[[Settings], ssl.SSLContext | None], settings: Settings
+) -> ssl.SSLContext | None:
+    """A listener's TLS context (None: plaintext); a certificate, key or CA file that does not load stops
+    the start with which listener and why."""
+    try:
+        return build(settings)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise StartupError(f"cannot set up TLS for {what}: {reason(exc)}") from None
+
+
 async def serve_uvicorn(
     app: object,
     listener: socket.socket,
     settings: Settings,
+    tls: ssl.SSLContext | None = None,
 ) -> HttpServer:
-    """uvicorn on this event loop, with the bounds of listeners.py, serving `app` on `listener`."""
+    """uvicorn on this event loop, with the bounds of listeners.py, serving `app` on `listener` (over
+    `tls` when given, each request's scope carrying the client's certificate)."""
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         log_level="warning",
         lifespan="off",
         access_log=False,
+        ssl_context_factory=None if tls is None else lambda _config, _default: tls,
         **listeners.uvicorn_options(
-            config_options.connections_per_port(settings), settings.idle_timeout_seconds
+            config_options.connections_per_port(settings), settings.idle_timeout_seconds, tls is not None
         ),
     )
     server = uvicorn.Server(config)
@@ -96,6 +114,7 @@ async def build_oauth_http(
     """The OAuth HTTP endpoints (None: off)."""
     if not settings.http_enabled:
         return None
+    tls = tls_context("the OAuth HTTP endpoints", config_options.oauth_http_tls, settings)
     listener = open_listener(stack, "OAuth HTTP", settings.http_host, settings.http_port, shared_port)
     port = listener.getsockname()[1]
     base = config_options.public_base_url(settings, port)
@@ -107,6 +126,7 @@ async def build_oauth_http(
         signing_algorithm=settings.signing_algorithm,
         introspection_endpoint=f"{base}{INTROSPECT_PATH}",
         revocation_endpoint=f"{base}{REVOKE_PATH}",
+        client_auth_methods=client_auth_methods(settings),
     )
     token_checks: dict[str, TokenCheck] = {
         INTROSPECT_PATH: IntrospectionEndpoint(answering.pipeline, recorder),
@@ -115,6 +135,13 @@ async def build_oauth_http(
     app = build_app(
         answering.grants, prepared.keyring.jwks, metadata, recorder, token_checks, answering.leak_reports
     )
-    http = await serve_uvicorn(tracing.traced_asgi(app) if tracing.enabled else app, listener, settings)
+    http = await serve_uvicorn(tracing.traced_asgi(app) if tracing.enabled else app, listener, settings, tls)
     on_close(stack, "the OAuth HTTP endpoints", http.stop)
     return http
+
+
+def client_auth_methods(settings: Settings) -> tuple[str, ...]:
+    """RFC 8414's `token_endpoint_auth_methods_supported`: C9's four, and RFC 8705 §2.1's PKI method
+    where this port asks for client certificates (C10)."""
+    asks = settings.http_tls and settings.http_tls_client_auth != "none"
+    return (*CLIENT_AUTH_METHODS, TLS_CLIENT_AUTH) if asks else CLIENT_AUTH_METHODS

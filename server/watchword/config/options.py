@@ -4,9 +4,10 @@ option object, a parsed list, an address or a bound (the builders in `watchword.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
-from watchword import listeners
+from watchword import https, listeners
 from watchword.config.settings import Settings
 from watchword.ext_authz.core import ExtAuthzSettings
 from watchword.extract import TransportSettings
@@ -118,7 +119,30 @@ def grpc_server_options(settings: Settings, shared_port: bool) -> list[tuple[str
 
 def public_base_url(settings: Settings, port: int) -> str:
     """Where clients reach the HTTP endpoints: `public_http_url`, else the address they listen on."""
-    return settings.public_http_url.rstrip("/") or f"http://{settings.http_host}:{port}"
+    scheme = "https" if settings.http_tls else "http"
+    return settings.public_http_url.rstrip("/") or f"{scheme}://{settings.http_host}:{port}"
+
+
+def oauth_http_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The OAuth HTTP port's TLS (None: plaintext), asking for client certificates per
+    http_tls_client_auth. ssl.SSLError or OSError when a file does not load."""
+    if not settings.http_tls or settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return https.server_context(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        settings.tls_client_ca_file,
+        settings.http_tls_client_auth,
+    )
+
+
+def ext_authz_http_tls(settings: Settings) -> ssl.SSLContext | None:
+    """E4's TLS (None: plaintext); with ext_authz_http_tls_client_ca_file, Envoy must prove itself."""
+    if not settings.ext_authz_http_tls or settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    envoy_ca = settings.ext_authz_http_tls_client_ca_file
+    client_auth: https.ClientAuth = "require" if envoy_ca is not None else "none"
+    return https.server_context(settings.tls_cert_file, settings.tls_key_file, envoy_ca, client_auth)
 
 
 def public_token_endpoint(settings: Settings, port: int) -> str:

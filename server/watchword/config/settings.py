@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from watchword import https
 from watchword.identify.issuer_settings import IssuerList
 from watchword.routes import RouteList
 from watchword.store.database import DatabaseUrlError, normalise_url
@@ -191,6 +192,19 @@ class Settings(BaseModel):
         max_length=2048,
         description="The HTTP endpoints' public base URL for the RFC 8414 metadata; empty: http://http_host:http_port.",
     )
+    # HTTPS on the OAuth HTTP port (C10 over Watchword's own TLS): a switch of its own, so that turning
+    # TLS on for gRPC does not change the scheme a TLS-terminating proxy in front of this port speaks.
+    http_tls: bool = Field(
+        default=False,
+        description="Serve the OAuth HTTP endpoints over TLS (HTTPS, TLS 1.2+) with tls_cert_file and "
+        "tls_key_file (needs them).",
+    )
+    http_tls_client_auth: Literal["none", "optional", "require"] = Field(
+        default="none",
+        description="C10 on the OAuth HTTP port (needs http_tls and tls_client_ca_file): `optional` asks "
+        "for a client certificate chaining to tls_client_ca_file and goes on without one (clients may "
+        "still use secrets); `require` refuses the handshake without one.",
+    )
     outbound_allow_private_token_urls: bool = Field(
         default=False,
         description="O3/O4: let token URLs resolve to loopback, private or link-local addresses (tests).",
@@ -300,6 +314,16 @@ class Settings(BaseModel):
         description="E4: the `path_prefix` Envoy's http_service adds to every checked path; a request "
         "without it is denied (`path_prefix_missing`). Empty: none.",
     )
+    ext_authz_http_tls: bool = Field(
+        default=False,
+        description="E4: serve the HTTP ext_authz door over TLS (TLS 1.2+) with tls_cert_file and "
+        "tls_key_file (needs them); Envoy's http_service cluster then needs an UpstreamTlsContext.",
+    )
+    ext_authz_http_tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="E4: PEM bundle of the CAs Envoy's client certificate must chain to; set, the door "
+        "refuses a TLS handshake without one (mutual TLS on the Envoy hop; needs ext_authz_http_tls).",
+    )
     # ---- metrics, audit log and structured logs ----
     metrics_enabled: bool = Field(
         default=True, description="Serve Prometheus metrics at /metrics on metrics_host:metrics_port."
@@ -398,6 +422,10 @@ class Settings(BaseModel):
         for path in (self.tls_cert_file, self.tls_key_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"TLS file {str(path)!r} does not exist or is not a file")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            problem = https.key_pair_problem(self.tls_cert_file, self.tls_key_file)
+            if problem is not None:
+                raise ValueError(f"tls_cert_file and tls_key_file: {problem}")
         if self.master_key_file is not None and self.master_key:
             raise ValueError("set master_key_file or master_key, not both")
         if any(issuer.issuer == self.token_issuer for issuer in self.issuers):
@@ -442,6 +470,20 @@ class Settings(BaseModel):
             raise ValueError("client certificates (C10) need tls_client_ca_file, the CAs they chain to")
         if self.tls_client_auth == "require" and self.tls_cert_file is None:
             raise ValueError('tls_client_auth = "require" needs TLS: set tls_cert_file and tls_key_file')
+        return self
+
+    @model_validator(mode="after")
+    def _https_listeners_have_their_files(self) -> Settings:
+        if (self.http_tls or self.ext_authz_http_tls) and self.tls_cert_file is None:
+            raise ValueError("http_tls and ext_authz_http_tls need tls_cert_file and tls_key_file")
+        if self.http_tls_client_auth != "none" and not (self.http_tls and self.tls_client_ca_file):
+            raise ValueError("http_tls_client_auth needs http_tls = true and tls_client_ca_file")
+        envoy_ca = self.ext_authz_http_tls_client_ca_file
+        if envoy_ca is not None and not (self.ext_authz_http_tls and envoy_ca.is_file()):
+            raise ValueError(
+                f"ext_authz_http_tls_client_ca_file {str(envoy_ca)!r} needs ext_authz_http_tls = true "
+                "and must be a file"
+            )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import logging
 import socket
+import ssl
 import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
@@ -30,7 +31,7 @@ from typing import Any, cast
 
 import httptools
 
-from watchword import reasons
+from watchword import https, reasons
 
 log = logging.getLogger("watchword.ext_authz")
 
@@ -329,8 +330,10 @@ class CheckListener:
         idle_seconds: float,
         max_header_bytes: int,
         stop_grace_seconds: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.check = check
+        self.tls = tls  # None: plaintext
         self.stop_grace_seconds = stop_grace_seconds
         self.max_connections = max_connections
         self.idle_seconds = idle_seconds
@@ -346,7 +349,12 @@ class CheckListener:
 
     async def start(self, listener: socket.socket) -> None:
         self.port = listener.getsockname()[1]
-        self._server = await self.loop.create_server(lambda: CheckConnection(self), sock=listener)
+        # Over TLS, a connection that has not finished its handshake in time is dropped (asyncio's default
+        # is a minute); it is counted against the bound only once the handshake is done.
+        timeout = https.HANDSHAKE_TIMEOUT_SECONDS if self.tls is not None else None
+        self._server = await self.loop.create_server(
+            lambda: CheckConnection(self), sock=listener, ssl=self.tls, ssl_handshake_timeout=timeout
+        )
         self._sweep()
 
     def _sweep(self) -> None:

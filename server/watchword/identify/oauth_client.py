@@ -1,5 +1,7 @@
 """C9 OAuth2 client authentication at the token endpoint: client_secret_basic (with the RFC 6749 §2.3.1
-form-encoding), client_secret_post, client_secret_jwt and private_key_jwt (RFC 7523 §2.2, §3).
+form-encoding), client_secret_post, client_secret_jwt and private_key_jwt (RFC 7523 §2.2, §3); and for
+C10 service identities, RFC 8705 §2.1 tls_client_auth (the certificate of the TLS connection, on the
+OAuth HTTP port with `http_tls_client_auth`).
 
 Each client is registered for exactly one method and must use it, and only it (RFC 6749 §2.3). A client
 assertion must have `iss` = `sub` = the client id, `aud` naming Watchword's token endpoint URL or its
@@ -29,7 +31,7 @@ from watchword.domain import (
     Refusal,
     Transport,
 )
-from watchword.identify import opaque_secret
+from watchword.identify import client_certificate, opaque_secret
 from watchword.identify.cache import trim_oldest
 from watchword.identify.credential_state import proved_secret_version, state_refusal
 from watchword.identify.sealed_keys import SealedKeys, verify_with_any
@@ -126,13 +128,20 @@ class ClientAuthenticator:
         self._leeway = leeway
         self._max_token_bytes = max_token_bytes
         self.public_keys = PublicKeys()
+        # C10 (RFC 8705 §2.1): set by the pipeline when client certificates are configured.
+        self.certificates: client_certificate.ClientCertificateVerifier | None = None
 
     def accept_audience(self, audience: str) -> None:
         """Also accept `audience` as an assertion's `aud` (the token endpoint's URL once it is known)."""
         self._audiences = self._audiences | {audience}
 
     async def verify(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+        if auth.uses_certificate:
+            return await self._certificate(auth, now)
         used = [bool(auth.authorization), bool(auth.client_secret), bool(auth.client_assertion)]
+        if not any(used) and auth.client_id and self.certificates is not None:
+            message = "no client authentication: no secret, assertion or client certificate"
+            return refuse(reasons.CLIENT_CERTIFICATE_MISSING, message)
         if sum(used) != 1:
             reason = reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED if sum(used) else reasons.CREDENTIAL_MISSING
             return refuse(reason, "use exactly one client authentication method")
@@ -141,6 +150,22 @@ class ClientAuthenticator:
         if auth.client_secret:
             return await self._post(auth, now)
         return await self._assertion(auth, now)
+
+    async def _certificate(self, auth: ClientAuthentication, now: datetime) -> Principal | Refusal:
+        """RFC 8705 §2.1 (tls_client_auth): `client_id` names a C10 credential, and the connection's
+        certificate verifies and maps to exactly that service identity (C10's verifier: chain, validity,
+        SPIFFE id or subject, the credential's state)."""
+        if self.certificates is None:
+            return refuse(reasons.CLIENT_AUTH_METHOD_NOT_ALLOWED, "client certificates are not accepted")
+        if not auth.client_id:
+            return refuse(reasons.CREDENTIAL_MALFORMED, "tls_client_auth needs client_id (RFC 8705 §2)")
+        principal = await self.certificates.verify(client_certificate.presented(auth.client_certificate), now)
+        if isinstance(principal, Refusal):
+            return principal
+        if principal.credential_id != auth.client_id:
+            message = "the client certificate is not the one registered for this client_id"
+            return refuse(reasons.CLIENT_CERTIFICATE_MISMATCH, message)
+        return principal
 
     async def _secret(self, presented: PresentedCredential, now: datetime) -> Principal | Refusal:
         """client_secret_basic and client_secret_post: the secret checked like every opaque secret,

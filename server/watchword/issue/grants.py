@@ -23,6 +23,7 @@ from watchword.issue.oauth import (
     INVALID_SCOPE,
     OAuthError,
     Outcome,
+    client_refused,
 )
 from watchword.issue.tokens import SigningKeySource, TokenSettings, lifetime, mint
 from watchword.pipeline import BareInput, Pipeline
@@ -118,7 +119,7 @@ class Grants:
         now = datetime.now(UTC)
         principal = await self._pipeline.clients.verify(client, now)
         if isinstance(principal, Refusal):
-            return CLIENT_REFUSED
+            return client_refused(principal, client)
         self._pipeline.note_use(principal, now)
         return await self._mint(principal, requested, principal.permissions)
 

@@ -23,7 +23,7 @@ from typing import ClassVar
 from watchword import reasons
 from watchword.domain import ClientAuthentication, CredentialKind, Principal, Refusal
 from watchword.identify.oauth_client import ClientAuthenticator
-from watchword.issue.oauth import CLIENT_REFUSED, UNAUTHORIZED_CLIENT, OAuthError
+from watchword.issue.oauth import UNAUTHORIZED_CLIENT, OAuthError, client_refused
 from watchword.issue.token_endpoint import ClientCredentials
 from watchword.jose import jws
 from watchword.observe.decisions import Recorder
@@ -87,7 +87,7 @@ async def authorised_client(
     everyone when the grant is not `offered` (the catalogue no longer has the action)."""
     principal = await clients.verify(client, now)
     if isinstance(principal, Refusal):
-        return CLIENT_REFUSED
+        return client_refused(principal, client)
     if not offered or grant not in principal.permissions or not principal.organization_id:
         return OAuthError(UNAUTHORIZED_CLIENT, f"this client is not granted {grant}")
     return principal
@@ -151,7 +151,7 @@ class TokenCheckEndpoint:
         client = await authorised_client(self._clients, question.client, self.grant, now, self._offered)
         if isinstance(client, OAuthError):
             claimed = ClientCredentials(question.client).claimed_id()
-            self._recorder.token_checked(self.action, claimed, client.error, refused=True)
+            self._recorder.token_checked(self.action, claimed, client.reason or client.error, refused=True)
         return client
 
     def failed(self, fault: OAuthError) -> OAuthError:

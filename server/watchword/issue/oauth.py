@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from watchword import reasons
+from watchword.domain import ClientAuthentication, Refusal
 from watchword.issue.tokens import IssuedToken
 
 INVALID_REQUEST = "invalid_request"
@@ -46,6 +48,9 @@ class OAuthError:
 
     error: str
     description: str
+    # A reason code (`watchword.reasons`) the HTTP answer names beside `error`, where saying it tells the
+    # caller nothing it may not know: why its own certificate was refused (C10). Empty: none.
+    reason: str = ""
 
     @property
     def status(self) -> int:
@@ -55,12 +60,25 @@ class OAuthError:
     def fields(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}
 
+    def http_fields(self) -> dict[str, str]:
+        """The JSON body of an HTTP answer: RFC 6749 §5.2's fields, and the reason when there is one."""
+        return {**self.fields(), "reason": self.reason} if self.reason else self.fields()
+
 
 Outcome = IssuedToken | OAuthError
 
 # C9/I2: one answer for every refused client authentication, so a caller cannot tell an unknown client
 # from a known one with a wrong secret, key or method.
 CLIENT_REFUSED = OAuthError(INVALID_CLIENT, "client authentication failed")
+
+
+def client_refused(refusal: Refusal, client: ClientAuthentication) -> OAuthError:
+    """`invalid_client` for a refused client authentication: CLIENT_REFUSED, or for a client that
+    authenticated with its TLS certificate (RFC 8705 §2, C10) the refusal's reason and message, which
+    concern the certificate the caller itself presented (nothing about other clients)."""
+    if not (client.uses_certificate or refusal.reason == reasons.CLIENT_CERTIFICATE_MISSING):
+        return CLIENT_REFUSED
+    return OAuthError(INVALID_CLIENT, refusal.message, refusal.reason)
 
 
 def token_fields(token: IssuedToken) -> dict[str, str | int]:

@@ -148,6 +148,7 @@ class TokenEndpoint:
 
     def _record(self, audited: Audited, outcome: Outcome) -> None:
         if isinstance(outcome, OAuthError):
-            self._recorder.issued(*audited, "", outcome.error)
+            # The reason code where the answer names one (a refused client certificate), else the error.
+            self._recorder.issued(*audited, "", outcome.reason or outcome.error)
         else:
             self._recorder.issued(*audited, outcome.token_id, "")
